@@ -1,0 +1,1 @@
+//! Zone-aware placement solver for Redis Cluster shards.

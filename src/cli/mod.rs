@@ -1,0 +1,4 @@
+//! Subcommands of the `redis-operator` binary.
+
+pub mod plan;
+pub mod run;

@@ -1,0 +1,1 @@
+//! Conversion of Kubernetes Nodes into the scheduler's topology model.
