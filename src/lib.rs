@@ -5,5 +5,6 @@
 //! admin client).
 
 pub mod cli;
+pub mod crd;
 pub mod redis;
 pub mod topology;

@@ -1,0 +1,268 @@
+//! The `RedisCluster` custom resource (`redis.redis-operator.dev/v1alpha1`).
+//!
+//! `crds/` is generated from these types by `cargo run --bin crdgen`; never edit it by hand.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{ResourceRequirements, Toleration};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+/// API group of every resource this operator defines.
+pub const GROUP: &str = "redis.redis-operator.dev";
+/// The image used when `spec.image` is not set.
+pub const DEFAULT_IMAGE: &str = "redis:7.2";
+/// The node label used as topology domain when `spec.zoneKey` is not set.
+pub const DEFAULT_ZONE_KEY: &str = "topology.kubernetes.io/zone";
+
+/// A sharded Redis Cluster (leaders with followers) spread across topology zones.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "redis.redis-operator.dev",
+    version = "v1alpha1",
+    kind = "RedisCluster",
+    plural = "redisclusters",
+    shortname = "rdc",
+    category = "redis",
+    namespaced,
+    status = "RedisClusterStatus",
+    derive = "PartialEq",
+    doc = "A sharded Redis Cluster (leaders with followers) whose shards never share a zone",
+    printcolumn(name = "Leaders", type_ = "integer", json_path = ".spec.leaders"),
+    printcolumn(name = "Followers", type_ = "integer", json_path = ".spec.followersPerLeader", description = "followers per leader"),
+    printcolumn(name = "Ready", type_ = "string", json_path = ".status.readyMembers", description = "ready members / desired members"),
+    printcolumn(name = "Zones", type_ = "integer", json_path = ".status.zones", description = "zones holding members"),
+    printcolumn(name = "Placement-OK", type_ = "string", json_path = ".status.conditions[?(@.type==\"PlacementSatisfied\")].status"),
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    printcolumn(name = "Placement", type_ = "string", json_path = ".status.placement", priority = 1, description = "per shard: leader zone / follower zones"),
+    validation = Rule::new("!has(oldSelf.spec) || has(self.spec.storage) == has(oldSelf.spec.storage)").message("spec.storage cannot be added or removed after creation")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct RedisClusterSpec {
+    /// Number of shards, each led by one Redis master owning an even share of the 16384 slots.
+    /// At least 3, so that the cluster keeps a majority of leaders when one fails.
+    #[x_kube(validation = Rule::new("self >= 3").message("leaders must be at least 3 (Redis Cluster needs a majority of masters to fail over)"))]
+    #[x_kube(validation = Rule::new("self <= 500").message("leaders must be at most 500"))]
+    pub leaders: i32,
+
+    /// Followers (Redis replicas) per leader. Each shard's members run in distinct zones.
+    #[serde(default = "default_followers")]
+    #[x_kube(validation = Rule::new("self >= 0 && self <= 5").message("followersPerLeader must be between 0 and 5"))]
+    pub followers_per_leader: i32,
+
+    /// Container image running redis-server (Redis 7).
+    #[serde(default = "default_image")]
+    pub image: String,
+
+    /// Compute resources of every Redis container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+
+    /// Persistent storage for data and nodes.conf, one volume per member. When unset, members use
+    /// an emptyDir: a restarted member loses its data and identity (suitable for caches only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<StorageSpec>,
+
+    /// What happens to the members' PersistentVolumeClaims when the RedisCluster is deleted.
+    /// Default `Retain`: data outlives an accidental deletion; delete the PVCs by hand (they carry
+    /// the cluster's labels) once sure.
+    #[serde(default)]
+    pub pvc_retention_policy: PvcRetentionPolicy,
+
+    /// redis.conf overrides, key to value (e.g. `maxmemory: 1gb`). Keys the operator owns
+    /// (cluster-*, port, dir, requirepass, ...) are refused with a `Ready=False` condition.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub config: BTreeMap<String, String>,
+
+    /// Node label whose value is the topology domain (zone or rack) members spread over.
+    #[serde(default = "default_zone_key")]
+    #[x_kube(validation = Rule::new("self != ''").message("zoneKey must not be empty"))]
+    pub zone_key: String,
+
+    /// `Required`: a shard's members never share a zone, and nothing is created when that is
+    /// impossible. `Preferred`: spread as far as the zones allow.
+    #[serde(default)]
+    pub zone_spread: ZoneSpread,
+
+    /// Password authentication (always on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<AuthSpec>,
+
+    /// Settings copied onto every member Pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<PodOverrides>,
+}
+
+/// Persistent volume settings of each member.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct StorageSpec {
+    /// Size of each member's volume, e.g. `1Gi`. Immutable (resizing is not supported yet).
+    #[x_kube(validation = Rule::new("self == oldSelf").message("storage.size is immutable"))]
+    pub size: Quantity,
+    /// StorageClass of the volumes; the cluster default when unset. Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("storage.storageClassName is immutable"))]
+    pub storage_class_name: Option<String>,
+}
+
+/// What to do with member PVCs when the RedisCluster is deleted.
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PvcRetentionPolicy {
+    /// Keep the PVCs (default).
+    #[default]
+    Retain,
+    /// Delete the PVCs with the cluster.
+    Delete,
+}
+
+/// How strictly shard members are spread over zones.
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ZoneSpread {
+    /// Members of a shard never share a zone (default).
+    #[default]
+    Required,
+    /// Spread when possible, share zones when not.
+    Preferred,
+}
+
+/// Where the Redis password comes from.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthSpec {
+    /// Name of an existing Secret in the cluster's namespace holding the password. When unset,
+    /// the operator generates a Secret named `<cluster>-auth`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_name: Option<String>,
+    /// Key of the password in that Secret (default `password`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_key: Option<String>,
+}
+
+/// Pod-level settings applied to every member.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PodOverrides {
+    /// Only nodes with these labels are considered for placement.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+    /// Tolerations; nodes with taints these do not tolerate are not used.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<Toleration>,
+    /// PriorityClass of the member Pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority_class_name: Option<String>,
+    /// Extra labels on member Pods (operator-owned labels win on conflict).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Extra annotations on member Pods.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// Observed state, written by the operator only.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RedisClusterStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// One-word summary: Pending, Creating, Bootstrapping, Ready, Degraded or Failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
+    /// Standard conditions: Ready, Progressing, Degraded, PlacementSatisfied.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "conditions_schema")]
+    pub conditions: Vec<Condition>,
+    /// Ready members over desired members, e.g. `6/6`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_members: Option<String>,
+    /// Number of distinct zones holding members.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zones: Option<i32>,
+    /// Compact placement: per shard the leader's zone, then followers' zones (`s0:a/b s1:b/c`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement: Option<String>,
+    /// Whether losing any single zone leaves a majority of leaders.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone_loss_safe: Option<bool>,
+    /// Per-shard members and slots as Redis reports them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shards: Vec<ShardStatus>,
+}
+
+/// Summary phase of a cluster.
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Waiting for input to be valid or placement to be possible.
+    Pending,
+    /// Creating member Pods.
+    Creating,
+    /// Joining members into one Redis Cluster.
+    Bootstrapping,
+    /// Every slot served, every follower in sync.
+    Ready,
+    /// Serving, but something needs repair.
+    Degraded,
+    /// Cannot proceed without user action.
+    Failed,
+}
+
+/// One shard as observed.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ShardStatus {
+    /// Shard index.
+    pub index: i32,
+    /// Slot ranges the leader owns, e.g. `0-5460`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub slots: String,
+    /// The member Redis reports as master.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader: Option<MemberStatus>,
+    /// The members Redis reports as replicas (or that are not yet attached).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub followers: Vec<MemberStatus>,
+}
+
+/// One member as observed.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberStatus {
+    /// Pod name.
+    pub pod: String,
+    /// Node the Pod runs on.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub node: String,
+    /// Zone of that node.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub zone: String,
+    /// Redis node ID.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub node_id: String,
+    /// For followers: replication is connected and caught up with the leader.
+    #[serde(default)]
+    pub in_sync: bool,
+}
+
+fn default_followers() -> i32 {
+    1
+}
+
+fn default_image() -> String {
+    DEFAULT_IMAGE.to_string()
+}
+
+fn default_zone_key() -> String {
+    DEFAULT_ZONE_KEY.to_string()
+}
+
+fn conditions_schema(generator: &mut schemars::generate::SchemaGenerator) -> schemars::Schema {
+    let mut schema = generator.subschema_for::<Vec<Condition>>();
+    schema.insert("x-kubernetes-list-type".into(), "map".into());
+    schema.insert("x-kubernetes-list-map-keys".into(), serde_json::json!(["type"]));
+    schema
+}
