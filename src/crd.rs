@@ -110,7 +110,9 @@ pub struct StorageSpec {
 }
 
 /// What to do with member PVCs when the RedisCluster is deleted.
-#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(
+    schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq,
+)]
 pub enum PvcRetentionPolicy {
     /// Keep the PVCs (default).
     #[default]
@@ -120,7 +122,9 @@ pub enum PvcRetentionPolicy {
 }
 
 /// How strictly shard members are spread over zones.
-#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(
+    schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq,
+)]
 pub enum ZoneSpread {
     /// Members of a shard never share a zone (default).
     #[default]
@@ -263,6 +267,9 @@ fn default_zone_key() -> String {
 fn conditions_schema(generator: &mut schemars::generate::SchemaGenerator) -> schemars::Schema {
     let mut schema = generator.subschema_for::<Vec<Condition>>();
     schema.insert("x-kubernetes-list-type".into(), "map".into());
-    schema.insert("x-kubernetes-list-map-keys".into(), serde_json::json!(["type"]));
+    schema.insert(
+        "x-kubernetes-list-map-keys".into(),
+        serde_json::json!(["type"]),
+    );
     schema
 }

@@ -5,6 +5,7 @@
 //! admin client).
 
 pub mod cli;
+pub mod controller;
 pub mod crd;
 pub mod redis;
 pub mod topology;

@@ -1,0 +1,53 @@
+//! The client Service and the headless Service.
+
+use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use super::meta;
+use crate::controller::config::{BUS_PORT, REDIS_PORT};
+use crate::controller::labels::{self, Names};
+use crate::crd::RedisCluster;
+
+fn port(name: &str, port: i32) -> ServicePort {
+    ServicePort {
+        name: Some(name.to_string()),
+        port,
+        target_port: Some(IntOrString::Int(port)),
+        protocol: Some("TCP".to_string()),
+        ..ServicePort::default()
+    }
+}
+
+/// ClusterIP Service for cluster-aware clients to bootstrap from (any ready member).
+pub fn client(cluster: &RedisCluster) -> Service {
+    let name = cluster.metadata.name.clone().unwrap_or_default();
+    Service {
+        metadata: meta(cluster, Names::client_service(cluster)),
+        spec: Some(ServiceSpec {
+            selector: Some(labels::selector_labels(&name)),
+            ports: Some(vec![port("redis", REDIS_PORT)]),
+            ..ServiceSpec::default()
+        }),
+        ..Service::default()
+    }
+}
+
+/// Headless Service listing every member, ready or not (members must find each other before
+/// they are ready).
+pub fn headless(cluster: &RedisCluster) -> Service {
+    let name = cluster.metadata.name.clone().unwrap_or_default();
+    Service {
+        metadata: meta(cluster, Names::headless_service(cluster)),
+        spec: Some(ServiceSpec {
+            cluster_ip: Some("None".to_string()),
+            publish_not_ready_addresses: Some(true),
+            selector: Some(labels::selector_labels(&name)),
+            ports: Some(vec![
+                port("redis", REDIS_PORT),
+                port("cluster-bus", BUS_PORT),
+            ]),
+            ..ServiceSpec::default()
+        }),
+        ..Service::default()
+    }
+}

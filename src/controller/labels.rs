@@ -1,0 +1,108 @@
+//! Label keys, selectors and object names shared by builders and observers.
+
+use std::collections::BTreeMap;
+
+use crate::crd::RedisCluster;
+
+/// Field manager (and event reporter) name of the operator.
+pub const MANAGER: &str = "redis-operator";
+/// Label naming the RedisCluster an object belongs to.
+pub const CLUSTER_LABEL: &str = "redis.redis-operator.dev/cluster";
+/// Label holding a member's shard index.
+pub const SHARD_LABEL: &str = "redis.redis-operator.dev/shard";
+/// Label holding a member's ordinal within its shard (stable across incarnations).
+pub const MEMBER_LABEL: &str = "redis.redis-operator.dev/member";
+/// Pod annotation: hash of the rendered redis.conf the Pod was built with.
+pub const CONFIG_HASH_ANNOTATION: &str = "redis.redis-operator.dev/config-hash";
+/// Standard managed-by label value selecting everything this operator creates.
+pub const MANAGED_BY_SELECTOR: &str = "app.kubernetes.io/managed-by=redis-operator";
+
+/// Labels every object of `cluster` carries (also the selector of its Services and PDB).
+pub fn selector_labels(cluster_name: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("app.kubernetes.io/name".to_string(), "redis".to_string()),
+        (
+            "app.kubernetes.io/instance".to_string(),
+            cluster_name.to_string(),
+        ),
+        (CLUSTER_LABEL.to_string(), cluster_name.to_string()),
+    ])
+}
+
+/// Labels of every object the operator creates for `cluster_name`.
+pub fn common_labels(cluster_name: &str) -> BTreeMap<String, String> {
+    let mut labels = selector_labels(cluster_name);
+    labels.insert(
+        "app.kubernetes.io/managed-by".to_string(),
+        MANAGER.to_string(),
+    );
+    labels
+}
+
+/// Labels of one member's Pod and PVC.
+pub fn member_labels(cluster_name: &str, shard: usize, member: usize) -> BTreeMap<String, String> {
+    let mut labels = common_labels(cluster_name);
+    labels.insert(
+        "app.kubernetes.io/component".to_string(),
+        "member".to_string(),
+    );
+    labels.insert(SHARD_LABEL.to_string(), shard.to_string());
+    labels.insert(MEMBER_LABEL.to_string(), member.to_string());
+    labels
+}
+
+/// Label selector string matching all members of a cluster.
+pub fn cluster_selector(cluster_name: &str) -> String {
+    format!("{CLUSTER_LABEL}={cluster_name}")
+}
+
+/// Names of the per-cluster objects.
+pub struct Names;
+
+impl Names {
+    /// ConfigMap holding redis.conf.
+    pub fn config_map(cluster: &RedisCluster) -> String {
+        format!("{}-config", name_of(cluster))
+    }
+    /// Client Service.
+    pub fn client_service(cluster: &RedisCluster) -> String {
+        name_of(cluster).to_string()
+    }
+    /// Headless Service (stable DNS for members, published before readiness).
+    pub fn headless_service(cluster: &RedisCluster) -> String {
+        format!("{}-headless", name_of(cluster))
+    }
+    /// PodDisruptionBudget.
+    pub fn pdb(cluster: &RedisCluster) -> String {
+        name_of(cluster).to_string()
+    }
+    /// Generated auth Secret.
+    pub fn generated_auth_secret(cluster: &RedisCluster) -> String {
+        format!("{}-auth", name_of(cluster))
+    }
+    /// Pod of one incarnation of a member. Incarnations never reuse a name, so a replacement
+    /// never waits for a predecessor stuck Terminating on a dead node.
+    pub fn member_pod(cluster_name: &str, shard: usize, member: usize, suffix: &str) -> String {
+        format!("{cluster_name}-s{shard}-m{member}-{suffix}")
+    }
+    /// PVC of a member on one node (local volumes are node-bound, so a member that moves to
+    /// another node gets a new claim with a new suffix).
+    pub fn member_pvc(cluster_name: &str, shard: usize, member: usize, suffix: &str) -> String {
+        format!("data-{cluster_name}-s{shard}-m{member}-{suffix}")
+    }
+}
+
+fn name_of(cluster: &RedisCluster) -> &str {
+    cluster.metadata.name.as_deref().unwrap_or_default()
+}
+
+/// A short random suffix for incarnation names (lowercase consonants and digits, as Kubernetes'
+/// generateName uses, so it never spells words).
+pub fn random_suffix() -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let mut rng = rand::rng();
+    (0..5)
+        .map(|_| char::from(ALPHABET[rng.random_range(0..ALPHABET.len())]))
+        .collect()
+}
