@@ -6,7 +6,11 @@ use clap::{Parser, Subcommand};
 use redis_operator::cli;
 
 #[derive(Parser)]
-#[command(name = "redis-operator", version, about = "Zone-aware Redis Cluster operator for Kubernetes")]
+#[command(
+    name = "redis-operator",
+    version,
+    about = "Zone-aware Redis Cluster operator for Kubernetes"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
