@@ -1,0 +1,60 @@
+# The two entry points are `make demo` and `make test`; everything else is a building block.
+SHELL := /bin/bash
+CARGO ?= cargo
+CRD := crds/redisclusters.redis.redis-operator.dev.yaml
+LOCAL_CLUSTER := hack/local-cluster
+# The test cluster: 12 nodes so a 4x2 cluster (one member per node) fits beside a 3x1.
+TEST_ZONES ?= 3
+TEST_NODES_PER_ZONE ?= 4
+
+.PHONY: demo demo-down test deps build crds check-crds lint unit e2e bench cluster-up cluster-down
+
+demo: deps build
+	hack/demo.sh
+
+demo-down:
+	hack/demo.sh down
+
+test: deps lint check-crds unit e2e
+
+deps:
+	hack/install-deps.sh
+
+build:
+	$(CARGO) build --bins
+
+crds:
+	$(CARGO) run -q --bin crdgen > $(CRD)
+
+# CI fails when crds/ does not match the Rust types.
+check-crds:
+	@$(CARGO) run -q --bin crdgen | diff -u $(CRD) - || { echo "crds/ is stale: run 'make crds'"; exit 1; }
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+# Pure logic, parsers, the Redis library against real redis-server processes, the plan CLI.
+unit:
+	$(CARGO) test --workspace
+
+# Everything that needs the local Kubernetes: one cluster for the whole suite.
+e2e: build
+	$(LOCAL_CLUSTER) up --zones $(TEST_ZONES) --nodes-per-zone $(TEST_NODES_PER_ZONE)
+	set -o pipefail; status=0; \
+	export LOCAL_CLUSTER_ZONES=$(TEST_ZONES) LOCAL_CLUSTER_NODES_PER_ZONE=$(TEST_NODES_PER_ZONE); \
+	eval "$$($(LOCAL_CLUSTER) env)"; \
+	$(CARGO) test --test local_cluster -- --ignored --test-threads=1 || status=$$?; \
+	if [ $$status -eq 0 ]; then $(CARGO) test --test e2e -- --ignored --test-threads=4 || status=$$?; fi; \
+	$(LOCAL_CLUSTER) down || status=$$?; \
+	if [ $$status -eq 0 ]; then $(CARGO) test --test local_cluster_down -- --ignored || status=$$?; fi; \
+	exit $$status
+
+bench:
+	$(CARGO) bench -p redis-scheduler
+
+cluster-up:
+	$(LOCAL_CLUSTER) up
+
+cluster-down:
+	$(LOCAL_CLUSTER) down
