@@ -1,1 +1,21 @@
 //! Redis Cluster administration over RESP.
+//!
+//! * [`client`]: one authenticated RESP2 connection with timeouts on every step.
+//! * [`parse`]: pure parsers for CLUSTER NODES / SHARDS / INFO and INFO replication.
+//! * [`model`]: [`model::ClusterView`], the cluster as every reachable node reports it.
+//! * [`ops`]: safe, idempotent, resumable cluster operations, each available as a single
+//!   non-blocking step for a level-triggered reconcile loop and as a "do it and wait" helper.
+
+pub mod client;
+pub mod command;
+pub mod error;
+pub mod ids;
+pub mod model;
+pub mod ops;
+pub mod parse;
+pub mod reply;
+
+pub use client::{AdminOptions, Auth, Client, Timeouts};
+pub use error::RedisError;
+pub use ids::{NodeId, SLOT_COUNT, SlotRange};
+pub use model::{ClusterView, NodeObservation, observe, observe_node};

@@ -1,0 +1,206 @@
+//! The RESP2 admin connection to one Redis node.
+//!
+//! Every network step (connect, send, each reply) runs under a timeout, because a pod IP that
+//! was reassigned or black-holed would otherwise hang the reconcile loop the way
+//! `redis-cli --cluster` does. After a timeout or a framing error the connection is marked
+//! poisoned: a late reply could otherwise be read as the answer to the next command.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use redis_protocol::codec::Resp2;
+use redis_protocol::resp2::types::BytesFrame;
+use tokio::net::TcpStream;
+use tokio_util::codec::Framed;
+
+use crate::redis::command::Cmd;
+use crate::redis::error::RedisError;
+
+/// Credentials for `AUTH`: an optional ACL username plus the password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Auth {
+    /// The ACL user; `None` authenticates as the `default` user (`AUTH password`).
+    pub username: Option<String>,
+    /// The password.
+    pub password: String,
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The password must never reach logs through a derived Debug.
+        f.debug_struct("Auth")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+/// Time limits for talking to Redis.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Limit for establishing the TCP connection (and the AUTH that follows).
+    pub connect: Duration,
+    /// Limit for each ordinary command's reply.
+    pub command: Duration,
+    /// The `timeout` argument of MIGRATE: the longest the source may wait on the target
+    /// without progress. The client waits for a MIGRATE reply for twice this plus `command`.
+    pub migrate: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            connect: Duration::from_secs(2),
+            command: Duration::from_secs(5),
+            migrate: Duration::from_secs(10),
+        }
+    }
+}
+
+/// How to reach nodes: credentials and time limits.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AdminOptions {
+    /// Credentials sent with `AUTH` right after connecting, if any.
+    pub auth: Option<Auth>,
+    /// Time limits for every network step.
+    pub timeouts: Timeouts,
+}
+
+/// The reply frame type: RESP2 frames backed by `Bytes`.
+pub type Frame = BytesFrame;
+
+/// An open, authenticated admin connection to one node.
+#[derive(Debug)]
+pub struct Client {
+    addr: SocketAddr,
+    io: Framed<TcpStream, Resp2>,
+    command_timeout: Duration,
+    poisoned: bool,
+}
+
+impl Client {
+    /// Connects (and authenticates when `options.auth` is set), all within
+    /// `options.timeouts.connect`.
+    pub async fn connect(addr: SocketAddr, options: &AdminOptions) -> Result<Self, RedisError> {
+        let limit = options.timeouts.connect;
+        let stream = match tokio::time::timeout(limit, TcpStream::connect(addr)).await {
+            Err(_) => return Err(RedisError::ConnectTimeout { addr, after: limit }),
+            Ok(Err(source)) => return Err(RedisError::Connect { addr, source }),
+            Ok(Ok(stream)) => stream,
+        };
+        // Admin traffic is small request/reply pairs; Nagle would only add latency.
+        stream
+            .set_nodelay(true)
+            .map_err(|source| RedisError::Io { addr, source })?;
+        let mut client = Self {
+            addr,
+            io: Framed::new(stream, Resp2::default()),
+            command_timeout: options.timeouts.command,
+            poisoned: false,
+        };
+        if let Some(auth) = &options.auth {
+            let cmd = Cmd::auth(auth.username.as_deref(), &auth.password);
+            client.call_with_timeout(&cmd, limit).await?;
+        }
+        Ok(client)
+    }
+
+    /// The node this connection talks to.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Whether an earlier failure made this connection unusable.
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned
+    }
+
+    /// Sends one command and waits for its reply within the command timeout. Error replies come
+    /// back as typed [`RedisError`]s.
+    pub async fn call(&mut self, cmd: &Cmd) -> Result<Frame, RedisError> {
+        self.call_with_timeout(cmd, self.command_timeout).await
+    }
+
+    /// Like [`Client::call`] with an explicit timeout, for slow commands such as MIGRATE.
+    pub async fn call_with_timeout(
+        &mut self,
+        cmd: &Cmd,
+        limit: Duration,
+    ) -> Result<Frame, RedisError> {
+        let mut replies = self
+            .pipeline_with_timeout(std::slice::from_ref(cmd), limit)
+            .await?;
+        match replies.pop() {
+            Some(reply) => reply,
+            None => Err(RedisError::Closed { addr: self.addr }),
+        }
+    }
+
+    /// Sends several commands in one write and reads their replies in order. The outer error is
+    /// a transport failure (the connection is then poisoned); the inner results are the
+    /// per-command replies. Each reply must arrive within the command timeout of the previous
+    /// one, so a long pipeline is not cut short while the node is making progress.
+    pub async fn pipeline(
+        &mut self,
+        cmds: &[Cmd],
+    ) -> Result<Vec<Result<Frame, RedisError>>, RedisError> {
+        self.pipeline_with_timeout(cmds, self.command_timeout).await
+    }
+
+    /// Like [`Client::pipeline`] with an explicit per-reply timeout.
+    pub async fn pipeline_with_timeout(
+        &mut self,
+        cmds: &[Cmd],
+        limit: Duration,
+    ) -> Result<Vec<Result<Frame, RedisError>>, RedisError> {
+        if self.poisoned {
+            return Err(RedisError::Poisoned { addr: self.addr });
+        }
+        // Until every reply is read the stream is out of step with what we sent.
+        self.poisoned = true;
+        let describe = || {
+            cmds.first()
+                .map(|c| {
+                    if cmds.len() > 1 {
+                        format!("{} (+{} pipelined)", c.describe(), cmds.len() - 1)
+                    } else {
+                        c.describe()
+                    }
+                })
+                .unwrap_or_default()
+        };
+        let addr = self.addr;
+        let timeout_err = |command: String| RedisError::Timeout {
+            addr,
+            command,
+            after: limit,
+        };
+        let send = async {
+            for cmd in cmds {
+                self.io.feed(cmd.to_frame()).await?;
+            }
+            SinkExt::<BytesFrame>::flush(&mut self.io).await
+        };
+        match tokio::time::timeout(limit, send).await {
+            Err(_) => return Err(timeout_err(describe())),
+            Ok(Err(e)) => return Err(RedisError::from_codec(addr, e)),
+            Ok(Ok(())) => {}
+        }
+        let mut replies = Vec::with_capacity(cmds.len());
+        for cmd in cmds {
+            let frame = match tokio::time::timeout(limit, self.io.next()).await {
+                Err(_) => return Err(timeout_err(cmd.describe())),
+                Ok(None) => return Err(RedisError::Closed { addr }),
+                Ok(Some(Err(e))) => return Err(RedisError::from_codec(addr, e)),
+                Ok(Some(Ok(frame))) => frame,
+            };
+            replies.push(match frame {
+                BytesFrame::Error(line) => Err(RedisError::from_reply_line(&line)),
+                other => Ok(other),
+            });
+        }
+        self.poisoned = false;
+        Ok(replies)
+    }
+}

@@ -1,0 +1,427 @@
+//! The cluster as Redis sees it, gathered from every reachable node.
+//!
+//! Each node only knows its own open-slot state and its own opinion of the others, so the view
+//! keeps every node's observation and answers questions across them: who owns a slot, which
+//! slots are open, which nodes are still in handshake or considered failing, whose config
+//! epochs collide.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+
+use futures::future::join_all;
+
+use crate::redis::client::{AdminOptions, Client};
+use crate::redis::command::Cmd;
+use crate::redis::error::RedisError;
+use crate::redis::ids::{NodeId, SLOT_COUNT, SlotRange, ranges_from_slots};
+use crate::redis::parse::ParseError;
+use crate::redis::parse::cluster_info::{ClusterInfo, parse_cluster_info};
+use crate::redis::parse::cluster_nodes::{NodeEntry, OpenSlotState, parse_cluster_nodes};
+use crate::redis::parse::info::{ReplicationInfo, parse_replication_info};
+use crate::redis::reply;
+
+/// What one reachable node reported about itself and the cluster.
+#[derive(Clone, Debug)]
+pub struct NodeObservation {
+    /// The address the observation was taken from.
+    pub addr: SocketAddr,
+    /// The node's `myself` line: its id, role, slots and open-slot markers.
+    pub myself: NodeEntry,
+    /// The node's lines for every other node it knows.
+    pub peers: Vec<NodeEntry>,
+    /// `CLUSTER INFO`.
+    pub info: ClusterInfo,
+    /// `INFO replication`.
+    pub replication: ReplicationInfo,
+    /// `DBSIZE`, or `None` while the node is loading its dataset.
+    pub keys: Option<u64>,
+}
+
+impl NodeObservation {
+    /// The node's id.
+    pub fn id(&self) -> &NodeId {
+        &self.myself.id
+    }
+
+    /// Whether the node considers itself a master.
+    pub fn is_master(&self) -> bool {
+        self.myself.is_master()
+    }
+
+    /// This node's line about `id`, if it knows that node (itself included).
+    pub fn sees(&self, id: &NodeId) -> Option<&NodeEntry> {
+        if &self.myself.id == id {
+            return Some(&self.myself);
+        }
+        self.peers.iter().find(|p| &p.id == id)
+    }
+
+    /// Builds an observation from raw reply texts; fails unless CLUSTER NODES has exactly one
+    /// `myself` line.
+    pub fn from_replies(
+        addr: SocketAddr,
+        nodes_text: &str,
+        info_text: &str,
+        replication_text: &str,
+        keys: Option<u64>,
+    ) -> Result<Self, ParseError> {
+        let mut entries = parse_cluster_nodes(nodes_text)?;
+        let mut mine = entries.iter().filter(|e| e.flags.myself);
+        let myself_index = match (mine.next(), mine.next()) {
+            (Some(_), None) => entries.iter().position(|e| e.flags.myself),
+            _ => None,
+        }
+        .ok_or_else(|| ParseError::new("CLUSTER NODES", "expected exactly one myself line"))?;
+        let myself = entries.swap_remove(myself_index);
+        Ok(Self {
+            addr,
+            myself,
+            peers: entries,
+            info: parse_cluster_info(info_text)?,
+            replication: parse_replication_info(replication_text)?,
+            keys,
+        })
+    }
+}
+
+/// A node that could not be observed.
+#[derive(Debug)]
+pub struct Unreachable {
+    /// The address tried.
+    pub addr: SocketAddr,
+    /// Why it failed.
+    pub error: RedisError,
+}
+
+/// One open slot on one node.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct OpenSlot {
+    /// The slot.
+    pub slot: u16,
+    /// The node that has the slot open.
+    pub node: NodeId,
+    /// Migrating to, or importing from, another node.
+    pub state: OpenSlotState,
+}
+
+/// How many observed nodes consider a node failing.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FailureReport {
+    /// Observers that flag it `fail?` (PFAIL, local suspicion).
+    pub pfail_by: Vec<NodeId>,
+    /// Observers that flag it `fail` (FAIL, agreed by a majority of masters).
+    pub fail_by: Vec<NodeId>,
+}
+
+/// The cluster as seen from every node that answered.
+#[derive(Debug, Default)]
+pub struct ClusterView {
+    /// Observations of the reachable nodes, in the order of the addresses given.
+    pub nodes: Vec<NodeObservation>,
+    /// Addresses that did not answer (or answered garbage).
+    pub unreachable: Vec<Unreachable>,
+}
+
+/// Observes one node: CLUSTER NODES, CLUSTER INFO, INFO replication and DBSIZE in one
+/// pipelined round trip.
+pub async fn observe_node(
+    addr: SocketAddr,
+    options: &AdminOptions,
+) -> Result<NodeObservation, RedisError> {
+    let mut client = Client::connect(addr, options).await?;
+    let cmds = [
+        Cmd::cluster("NODES"),
+        Cmd::cluster("INFO"),
+        Cmd::info("replication"),
+        Cmd::dbsize(),
+    ];
+    let mut replies = client.pipeline(&cmds).await?.into_iter();
+    let mut next_text = |cmd: &Cmd| -> Result<String, RedisError> {
+        match replies.next() {
+            Some(frame) => reply::text(cmd, frame?),
+            None => Err(RedisError::Closed { addr }),
+        }
+    };
+    let nodes_text = next_text(&cmds[0])?;
+    let info_text = next_text(&cmds[1])?;
+    let replication_text = next_text(&cmds[2])?;
+    let keys = match replies.next() {
+        Some(Ok(frame)) => Some(reply::count(&cmds[3], frame)?),
+        Some(Err(RedisError::Loading(_))) => None,
+        Some(Err(e)) => return Err(e),
+        None => return Err(RedisError::Closed { addr }),
+    };
+    NodeObservation::from_replies(addr, &nodes_text, &info_text, &replication_text, keys).map_err(
+        |source| RedisError::Parse {
+            command: "cluster observation".to_owned(),
+            source,
+        },
+    )
+}
+
+/// Observes every address concurrently. Unreachable nodes are recorded, not fatal: the caller
+/// decides what a partial view allows.
+pub async fn observe(addrs: &[SocketAddr], options: &AdminOptions) -> ClusterView {
+    let mut unique: Vec<SocketAddr> = Vec::with_capacity(addrs.len());
+    for addr in addrs {
+        if !unique.contains(addr) {
+            unique.push(*addr);
+        }
+    }
+    let results = join_all(unique.iter().map(|addr| observe_node(*addr, options))).await;
+    let mut view = ClusterView::default();
+    for (addr, result) in unique.into_iter().zip(results) {
+        match result {
+            Ok(obs) => view.nodes.push(obs),
+            Err(error) => view.unreachable.push(Unreachable { addr, error }),
+        }
+    }
+    view
+}
+
+impl ClusterView {
+    /// The observation of node `id`, if it answered.
+    pub fn node(&self, id: &NodeId) -> Option<&NodeObservation> {
+        self.nodes.iter().find(|n| n.id() == id)
+    }
+
+    /// The observation taken at `addr`, if it answered.
+    pub fn node_at(&self, addr: SocketAddr) -> Option<&NodeObservation> {
+        self.nodes.iter().find(|n| n.addr == addr)
+    }
+
+    /// The client address of `id`: where it was observed, else what its peers say.
+    pub fn addr_of(&self, id: &NodeId) -> Option<SocketAddr> {
+        self.node(id).map(|n| n.addr).or_else(|| {
+            self.nodes
+                .iter()
+                .filter_map(|n| n.sees(id))
+                .find_map(|e| e.addr)
+        })
+    }
+
+    /// Observed nodes that consider themselves masters.
+    pub fn masters(&self) -> impl Iterator<Item = &NodeObservation> {
+        self.nodes.iter().filter(|n| n.is_master())
+    }
+
+    /// Observed nodes that consider themselves replicas of `master`.
+    pub fn replicas_of<'a>(
+        &'a self,
+        master: &'a NodeId,
+    ) -> impl Iterator<Item = &'a NodeObservation> + 'a {
+        self.nodes
+            .iter()
+            .filter(move |n| !n.is_master() && n.myself.master_id.as_ref() == Some(master))
+    }
+
+    /// Every node id any observed node knows (handshake entries excluded: their ids are
+    /// temporary).
+    pub fn known_ids(&self) -> BTreeSet<NodeId> {
+        self.nodes
+            .iter()
+            .flat_map(|n| std::iter::once(&n.myself).chain(n.peers.iter()))
+            .filter(|e| !e.flags.handshake)
+            .map(|e| e.id.clone())
+            .collect()
+    }
+
+    /// For each slot, the observed masters whose own `myself` line claims it.
+    fn claims(&self) -> Vec<Vec<&NodeId>> {
+        let mut claims: Vec<Vec<&NodeId>> = vec![Vec::new(); usize::from(SLOT_COUNT)];
+        for node in self.masters() {
+            for range in &node.myself.slots {
+                for slot in range.slots() {
+                    if let Some(c) = claims.get_mut(usize::from(slot)) {
+                        c.push(node.id());
+                    }
+                }
+            }
+        }
+        claims
+    }
+
+    /// The owner of every slot. A slot claimed by exactly one observed master belongs to it.
+    /// A slot no observed master claims (its owner may be down) belongs to whichever node most
+    /// observers name. Slots claimed by several masters at once are `None`, like unassigned
+    /// ones; see [`ClusterView::conflicting_slots`].
+    pub fn slot_owners(&self) -> Vec<Option<NodeId>> {
+        let claims = self.claims();
+        let mut hearsay: Vec<BTreeMap<&NodeId, usize>> =
+            vec![BTreeMap::new(); usize::from(SLOT_COUNT)];
+        for node in &self.nodes {
+            for entry in std::iter::once(&node.myself).chain(node.peers.iter()) {
+                for range in &entry.slots {
+                    for slot in range.slots() {
+                        if let Some(votes) = hearsay.get_mut(usize::from(slot)) {
+                            *votes.entry(&entry.id).or_default() += 1;
+                        }
+                    }
+                }
+            }
+        }
+        claims
+            .iter()
+            .zip(hearsay.iter())
+            .map(|(claimed, heard)| match claimed.as_slice() {
+                [one] => Some((*one).clone()),
+                [] => heard
+                    .iter()
+                    .max_by_key(|(_, votes)| **votes)
+                    .map(|(id, _)| (*id).clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The owner of one slot (see [`ClusterView::slot_owners`]).
+    pub fn slot_owner(&self, slot: u16) -> Option<NodeId> {
+        self.slot_owners().get(usize::from(slot)).cloned().flatten()
+    }
+
+    /// Slots claimed by more than one observed master.
+    pub fn conflicting_slots(&self) -> Vec<u16> {
+        self.claims()
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.len() > 1)
+            .filter_map(|(s, _)| u16::try_from(s).ok())
+            .collect()
+    }
+
+    /// Slots nobody serves (as far as any observer knows). Disputed slots are owned, so they
+    /// are not listed here.
+    pub fn uncovered_slots(&self) -> Vec<SlotRange> {
+        let owners = self.slot_owners();
+        let conflicts: BTreeSet<u16> = self.conflicting_slots().into_iter().collect();
+        ranges_from_slots(
+            owners
+                .iter()
+                .enumerate()
+                .filter(|(_, o)| o.is_none())
+                .filter_map(|(s, _)| u16::try_from(s).ok())
+                .filter(|s| !conflicts.contains(s)),
+        )
+    }
+
+    /// Slot counts per master id (masters with no slots included, with 0).
+    pub fn slot_counts(&self) -> BTreeMap<NodeId, usize> {
+        let mut counts: BTreeMap<NodeId, usize> =
+            self.masters().map(|m| (m.id().clone(), 0)).collect();
+        for id in self.slot_owners().into_iter().flatten() {
+            *counts.entry(id).or_default() += 1;
+        }
+        counts
+    }
+
+    /// Every open slot on every observed node.
+    pub fn open_slots(&self) -> Vec<OpenSlot> {
+        let mut open: Vec<OpenSlot> = self
+            .nodes
+            .iter()
+            .flat_map(|n| {
+                n.myself.open_slots.iter().map(|(slot, state)| OpenSlot {
+                    slot: *slot,
+                    node: n.id().clone(),
+                    state: state.clone(),
+                })
+            })
+            .collect();
+        open.sort();
+        open
+    }
+
+    /// Entries still in handshake, with the node that holds them.
+    pub fn handshakes(&self) -> Vec<(NodeId, &NodeEntry)> {
+        self.nodes
+            .iter()
+            .flat_map(|n| {
+                n.peers
+                    .iter()
+                    .filter(|p| p.flags.handshake)
+                    .map(|p| (n.id().clone(), p))
+            })
+            .collect()
+    }
+
+    /// Nodes that some observer flags PFAIL or FAIL, with who says so.
+    pub fn failing_nodes(&self) -> BTreeMap<NodeId, FailureReport> {
+        let mut out: BTreeMap<NodeId, FailureReport> = BTreeMap::new();
+        for node in &self.nodes {
+            for peer in &node.peers {
+                if peer.flags.fail {
+                    out.entry(peer.id.clone())
+                        .or_default()
+                        .fail_by
+                        .push(node.id().clone());
+                } else if peer.flags.pfail {
+                    out.entry(peer.id.clone())
+                        .or_default()
+                        .pfail_by
+                        .push(node.id().clone());
+                }
+            }
+        }
+        out
+    }
+
+    /// Masters (by their own line) that share a config epoch with another master. Redis
+    /// resolves collisions by itself, but slowly; failovers and SETSLOT NODE should wait.
+    pub fn epoch_conflicts(&self) -> Vec<(u64, Vec<NodeId>)> {
+        let mut by_epoch: BTreeMap<u64, Vec<NodeId>> = BTreeMap::new();
+        for m in self.masters() {
+            by_epoch
+                .entry(m.myself.config_epoch)
+                .or_default()
+                .push(m.id().clone());
+        }
+        by_epoch
+            .into_iter()
+            .filter(|(_, ids)| ids.len() > 1)
+            .collect()
+    }
+
+    /// Pairs `(observer, unknown)` of observed nodes where the observer has no settled
+    /// (non-handshake) entry for the other. Empty once MEET has converged.
+    pub fn unknown_pairs(&self) -> Vec<(NodeId, NodeId)> {
+        let mut out = Vec::new();
+        for a in &self.nodes {
+            for b in &self.nodes {
+                if a.id() == b.id() {
+                    continue;
+                }
+                let known = a.sees(b.id()).is_some_and(|e| !e.flags.handshake);
+                if !known {
+                    out.push((a.id().clone(), b.id().clone()));
+                }
+            }
+        }
+        out
+    }
+
+    /// The masters that serve slots (the voters in failure detection and elections), by id,
+    /// as known to any observer.
+    pub fn voting_masters(&self) -> BTreeSet<NodeId> {
+        self.slot_owners().into_iter().flatten().collect()
+    }
+
+    /// Votes needed for FAIL agreement and elections: `voters/2 + 1`.
+    pub fn quorum(&self) -> usize {
+        self.voting_masters().len() / 2 + 1
+    }
+
+    /// Whether everything looks settled: every address answered, all nodes know each other,
+    /// no handshakes, no failing nodes, no open or disputed slots, full coverage, and every node
+    /// reports `cluster_state:ok`.
+    pub fn is_healthy(&self) -> bool {
+        !self.nodes.is_empty()
+            && self.unreachable.is_empty()
+            && self.unknown_pairs().is_empty()
+            && self.handshakes().is_empty()
+            && self.failing_nodes().is_empty()
+            && self.open_slots().is_empty()
+            && self.conflicting_slots().is_empty()
+            && self.uncovered_slots().is_empty()
+            && self.nodes.iter().all(|n| n.info.state_ok)
+    }
+}
