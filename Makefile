@@ -45,7 +45,12 @@ e2e: build
 	export LOCAL_CLUSTER_ZONES=$(TEST_ZONES) LOCAL_CLUSTER_NODES_PER_ZONE=$(TEST_NODES_PER_ZONE); \
 	eval "$$($(LOCAL_CLUSTER) env)"; \
 	$(CARGO) test --test local_cluster -- --ignored --test-threads=1 || status=$$?; \
-	if [ $$status -eq 0 ]; then $(CARGO) test --test e2e -- --ignored --test-threads=4 || status=$$?; fi; \
+	if [ $$status -eq 0 ]; then \
+	  kubectl apply -f crds/ -f manifests/namespace.yaml -f manifests/rbac.yaml >/dev/null && \
+	  kubectl wait --for=condition=Established crd/redisclusters.redis.redis-operator.dev --timeout=60s >/dev/null && \
+	  hack/operator-kubeconfig.sh target/operator.kubeconfig && \
+	  OPERATOR_KUBECONFIG=$$PWD/target/operator.kubeconfig $(CARGO) test --test e2e -- --ignored --test-threads=4 || status=$$?; \
+	fi; \
 	$(LOCAL_CLUSTER) down || status=$$?; \
 	if [ $$status -eq 0 ]; then $(CARGO) test --test local_cluster_down -- --ignored || status=$$?; fi; \
 	exit $$status

@@ -134,7 +134,7 @@ pub enum ZoneSpread {
 }
 
 /// Where the Redis password comes from.
-#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct AuthSpec {
     /// Name of an existing Secret in the cluster's namespace holding the password. When unset,

@@ -1,5 +1,123 @@
 //! The RedisCluster controller: observe → plan → one safe step → status.
+//!
+//! Each reconcile starts from scratch: Kubernetes objects come from reflector caches, the Redis
+//! view from the members themselves. The planner is pure and decides the next safe step; only
+//! [`reconcile`] performs I/O. Nothing is remembered between reconciles, so an operator restart
+//! at any instant resumes from what the cluster shows.
 
+pub mod bootstrap;
 pub mod build;
 pub mod config;
+pub mod context;
+pub mod error;
 pub mod labels;
+pub mod members;
+pub mod reconcile;
+pub mod redis_view;
+pub mod shard_status;
+pub mod status;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{ConfigMap, Node, PersistentVolumeClaim, Pod, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::runtime::controller::{self, Action, Controller};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::{WatchStreamExt, reflector, watcher};
+use kube::{Api, Client};
+
+use crate::crd::RedisCluster;
+pub use context::Context;
+pub use error::Error;
+
+/// Runs the controller until SIGTERM/Ctrl-C.
+///
+/// # Errors
+/// When the Kubernetes client cannot be built or the RedisCluster CRD is not installed.
+pub async fn run(namespace: Option<String>) -> Result<(), Error> {
+    let client = Client::try_default().await.map_err(Error::Kube)?;
+    let clusters: Api<RedisCluster> = scoped(&client, namespace.as_deref());
+    // Fail fast with a clear message instead of a watch error loop when the CRD is missing.
+    clusters
+        .list(&kube::api::ListParams::default().limit(1))
+        .await
+        .map_err(Error::CrdMissing)?;
+
+    let member_cfg = watcher::Config::default().labels(labels::MANAGED_BY_SELECTOR);
+    let (pods, pods_writer) = reflector::store();
+    let pod_stream = reflector(pods_writer, watcher(scoped::<Pod>(&client, namespace.as_deref()), member_cfg.clone()))
+        .default_backoff()
+        .touched_objects();
+    let (pvcs, pvcs_writer) = reflector::store();
+    let pvc_stream = reflector(
+        pvcs_writer,
+        watcher(scoped::<PersistentVolumeClaim>(&client, namespace.as_deref()), member_cfg.clone()),
+    )
+    .default_backoff()
+    .touched_objects();
+    // Nodes are cached but do not trigger reconciles: their heartbeats would wake every cluster
+    // every few seconds. Clusters waiting on nodes requeue on a timer instead.
+    let (nodes, nodes_writer) = reflector::store();
+    let node_stream = reflector(nodes_writer, watcher(Api::<Node>::all(client.clone()), watcher::Config::default()))
+        .default_backoff()
+        .touched_objects()
+        .for_each(|_| futures::future::ready(()));
+    tokio::spawn(node_stream);
+
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        recorder: Recorder::new(client.clone(), Reporter::from(labels::MANAGER)),
+        pods,
+        pvcs,
+        nodes: nodes.clone(),
+    });
+    nodes.wait_until_ready().await.map_err(|_| Error::CacheNotReady)?;
+    tracing::info!(namespace = namespace.as_deref().unwrap_or("*"), "redis-operator started");
+
+    Controller::new(clusters, watcher::Config::default().any_semantic())
+        .owns_stream(pod_stream)
+        .owns_stream(pvc_stream)
+        .owns(scoped::<ConfigMap>(&client, namespace.as_deref()), member_cfg.clone())
+        .owns(scoped::<Service>(&client, namespace.as_deref()), member_cfg.clone())
+        .owns(scoped::<PodDisruptionBudget>(&client, namespace.as_deref()), member_cfg)
+        .with_config(controller::Config::default().concurrency(8).debounce(Duration::from_millis(200)))
+        .shutdown_on_signal()
+        .run(reconcile::reconcile, reconcile::error_policy, ctx)
+        .for_each(|res| async move {
+            match res {
+                Ok((obj, _)) => tracing::debug!(cluster = %obj, "reconciled"),
+                Err(controller::Error::ReconcilerFailed(e, obj)) => {
+                    tracing::warn!(cluster = %obj, error = %e, "reconcile failed")
+                }
+                Err(e) => tracing::warn!(error = %e, "controller error"),
+            }
+        })
+        .await;
+    tracing::info!("redis-operator stopped");
+    Ok(())
+}
+
+fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// How soon to look again while work is in flight.
+pub const REQUEUE_BUSY: Duration = Duration::from_secs(2);
+/// How soon to look again when waiting on something outside our control (nodes, user input).
+pub const REQUEUE_WAIT: Duration = Duration::from_secs(30);
+/// Periodic re-check of a healthy cluster (missed events, Redis-side changes).
+pub const REQUEUE_IDLE: Duration = Duration::from_secs(60);
+
+/// Requeue soon.
+pub fn busy() -> Action {
+    Action::requeue(REQUEUE_BUSY)
+}

@@ -1,0 +1,21 @@
+//! Shared state of the reconcilers: the client, caches and the event recorder.
+
+use k8s_openapi::api::core::v1::{Node, PersistentVolumeClaim, Pod};
+use kube::Client;
+use kube::runtime::events::Recorder;
+use kube::runtime::reflector::Store;
+
+/// Everything a reconcile needs besides the RedisCluster itself.
+#[derive(Clone)]
+pub struct Context {
+    /// Kubernetes client.
+    pub client: Client,
+    /// Publishes events.k8s.io Events; one per process so series aggregate.
+    pub recorder: Recorder,
+    /// Member Pods of every cluster this operator manages (label-selected watch).
+    pub pods: Store<Pod>,
+    /// Member PVCs of every cluster (label-selected watch).
+    pub pvcs: Store<PersistentVolumeClaim>,
+    /// Every Node: placement needs zones, readiness, taints and allocatable resources.
+    pub nodes: Store<Node>,
+}

@@ -1,0 +1,40 @@
+//! Errors of the controller.
+
+/// A reconcile or start-up failure.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A Kubernetes API call failed.
+    #[error("kubernetes API: {0}")]
+    Kube(#[source] kube::Error),
+    /// The CRD is not installed or not readable with our RBAC.
+    #[error("cannot list RedisClusters (is the CRD in crds/ applied, and the RBAC in manifests/?): {0}")]
+    CrdMissing(#[source] kube::Error),
+    /// A reflector cache never became ready.
+    #[error("the node cache did not become ready")]
+    CacheNotReady,
+    /// A Redis command failed.
+    #[error("redis: {0}")]
+    Redis(String),
+    /// The object lacks a name or namespace (never true for objects from the API server).
+    #[error("object without name or namespace")]
+    MissingMetadata,
+}
+
+impl Error {
+    /// Short label for metrics and event reasons.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Error::Kube(_) => "KubeError",
+            Error::CrdMissing(_) => "CrdMissing",
+            Error::CacheNotReady => "CacheNotReady",
+            Error::Redis(_) => "RedisError",
+            Error::MissingMetadata => "MissingMetadata",
+        }
+    }
+}
+
+impl From<kube::Error> for Error {
+    fn from(e: kube::Error) -> Self {
+        Error::Kube(e)
+    }
+}

@@ -1,0 +1,124 @@
+//! The cluster's members as Kubernetes shows them: Pods (and their PVCs) read from the caches.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+
+use super::build::pod::member_of;
+use super::labels::CLUSTER_LABEL;
+
+/// One member incarnation (a Pod) of the cluster.
+#[derive(Debug, Clone)]
+pub struct Member {
+    /// Shard index from the Pod's labels.
+    pub shard: usize,
+    /// Member ordinal within the shard.
+    pub member: usize,
+    /// The Pod.
+    pub pod: Arc<Pod>,
+}
+
+impl Member {
+    /// Pod name.
+    pub fn name(&self) -> &str {
+        self.pod.metadata.name.as_deref().unwrap_or_default()
+    }
+    /// The node the Pod is bound to (or pinned to, before binding).
+    pub fn node(&self) -> Option<&str> {
+        self.pod.spec.as_ref()?.node_name.as_deref().or_else(|| pinned_node(&self.pod))
+    }
+    /// Pod IP once the Pod runs.
+    pub fn ip(&self) -> Option<IpAddr> {
+        self.pod.status.as_ref()?.pod_ip.as_deref()?.parse().ok()
+    }
+    /// Deletion has started (a Terminating Pod never serves again, whatever its node says).
+    pub fn terminating(&self) -> bool {
+        self.pod.metadata.deletion_timestamp.is_some()
+    }
+    /// The Pod's Ready condition is True.
+    pub fn ready(&self) -> bool {
+        self.pod
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+    }
+    /// The Pod ended for good (restartPolicy Always makes this rare: eviction, node loss).
+    pub fn finished(&self) -> bool {
+        matches!(
+            self.pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+            Some("Failed" | "Succeeded")
+        )
+    }
+    /// The PVC the Pod mounts as its data volume.
+    pub fn claim(&self) -> Option<&str> {
+        self.pod
+            .spec
+            .as_ref()?
+            .volumes
+            .as_ref()?
+            .iter()
+            .find(|v| v.name == "data")?
+            .persistent_volume_claim
+            .as_ref()
+            .map(|c| c.claim_name.as_str())
+    }
+}
+
+/// The node a Pod was pinned to by our required node affinity.
+fn pinned_node(pod: &Pod) -> Option<&str> {
+    let terms = &pod
+        .spec
+        .as_ref()?
+        .affinity
+        .as_ref()?
+        .node_affinity
+        .as_ref()?
+        .required_during_scheduling_ignored_during_execution
+        .as_ref()?
+        .node_selector_terms;
+    terms
+        .iter()
+        .flat_map(|t| t.match_fields.iter().flatten())
+        .find(|r| r.key == "metadata.name" && r.operator == "In")
+        .and_then(|r| r.values.as_ref()?.first())
+        .map(String::as_str)
+}
+
+fn belongs(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta, ns: &str, cluster: &str) -> bool {
+    meta.namespace.as_deref() == Some(ns)
+        && meta.labels.as_ref().and_then(|l| l.get(CLUSTER_LABEL)).map(String::as_str) == Some(cluster)
+}
+
+/// Every member Pod of a cluster, sorted by (shard, member, name) for deterministic planning.
+pub fn members(pods: &[Arc<Pod>], ns: &str, cluster: &str) -> Vec<Member> {
+    let mut out: Vec<Member> = pods
+        .iter()
+        .filter(|p| belongs(&p.metadata, ns, cluster))
+        .filter_map(|p| {
+            let (shard, member) = member_of(p.metadata.labels.as_ref()?)?;
+            Some(Member { shard, member, pod: p.clone() })
+        })
+        .collect();
+    out.sort_by(|a, b| (a.shard, a.member, a.name()).cmp(&(b.shard, b.member, b.name())));
+    out
+}
+
+/// Every member PVC of a cluster by name.
+pub fn claims(pvcs: &[Arc<PersistentVolumeClaim>], ns: &str, cluster: &str) -> BTreeMap<String, Arc<PersistentVolumeClaim>> {
+    pvcs.iter()
+        .filter(|p| belongs(&p.metadata, ns, cluster))
+        .filter_map(|p| Some((p.metadata.name.clone()?, p.clone())))
+        .collect()
+}
+
+/// The node a bound local PVC lives on, from the scheduler's selected-node annotation.
+pub fn claim_node(pvc: &PersistentVolumeClaim) -> Option<&str> {
+    pvc.metadata
+        .annotations
+        .as_ref()?
+        .get("volume.kubernetes.io/selected-node")
+        .map(String::as_str)
+}

@@ -1,0 +1,97 @@
+//! Pure: per-shard status (who leads, who follows, in sync, slots) from Pods and Redis views.
+
+use std::collections::BTreeMap;
+
+use super::bootstrap::in_sync;
+use super::members::Member;
+use super::redis_view::NodeView;
+use super::status::short_zone;
+use crate::crd::{MemberStatus, ShardStatus};
+
+/// Shard statuses for shards `0..leaders`, leader first as Redis reports it.
+pub fn shards(
+    live: &[&Member],
+    views: &BTreeMap<String, NodeView>,
+    zone_of: &dyn Fn(&str) -> String,
+    leaders: i32,
+) -> Vec<ShardStatus> {
+    let count = usize::try_from(leaders).unwrap_or(0);
+    (0..count)
+        .filter_map(|index| {
+            let in_shard: Vec<&&Member> = live.iter().filter(|m| m.shard == index).collect();
+            if in_shard.is_empty() {
+                return None;
+            }
+            let view_of = |m: &Member| views.get(m.name());
+            let leader = in_shard
+                .iter()
+                .find(|m| view_of(m).is_some_and(NodeView::is_serving_master))
+                .copied();
+            let leader_view = leader.and_then(|m| view_of(m));
+            let status_of = |m: &Member| {
+                let view = view_of(m);
+                let node = m.node().unwrap_or_default().to_string();
+                MemberStatus {
+                    pod: m.name().to_string(),
+                    zone: zone_of(&node),
+                    node,
+                    node_id: view.map(|v| v.id().to_string()).unwrap_or_default(),
+                    in_sync: match (view, leader_view) {
+                        (Some(v), Some(l)) if v.id() != l.id() => {
+                            v.master_id() == Some(l.id()) && in_sync(v, l)
+                        }
+                        _ => false,
+                    },
+                }
+            };
+            let slots = leader_view
+                .map(|v| v.slots().iter().map(ToString::to_string).collect::<Vec<_>>().join(","))
+                .unwrap_or_default();
+            Some(ShardStatus {
+                index: i32::try_from(index).unwrap_or(i32::MAX),
+                slots,
+                leader: leader.map(|m| status_of(m)),
+                followers: in_shard
+                    .iter()
+                    .filter(|m| leader.is_none_or(|l| l.name() != m.name()))
+                    .map(|m| status_of(m))
+                    .collect(),
+            })
+        })
+        .collect()
+}
+
+/// `s0:a/b s1:b/c`: per shard the leader's zone, then the followers' zones (`?` for unknown,
+/// `-` when the shard has no leader yet).
+pub fn compact_placement(shards: &[ShardStatus]) -> String {
+    shards
+        .iter()
+        .map(|s| {
+            let zone = |m: &MemberStatus| {
+                if m.zone.is_empty() { "?".to_string() } else { short_zone(&m.zone).to_string() }
+            };
+            let mut parts = vec![s.leader.as_ref().map(zone).unwrap_or_else(|| "-".to_string())];
+            parts.extend(s.followers.iter().map(zone));
+            format!("s{}:{}", s.index, parts.join("/"))
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(zone: &str) -> MemberStatus {
+        MemberStatus { zone: zone.into(), ..MemberStatus::default() }
+    }
+
+    #[test]
+    fn compact_placement_lists_leader_then_followers() {
+        let shards = vec![
+            ShardStatus { index: 0, leader: Some(member("zone-a")), followers: vec![member("zone-b")], ..ShardStatus::default() },
+            ShardStatus { index: 1, leader: None, followers: vec![member("zone-c"), member("")], ..ShardStatus::default() },
+        ];
+        assert_eq!(compact_placement(&shards), "s0:a/b s1:-/c/?");
+    }
+}

@@ -1,0 +1,139 @@
+//! Pure status computation: conditions in the standard shape and the summary fields.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+use crate::crd::{Phase, RedisClusterStatus};
+
+/// Condition types.
+pub mod types {
+    /// Every slot is served and every follower is in sync.
+    pub const READY: &str = "Ready";
+    /// The operator is creating or changing something.
+    pub const PROGRESSING: &str = "Progressing";
+    /// The cluster serves, but something needs repair.
+    pub const DEGRADED: &str = "Degraded";
+    /// The placement constraints can be met with the current nodes.
+    pub const PLACEMENT_SATISFIED: &str = "PlacementSatisfied";
+}
+
+/// A condition as the reconcile wants it now (transition time is decided against the old one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Desired {
+    /// Condition type.
+    pub type_: &'static str,
+    /// True or False.
+    pub status: bool,
+    /// CamelCase reason.
+    pub reason: String,
+    /// Human-readable message.
+    pub message: String,
+}
+
+impl Desired {
+    /// Shorthand constructor.
+    pub fn new(type_: &'static str, status: bool, reason: &str, message: impl Into<String>) -> Self {
+        Self { type_, status, reason: reason.to_string(), message: message.into() }
+    }
+}
+
+/// Merges desired conditions into the previous ones, keeping `lastTransitionTime` unless the
+/// status flips (so `kubectl describe` shows how long a condition has held).
+pub fn merge_conditions(old: &[Condition], desired: &[Desired], generation: Option<i64>, now: Time) -> Vec<Condition> {
+    desired
+        .iter()
+        .map(|d| {
+            let status = if d.status { "True" } else { "False" }.to_string();
+            let last_transition_time = old
+                .iter()
+                .find(|c| c.type_ == d.type_ && c.status == status)
+                .map(|c| c.last_transition_time.clone())
+                .unwrap_or_else(|| now.clone());
+            Condition {
+                type_: d.type_.to_string(),
+                status,
+                reason: d.reason.clone(),
+                message: d.message.clone(),
+                observed_generation: generation,
+                last_transition_time,
+            }
+        })
+        .collect()
+}
+
+/// The phase implied by the conditions.
+pub fn phase(desired: &[Desired]) -> Phase {
+    let get = |t: &str| desired.iter().find(|d| d.type_ == t);
+    let ready = get(types::READY).is_some_and(|d| d.status);
+    let degraded = get(types::DEGRADED).is_some_and(|d| d.status);
+    let placement_ok = get(types::PLACEMENT_SATISFIED).is_none_or(|d| d.status);
+    let ready_reason = get(types::READY).map(|d| d.reason.as_str()).unwrap_or_default();
+    if ready {
+        Phase::Ready
+    } else if ready_reason == "InvalidSpec" {
+        Phase::Failed
+    } else if !placement_ok {
+        Phase::Pending
+    } else if degraded {
+        Phase::Degraded
+    } else if ready_reason == "CreatingMembers" {
+        Phase::Creating
+    } else {
+        Phase::Bootstrapping
+    }
+}
+
+/// Compact zone label for the placement column: the last dash-separated part (`zone-a` → `a`,
+/// `us-east-1b` → `1b`).
+pub fn short_zone(zone: &str) -> &str {
+    zone.rsplit('-').next().unwrap_or(zone)
+}
+
+/// True when nothing but timestamps would change.
+pub fn same_ignoring_time(a: &RedisClusterStatus, b: &RedisClusterStatus) -> bool {
+    let strip = |s: &RedisClusterStatus| {
+        let mut s = s.clone();
+        for c in &mut s.conditions {
+            c.last_transition_time = Time(jiff::Timestamp::UNIX_EPOCH);
+        }
+        s
+    };
+    strip(a) == strip(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(secs: i64) -> Time {
+        Time(jiff::Timestamp::from_second(secs).unwrap())
+    }
+
+    #[test]
+    fn transition_time_kept_until_status_flips() {
+        let d = [Desired::new(types::READY, false, "Bootstrapping", "joining")];
+        let first = merge_conditions(&[], &d, Some(1), t(10));
+        let again = merge_conditions(&first, &d, Some(2), t(20));
+        assert_eq!(again[0].last_transition_time, t(10));
+        assert_eq!(again[0].observed_generation, Some(2));
+        let flipped = merge_conditions(&again, &[Desired::new(types::READY, true, "Ready", "ok")], Some(2), t(30));
+        assert_eq!(flipped[0].last_transition_time, t(30));
+    }
+
+    #[test]
+    fn phase_follows_conditions() {
+        let unsat = [
+            Desired::new(types::READY, false, "PlacementUnsatisfiable", ""),
+            Desired::new(types::PLACEMENT_SATISFIED, false, "Unsatisfiable", ""),
+        ];
+        assert_eq!(phase(&unsat), Phase::Pending);
+        assert_eq!(phase(&[Desired::new(types::READY, true, "Ready", "")]), Phase::Ready);
+        assert_eq!(phase(&[Desired::new(types::READY, false, "InvalidSpec", "")]), Phase::Failed);
+    }
+
+    #[test]
+    fn short_zone_names() {
+        assert_eq!(short_zone("zone-a"), "a");
+        assert_eq!(short_zone("us-east-1b"), "1b");
+        assert_eq!(short_zone("rack7"), "rack7");
+    }
+}

@@ -1,0 +1,105 @@
+//! Helpers for tests against the local cluster started by `make test` (`hack/local-cluster`).
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{DeleteParams, PostParams};
+use kube::{Api, Client};
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A client for the local cluster (KUBECONFIG from `hack/local-cluster env`).
+pub async fn client() -> Client {
+    Client::try_default()
+        .await
+        .expect("KUBECONFIG must point at the local cluster: eval \"$(hack/local-cluster env)\"")
+}
+
+/// Runs `hack/local-cluster ARGS`, panicking with its output on failure.
+pub fn local_cluster(args: &[&str]) -> String {
+    let out = Command::new(repo().join("hack/local-cluster"))
+        .args(args)
+        .output()
+        .expect("run hack/local-cluster");
+    assert!(
+        out.status.success(),
+        "hack/local-cluster {args:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Polls `check` until it returns Some or the deadline passes (then panics with `what`).
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// A fresh namespace for one test; deleted by [`TestNamespace::cleanup`].
+pub struct TestNamespace {
+    pub name: String,
+    client: Client,
+}
+
+impl TestNamespace {
+    pub async fn new(client: &Client, prefix: &str) -> Self {
+        let name = format!("{prefix}-{}", std::process::id() % 100000 + rand_suffix());
+        let ns = Namespace {
+            metadata: kube::api::ObjectMeta { name: Some(name.clone()), ..Default::default() },
+            ..Default::default()
+        };
+        Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &ns).await.expect("create namespace");
+        // Pods are refused until the namespace's default ServiceAccount exists.
+        let sa: Api<k8s_openapi::api::core::v1::ServiceAccount> = Api::namespaced(client.clone(), &name);
+        wait_for("default ServiceAccount", Duration::from_secs(60), || {
+            let sa = sa.clone();
+            async move { sa.get_opt("default").await.ok().flatten().map(|_| ()) }
+        })
+        .await;
+        Self { name, client: client.clone() }
+    }
+
+    pub async fn cleanup(self) {
+        let _ = Api::<Namespace>::all(self.client.clone()).delete(&self.name, &DeleteParams::default()).await;
+    }
+}
+
+fn rand_suffix() -> u32 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos() % 100000).unwrap_or(0)
+}
+
+/// Sends a RESP command to `ip:port` with redis-cli (Debian's) and returns its output.
+pub fn redis_cli(ip: &str, args: &[&str]) -> Option<String> {
+    // redis-cli has no connect timeout of its own: a cut-off pod IP would hang it.
+    let out = Command::new("timeout")
+        .args(["5", "redis-cli", "-h", ip, "-p", "6379", "--no-auth-warning"])
+        .args(args)
+        .env("REDISCLI_AUTH", std::env::var("TEST_REDIS_PASSWORD").unwrap_or_default())
+        .output()
+        .ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// Whether `ip:6379` accepts a TCP connection within one second.
+pub fn answers(ip: &str) -> bool {
+    let addr = format!("{ip}:6379").parse().expect("socket address");
+    std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok()
+}
