@@ -47,6 +47,58 @@ pub(crate) struct Assignment {
     pub relaxed: bool,
 }
 
+impl Assignment {
+    /// Turns a new seat into a kept one when the same shard already has a healthy member on
+    /// that node, so that a member is never replaced by an identical one.
+    pub(crate) fn adopt(&mut self, view: &CurrentView<'_>) {
+        let mut taken = kept_members(view, self.shards.iter().flat_map(|s| s.seats()));
+        for (index, shard) in self.shards.iter_mut().enumerate() {
+            for seat in std::iter::once(&mut shard.leader).chain(shard.followers.iter_mut()) {
+                adopt_seat(view, &mut taken, index, seat);
+            }
+        }
+    }
+}
+
+/// [`Assignment::adopt`] for seats not yet split into leader and followers.
+pub(crate) fn adopt_all(view: &CurrentView<'_>, shards: &mut [Vec<Seat>]) {
+    let mut taken = kept_members(view, shards.iter().flatten());
+    for (index, seats) in shards.iter_mut().enumerate() {
+        for seat in seats {
+            adopt_seat(view, &mut taken, index, seat);
+        }
+    }
+}
+
+fn kept_members<'s>(view: &CurrentView<'_>, seats: impl Iterator<Item = &'s Seat>) -> Vec<bool> {
+    let mut taken = vec![false; view.members.len()];
+    for seat in seats {
+        if let Origin::Kept(m) = seat.origin
+            && let Some(flag) = taken.get_mut(m)
+        {
+            *flag = true;
+        }
+    }
+    taken
+}
+
+fn adopt_seat(view: &CurrentView<'_>, taken: &mut [bool], shard: usize, seat: &mut Seat) {
+    if seat.origin != Origin::New {
+        return;
+    }
+    let same = (0..view.members.len()).find(|&i| {
+        let m = &view.members[i];
+        !taken[i]
+            && m.healthy
+            && m.node == Some(seat.node)
+            && usize::try_from(m.shard).ok() == Some(shard)
+    });
+    if let Some(m) = same {
+        taken[m] = true;
+        seat.origin = Origin::Kept(m);
+    }
+}
+
 impl From<Kept> for Seat {
     fn from(k: Kept) -> Self {
         Seat {

@@ -62,11 +62,30 @@ pub(crate) fn plan(
     for seat in assignment.shards.iter().flat_map(|s| s.seats()) {
         load[seat.node] += 1;
     }
+    // Members still serving once the early removals are done: a shard with one of them gets
+    // new members as followers that sync from it.
+    let mut live = vec![0usize; assignment.shards.len()];
+    for m in &view.members {
+        if let (true, Some(_), Some(count)) = (
+            m.healthy,
+            m.node,
+            usize::try_from(m.shard).ok().and_then(|s| live.get_mut(s)),
+        ) {
+            *count += 1;
+        }
+    }
     for (phase, i, _) in &mut removals {
-        if let (Phase::Last, Some(node)) = (*phase, view.members[*i].node) {
+        let m = &view.members[*i];
+        if let (Phase::Last, Some(node)) = (*phase, m.node) {
             load[node] += 1;
-            if load[node] > u64::from(inventory.slots(node)) {
+            let shard_live = usize::try_from(m.shard).ok().and_then(|s| live.get_mut(s));
+            // Never empty a shard early: its last live member is the new members' data source.
+            let last_source = shard_live.as_ref().is_some_and(|count| **count <= 1);
+            if load[node] > u64::from(inventory.slots(node)) && !last_source {
                 *phase = Phase::MakeRoom;
+                if let Some(count) = shard_live {
+                    *count -= 1;
+                }
             }
         }
     }
@@ -75,7 +94,7 @@ pub(crate) fn plan(
     let mut failovers = Vec::new();
     for (shard_index, seats) in assignment.shards.iter().enumerate() {
         let shard = u32::try_from(shard_index).unwrap_or(u32::MAX);
-        let any_kept = shard_seats_kept(shard_index, assignment);
+        let any_live = live.get(shard_index).is_some_and(|&count| count > 0);
         let mut replaced = removals
             .iter()
             .filter(|(_, i, _)| view.members[*i].shard == shard)
@@ -88,16 +107,16 @@ pub(crate) fn plan(
                 continue;
             }
             let zone = inventory.zone_name(inventory.zone_of(seat.node));
-            let role = if is_leader && !any_kept {
+            let role = if is_leader && !any_live {
                 Role::Leader
             } else {
                 Role::Follower
             };
-            let reason = if !any_kept && had_members {
+            let reason = if !any_live && had_members {
                 format!(
                     "shard {shard} has no healthy member left; it restarts empty in zone {zone}"
                 )
-            } else if !any_kept {
+            } else if !any_live {
                 "new shard".to_string()
             } else if let Some((node, why)) = replaced.next() {
                 format!("replaces the member on {node} ({why})")
@@ -121,7 +140,7 @@ pub(crate) fn plan(
             shard,
             &seats.leader,
             &seats.followers,
-            any_kept,
+            any_live,
         ) {
             failovers.push(change);
         }
@@ -145,13 +164,6 @@ pub(crate) fn plan(
     changes.extend(failovers);
     changes.extend(removals.iter().filter(|r| r.0 == Phase::Last).map(remove));
     changes
-}
-
-fn shard_seats_kept(shard: usize, assignment: &Assignment) -> bool {
-    assignment
-        .shards
-        .get(shard)
-        .is_some_and(|s| s.seats().any(|seat| matches!(seat.origin, Origin::Kept(_))))
 }
 
 fn create_key(change: &Change) -> (u32, bool, String) {
@@ -220,13 +232,13 @@ fn failover(
     shard: u32,
     leader: &Seat,
     followers: &[Seat],
-    any_kept: bool,
+    any_live: bool,
 ) -> Option<Change> {
     let is_leader_now = |seat: &Seat| match seat.origin {
         Origin::Kept(m) => view.members.get(m).is_some_and(|p| p.role == Role::Leader),
         Origin::New => false,
     };
-    if leader.origin == Origin::New && !any_kept {
+    if leader.origin == Origin::New && !any_live {
         return None;
     }
     let rival = followers.iter().any(is_leader_now);

@@ -102,7 +102,7 @@ pub fn solve(
 ) -> Result<Placement, Unsatisfiable> {
     let inventory = Inventory::new(topology, request);
     let view = CurrentView::new(&inventory, current);
-    let assignment = match request.spread {
+    let mut assignment = match request.spread {
         Spread::Required => required::solve(&inventory, request, &view)?,
         Spread::Preferred => match required::solve(&inventory, request, &view) {
             Ok(assignment) => assignment,
@@ -110,6 +110,7 @@ pub fn solve(
             Err(_) => relaxed::solve(&inventory, request, &view)?,
         },
     };
+    assignment.adopt(&view);
     Ok(report(&inventory, &view, &assignment, request))
 }
 
@@ -184,10 +185,16 @@ fn report(
         }
     }
     if assignment.relaxed {
-        notes.push(
-            "preferred spread: no placement keeps every shard's members in distinct zones, so some shards share a zone"
-                .to_string(),
-        );
+        let shared = assignment.shards.iter().filter(|s| {
+            let mut zones: Vec<usize> =
+                s.seats().map(|seat| inventory.zone_of(seat.node)).collect();
+            zones.sort_unstable();
+            zones.windows(2).any(|w| w[0] == w[1])
+        });
+        notes.push(format!(
+            "preferred spread: no placement meets required spread ({} shards share a zone)",
+            shared.count()
+        ));
     }
     let (zone_loss_safe, zone_loss_reason) = safety::zone_loss(inventory, assignment, request);
     Placement {

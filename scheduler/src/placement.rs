@@ -21,7 +21,8 @@ pub struct Placement {
     pub leaders_per_zone: Vec<ZoneCount>,
     /// The leader cap ⌈L / Z⌉ that was enforced (Z = zones with capacity).
     pub leader_cap: u32,
-    /// True when `Spread::Preferred` had to let members of a shard share a zone.
+    /// True when `Spread::Preferred` could not meet Required's guarantees: members of a shard
+    /// may share a zone, sit on unlabeled nodes, and leaders may exceed the cap.
     pub spread_relaxed: bool,
     /// Other facts an SRE should know, e.g. nodes ignored for lacking the zone label.
     pub notes: Vec<String>,

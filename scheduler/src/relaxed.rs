@@ -4,18 +4,20 @@
 //! Members that may stay do (the leader first, then followers in zones the shard does not use
 //! yet). Missing members go, shard by shard, to the zone where the shard has the fewest
 //! members, then the zone with the fewest members overall, on its roomiest node. Should that
-//! greedy fill get stuck although a placement exists, the solver starts over from an empty
-//! cluster and fills shards "tightest node first": each shard takes the nodes with the most
-//! members still to place, which provably succeeds whenever the nodes offer
-//! `Σ min(slots, L) ≥ L·M`. Leaders are then picked by a minimum-cost flow like Required's
+//! greedy fill get stuck, a maximum flow (petgraph's `dinics`) over `shard → node` finds the
+//! missing members wherever the staying members leave room. Only if the staying members block
+//! every completion does the solver start over from an empty cluster, filling shards
+//! "tightest node first": each shard takes the nodes with the most members still to place,
+//! which provably succeeds whenever the nodes offer `Σ min(slots, L) ≥ L·M`. Leaders are then picked by a minimum-cost flow like Required's
 //! stage 1, over the zones each shard has members in, with the ⌈L / Z⌉ cap made soft.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
 
-use petgraph::graph::NodeIndex;
+use petgraph::algo::dinics;
+use petgraph::graph::{DiGraph, EdgeIndex, NodeIndex};
 
-use crate::assignment::{Assignment, NodePicker, Origin, Seat, ShardSeats};
+use crate::assignment::{Assignment, NodePicker, Origin, Seat, ShardSeats, adopt_all};
 use crate::current::{CurrentView, Kept};
 use crate::error::{Cause, Unsatisfiable};
 use crate::feasibility;
@@ -57,6 +59,7 @@ pub(crate) fn solve(
         per_shard,
     );
     let members = greedy_fill(inventory, view, &kept, per_shard)
+        .or_else(|| complete_by_max_flow(inventory, &kept, per_shard))
         .or_else(|| tightest_first(inventory, request, per_shard))
         .ok_or_else(|| {
             Unsatisfiable::new(
@@ -64,16 +67,13 @@ pub(crate) fn solve(
                 "internal error: no relaxed placement found although one exists; please report this input",
             )
         })?;
+    let mut members = members;
+    adopt_all(view, &mut members);
     let shards = pick_leaders(inventory, view, request, members, leader_cap);
-    let relaxed = shards.iter().any(|s| {
-        let mut zones: Vec<usize> = s.seats().map(|seat| inventory.zone_of(seat.node)).collect();
-        zones.sort_unstable();
-        zones.windows(2).any(|w| w[0] == w[1])
-    });
     Ok(Assignment {
         shards,
         leader_cap,
-        relaxed,
+        relaxed: true,
     })
 }
 
@@ -144,6 +144,68 @@ fn greedy_fill(
             zone_members[zone] += 1;
         }
         result.push(seats);
+    }
+    Some(result)
+}
+
+/// Completes the shards around the members that stay with a maximum flow
+/// `source → shard (members missing) → node (1, nodes the shard does not use) → sink (room)`;
+/// `None` when they block every completion.
+fn complete_by_max_flow(
+    inventory: &Inventory<'_>,
+    kept: &[Vec<Kept>],
+    per_shard: usize,
+) -> Option<Vec<Vec<Seat>>> {
+    let mut room: Vec<u64> = inventory.nodes.iter().map(|n| u64::from(n.slots)).collect();
+    for k in kept.iter().flatten() {
+        room[k.node] = room[k.node].saturating_sub(1);
+    }
+    let mut graph: DiGraph<(), u64> = DiGraph::new();
+    let source = graph.add_node(());
+    let sink = graph.add_node(());
+    let node_vertex: Vec<Option<NodeIndex>> = room
+        .iter()
+        .map(|&r| {
+            (r > 0).then(|| {
+                let v = graph.add_node(());
+                graph.add_edge(v, sink, r);
+                v
+            })
+        })
+        .collect();
+    let mut wanted = 0u64;
+    let mut arcs: Vec<(usize, usize, EdgeIndex)> = Vec::new();
+    for (shard, list) in kept.iter().enumerate() {
+        let missing = per_shard.saturating_sub(list.len());
+        if missing == 0 {
+            continue;
+        }
+        let vertex = graph.add_node(());
+        graph.add_edge(source, vertex, u64::try_from(missing).ok()?);
+        wanted += u64::try_from(missing).ok()?;
+        for (node, target) in node_vertex.iter().enumerate() {
+            if let Some(target) = target
+                && !list.iter().any(|k| k.node == node)
+            {
+                arcs.push((shard, node, graph.add_edge(vertex, *target, 1)));
+            }
+        }
+    }
+    let (sent, flows) = dinics(&graph, source, sink);
+    if sent < wanted {
+        return None;
+    }
+    let mut result: Vec<Vec<Seat>> = kept
+        .iter()
+        .map(|list| list.iter().map(|k| Seat::from(*k)).collect())
+        .collect();
+    for (shard, node, edge) in arcs {
+        if flows.get(edge.index()).is_some_and(|&f| f > 0) {
+            result[shard].push(Seat {
+                node,
+                origin: Origin::New,
+            });
+        }
     }
     Some(result)
 }
