@@ -57,11 +57,19 @@ pub fn slots(node: &Node, request: &Request) -> u64 {
         return 0;
     }
     let mut fit = u64::from(node.capacity.pods);
-    if request.member_resources.cpu_millis > 0 {
-        fit = fit.min(node.capacity.cpu_millis / request.member_resources.cpu_millis);
+    if let Some(by_cpu) = node
+        .capacity
+        .cpu_millis
+        .checked_div(request.member_resources.cpu_millis)
+    {
+        fit = fit.min(by_cpu);
     }
-    if request.member_resources.memory_bytes > 0 {
-        fit = fit.min(node.capacity.memory_bytes / request.member_resources.memory_bytes);
+    if let Some(by_memory) = node
+        .capacity
+        .memory_bytes
+        .checked_div(request.member_resources.memory_bytes)
+    {
+        fit = fit.min(by_memory);
     }
     if request.one_member_per_node {
         fit = fit.min(1);
