@@ -19,3 +19,4 @@ pub use client::{AdminOptions, Auth, Client, Timeouts};
 pub use error::RedisError;
 pub use ids::{NodeId, SLOT_COUNT, SlotRange};
 pub use model::{ClusterView, NodeObservation, observe, observe_node};
+pub use ops::ClusterAdmin;

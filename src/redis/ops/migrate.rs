@@ -1,0 +1,303 @@
+//! Moving the keys of one slot from one node to another with `GETKEYSINSLOT` and
+//! `MIGRATE ... KEYS`, shared by resharding and open-slot repair.
+//!
+//! MIGRATE is atomic per key: the source deletes a key only after the target acknowledged its
+//! RESTORE. An interrupted run therefore leaves every key on the source, on the target, or (if
+//! the source died between the two) on both; a key on both makes the next MIGRATE fail with
+//! BUSYKEY, which is resolved here by comparing DUMP payloads.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::redis::client::{AdminOptions, Client, Frame};
+use crate::redis::command::Cmd;
+use crate::redis::error::RedisError;
+use crate::redis::ids::NodeId;
+use crate::redis::ops::OpError;
+use crate::redis::reply;
+
+/// What to do when a key exists on both sides with different values.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ConflictPolicy {
+    /// Overwrite the target's copy with the source's. Right for a slot in MIGRATING state:
+    /// while it is open, clients write existing keys on the source and new keys on the target,
+    /// so a key on both sides comes from an interrupted MIGRATE and the source copy is the
+    /// newer one.
+    #[default]
+    SourceWins,
+    /// Stop with [`OpError::KeyConflict`] (the `redis-cli --cluster fix` behaviour without
+    /// `--cluster-replace`). Right when the keys were never meant to be on the source.
+    Refuse,
+}
+
+/// Counters updated while keys move, readable from another task.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Keys acknowledged by the target.
+    pub keys_moved: AtomicU64,
+    /// MIGRATE commands that completed.
+    pub batches: AtomicU64,
+    /// Slots finished (ownership handed over).
+    pub slots_done: AtomicU64,
+    /// Keys found on both sides and resolved.
+    pub conflicts_resolved: AtomicU64,
+}
+
+/// Batch sizing for MIGRATE.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BatchOptions {
+    /// Keys per MIGRATE at the start of each slot.
+    pub initial: usize,
+    /// Upper bound of keys per MIGRATE.
+    pub max: usize,
+    /// Each MIGRATE blocks the source (and the target while it restores); the batch is halved
+    /// when one takes longer than this and doubled when it takes less than a quarter of it.
+    /// This keeps big values from stalling the nodes past their node timeout while small values
+    /// move in large batches.
+    pub target_time: Duration,
+    /// MIGRATE commands sent back to back before reading replies, hiding the round trip.
+    pub pipeline_depth: usize,
+}
+
+impl Default for BatchOptions {
+    fn default() -> Self {
+        Self {
+            initial: 100,
+            max: 2000,
+            target_time: Duration::from_millis(40),
+            pipeline_depth: 2,
+        }
+    }
+}
+
+/// Adaptive batch size.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct BatchSizer {
+    current: usize,
+    options: BatchOptions,
+}
+
+impl BatchSizer {
+    pub(crate) fn new(options: BatchOptions) -> Self {
+        Self {
+            current: options.initial.clamp(1, options.max.max(1)),
+            options,
+        }
+    }
+
+    fn record(&mut self, keys: usize, elapsed: Duration) {
+        let target = self.options.target_time;
+        if elapsed > target && self.current > 1 {
+            self.current = (self.current / 2).max(1);
+        } else if elapsed < target / 4 && keys >= self.current {
+            self.current = (self.current * 2).min(self.options.max.max(1));
+        }
+    }
+}
+
+/// Everything needed to move keys from one node to another.
+pub(crate) struct KeyMover<'a> {
+    pub source: &'a mut Client,
+    pub source_id: &'a NodeId,
+    pub target: &'a mut Client,
+    pub target_id: &'a NodeId,
+    pub options: &'a AdminOptions,
+    pub conflicts: ConflictPolicy,
+    pub progress: Option<&'a Progress>,
+}
+
+fn migrate_cmd(target: SocketAddr, options: &AdminOptions, replace: bool, keys: &[Bytes]) -> Cmd {
+    let timeout_ms = u64::try_from(options.timeouts.migrate.as_millis()).unwrap_or(u64::MAX);
+    let mut cmd = Cmd::new("MIGRATE")
+        .arg(target.ip().to_string())
+        .arg_int(target.port())
+        .arg("")
+        .arg_int(0)
+        .arg_int(timeout_ms);
+    if replace {
+        cmd = cmd.arg("REPLACE");
+    }
+    if let Some(auth) = &options.auth {
+        cmd = match &auth.username {
+            Some(user) => cmd.arg("AUTH2").arg(user).arg(&auth.password),
+            None => cmd.arg("AUTH").arg(&auth.password),
+        };
+    }
+    keys.iter()
+        .cloned()
+        .fold(cmd.arg("KEYS"), |cmd, key| cmd.arg_bytes(key))
+}
+
+fn is_busykey(err: &RedisError) -> bool {
+    matches!(err, RedisError::BusyKey(_)) || err.message_contains("BUSYKEY")
+}
+
+impl KeyMover<'_> {
+    fn migrate_timeout(&self) -> Duration {
+        self.options.timeouts.migrate * 2 + self.options.timeouts.command
+    }
+
+    /// Moves every key of `slot` from the source to the target. Returns the number of keys
+    /// moved.
+    pub(crate) async fn drain(
+        &mut self,
+        slot: u16,
+        sizer: &mut BatchSizer,
+    ) -> Result<u64, OpError> {
+        let source_addr = self.source.addr();
+        let target_addr = self.target.addr();
+        let mut moved = 0u64;
+        loop {
+            let depth = sizer.options.pipeline_depth.max(1);
+            let fetch = Cmd::getkeysinslot(slot, sizer.current * depth);
+            let frame = self
+                .source
+                .call(&fetch)
+                .await
+                .map_err(OpError::node(source_addr))?;
+            let keys = reply::bytes_array(&fetch, frame).map_err(OpError::node(source_addr))?;
+            if keys.is_empty() {
+                return Ok(moved);
+            }
+            let chunks: Vec<&[Bytes]> = keys.chunks(sizer.current.max(1)).collect();
+            let cmds: Vec<Cmd> = chunks
+                .iter()
+                .map(|chunk| migrate_cmd(target_addr, self.options, false, chunk))
+                .collect();
+            let started = Instant::now();
+            let replies = self
+                .source
+                .pipeline_with_timeout(&cmds, self.migrate_timeout())
+                .await
+                .map_err(OpError::node(source_addr))?;
+            let elapsed = started.elapsed();
+            for ((chunk, cmd), result) in chunks.iter().zip(&cmds).zip(replies) {
+                match result {
+                    Ok(frame) => self.accept_reply(cmd, frame, chunk.len())?,
+                    Err(err) if is_busykey(&err) => self.resolve_conflicts(slot, chunk).await?,
+                    Err(err) => return Err(OpError::node(source_addr)(err)),
+                }
+                moved += chunk.len() as u64;
+            }
+            sizer.record(
+                keys.len() / chunks.len().max(1),
+                elapsed / chunks.len().max(1) as u32,
+            );
+        }
+    }
+
+    fn accept_reply(&self, cmd: &Cmd, frame: Frame, keys: usize) -> Result<(), OpError> {
+        match &frame {
+            // NOKEY: every key of the batch vanished (expired or deleted) since GETKEYSINSLOT.
+            Frame::SimpleString(s) if s.as_ref() == b"OK" || s.as_ref() == b"NOKEY" => {
+                if let Some(p) = self.progress {
+                    p.keys_moved.fetch_add(keys as u64, Ordering::Relaxed);
+                    p.batches.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(())
+            }
+            _ => Err(OpError::node(self.source.addr())(
+                RedisError::UnexpectedReply {
+                    command: cmd.describe(),
+                    reply: reply::render(&frame),
+                },
+            )),
+        }
+    }
+
+    /// Some keys of `chunk` exist on the target already. MIGRATE stops at the first such key,
+    /// after moving the ones before it, so each key is checked: equal DUMP payloads (or a key
+    /// gone from either side) are safe to overwrite; different ones follow the policy.
+    async fn resolve_conflicts(&mut self, slot: u16, chunk: &[Bytes]) -> Result<(), OpError> {
+        let source_addr = self.source.addr();
+        let target_addr = self.target.addr();
+        let dumps = |keys: &[Bytes], asking: bool| -> Vec<Cmd> {
+            keys.iter()
+                .flat_map(|k| {
+                    let dump = Cmd::new("DUMP").arg_bytes(k.clone());
+                    if asking {
+                        vec![Cmd::new("ASKING"), dump]
+                    } else {
+                        vec![dump]
+                    }
+                })
+                .collect()
+        };
+        let source_dumps = self
+            .source
+            .pipeline(&dumps(chunk, false))
+            .await
+            .map_err(OpError::node(source_addr))?;
+        // The target may not own the slot yet (IMPORTING): ASKING lets it answer for this key.
+        let target_dumps = self
+            .target
+            .pipeline(&dumps(chunk, true))
+            .await
+            .map_err(OpError::node(target_addr))?;
+        let dump_cmd = Cmd::new("DUMP");
+        let mut differing = 0usize;
+        let mut still_on_source = Vec::new();
+        for (i, key) in chunk.iter().enumerate() {
+            let on_source = match source_dumps.get(i) {
+                Some(Ok(f)) => {
+                    reply::opt_bytes(&dump_cmd, f.clone()).map_err(OpError::node(source_addr))?
+                }
+                Some(Err(e)) => return Err(OpError::node(source_addr)(clone_err(e))),
+                None => None,
+            };
+            let on_target = match target_dumps.get(2 * i + 1) {
+                Some(Ok(f)) => {
+                    reply::opt_bytes(&dump_cmd, f.clone()).map_err(OpError::node(target_addr))?
+                }
+                Some(Err(e)) => return Err(OpError::node(target_addr)(clone_err(e))),
+                None => None,
+            };
+            let Some(source_value) = on_source else {
+                continue;
+            };
+            if on_target.as_ref().is_some_and(|t| t != &source_value) {
+                differing += 1;
+            }
+            still_on_source.push(key.clone());
+        }
+        if differing > 0 && self.conflicts == ConflictPolicy::Refuse {
+            return Err(OpError::KeyConflict {
+                slot,
+                from: self.source_id.clone(),
+                to: self.target_id.clone(),
+                count: differing,
+            });
+        }
+        if differing > 0 {
+            tracing::warn!(
+                slot,
+                count = differing,
+                "keys differ between source and target after an interrupted migration; the source copy wins"
+            );
+        }
+        if still_on_source.is_empty() {
+            return Ok(());
+        }
+        let cmd = migrate_cmd(target_addr, self.options, true, &still_on_source);
+        let frame = self
+            .source
+            .call_with_timeout(&cmd, self.migrate_timeout())
+            .await
+            .map_err(OpError::node(source_addr))?;
+        self.accept_reply(&cmd, frame, still_on_source.len())?;
+        if let Some(p) = self.progress {
+            p.conflicts_resolved
+                .fetch_add(still_on_source.len() as u64, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+}
+
+/// `RedisError` holds an `io::Error` and cannot derive Clone; the per-command replies of a
+/// pipeline only ever hold server-side errors, which are plain data.
+fn clone_err(err: &RedisError) -> RedisError {
+    RedisError::from_reply_line(&err.to_string())
+}
