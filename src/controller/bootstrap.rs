@@ -56,9 +56,16 @@ pub const SYNC_LAG_BYTES: u64 = 1024 * 1024;
 /// Decides the next step from the members' reports.
 pub fn next_step(shards: &[ShardSeats<'_>]) -> Step {
     let all: Vec<&Seat<'_>> = shards.iter().flat_map(|s| s.seats.iter()).collect();
-    let missing: Vec<&str> = all.iter().filter(|s| s.view.is_none()).map(|s| s.pod).collect();
+    let missing: Vec<&str> = all
+        .iter()
+        .filter(|s| s.view.is_none())
+        .map(|s| s.pod)
+        .collect();
     if !missing.is_empty() {
-        return Step::WaitMembers(format!("waiting for Redis to answer on {}", missing.join(", ")));
+        return Step::WaitMembers(format!(
+            "waiting for Redis to answer on {}",
+            missing.join(", ")
+        ));
     }
     let views: Vec<&NodeView> = all.iter().filter_map(|s| s.view).collect();
 
@@ -90,7 +97,11 @@ pub fn next_step(shards: &[ShardSeats<'_>]) -> Step {
     if handshakes > 0 || !incomplete.is_empty() {
         return Step::WaitGossip(format!(
             "{handshakes} handshakes in flight; not yet knowing every member: {}",
-            if incomplete.is_empty() { "none".to_string() } else { incomplete.join(", ") }
+            if incomplete.is_empty() {
+                "none".to_string()
+            } else {
+                incomplete.join(", ")
+            }
         ));
     }
 
@@ -123,7 +134,9 @@ pub fn next_step(shards: &[ShardSeats<'_>]) -> Step {
     let mut replicate = Vec::new();
     let mut syncing = Vec::new();
     for shard in shards {
-        let Some(leader) = leader_of(shard) else { continue };
+        let Some(leader) = leader_of(shard) else {
+            continue;
+        };
         for seat in &shard.seats {
             let Some(v) = seat.view else { continue };
             if v.id() == leader.id() {
@@ -153,7 +166,11 @@ pub fn next_step(shards: &[ShardSeats<'_>]) -> Step {
     if !syncing.is_empty() {
         return Step::WaitSync(format!("followers syncing: {}", syncing.join(", ")));
     }
-    let not_ok: Vec<String> = views.iter().filter(|v| !v.info.state_ok).map(|v| v.addr.to_string()).collect();
+    let not_ok: Vec<String> = views
+        .iter()
+        .filter(|v| !v.info.state_ok)
+        .map(|v| v.addr.to_string())
+        .collect();
     if !not_ok.is_empty() || owned.len() != usize::from(SLOT_COUNT) {
         return Step::WaitSync(format!(
             "{} of {SLOT_COUNT} slots served; cluster_state not ok on: {}",
@@ -181,7 +198,13 @@ pub fn leader_of<'a>(shard: &ShardSeats<'a>) -> Option<&'a NodeView> {
 /// Whether a follower's replication link is up and its offset close to the leader's.
 pub fn in_sync(follower: &NodeView, leader: &NodeView) -> bool {
     follower.replication.replica_link().is_some_and(|l| {
-        l.link_up && !l.sync_in_progress && leader.replication.master_repl_offset.saturating_sub(l.repl_offset) <= SYNC_LAG_BYTES
+        l.link_up
+            && !l.sync_in_progress
+            && leader
+                .replication
+                .master_repl_offset
+                .saturating_sub(l.repl_offset)
+                <= SYNC_LAG_BYTES
     })
 }
 

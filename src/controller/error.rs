@@ -7,7 +7,9 @@ pub enum Error {
     #[error("kubernetes API: {0}")]
     Kube(#[source] kube::Error),
     /// The CRD is not installed or not readable with our RBAC.
-    #[error("cannot list RedisClusters (is the CRD in crds/ applied, and the RBAC in manifests/?): {0}")]
+    #[error(
+        "cannot list RedisClusters (is the CRD in crds/ applied, and the RBAC in manifests/?): {0}"
+    )]
     CrdMissing(#[source] kube::Error),
     /// A reflector cache never became ready.
     #[error("the node cache did not become ready")]

@@ -27,7 +27,12 @@ impl Member {
     }
     /// The node the Pod is bound to (or pinned to, before binding).
     pub fn node(&self) -> Option<&str> {
-        self.pod.spec.as_ref()?.node_name.as_deref().or_else(|| pinned_node(&self.pod))
+        self.pod
+            .spec
+            .as_ref()?
+            .node_name
+            .as_deref()
+            .or_else(|| pinned_node(&self.pod))
     }
     /// Pod IP once the Pod runs.
     pub fn ip(&self) -> Option<IpAddr> {
@@ -87,9 +92,18 @@ fn pinned_node(pod: &Pod) -> Option<&str> {
         .map(String::as_str)
 }
 
-fn belongs(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta, ns: &str, cluster: &str) -> bool {
+fn belongs(
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    ns: &str,
+    cluster: &str,
+) -> bool {
     meta.namespace.as_deref() == Some(ns)
-        && meta.labels.as_ref().and_then(|l| l.get(CLUSTER_LABEL)).map(String::as_str) == Some(cluster)
+        && meta
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(CLUSTER_LABEL))
+            .map(String::as_str)
+            == Some(cluster)
 }
 
 /// Every member Pod of a cluster, sorted by (shard, member, name) for deterministic planning.
@@ -99,7 +113,11 @@ pub fn members(pods: &[Arc<Pod>], ns: &str, cluster: &str) -> Vec<Member> {
         .filter(|p| belongs(&p.metadata, ns, cluster))
         .filter_map(|p| {
             let (shard, member) = member_of(p.metadata.labels.as_ref()?)?;
-            Some(Member { shard, member, pod: p.clone() })
+            Some(Member {
+                shard,
+                member,
+                pod: p.clone(),
+            })
         })
         .collect();
     out.sort_by(|a, b| (a.shard, a.member, a.name()).cmp(&(b.shard, b.member, b.name())));
@@ -107,7 +125,11 @@ pub fn members(pods: &[Arc<Pod>], ns: &str, cluster: &str) -> Vec<Member> {
 }
 
 /// Every member PVC of a cluster by name.
-pub fn claims(pvcs: &[Arc<PersistentVolumeClaim>], ns: &str, cluster: &str) -> BTreeMap<String, Arc<PersistentVolumeClaim>> {
+pub fn claims(
+    pvcs: &[Arc<PersistentVolumeClaim>],
+    ns: &str,
+    cluster: &str,
+) -> BTreeMap<String, Arc<PersistentVolumeClaim>> {
     pvcs.iter()
         .filter(|p| belongs(&p.metadata, ns, cluster))
         .filter_map(|p| Some((p.metadata.name.clone()?, p.clone())))

@@ -12,6 +12,7 @@ pub mod context;
 pub mod error;
 pub mod labels;
 pub mod members;
+pub mod placement_input;
 pub mod reconcile;
 pub mod redis_view;
 pub mod shard_status;
@@ -47,23 +48,35 @@ pub async fn run(namespace: Option<String>) -> Result<(), Error> {
 
     let member_cfg = watcher::Config::default().labels(labels::MANAGED_BY_SELECTOR);
     let (pods, pods_writer) = reflector::store();
-    let pod_stream = reflector(pods_writer, watcher(scoped::<Pod>(&client, namespace.as_deref()), member_cfg.clone()))
-        .default_backoff()
-        .touched_objects();
+    let pod_stream = reflector(
+        pods_writer,
+        watcher(
+            scoped::<Pod>(&client, namespace.as_deref()),
+            member_cfg.clone(),
+        ),
+    )
+    .default_backoff()
+    .touched_objects();
     let (pvcs, pvcs_writer) = reflector::store();
     let pvc_stream = reflector(
         pvcs_writer,
-        watcher(scoped::<PersistentVolumeClaim>(&client, namespace.as_deref()), member_cfg.clone()),
+        watcher(
+            scoped::<PersistentVolumeClaim>(&client, namespace.as_deref()),
+            member_cfg.clone(),
+        ),
     )
     .default_backoff()
     .touched_objects();
     // Nodes are cached but do not trigger reconciles: their heartbeats would wake every cluster
     // every few seconds. Clusters waiting on nodes requeue on a timer instead.
     let (nodes, nodes_writer) = reflector::store();
-    let node_stream = reflector(nodes_writer, watcher(Api::<Node>::all(client.clone()), watcher::Config::default()))
-        .default_backoff()
-        .touched_objects()
-        .for_each(|_| futures::future::ready(()));
+    let node_stream = reflector(
+        nodes_writer,
+        watcher(Api::<Node>::all(client.clone()), watcher::Config::default()),
+    )
+    .default_backoff()
+    .touched_objects()
+    .for_each(|_| futures::future::ready(()));
     tokio::spawn(node_stream);
 
     let ctx = Arc::new(Context {
@@ -73,16 +86,35 @@ pub async fn run(namespace: Option<String>) -> Result<(), Error> {
         pvcs,
         nodes: nodes.clone(),
     });
-    nodes.wait_until_ready().await.map_err(|_| Error::CacheNotReady)?;
-    tracing::info!(namespace = namespace.as_deref().unwrap_or("*"), "redis-operator started");
+    nodes
+        .wait_until_ready()
+        .await
+        .map_err(|_| Error::CacheNotReady)?;
+    tracing::info!(
+        namespace = namespace.as_deref().unwrap_or("*"),
+        "redis-operator started"
+    );
 
     Controller::new(clusters, watcher::Config::default().any_semantic())
         .owns_stream(pod_stream)
         .owns_stream(pvc_stream)
-        .owns(scoped::<ConfigMap>(&client, namespace.as_deref()), member_cfg.clone())
-        .owns(scoped::<Service>(&client, namespace.as_deref()), member_cfg.clone())
-        .owns(scoped::<PodDisruptionBudget>(&client, namespace.as_deref()), member_cfg)
-        .with_config(controller::Config::default().concurrency(8).debounce(Duration::from_millis(200)))
+        .owns(
+            scoped::<ConfigMap>(&client, namespace.as_deref()),
+            member_cfg.clone(),
+        )
+        .owns(
+            scoped::<Service>(&client, namespace.as_deref()),
+            member_cfg.clone(),
+        )
+        .owns(
+            scoped::<PodDisruptionBudget>(&client, namespace.as_deref()),
+            member_cfg,
+        )
+        .with_config(
+            controller::Config::default()
+                .concurrency(8)
+                .debounce(Duration::from_millis(200)),
+        )
         .shutdown_on_signal()
         .run(reconcile::reconcile, reconcile::error_policy, ctx)
         .for_each(|res| async move {
@@ -101,7 +133,10 @@ pub async fn run(namespace: Option<String>) -> Result<(), Error> {
 
 fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
 where
-    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
     K::DynamicType: Default,
 {
     match namespace {

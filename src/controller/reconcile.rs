@@ -34,7 +34,12 @@ struct Outcome {
 
 impl Outcome {
     fn new(conditions: Vec<Desired>, action: Action) -> Self {
-        Self { conditions, action, placement: None, views: BTreeMap::new() }
+        Self {
+            conditions,
+            action,
+            placement: None,
+            views: BTreeMap::new(),
+        }
     }
 }
 
@@ -48,7 +53,11 @@ pub async fn reconcile(cluster: Arc<RedisCluster>, ctx: Arc<Context>) -> Result<
         return Ok(Action::await_change());
     }
     let ns = cluster.namespace().ok_or(Error::MissingMetadata)?;
-    let name = cluster.metadata.name.clone().ok_or(Error::MissingMetadata)?;
+    let name = cluster
+        .metadata
+        .name
+        .clone()
+        .ok_or(Error::MissingMetadata)?;
     let pods = members::members(&ctx.pods.state(), &ns, &name);
     let outcome = drive(&cluster, &ctx, &ns, &name, &pods).await?;
     write_status(&cluster, &ctx, &ns, &name, &pods, &outcome).await?;
@@ -61,7 +70,13 @@ pub fn error_policy(cluster: Arc<RedisCluster>, error: &Error, _ctx: Arc<Context
     Action::requeue(Duration::from_secs(5))
 }
 
-async fn drive(cluster: &RedisCluster, ctx: &Context, ns: &str, name: &str, pods: &[Member]) -> Result<Outcome, Error> {
+async fn drive(
+    cluster: &RedisCluster,
+    ctx: &Context,
+    ns: &str,
+    name: &str,
+    pods: &[Member],
+) -> Result<Outcome, Error> {
     // 1. Input the operator must refuse: nothing is created, changed or deleted.
     if let Err(msg) = config::validate_overrides(&cluster.spec.config) {
         return Ok(invalid_spec(ctx, cluster, msg).await);
@@ -77,19 +92,42 @@ async fn drive(cluster: &RedisCluster, ctx: &Context, ns: &str, name: &str, pods
 
     // 2. Placement over the nodes as they are now.
     let nodes = ctx.nodes.state();
-    let topology = crate::topology::from_nodes(&nodes, cluster);
-    let request = crate::topology::request(cluster);
+    let topology = super::placement_input::topology(&nodes, cluster);
+    let request = super::placement_input::request(cluster);
     let current = current_members(pods);
     let placement = match redis_scheduler::solve(&topology, &request, &current) {
         Ok(p) => p,
         Err(unsat) => {
             let reason = unsat.to_string();
-            publish_once(ctx, cluster, EventType::Warning, "PlacementUnsatisfiable", &reason, types::PLACEMENT_SATISFIED).await;
+            publish_once(
+                ctx,
+                cluster,
+                EventType::Warning,
+                "PlacementUnsatisfiable",
+                &reason,
+                types::PLACEMENT_SATISFIED,
+            )
+            .await;
             let mut o = Outcome::new(
                 vec![
-                    Desired::new(types::READY, false, "PlacementUnsatisfiable", reason.clone()),
-                    Desired::new(types::PROGRESSING, false, "PlacementUnsatisfiable", "waiting for nodes or a spec change"),
-                    Desired::new(types::DEGRADED, !pods.is_empty(), "PlacementUnsatisfiable", reason.clone()),
+                    Desired::new(
+                        types::READY,
+                        false,
+                        "PlacementUnsatisfiable",
+                        reason.clone(),
+                    ),
+                    Desired::new(
+                        types::PROGRESSING,
+                        false,
+                        "PlacementUnsatisfiable",
+                        "waiting for nodes or a spec change",
+                    ),
+                    Desired::new(
+                        types::DEGRADED,
+                        !pods.is_empty(),
+                        "PlacementUnsatisfiable",
+                        reason.clone(),
+                    ),
                     Desired::new(types::PLACEMENT_SATISFIED, false, "Unsatisfiable", reason),
                 ],
                 Action::requeue(REQUEUE_WAIT),
@@ -101,7 +139,11 @@ async fn drive(cluster: &RedisCluster, ctx: &Context, ns: &str, name: &str, pods
     let placement_cond = Desired::new(
         types::PLACEMENT_SATISFIED,
         true,
-        if placement.zone_loss_safe { "Satisfied" } else { "SatisfiedNotZoneLossSafe" },
+        if placement.zone_loss_safe {
+            "Satisfied"
+        } else {
+            "SatisfiedNotZoneLossSafe"
+        },
         if placement.zone_loss_safe {
             "every shard's members are in distinct zones; losing any one zone leaves a majority of leaders".to_string()
         } else {
@@ -115,12 +157,33 @@ async fn drive(cluster: &RedisCluster, ctx: &Context, ns: &str, name: &str, pods
     apply_support_objects(cluster, ctx, ns, &rendered).await?;
 
     // 4. Members that placement wants and that have no Pod yet.
-    let created = create_missing_members(cluster, ctx, ns, name, pods, &placement, &secret_name, &secret_key, &config_hash).await?;
+    let created = create_missing_members(
+        cluster,
+        ctx,
+        ns,
+        name,
+        pods,
+        &placement,
+        &secret_name,
+        &secret_key,
+        &config_hash,
+    )
+    .await?;
     if created > 0 {
         let mut o = Outcome::new(
             vec![
-                Desired::new(types::READY, false, "CreatingMembers", format!("created {created} member pods")),
-                Desired::new(types::PROGRESSING, true, "CreatingMembers", format!("created {created} member pods")),
+                Desired::new(
+                    types::READY,
+                    false,
+                    "CreatingMembers",
+                    format!("created {created} member pods"),
+                ),
+                Desired::new(
+                    types::PROGRESSING,
+                    true,
+                    "CreatingMembers",
+                    format!("created {created} member pods"),
+                ),
                 Desired::new(types::DEGRADED, false, "CreatingMembers", ""),
                 placement_cond,
             ],
@@ -131,8 +194,15 @@ async fn drive(cluster: &RedisCluster, ctx: &Context, ns: &str, name: &str, pods
     }
 
     // 5. Wait for the Pods, then join them into one Redis Cluster.
-    let live: Vec<&Member> = pods.iter().filter(|m| !m.terminating() && !m.finished()).collect();
-    let not_ready: Vec<&str> = live.iter().filter(|m| !m.ready()).map(|m| m.name()).collect();
+    let live: Vec<&Member> = pods
+        .iter()
+        .filter(|m| !m.terminating() && !m.finished())
+        .collect();
+    let not_ready: Vec<&str> = live
+        .iter()
+        .filter(|m| !m.ready())
+        .map(|m| m.name())
+        .collect();
     let views = observe(pods, &password).await;
     let mut outcome = if !not_ready.is_empty() {
         let msg = format!("waiting for pods to become ready: {}", not_ready.join(", "));
@@ -160,7 +230,12 @@ fn conditions_for(step: &Step, placement_cond: Desired, action: Action) -> Outco
         Step::Done => {
             return Outcome::new(
                 vec![
-                    Desired::new(types::READY, true, "ClusterReady", "all slots served, every follower in sync"),
+                    Desired::new(
+                        types::READY,
+                        true,
+                        "ClusterReady",
+                        "all slots served, every follower in sync",
+                    ),
                     Desired::new(types::PROGRESSING, false, "Idle", "nothing to do"),
                     Desired::new(types::DEGRADED, false, "Healthy", ""),
                     placement_cond,
@@ -169,10 +244,19 @@ fn conditions_for(step: &Step, placement_cond: Desired, action: Action) -> Outco
             );
         }
         Step::WaitMembers(m) => ("WaitingForMembers", m.clone()),
-        Step::Meet(pairs) => ("JoiningMembers", format!("introducing {} member pairs (CLUSTER MEET)", pairs.len())),
+        Step::Meet(pairs) => (
+            "JoiningMembers",
+            format!("introducing {} member pairs (CLUSTER MEET)", pairs.len()),
+        ),
         Step::WaitGossip(m) => ("JoiningMembers", m.clone()),
-        Step::AddSlots(a) => ("AssigningSlots", format!("assigning slots to {} shard leaders", a.len())),
-        Step::Replicate(r) => ("AttachingFollowers", format!("attaching {} followers", r.len())),
+        Step::AddSlots(a) => (
+            "AssigningSlots",
+            format!("assigning slots to {} shard leaders", a.len()),
+        ),
+        Step::Replicate(r) => (
+            "AttachingFollowers",
+            format!("attaching {} followers", r.len()),
+        ),
         Step::WaitSync(m) => ("WaitingForSync", m.clone()),
         Step::Blocked(m) => {
             return Outcome::new(
@@ -198,11 +282,24 @@ fn conditions_for(step: &Step, placement_cond: Desired, action: Action) -> Outco
 }
 
 async fn invalid_spec(ctx: &Context, cluster: &RedisCluster, msg: String) -> Outcome {
-    publish_once(ctx, cluster, EventType::Warning, "InvalidSpec", &msg, types::READY).await;
+    publish_once(
+        ctx,
+        cluster,
+        EventType::Warning,
+        "InvalidSpec",
+        &msg,
+        types::READY,
+    )
+    .await;
     Outcome::new(
         vec![
             Desired::new(types::READY, false, "InvalidSpec", msg.clone()),
-            Desired::new(types::PROGRESSING, false, "InvalidSpec", "fix the spec; nothing was changed"),
+            Desired::new(
+                types::PROGRESSING,
+                false,
+                "InvalidSpec",
+                "fix the spec; nothing was changed",
+            ),
         ],
         Action::await_change(),
     )
@@ -210,15 +307,25 @@ async fn invalid_spec(ctx: &Context, cluster: &RedisCluster, msg: String) -> Out
 
 fn admin_options(password: &str) -> AdminOptions {
     AdminOptions {
-        auth: Some(Auth { username: None, password: password.to_string() }),
-        timeouts: Timeouts { connect: Duration::from_secs(2), command: Duration::from_secs(5), ..Timeouts::default() },
+        auth: Some(Auth {
+            username: None,
+            password: password.to_string(),
+        }),
+        timeouts: Timeouts {
+            connect: Duration::from_secs(2),
+            command: Duration::from_secs(5),
+            ..Timeouts::default()
+        },
     }
 }
 
 /// Every running member's Redis view, keyed by Pod name.
 async fn observe(pods: &[Member], password: &str) -> BTreeMap<String, NodeView> {
     let options = admin_options(password);
-    let running: Vec<&Member> = pods.iter().filter(|m| !m.terminating() && m.ip().is_some()).collect();
+    let running: Vec<&Member> = pods
+        .iter()
+        .filter(|m| !m.terminating() && m.ip().is_some())
+        .collect();
     let ips: Vec<_> = running.iter().filter_map(|m| m.ip()).collect();
     let results = redis_view::observe_all(&ips, &options).await;
     running
@@ -241,7 +348,11 @@ fn current_members(pods: &[Member]) -> Vec<CurrentMember> {
         .filter_map(|m| {
             Some(CurrentMember {
                 shard: u32::try_from(m.shard).ok()?,
-                role: if m.member == 0 { Role::Leader } else { Role::Follower },
+                role: if m.member == 0 {
+                    Role::Leader
+                } else {
+                    Role::Follower
+                },
                 node: m.node()?.to_string(),
                 healthy: true,
             })
@@ -249,19 +360,34 @@ fn current_members(pods: &[Member]) -> Vec<CurrentMember> {
         .collect()
 }
 
-fn shard_seats<'a>(live: &[&'a Member], views: &'a BTreeMap<String, NodeView>, placement: &Placement) -> Vec<ShardSeats<'a>> {
+fn shard_seats<'a>(
+    live: &[&'a Member],
+    views: &'a BTreeMap<String, NodeView>,
+    placement: &Placement,
+) -> Vec<ShardSeats<'a>> {
     placement
         .shards
         .iter()
         .map(|sp| {
             let index = sp.index as usize;
-            let mut shard_members: Vec<&&Member> = live.iter().filter(|m| m.shard == index).collect();
+            let mut shard_members: Vec<&&Member> =
+                live.iter().filter(|m| m.shard == index).collect();
             shard_members.sort_by_key(|m| m.member);
-            let leader_node = sp.members.iter().find(|pm| pm.role == Role::Leader).map(|pm| pm.node.as_str());
+            let leader_node = sp
+                .members
+                .iter()
+                .find(|pm| pm.role == Role::Leader)
+                .map(|pm| pm.node.as_str());
             let preferred_leader = shard_members.iter().position(|m| m.node() == leader_node);
             ShardSeats {
                 index,
-                seats: shard_members.iter().map(|m| Seat { pod: m.name(), view: views.get(m.name()) }).collect(),
+                seats: shard_members
+                    .iter()
+                    .map(|m| Seat {
+                        pod: m.name(),
+                        view: views.get(m.name()),
+                    })
+                    .collect(),
                 preferred_leader,
             }
         })
@@ -279,7 +405,11 @@ async fn run_step(ctx: &Context, cluster: &RedisCluster, step: &Step, password: 
                     errors.push(format!("{on} MEET {meet}: {e}"));
                 }
             }
-            if errors.is_empty() { Ok(format!("{} CLUSTER MEETs sent", pairs.len())) } else { Err(errors.join("; ")) }
+            if errors.is_empty() {
+                Ok(format!("{} CLUSTER MEETs sent", pairs.len()))
+            } else {
+                Err(errors.join("; "))
+            }
         }
         Step::AddSlots(assignments) => {
             let mut done = Vec::new();
@@ -292,9 +422,20 @@ async fn run_step(ctx: &Context, cluster: &RedisCluster, step: &Step, password: 
                 }
             }
             if !done.is_empty() {
-                publish(ctx, cluster, EventType::Normal, "SlotsAssigned", &done.join("; ")).await;
+                publish(
+                    ctx,
+                    cluster,
+                    EventType::Normal,
+                    "SlotsAssigned",
+                    &done.join("; "),
+                )
+                .await;
             }
-            if errors.is_empty() { Ok("slots assigned".into()) } else { Err(errors.join("; ")) }
+            if errors.is_empty() {
+                Ok("slots assigned".into())
+            } else {
+                Err(errors.join("; "))
+            }
         }
         Step::Replicate(attach) => {
             let mut done = Vec::new();
@@ -302,16 +443,34 @@ async fn run_step(ctx: &Context, cluster: &RedisCluster, step: &Step, password: 
             for (addr, shard, leader) in attach {
                 let cmd = Cmd::cluster_replicate(leader);
                 match redis_view::run_ok(*addr, &options, &cmd).await {
-                    Ok(()) => done.push(format!("{addr} follows shard {shard} leader {}", leader.short())),
+                    Ok(()) => done.push(format!(
+                        "{addr} follows shard {shard} leader {}",
+                        leader.short()
+                    )),
                     Err(e) => errors.push(format!("{addr} REPLICATE {}: {e}", leader.short())),
                 }
             }
             if !done.is_empty() {
-                publish(ctx, cluster, EventType::Normal, "FollowerAttached", &done.join("; ")).await;
+                publish(
+                    ctx,
+                    cluster,
+                    EventType::Normal,
+                    "FollowerAttached",
+                    &done.join("; "),
+                )
+                .await;
             }
-            if errors.is_empty() { Ok("followers attached".into()) } else { Err(errors.join("; ")) }
+            if errors.is_empty() {
+                Ok("followers attached".into())
+            } else {
+                Err(errors.join("; "))
+            }
         }
-        Step::Done | Step::WaitMembers(_) | Step::WaitGossip(_) | Step::WaitSync(_) | Step::Blocked(_) => {
+        Step::Done
+        | Step::WaitMembers(_)
+        | Step::WaitGossip(_)
+        | Step::WaitSync(_)
+        | Step::Blocked(_) => {
             return busy();
         }
     };
@@ -324,20 +483,48 @@ async fn run_step(ctx: &Context, cluster: &RedisCluster, step: &Step, password: 
 }
 
 fn fmt_ranges(ranges: &[crate::redis::ids::SlotRange]) -> String {
-    ranges.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")
+    ranges
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
-async fn ensure_auth_secret(cluster: &RedisCluster, ctx: &Context, ns: &str) -> Result<Result<(String, String), String>, Error> {
+async fn ensure_auth_secret(
+    cluster: &RedisCluster,
+    ctx: &Context,
+    ns: &str,
+) -> Result<Result<(String, String), String>, Error> {
     let auth = cluster.spec.auth.clone().unwrap_or_default();
-    let key = auth.secret_key.unwrap_or_else(|| build::secret::PASSWORD_KEY.to_string());
+    let key = auth
+        .secret_key
+        .unwrap_or_else(|| build::secret::PASSWORD_KEY.to_string());
     if let Some(name) = auth.secret_name {
         return Ok(Ok((name, key)));
     }
     let name = Names::generated_auth_secret(cluster);
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
     if api.get_opt(&name).await?.is_none() {
-        match api.create(&PostParams { field_manager: Some(MANAGER.into()), ..PostParams::default() }, &build::secret::build(cluster)).await {
-            Ok(_) => publish(ctx, cluster, EventType::Normal, "AuthSecretCreated", &format!("generated password Secret {name}")).await,
+        match api
+            .create(
+                &PostParams {
+                    field_manager: Some(MANAGER.into()),
+                    ..PostParams::default()
+                },
+                &build::secret::build(cluster),
+            )
+            .await
+        {
+            Ok(_) => {
+                publish(
+                    ctx,
+                    cluster,
+                    EventType::Normal,
+                    "AuthSecretCreated",
+                    &format!("generated password Secret {name}"),
+                )
+                .await
+            }
             Err(kube::Error::Api(e)) if e.code == 409 => {}
             Err(e) => return Err(e.into()),
         }
@@ -345,7 +532,12 @@ async fn ensure_auth_secret(cluster: &RedisCluster, ctx: &Context, ns: &str) -> 
     Ok(Ok((name, key)))
 }
 
-async fn read_password(ctx: &Context, ns: &str, name: &str, key: &str) -> Result<Result<String, String>, Error> {
+async fn read_password(
+    ctx: &Context,
+    ns: &str,
+    name: &str,
+    key: &str,
+) -> Result<Result<String, String>, Error> {
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
     let Some(secret) = api.get_opt(name).await? else {
         return Ok(Err(format!("auth Secret {name} not found")));
@@ -355,14 +547,25 @@ async fn read_password(ctx: &Context, ns: &str, name: &str, key: &str) -> Result
         .as_ref()
         .and_then(|d| d.get(key))
         .map(|b| String::from_utf8_lossy(&b.0).into_owned())
-        .or_else(|| secret.string_data.as_ref().and_then(|d| d.get(key)).cloned());
+        .or_else(|| {
+            secret
+                .string_data
+                .as_ref()
+                .and_then(|d| d.get(key))
+                .cloned()
+        });
     let Some(password) = value else {
         return Ok(Err(format!("auth Secret {name} has no key {key}")));
     };
     Ok(config::validate_password(&password).map(|()| password))
 }
 
-async fn apply_support_objects(cluster: &RedisCluster, ctx: &Context, ns: &str, rendered: &str) -> Result<(), Error> {
+async fn apply_support_objects(
+    cluster: &RedisCluster,
+    ctx: &Context,
+    ns: &str,
+    rendered: &str,
+) -> Result<(), Error> {
     let pp = PatchParams::apply(MANAGER).force();
     let client = ctx.client.clone();
     let cm = build::config_map::build(cluster, rendered);
@@ -370,10 +573,26 @@ async fn apply_support_objects(cluster: &RedisCluster, ctx: &Context, ns: &str, 
         .patch(&Names::config_map(cluster), &pp, &Patch::Apply(&cm))
         .await?;
     let svc_api = Api::<k8s_openapi::api::core::v1::Service>::namespaced(client.clone(), ns);
-    svc_api.patch(&Names::client_service(cluster), &pp, &Patch::Apply(&build::service::client(cluster))).await?;
-    svc_api.patch(&Names::headless_service(cluster), &pp, &Patch::Apply(&build::service::headless(cluster))).await?;
+    svc_api
+        .patch(
+            &Names::client_service(cluster),
+            &pp,
+            &Patch::Apply(&build::service::client(cluster)),
+        )
+        .await?;
+    svc_api
+        .patch(
+            &Names::headless_service(cluster),
+            &pp,
+            &Patch::Apply(&build::service::headless(cluster)),
+        )
+        .await?;
     Api::<k8s_openapi::api::policy::v1::PodDisruptionBudget>::namespaced(client, ns)
-        .patch(&Names::pdb(cluster), &pp, &Patch::Apply(&build::pdb::build(cluster)))
+        .patch(
+            &Names::pdb(cluster),
+            &pp,
+            &Patch::Apply(&build::pdb::build(cluster)),
+        )
         .await?;
     Ok(())
 }
@@ -390,23 +609,36 @@ async fn create_missing_members(
     secret_key: &str,
     config_hash: &str,
 ) -> Result<usize, Error> {
-    let live: Vec<&Member> = pods.iter().filter(|m| !m.terminating() && !m.finished()).collect();
+    let live: Vec<&Member> = pods
+        .iter()
+        .filter(|m| !m.terminating() && !m.finished())
+        .collect();
     let claims = members::claims(&ctx.pvcs.state(), ns, name);
     let pod_api: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
     let pvc_api: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), ns);
-    let pp = PostParams { field_manager: Some(MANAGER.into()), ..PostParams::default() };
+    let pp = PostParams {
+        field_manager: Some(MANAGER.into()),
+        ..PostParams::default()
+    };
     let mut created = 0;
     for shard in &placement.shards {
         let index = shard.index as usize;
         let in_shard: Vec<&&Member> = live.iter().filter(|m| m.shard == index).collect();
         for (pos, planned) in shard.members.iter().enumerate() {
-            if in_shard.iter().any(|m| m.node() == Some(planned.node.as_str())) {
+            if in_shard
+                .iter()
+                .any(|m| m.node() == Some(planned.node.as_str()))
+            {
                 continue;
             }
             // Ordinals are stable identities within the shard: reuse the lowest one not held
             // by a live Pod (the planned leader takes 0 on a fresh shard).
             let used: Vec<usize> = in_shard.iter().map(|m| m.member).collect();
-            let member = if pos == 0 && !used.contains(&0) { 0 } else { (0..).find(|o| !used.contains(o)).unwrap_or(pos) };
+            let member = if pos == 0 && !used.contains(&0) {
+                0
+            } else {
+                (0..).find(|o| !used.contains(o)).unwrap_or(pos)
+            };
             let suffix = labels::random_suffix();
             let claim = match &cluster.spec.storage {
                 None => None,
@@ -415,15 +647,24 @@ async fn create_missing_members(
                     // incarnation, or a create interrupted by a crash) keeps its data: reuse it.
                     let reusable = claims.iter().find(|(n, pvc)| {
                         pvc.metadata.deletion_timestamp.is_none()
-                            && build::pod::member_of(pvc.metadata.labels.as_ref().unwrap_or(&BTreeMap::new())) == Some((index, member))
+                            && build::pod::member_of(
+                                pvc.metadata.labels.as_ref().unwrap_or(&BTreeMap::new()),
+                            ) == Some((index, member))
                             && members::claim_node(pvc).is_none_or(|node| node == planned.node)
-                            && !pods.iter().any(|m| m.claim() == Some(n.as_str()) && !m.finished())
+                            && !pods
+                                .iter()
+                                .any(|m| m.claim() == Some(n.as_str()) && !m.finished())
                     });
                     match reusable {
                         Some((n, _)) => Some(n.clone()),
                         None => {
                             let n = Names::member_pvc(name, index, member, &suffix);
-                            pvc_api.create(&pp, &build::pvc::build(cluster, storage, n.clone(), index, member)).await?;
+                            pvc_api
+                                .create(
+                                    &pp,
+                                    &build::pvc::build(cluster, storage, n.clone(), index, member),
+                                )
+                                .await?;
                             Some(n)
                         }
                     }
@@ -449,7 +690,10 @@ async fn create_missing_members(
                 cluster,
                 EventType::Normal,
                 "MemberCreated",
-                &format!("shard {index} member {member}: pod {pod_name} on node {} ({})", planned.node, planned.zone),
+                &format!(
+                    "shard {index} member {member}: pod {pod_name} on node {} ({})",
+                    planned.node, planned.zone
+                ),
             )
             .await;
             created += 1;
@@ -472,13 +716,28 @@ async fn write_status(
     let zone_of = |node: &str| -> String {
         ctx.nodes
             .get(&kube::runtime::reflector::ObjectRef::new(node))
-            .and_then(|n| n.metadata.labels.as_ref()?.get(&cluster.spec.zone_key).cloned())
+            .and_then(|n| {
+                n.metadata
+                    .labels
+                    .as_ref()?
+                    .get(&cluster.spec.zone_key)
+                    .cloned()
+            })
             .unwrap_or_default()
     };
-    let desired_total = usize::try_from(cluster.spec.leaders).unwrap_or(0) * (1 + usize::try_from(cluster.spec.followers_per_leader).unwrap_or(0));
-    let live: Vec<&Member> = pods.iter().filter(|m| !m.terminating() && !m.finished()).collect();
+    let desired_total = usize::try_from(cluster.spec.leaders).unwrap_or(0)
+        * (1 + usize::try_from(cluster.spec.followers_per_leader).unwrap_or(0));
+    let live: Vec<&Member> = pods
+        .iter()
+        .filter(|m| !m.terminating() && !m.finished())
+        .collect();
     let ready = live.iter().filter(|m| m.ready()).count();
-    let mut zones: Vec<String> = live.iter().filter_map(|m| m.node()).map(zone_of).filter(|z| !z.is_empty()).collect();
+    let mut zones: Vec<String> = live
+        .iter()
+        .filter_map(|m| m.node())
+        .map(zone_of)
+        .filter(|z| !z.is_empty())
+        .collect();
     zones.sort();
     zones.dedup();
 
@@ -494,7 +753,8 @@ async fn write_status(
         zone_loss_safe: outcome.placement.as_ref().map(|p| p.zone_loss_safe),
         shards,
     };
-    if status::same_ignoring_time(&old, &status) && old.conditions.len() == status.conditions.len() {
+    if status::same_ignoring_time(&old, &status) && old.conditions.len() == status.conditions.len()
+    {
         return Ok(());
     }
     let api: Api<RedisCluster> = Api::namespaced(ctx.client.clone(), ns);
@@ -503,12 +763,22 @@ async fn write_status(
         "kind": RedisCluster::kind(&()),
         "status": status,
     });
-    api.patch_status(name, &PatchParams::apply("redis-operator/status").force(), &Patch::Apply(&patch))
-        .await?;
+    api.patch_status(
+        name,
+        &PatchParams::apply("redis-operator/status").force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
     Ok(())
 }
 
-async fn publish(ctx: &Context, cluster: &RedisCluster, type_: EventType, reason: &str, note: &str) {
+async fn publish(
+    ctx: &Context,
+    cluster: &RedisCluster,
+    type_: EventType,
+    reason: &str,
+    note: &str,
+) {
     let event = KubeEvent {
         type_,
         reason: reason.to_string(),
@@ -523,11 +793,19 @@ async fn publish(ctx: &Context, cluster: &RedisCluster, type_: EventType, reason
 
 /// Publishes a warning only when the condition it explains is not already False with the same
 /// reason, so a waiting cluster does not emit an event every requeue.
-async fn publish_once(ctx: &Context, cluster: &RedisCluster, type_: EventType, reason: &str, note: &str, condition: &str) {
-    let already = cluster
-        .status
-        .as_ref()
-        .is_some_and(|s| s.conditions.iter().any(|c| c.type_ == condition && c.status == "False" && c.message == note));
+async fn publish_once(
+    ctx: &Context,
+    cluster: &RedisCluster,
+    type_: EventType,
+    reason: &str,
+    note: &str,
+    condition: &str,
+) {
+    let already = cluster.status.as_ref().is_some_and(|s| {
+        s.conditions
+            .iter()
+            .any(|c| c.type_ == condition && c.status == "False" && c.message == note)
+    });
     if !already {
         publish(ctx, cluster, type_, reason, note).await;
     }

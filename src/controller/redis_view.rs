@@ -38,7 +38,12 @@ impl NodeView {
     /// IDs of the non-handshake nodes it knows, itself included.
     pub fn known_ids(&self) -> BTreeSet<&NodeId> {
         std::iter::once(&self.myself.id)
-            .chain(self.others.iter().filter(|n| !n.flags.handshake).map(|n| &n.id))
+            .chain(
+                self.others
+                    .iter()
+                    .filter(|n| !n.flags.handshake)
+                    .map(|n| &n.id),
+            )
             .collect()
     }
     /// Nodes still in handshake (MEET not yet answered).
@@ -55,7 +60,11 @@ impl NodeView {
     }
     /// The master it replicates, per its own view.
     pub fn master_id(&self) -> Option<&NodeId> {
-        if self.myself.flags.replica { self.myself.master_id.as_ref() } else { None }
+        if self.myself.flags.replica {
+            self.myself.master_id.as_ref()
+        } else {
+            None
+        }
     }
     /// Slots it serves.
     pub fn slots(&self) -> &[SlotRange] {
@@ -81,19 +90,41 @@ pub async fn observe(ip: IpAddr, options: &AdminOptions) -> Observation {
 }
 
 async fn observe_inner(addr: SocketAddr, options: &AdminOptions) -> Result<NodeView, String> {
-    let mut client = Client::connect(addr, options).await.map_err(|e| e.to_string())?;
-    let cmds = [Cmd::cluster("NODES"), Cmd::cluster("INFO"), Cmd::info("replication")];
-    let mut replies = client.pipeline(&cmds).await.map_err(|e| e.to_string())?.into_iter();
+    let mut client = Client::connect(addr, options)
+        .await
+        .map_err(|e| e.to_string())?;
+    let cmds = [
+        Cmd::cluster("NODES"),
+        Cmd::cluster("INFO"),
+        Cmd::info("replication"),
+    ];
+    let mut replies = client
+        .pipeline(&cmds)
+        .await
+        .map_err(|e| e.to_string())?
+        .into_iter();
     let mut text = |cmd: &Cmd| -> Result<String, String> {
-        let frame = replies.next().ok_or("missing reply")?.map_err(|e| e.to_string())?;
+        let frame = replies
+            .next()
+            .ok_or("missing reply")?
+            .map_err(|e| e.to_string())?;
         reply::text(cmd, frame).map_err(|e| e.to_string())
     };
     let nodes = parse_cluster_nodes(&text(&cmds[0])?).map_err(|e| e.to_string())?;
     let info = parse_cluster_info(&text(&cmds[1])?).map_err(|e| e.to_string())?;
     let replication = parse_replication_info(&text(&cmds[2])?).map_err(|e| e.to_string())?;
     let (mine, others): (Vec<_>, Vec<_>) = nodes.into_iter().partition(|n| n.flags.myself);
-    let myself = mine.into_iter().next().ok_or("CLUSTER NODES has no myself line")?;
-    Ok(NodeView { addr, myself, others, info, replication })
+    let myself = mine
+        .into_iter()
+        .next()
+        .ok_or("CLUSTER NODES has no myself line")?;
+    Ok(NodeView {
+        addr,
+        myself,
+        others,
+        info,
+        replication,
+    })
 }
 
 /// Observes many members concurrently (each bounded by the client's timeouts).

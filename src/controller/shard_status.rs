@@ -45,7 +45,13 @@ pub fn shards(
                 }
             };
             let slots = leader_view
-                .map(|v| v.slots().iter().map(ToString::to_string).collect::<Vec<_>>().join(","))
+                .map(|v| {
+                    v.slots()
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
                 .unwrap_or_default();
             Some(ShardStatus {
                 index: i32::try_from(index).unwrap_or(i32::MAX),
@@ -68,9 +74,18 @@ pub fn compact_placement(shards: &[ShardStatus]) -> String {
         .iter()
         .map(|s| {
             let zone = |m: &MemberStatus| {
-                if m.zone.is_empty() { "?".to_string() } else { short_zone(&m.zone).to_string() }
+                if m.zone.is_empty() {
+                    "?".to_string()
+                } else {
+                    short_zone(&m.zone).to_string()
+                }
             };
-            let mut parts = vec![s.leader.as_ref().map(zone).unwrap_or_else(|| "-".to_string())];
+            let mut parts = vec![
+                s.leader
+                    .as_ref()
+                    .map(zone)
+                    .unwrap_or_else(|| "-".to_string()),
+            ];
             parts.extend(s.followers.iter().map(zone));
             format!("s{}:{}", s.index, parts.join("/"))
         })
@@ -83,14 +98,27 @@ mod tests {
     use super::*;
 
     fn member(zone: &str) -> MemberStatus {
-        MemberStatus { zone: zone.into(), ..MemberStatus::default() }
+        MemberStatus {
+            zone: zone.into(),
+            ..MemberStatus::default()
+        }
     }
 
     #[test]
     fn compact_placement_lists_leader_then_followers() {
         let shards = vec![
-            ShardStatus { index: 0, leader: Some(member("zone-a")), followers: vec![member("zone-b")], ..ShardStatus::default() },
-            ShardStatus { index: 1, leader: None, followers: vec![member("zone-c"), member("")], ..ShardStatus::default() },
+            ShardStatus {
+                index: 0,
+                leader: Some(member("zone-a")),
+                followers: vec![member("zone-b")],
+                ..ShardStatus::default()
+            },
+            ShardStatus {
+                index: 1,
+                leader: None,
+                followers: vec![member("zone-c"), member("")],
+                ..ShardStatus::default()
+            },
         ];
         assert_eq!(compact_placement(&shards), "s0:a/b s1:-/c/?");
     }

@@ -31,14 +31,29 @@ pub struct Desired {
 
 impl Desired {
     /// Shorthand constructor.
-    pub fn new(type_: &'static str, status: bool, reason: &str, message: impl Into<String>) -> Self {
-        Self { type_, status, reason: reason.to_string(), message: message.into() }
+    pub fn new(
+        type_: &'static str,
+        status: bool,
+        reason: &str,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            type_,
+            status,
+            reason: reason.to_string(),
+            message: message.into(),
+        }
     }
 }
 
 /// Merges desired conditions into the previous ones, keeping `lastTransitionTime` unless the
 /// status flips (so `kubectl describe` shows how long a condition has held).
-pub fn merge_conditions(old: &[Condition], desired: &[Desired], generation: Option<i64>, now: Time) -> Vec<Condition> {
+pub fn merge_conditions(
+    old: &[Condition],
+    desired: &[Desired],
+    generation: Option<i64>,
+    now: Time,
+) -> Vec<Condition> {
     desired
         .iter()
         .map(|d| {
@@ -66,7 +81,9 @@ pub fn phase(desired: &[Desired]) -> Phase {
     let ready = get(types::READY).is_some_and(|d| d.status);
     let degraded = get(types::DEGRADED).is_some_and(|d| d.status);
     let placement_ok = get(types::PLACEMENT_SATISFIED).is_none_or(|d| d.status);
-    let ready_reason = get(types::READY).map(|d| d.reason.as_str()).unwrap_or_default();
+    let ready_reason = get(types::READY)
+        .map(|d| d.reason.as_str())
+        .unwrap_or_default();
     if ready {
         Phase::Ready
     } else if ready_reason == "InvalidSpec" {
@@ -110,12 +127,22 @@ mod tests {
 
     #[test]
     fn transition_time_kept_until_status_flips() {
-        let d = [Desired::new(types::READY, false, "Bootstrapping", "joining")];
+        let d = [Desired::new(
+            types::READY,
+            false,
+            "Bootstrapping",
+            "joining",
+        )];
         let first = merge_conditions(&[], &d, Some(1), t(10));
         let again = merge_conditions(&first, &d, Some(2), t(20));
         assert_eq!(again[0].last_transition_time, t(10));
         assert_eq!(again[0].observed_generation, Some(2));
-        let flipped = merge_conditions(&again, &[Desired::new(types::READY, true, "Ready", "ok")], Some(2), t(30));
+        let flipped = merge_conditions(
+            &again,
+            &[Desired::new(types::READY, true, "Ready", "ok")],
+            Some(2),
+            t(30),
+        );
         assert_eq!(flipped[0].last_transition_time, t(30));
     }
 
@@ -126,8 +153,14 @@ mod tests {
             Desired::new(types::PLACEMENT_SATISFIED, false, "Unsatisfiable", ""),
         ];
         assert_eq!(phase(&unsat), Phase::Pending);
-        assert_eq!(phase(&[Desired::new(types::READY, true, "Ready", "")]), Phase::Ready);
-        assert_eq!(phase(&[Desired::new(types::READY, false, "InvalidSpec", "")]), Phase::Failed);
+        assert_eq!(
+            phase(&[Desired::new(types::READY, true, "Ready", "")]),
+            Phase::Ready
+        );
+        assert_eq!(
+            phase(&[Desired::new(types::READY, false, "InvalidSpec", "")]),
+            Phase::Failed
+        );
     }
 
     #[test]
