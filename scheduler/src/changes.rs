@@ -59,8 +59,10 @@ pub(crate) fn plan(
 
     // A node whose slots are all planned can take a create only once a dropped member leaves.
     let mut load = vec![0u64; inventory.nodes.len()];
+    let mut gets_new = vec![false; inventory.nodes.len()];
     for seat in assignment.shards.iter().flat_map(|s| s.seats()) {
         load[seat.node] += 1;
+        gets_new[seat.node] |= seat.origin == Origin::New;
     }
     // Members still serving once the early removals are done: a shard with one of them gets
     // new members as followers that sync from it.
@@ -81,7 +83,7 @@ pub(crate) fn plan(
             let shard_live = usize::try_from(m.shard).ok().and_then(|s| live.get_mut(s));
             // Never empty a shard early: its last live member is the new members' data source.
             let last_source = shard_live.as_ref().is_some_and(|count| **count <= 1);
-            if load[node] > u64::from(inventory.slots(node)) && !last_source {
+            if gets_new[node] && load[node] > u64::from(inventory.slots(node)) && !last_source {
                 *phase = Phase::MakeRoom;
                 if let Some(count) = shard_live {
                     *count -= 1;
@@ -241,7 +243,11 @@ fn failover(
     if leader.origin == Origin::New && !any_live {
         return None;
     }
-    let rival = followers.iter().any(is_leader_now);
+    let leaders_now = std::iter::once(leader)
+        .chain(followers)
+        .filter(|s| is_leader_now(s))
+        .count();
+    let rival = leaders_now > 1;
     if is_leader_now(leader) && !rival {
         return None;
     }

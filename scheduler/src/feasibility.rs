@@ -65,7 +65,7 @@ pub(crate) fn required(
             Cause::NotEnoughZones,
             format!(
                 "each shard needs {per_shard} members in distinct zones but {have} schedulable nodes with free slots: {}",
-                describe_zones(inventory, shards, true)
+                describe_zones(inventory, None, true)
             ),
         ));
     }
@@ -76,7 +76,7 @@ pub(crate) fn required(
             Cause::NotEnoughCapacity,
             format!(
                 "{shards} shards × {per_shard} members need {needed} members, at most one per shard in each zone, but the zones can take only {offered}: {}",
-                describe_zones(inventory, shards, true)
+                describe_zones(inventory, Some(shards), true)
             ),
         ));
     }
@@ -94,7 +94,7 @@ pub(crate) fn required(
             format!(
                 "{shards} leaders over {zone_count} zones may put at most {leader_cap} in one zone, but {}, so the zones can host only {leader_room} leaders: {}; free capacity there or use preferred spread",
                 small.join(" and "),
-                describe_zones(inventory, shards, true)
+                describe_zones(inventory, None, true)
             ),
         ));
     }
@@ -128,15 +128,19 @@ pub(crate) fn relaxed(inventory: &Inventory<'_>, request: &Request) -> Result<()
         cause,
         format!(
             "{shards} shards × {per_shard} members need {needed} members on distinct nodes per shard, but the schedulable nodes ({usable_nodes}) can take only {offered}: {}",
-            describe_zones(inventory, shards, false)
+            describe_zones(inventory, None, false)
         ),
     ))
 }
 
 /// `zone-a (2 free), zone-b (5 free, 3 usable), zone-c (0 free: 2 cordoned)`; "usable" when
-/// more slots than shards exist, since a zone holds one member per shard. Under `required`
+/// a zone has more free slots than `usable` (it holds one member per shard). Under `required`
 /// spread nodes without the zone label are listed as unused.
-pub(crate) fn describe_zones(inventory: &Inventory<'_>, shards: u64, required: bool) -> String {
+pub(crate) fn describe_zones(
+    inventory: &Inventory<'_>,
+    usable: Option<u64>,
+    required: bool,
+) -> String {
     let mut parts = Vec::new();
     for zone in &inventory.zones {
         let name = if zone.labeled {
@@ -151,8 +155,8 @@ pub(crate) fn describe_zones(inventory: &Inventory<'_>, shards: u64, required: b
             ));
         } else if zone.slots == 0 {
             parts.push(format!("{name} (0 free: {})", zone.why_empty()));
-        } else if required && zone.slots > shards {
-            parts.push(format!("{name} ({} free, {shards} usable)", zone.slots));
+        } else if let Some(usable) = usable.filter(|&u| zone.slots > u) {
+            parts.push(format!("{name} ({} free, {usable} usable)", zone.slots));
         } else {
             parts.push(format!("{name} ({} free)", zone.slots));
         }

@@ -59,7 +59,7 @@ fn case() -> impl Strategy<Value = (Topology, Request, Vec<CurrentMember>)> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
 
     /// Unsatisfiable is returned exactly when brute force finds no valid placement.
     #[test]
@@ -82,7 +82,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 500, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
 
     /// The same on skewed zones, where the ⌈L / Z⌉ leader cap is the binding limit.
     #[test]
@@ -104,7 +104,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 600, ..ProptestConfig::default() })]
 
     /// Every plan satisfies every invariant, and its changes lead from current to it.
     #[test]
