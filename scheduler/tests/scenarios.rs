@@ -1,5 +1,8 @@
 //! Scenarios an SRE lives through: zone loss and return, node loss, scaling L and F.
 
+// Helpers outside #[test] functions fail loudly too; clippy only exempts test functions.
+#![allow(clippy::panic)]
+
 mod common;
 
 use std::collections::BTreeMap;
