@@ -223,3 +223,191 @@ fn owners<'a>(views: &[&'a NodeView]) -> BTreeMap<u16, &'a NodeId> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::redis::parse::cluster_info::parse_cluster_info;
+    use crate::redis::parse::cluster_nodes::parse_cluster_nodes;
+    use crate::redis::parse::info::parse_replication_info;
+
+    const A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    const B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+
+    /// A member's view: `lines` are CLUSTER NODES lines (the first is `myself`).
+    fn view(port: u16, lines: &[String], state_ok: bool, replication: &str) -> NodeView {
+        let nodes = parse_cluster_nodes(&lines.join("\n")).unwrap();
+        let (mine, others): (Vec<_>, Vec<_>) = nodes.into_iter().partition(|n| n.flags.myself);
+        NodeView {
+            addr: format!("10.0.0.{port}:6379").parse().unwrap(),
+            myself: mine.into_iter().next().unwrap(),
+            others,
+            info: parse_cluster_info(&format!(
+                "cluster_state:{}\r\n",
+                if state_ok { "ok" } else { "fail" }
+            ))
+            .unwrap(),
+            replication: parse_replication_info(replication).unwrap(),
+        }
+    }
+
+    fn line(id: &str, port: u16, flags: &str, master: &str, slots: &str) -> String {
+        format!("{id} 10.0.0.{port}:6379@16379 {flags} {master} 0 0 1 connected {slots}")
+    }
+
+    const MASTER_INFO: &str =
+        "role:master\r\nconnected_slaves:0\r\nmaster_replid:x\r\nmaster_repl_offset:100\r\n";
+
+    fn shard<'a>(views: &'a [NodeView]) -> Vec<ShardSeats<'a>> {
+        vec![ShardSeats {
+            index: 0,
+            seats: views
+                .iter()
+                .map(|v| Seat {
+                    pod: "p",
+                    view: Some(v),
+                })
+                .collect(),
+            preferred_leader: Some(0),
+        }]
+    }
+
+    #[test]
+    fn strangers_are_introduced_first() {
+        let views = [
+            view(
+                1,
+                &[line(A, 1, "myself,master", "-", "")],
+                false,
+                MASTER_INFO,
+            ),
+            view(
+                2,
+                &[line(B, 2, "myself,master", "-", "")],
+                false,
+                MASTER_INFO,
+            ),
+        ];
+        assert_eq!(
+            next_step(&shard(&views)),
+            Step::Meet(vec![(views[0].addr, views[1].addr)])
+        );
+    }
+
+    #[test]
+    fn unserved_slots_go_to_the_preferred_leader_then_the_follower_attaches() {
+        let views = [
+            view(
+                1,
+                &[
+                    line(A, 1, "myself,master", "-", ""),
+                    line(B, 2, "master", "-", ""),
+                ],
+                false,
+                MASTER_INFO,
+            ),
+            view(
+                2,
+                &[
+                    line(B, 2, "myself,master", "-", ""),
+                    line(A, 1, "master", "-", ""),
+                ],
+                false,
+                MASTER_INFO,
+            ),
+        ];
+        match next_step(&shard(&views)) {
+            Step::AddSlots(a) => {
+                assert_eq!(a.len(), 1);
+                assert_eq!(a[0].0, views[0].addr);
+                assert_eq!(a[0].2, vec![SlotRange::new(0, 16383).unwrap()]);
+            }
+            other => panic!("expected AddSlots, got {other:?}"),
+        }
+        let served = [
+            view(
+                1,
+                &[
+                    line(A, 1, "myself,master", "-", "0-16383"),
+                    line(B, 2, "master", "-", ""),
+                ],
+                true,
+                MASTER_INFO,
+            ),
+            view(
+                2,
+                &[
+                    line(B, 2, "myself,master", "-", ""),
+                    line(A, 1, "master", "-", "0-16383"),
+                ],
+                true,
+                MASTER_INFO,
+            ),
+        ];
+        match next_step(&shard(&served)) {
+            Step::Replicate(r) => assert_eq!((r[0].0, r[0].2.as_str()), (served[1].addr, A)),
+            other => panic!("expected Replicate, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn done_only_when_follower_in_sync_and_state_ok() {
+        let replica_info = |offset: u64, up: bool| {
+            format!(
+                "role:slave\r\nmaster_host:10.0.0.1\r\nmaster_port:6379\r\nmaster_link_status:{}\r\nmaster_sync_in_progress:0\r\nslave_repl_offset:{offset}\r\nmaster_replid:x\r\nmaster_repl_offset:{offset}\r\n",
+                if up { "up" } else { "down" }
+            )
+        };
+        let views = |offset: u64, up: bool| {
+            [
+                view(
+                    1,
+                    &[
+                        line(A, 1, "myself,master", "-", "0-16383"),
+                        line(B, 2, "slave", A, ""),
+                    ],
+                    true,
+                    MASTER_INFO,
+                ),
+                view(
+                    2,
+                    &[
+                        line(B, 2, "myself,slave", A, ""),
+                        line(A, 1, "master", "-", "0-16383"),
+                    ],
+                    true,
+                    &replica_info(offset, up),
+                ),
+            ]
+        };
+        let syncing = views(0, false);
+        assert!(matches!(next_step(&shard(&syncing)), Step::WaitSync(_)));
+        let synced = views(100, true);
+        assert_eq!(next_step(&shard(&synced)), Step::Done);
+    }
+
+    #[test]
+    fn a_member_that_does_not_answer_blocks_nothing_but_is_awaited() {
+        let v = [view(
+            1,
+            &[line(A, 1, "myself,master", "-", "")],
+            false,
+            MASTER_INFO,
+        )];
+        let shards = vec![ShardSeats {
+            index: 0,
+            seats: vec![
+                Seat {
+                    pod: "p0",
+                    view: Some(&v[0]),
+                },
+                Seat {
+                    pod: "p1",
+                    view: None,
+                },
+            ],
+            preferred_leader: Some(0),
+        }];
+        assert!(matches!(next_step(&shards), Step::WaitMembers(m) if m.contains("p1")));
+    }
+}
