@@ -1,0 +1,260 @@
+//! "Images": which container images this node can run and what they look like inside.
+//!
+//! There is no container runtime. The official `redis` image is emulated with Debian's
+//! redis binaries: a per-agent directory of shims is bind-mounted over `/usr/local/bin`
+//! inside each container, so the image's paths (`/usr/local/bin/redis-server`,
+//! `docker-entrypoint.sh`) keep working in commands, scripts and exec probes.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+use crate::ids::sha256_hex;
+
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// What the image's config (ENTRYPOINT, CMD, WORKDIR, ENV) would say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageConfig {
+    pub entrypoint: Vec<String>,
+    pub cmd: Vec<String>,
+    pub working_dir: String,
+    pub env: Vec<(String, String)>,
+    /// Directories the image declares as VOLUME; the runtime gives each container a fresh
+    /// anonymous directory there unless the pod mounts something at that path.
+    pub anonymous_volumes: Vec<String>,
+}
+
+/// The reason string and message a kubelet would show for an image it cannot pull.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PullError {
+    pub message: String,
+}
+
+/// `docker.io/library/redis:7.2@sha256:..` → ("docker.io", "library/redis").
+fn registry_and_path(image: &str) -> (String, String) {
+    let without_digest = image.split('@').next().unwrap_or(image);
+    let last_slash = without_digest.rfind('/').map_or(0, |i| i + 1);
+    let without_tag = match without_digest[last_slash..].find(':') {
+        Some(i) => &without_digest[..last_slash + i],
+        None => without_digest,
+    };
+    match without_tag.split_once('/') {
+        Some((first, rest))
+            if first.contains('.') || first.contains(':') || first == "localhost" =>
+        {
+            (first.to_string(), rest.to_string())
+        }
+        _ => ("docker.io".to_string(), without_tag.to_string()),
+    }
+}
+
+pub fn resolve(image: &str) -> Result<ImageConfig, PullError> {
+    let (registry, path) = registry_and_path(image);
+    let path = path.to_ascii_lowercase();
+    let dockerhub = matches!(
+        registry.as_str(),
+        "docker.io" | "index.docker.io" | "registry-1.docker.io"
+    );
+    let is_redis = (dockerhub && (path == "redis" || path == "library/redis"))
+        || path == "docker/library/redis";
+    if is_redis {
+        return Ok(redis_image());
+    }
+    if path.ends_with("valkey/valkey") || path == "valkey" {
+        return Err(PullError {
+            message: format!(
+                "image \"{image}\" is not available on this node (only redis:* images run here; \
+                 Debian bookworm has no valkey package)"
+            ),
+        });
+    }
+    Err(PullError {
+        message: format!(
+            "image \"{image}\" is not available on this node (only redis:* images run here)"
+        ),
+    })
+}
+
+fn redis_image() -> ImageConfig {
+    ImageConfig {
+        entrypoint: vec!["docker-entrypoint.sh".into()],
+        cmd: vec!["redis-server".into()],
+        working_dir: "/data".into(),
+        env: vec![("PATH".into(), DEFAULT_PATH.into())],
+        anonymous_volumes: vec!["/data".into()],
+    }
+}
+
+/// Kubernetes' rule for combining the image with `command`/`args`.
+pub fn argv(image: &ImageConfig, command: &[String], args: &[String]) -> Vec<String> {
+    match (command.is_empty(), args.is_empty()) {
+        (false, _) => command.iter().chain(args).cloned().collect(),
+        (true, false) => image.entrypoint.iter().chain(args).cloned().collect(),
+        (true, true) => image.entrypoint.iter().chain(&image.cmd).cloned().collect(),
+    }
+}
+
+/// A stable, non-empty imageID: clients treat it as required and compare it across
+/// restarts, so it depends only on the image string.
+pub fn image_id(image: &str) -> String {
+    let (registry, path) = registry_and_path(image);
+    let path = if registry == "docker.io" && !path.contains('/') {
+        format!("library/{path}")
+    } else {
+        path
+    };
+    format!("{registry}/{path}@sha256:{}", sha256_hex(image.as_bytes()))
+}
+
+/// The official image compiles `protected-mode` to default `no`; Debian's binary defaults
+/// to `yes`, which would refuse every client from another pod. The shim adds
+/// `--protected-mode no` unless the config file or the arguments set it themselves.
+const REDIS_SERVER: &str = r#"#!/bin/sh
+# node-agent shim: the official redis image's redis-server, backed by Debian's binary.
+add=yes
+for a in "$@"; do
+  case "$a" in --protected-mode) add= ;; esac
+done
+if [ -n "$1" ] && [ "${1#-}" = "$1" ] && [ -f "$1" ] && grep -qiE '^[[:space:]]*protected-mode' "$1" 2>/dev/null; then
+  add=
+fi
+if [ -n "$add" ]; then
+  set -- "$@" --protected-mode no
+fi
+exec /usr/bin/redis-server "$@"
+"#;
+
+const REDIS_SENTINEL: &str = r#"#!/bin/sh
+# node-agent shim: Debian ships no redis-sentinel in redis-server; sentinel mode is a flag.
+exec /usr/local/bin/redis-server "$@" --sentinel
+"#;
+
+/// The official entrypoint minus the `gosu redis` step (everything runs as root here).
+const ENTRYPOINT: &str = r#"#!/bin/sh
+set -e
+# first arg is `-f` or `--some-option`, or first arg is `something.conf`
+if [ "${1#-}" != "$1" ] || [ "${1%.conf}" != "$1" ]; then
+  set -- redis-server "$@"
+fi
+um="$(umask)"
+if [ "$um" = '0022' ]; then
+  umask 0077
+fi
+exec "$@"
+"#;
+
+/// `gosu USER CMD...`: scripts written for the image drop privileges this way.
+const GOSU: &str = r#"#!/bin/sh
+shift
+exec "$@"
+"#;
+
+/// Writes the shim directory for the redis image and returns its path.
+pub fn install_redis_shims(state_dir: &Path) -> Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = state_dir.join("images").join("redis").join("bin");
+    std::fs::create_dir_all(&bin).with_context(|| format!("creating {}", bin.display()))?;
+    let scripts = [
+        ("redis-server", REDIS_SERVER),
+        ("redis-sentinel", REDIS_SENTINEL),
+        ("docker-entrypoint.sh", ENTRYPOINT),
+        ("gosu", GOSU),
+    ];
+    for (name, body) in scripts {
+        let p = bin.join(name);
+        std::fs::write(&p, body).with_context(|| format!("writing {}", p.display()))?;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755))?;
+    }
+    for name in [
+        "redis-cli",
+        "redis-benchmark",
+        "redis-check-aof",
+        "redis-check-rdb",
+    ] {
+        let p = bin.join(name);
+        let _ = std::fs::remove_file(&p);
+        std::os::unix::fs::symlink(Path::new("/usr/bin").join(name), &p)
+            .with_context(|| format!("linking {}", p.display()))?;
+    }
+    Ok(bin)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn redis_references_resolve() {
+        for ok in [
+            "redis",
+            "redis:7.2",
+            "redis:7.2-alpine",
+            "docker.io/library/redis:7",
+            "docker.io/redis:7",
+            "library/redis:latest",
+            "redis@sha256:abc",
+            "redis:7.2@sha256:abc",
+            "public.ecr.aws/docker/library/redis:7",
+        ] {
+            assert!(resolve(ok).is_ok(), "{ok}");
+        }
+    }
+
+    #[test]
+    fn other_images_fail_clearly() {
+        let e = resolve("nginx:1.25").unwrap_err();
+        assert_eq!(
+            e.message,
+            "image \"nginx:1.25\" is not available on this node (only redis:* images run here)"
+        );
+        assert!(resolve("bitnami/redis:7").is_err());
+        assert!(resolve("quay.io/redis:7").is_err());
+        let v = resolve("valkey/valkey:8.0").unwrap_err();
+        assert!(v.message.contains("valkey"), "{}", v.message);
+        assert!(v.message.contains("only redis:* images run here"));
+    }
+
+    #[test]
+    fn command_and_args_follow_kubernetes_rules() {
+        let img = redis_image();
+        assert_eq!(
+            argv(&img, &[], &[]),
+            s(&["docker-entrypoint.sh", "redis-server"])
+        );
+        assert_eq!(
+            argv(&img, &[], &s(&["redis-server", "/etc/redis.conf"])),
+            s(&["docker-entrypoint.sh", "redis-server", "/etc/redis.conf"])
+        );
+        assert_eq!(
+            argv(&img, &s(&["sh", "-c"]), &s(&["echo hi"])),
+            s(&["sh", "-c", "echo hi"])
+        );
+        assert_eq!(argv(&img, &s(&["redis-server"]), &[]), s(&["redis-server"]));
+    }
+
+    #[test]
+    fn image_id_is_stable_and_digest_shaped() {
+        let a = image_id("redis:7.2");
+        assert!(a.starts_with("docker.io/library/redis@sha256:"), "{a}");
+        assert_eq!(a.len(), "docker.io/library/redis@sha256:".len() + 64);
+        assert_eq!(a, image_id("redis:7.2"));
+        assert_ne!(a, image_id("redis:7.0"));
+    }
+
+    #[test]
+    fn shims_are_installed() {
+        let dir =
+            std::env::temp_dir().join(format!("shim-test-{}", crate::ids::random_hex("t", 8)));
+        let bin = install_redis_shims(&dir).unwrap();
+        assert!(bin.join("redis-server").exists());
+        assert!(bin.join("docker-entrypoint.sh").exists());
+        // Installing twice (agent restart) must work.
+        install_redis_shims(&dir).unwrap();
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
