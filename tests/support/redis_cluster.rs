@@ -50,8 +50,22 @@ pub async fn build(
     args: &[&str],
     options: AdminOptions,
 ) -> TestCluster {
+    build_with_spares(name, base, leaders, followers_per_leader, 0, args, options).await
+}
+
+/// Like [`build`], plus `spares` empty masters (no slots) that have joined the cluster; they
+/// come last in `procs.nodes` and `ids`.
+pub async fn build_with_spares(
+    name: &str,
+    base: u16,
+    leaders: usize,
+    followers_per_leader: usize,
+    spares: usize,
+    args: &[&str],
+    options: AdminOptions,
+) -> TestCluster {
     let total = leaders * (1 + followers_per_leader);
-    let procs = RedisProcs::start(name, base, total, args, &options).await;
+    let procs = RedisProcs::start(name, base, total + spares, args, &options).await;
     let admin =
         ClusterAdmin::new(procs.addrs(), options).with_poll_interval(Duration::from_millis(50));
     admin

@@ -241,20 +241,8 @@ impl KeyMover<'_> {
         let mut differing = 0usize;
         let mut still_on_source = Vec::new();
         for (i, key) in chunk.iter().enumerate() {
-            let on_source = match source_dumps.get(i) {
-                Some(Ok(f)) => {
-                    reply::opt_bytes(&dump_cmd, f.clone()).map_err(OpError::node(source_addr))?
-                }
-                Some(Err(e)) => return Err(OpError::node(source_addr)(clone_err(e))),
-                None => None,
-            };
-            let on_target = match target_dumps.get(2 * i + 1) {
-                Some(Ok(f)) => {
-                    reply::opt_bytes(&dump_cmd, f.clone()).map_err(OpError::node(target_addr))?
-                }
-                Some(Err(e)) => return Err(OpError::node(target_addr)(clone_err(e))),
-                None => None,
-            };
+            let on_source = dumped(&dump_cmd, source_addr, source_dumps.get(i))?;
+            let on_target = dumped(&dump_cmd, target_addr, target_dumps.get(2 * i + 1))?;
             let Some(source_value) = on_source else {
                 continue;
             };
@@ -296,8 +284,20 @@ impl KeyMover<'_> {
     }
 }
 
-/// `RedisError` holds an `io::Error` and cannot derive Clone; the per-command replies of a
-/// pipeline only ever hold server-side errors, which are plain data.
-fn clone_err(err: &RedisError) -> RedisError {
-    RedisError::from_reply_line(&err.to_string())
+/// The value of one DUMP reply. A redirect means the node does not hold the key: a MIGRATING
+/// source answers ASK for keys it no longer has.
+fn dumped(
+    cmd: &Cmd,
+    addr: SocketAddr,
+    result: Option<&Result<Frame, RedisError>>,
+) -> Result<Option<Bytes>, OpError> {
+    match result {
+        Some(Ok(frame)) => reply::opt_bytes(cmd, frame.clone()).map_err(OpError::node(addr)),
+        Some(Err(RedisError::Ask { .. } | RedisError::Moved { .. })) | None => Ok(None),
+        // Per-command replies of a pipeline only hold server-side errors, which are plain
+        // data; `RedisError` itself cannot be cloned because of its io::Error variants.
+        Some(Err(e)) => Err(OpError::node(addr)(RedisError::from_reply_line(
+            &e.to_string(),
+        ))),
+    }
 }

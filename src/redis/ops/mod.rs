@@ -13,12 +13,11 @@ pub mod failover;
 pub mod forget;
 pub mod hazard;
 pub mod meet;
+pub mod migrate;
 pub mod repair;
 pub mod replicate;
 pub mod reshard;
 pub mod slots;
-
-mod migrate;
 
 use std::future::Future;
 use std::net::SocketAddr;

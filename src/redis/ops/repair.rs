@@ -5,7 +5,7 @@
 //! 2. importing on some nodes, migrating nowhere: their keys go back to the owner ("cold"
 //!    move) and the markers are cleared;
 //! 3. migrating on the owner, importing on several nodes: keys of the stray importers go to the
-//!    owner, then the move to the migrating target is finished;
+//!    migrating target, their markers are cleared, and the move is finished;
 //! 4. a marker without a counterpart: keys (if any) go to the owner and the marker is cleared
 //!    (`SETSLOT STABLE`). A target that lost its IMPORTING marker in a failover gets it back
 //!    and the move is finished instead.
@@ -37,13 +37,14 @@ pub enum RepairAction {
         /// Its new owner.
         owner: NodeId,
     },
-    /// Keys of the slot were moved from a non-owner back to the owner.
-    KeysReturned {
+    /// Keys of the slot were moved from a node that should not hold them to the owner (or,
+    /// when a move is being finished, straight to its target).
+    KeysMoved {
         /// The slot.
         slot: u16,
         /// Where the keys were.
         from: NodeId,
-        /// The owner.
+        /// Where they went.
         to: NodeId,
         /// How many keys moved.
         keys: u64,
@@ -214,24 +215,42 @@ impl ClusterAdmin {
                 to.short()
             )));
         }
-        // Keys on nodes other than the owner (and the target of a move being finished) go back
-        // to the owner; the copy on a node that was MIGRATING the slot is the newer one.
+        // Keys on nodes other than the owner go to the owner, or straight to the target when a
+        // move is being finished: a MIGRATING owner answers ASK to a RESTORE of a key it does
+        // not have, while an IMPORTING target accepts it. The copy on a node that was
+        // MIGRATING the slot is the newer one.
+        let destination = finish_to.clone().unwrap_or_else(|| owner.clone());
+        if let Some(to) = &finish_to {
+            let target = Self::require(view, to)?;
+            let importing = matches!(
+                target.myself.open_state(slot),
+                Some(OpenSlotState::Importing { from }) if *from == owner
+            );
+            let strays = counts.iter().any(|(n, k)| *k > 0 && *n != owner && n != to);
+            if strays && !importing {
+                let cmd = Cmd::setslot_importing(slot, &owner);
+                let frame = self.call_once(target.addr, &cmd).await?;
+                reply::ok(&cmd, frame).map_err(OpError::node(target.addr))?;
+            }
+        }
         for (node, keys) in &counts {
-            if *keys == 0 || *node == owner || Some(node) == finish_to.as_ref() {
+            if *keys == 0 || *node == owner || *node == destination {
                 continue;
             }
             let node_obs = Self::require(view, node)?;
             let policy = match node_obs.myself.open_state(slot) {
-                Some(OpenSlotState::Migrating { to }) if *to == owner => ConflictPolicy::SourceWins,
+                Some(OpenSlotState::Migrating { to }) if *to == destination => {
+                    ConflictPolicy::SourceWins
+                }
                 _ => options.unrelated_conflicts,
             };
             let moved = self
-                .return_keys(view, slot, node, &owner, policy, options.batch)
+                .return_keys(view, slot, node, &destination, policy, options.batch)
                 .await?;
-            actions.push(RepairAction::KeysReturned {
+            actions.push(RepairAction::KeysMoved {
                 slot,
                 from: node.clone(),
-                to: owner.clone(),
+                to: destination.clone(),
                 keys: moved,
             });
         }
@@ -394,7 +413,7 @@ impl ClusterAdmin {
                             options.batch,
                         )
                         .await?;
-                    actions.push(RepairAction::KeysReturned {
+                    actions.push(RepairAction::KeysMoved {
                         slot: *slot,
                         from: holder.clone(),
                         to: owner.clone(),
