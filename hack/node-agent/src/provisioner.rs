@@ -250,6 +250,8 @@ pub async fn run(client: Client, nodes: Vec<Arc<NodeCtx>>) {
     }
     let (pvc_store, pvc_writer) = reflector::store::<PersistentVolumeClaim>();
     let (pv_store, pv_writer) = reflector::store::<PersistentVolume>();
+    let changed = Arc::new(tokio::sync::Notify::new());
+    // The reflectors run on their own tasks: a store only fills while its stream is polled.
     let pvc_events = reflector::reflector(
         pvc_writer,
         watcher::watcher(
@@ -257,8 +259,8 @@ pub async fn run(client: Client, nodes: Vec<Arc<NodeCtx>>) {
             watcher::Config::default(),
         ),
     )
-    .default_backoff()
-    .map(|_| ());
+    .default_backoff();
+    tokio::spawn(drive(pvc_events, changed.clone()));
     let pv_events = reflector::reflector(
         pv_writer,
         watcher::watcher(
@@ -266,9 +268,11 @@ pub async fn run(client: Client, nodes: Vec<Arc<NodeCtx>>) {
             watcher::Config::default(),
         ),
     )
-    .default_backoff()
-    .map(|_| ());
-    let mut events = futures::stream::select(pvc_events, pv_events).boxed();
+    .default_backoff();
+    tokio::spawn(drive(pv_events, changed.clone()));
+    if pvc_store.wait_until_ready().await.is_err() || pv_store.wait_until_ready().await.is_err() {
+        return;
+    }
     let mut p = Provisioner {
         client,
         nodes,
@@ -277,16 +281,26 @@ pub async fn run(client: Client, nodes: Vec<Arc<NodeCtx>>) {
     let mut resync = tokio::time::interval(Duration::from_secs(5));
     loop {
         tokio::select! {
-            ev = events.next() => if ev.is_none() { return },
+            _ = changed.notified() => {}
             _ = resync.tick() => {}
         }
         // Let a burst of events settle into the stores before acting once.
-        while let Some(Some(())) = futures::FutureExt::now_or_never(events.next()) {}
-        if pvc_store.wait_until_ready().await.is_err() || pv_store.wait_until_ready().await.is_err()
-        {
-            return;
-        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
         p.reconcile(&pvc_store, &pv_store).await;
+    }
+}
+
+async fn drive<S, T, E>(stream: S, changed: Arc<tokio::sync::Notify>)
+where
+    S: futures::Stream<Item = Result<T, E>> + Send,
+    E: std::fmt::Display,
+{
+    let mut stream = std::pin::pin!(stream);
+    while let Some(ev) = stream.next().await {
+        match ev {
+            Ok(_) => changed.notify_one(),
+            Err(e) => warn!("provisioner watch: {e}"),
+        }
     }
 }
 
