@@ -94,7 +94,8 @@ async fn drive(
     let nodes = ctx.nodes.state();
     let topology = super::placement_input::topology(&nodes, cluster);
     let request = super::placement_input::request(cluster);
-    let current = current_members(pods);
+    let views = observe(pods, &password).await;
+    let current = current_members(pods, &views);
     let placement = match redis_scheduler::solve(&topology, &request, &current) {
         Ok(p) => p,
         Err(unsat) => {
@@ -132,7 +133,7 @@ async fn drive(
                 ],
                 Action::requeue(REQUEUE_WAIT),
             );
-            o.views = observe(pods, &password).await;
+            o.views = views;
             return Ok(o);
         }
     };
@@ -203,7 +204,6 @@ async fn drive(
         .filter(|m| !m.ready())
         .map(|m| m.name())
         .collect();
-    let views = observe(pods, &password).await;
     let mut outcome = if !not_ready.is_empty() {
         let msg = format!("waiting for pods to become ready: {}", not_ready.join(", "));
         Outcome::new(
@@ -341,18 +341,27 @@ async fn observe(pods: &[Member], password: &str) -> BTreeMap<String, NodeView> 
         .collect()
 }
 
-/// Members as the scheduler sees them: role from the pod's shard position until Redis reports.
-fn current_members(pods: &[Member]) -> Vec<CurrentMember> {
-    pods.iter()
+/// Members as the scheduler sees them. The role is what Redis reports; before a shard has a
+/// master with slots, its lowest-ordinal member stands for the leader it is about to become.
+fn current_members(pods: &[Member], views: &BTreeMap<String, NodeView>) -> Vec<CurrentMember> {
+    let live: Vec<&Member> = pods
+        .iter()
         .filter(|m| !m.terminating() && !m.finished())
+        .collect();
+    let serving = |m: &Member| views.get(m.name()).is_some_and(NodeView::is_serving_master);
+    live.iter()
         .filter_map(|m| {
+            let shard_has_leader = live.iter().any(|o| o.shard == m.shard && serving(o));
+            let first_in_shard = live
+                .iter()
+                .filter(|o| o.shard == m.shard)
+                .map(|o| o.member)
+                .min()
+                == Some(m.member);
+            let leader = serving(m) || (!shard_has_leader && first_in_shard);
             Some(CurrentMember {
                 shard: u32::try_from(m.shard).ok()?,
-                role: if m.member == 0 {
-                    Role::Leader
-                } else {
-                    Role::Follower
-                },
+                role: if leader { Role::Leader } else { Role::Follower },
                 node: m.node()?.to_string(),
                 healthy: true,
             })
