@@ -9,11 +9,11 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
-use redis_protocol::codec::Resp2;
 use redis_protocol::resp2::types::BytesFrame;
 use tokio::net::TcpStream;
 use tokio_util::codec::Framed;
 
+use crate::redis::codec::GuardedResp2;
 use crate::redis::command::Cmd;
 use crate::redis::error::RedisError;
 
@@ -74,7 +74,7 @@ pub type Frame = BytesFrame;
 #[derive(Debug)]
 pub struct Client {
     addr: SocketAddr,
-    io: Framed<TcpStream, Resp2>,
+    io: Framed<TcpStream, GuardedResp2>,
     command_timeout: Duration,
     poisoned: bool,
 }
@@ -95,7 +95,7 @@ impl Client {
             .map_err(|source| RedisError::Io { addr, source })?;
         let mut client = Self {
             addr,
-            io: Framed::new(stream, Resp2::default()),
+            io: Framed::new(stream, GuardedResp2::default()),
             command_timeout: options.timeouts.command,
             poisoned: false,
         };

@@ -1,12 +1,14 @@
 //! Redis Cluster administration over RESP.
 //!
-//! * [`client`]: one authenticated RESP2 connection with timeouts on every step.
+//! * [`client`]: one authenticated RESP2 connection with timeouts on every step, over
+//!   [`codec::GuardedResp2`] (the redis-protocol codec behind depth and length checks).
 //! * [`parse`]: pure parsers for CLUSTER NODES / SHARDS / INFO and INFO replication.
 //! * [`model`]: [`model::ClusterView`], the cluster as every reachable node reports it.
 //! * [`ops`]: safe, idempotent, resumable cluster operations, each available as a single
 //!   non-blocking step for a level-triggered reconcile loop and as a "do it and wait" helper.
 
 pub mod client;
+pub mod codec;
 pub mod command;
 pub mod error;
 pub mod ids;
