@@ -59,7 +59,7 @@ fn case() -> impl Strategy<Value = (Topology, Request, Vec<CurrentMember>)> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 4000, ..ProptestConfig::default() })]
 
     /// Unsatisfiable is returned exactly when brute force finds no valid placement.
     #[test]
@@ -82,7 +82,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 1000, max_global_rejects: 1_000_000, ..ProptestConfig::default() })]
 
     /// The same on skewed zones, where the ⌈L / Z⌉ leader cap is the binding limit.
     #[test]
@@ -104,7 +104,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 600, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 1000, max_global_rejects: 1_000_000, ..ProptestConfig::default() })]
 
     /// Every plan satisfies every invariant, and its changes lead from current to it.
     #[test]
@@ -159,6 +159,9 @@ proptest! {
     #[test]
     fn node_loss_moves_only_its_members((topology, request) in (topology(5, 4, 2), request(6, 2)), pick in any::<prop::sample::Index>()) {
         let Ok(before) = solve(&topology, &request, &[]) else { return Ok(()) };
+        // A relaxed placement may stack a shard on one zone's nodes, where spare slots in the
+        // zone need not be on nodes the shard can use.
+        prop_assume!(!before.spread_relaxed);
         let now = as_current(&before);
         let used: Vec<&str> = {
             let mut v: Vec<&str> = now.iter().map(|m| m.node.as_str()).collect();
