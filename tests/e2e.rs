@@ -3,6 +3,8 @@
 //!
 //! Needs the cluster, the CRD and the RBAC: run through `make test`.
 
+#![allow(clippy::unwrap_used, clippy::panic)]
+
 mod kube_support;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -24,8 +26,12 @@ struct Operator(Child);
 
 impl Operator {
     fn start(namespace: &str) -> Self {
-        let kubeconfig = std::env::var("OPERATOR_KUBECONFIG").expect("OPERATOR_KUBECONFIG (set by make e2e)");
-        let log = std::fs::File::create(std::env::temp_dir().join(format!("redis-operator-{namespace}.log"))).expect("log file");
+        let kubeconfig =
+            std::env::var("OPERATOR_KUBECONFIG").expect("OPERATOR_KUBECONFIG (set by make e2e)");
+        let log = std::fs::File::create(
+            std::env::temp_dir().join(format!("redis-operator-{namespace}.log")),
+        )
+        .expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_redis-operator"))
             .args(["run", "--namespace", namespace])
             .env("KUBECONFIG", kubeconfig)
@@ -56,8 +62,10 @@ fn cluster(name: &str, leaders: i32, followers: i32, extra: serde_json::Value) -
             s.insert(k.clone(), v.clone());
         }
     }
-    serde_json::from_value(json!({"apiVersion": "redis.redis-operator.dev/v1alpha1", "kind": "RedisCluster",
-        "metadata": {"name": name}, "spec": spec}))
+    serde_json::from_value(
+        json!({"apiVersion": "redis.redis-operator.dev/v1alpha1", "kind": "RedisCluster",
+        "metadata": {"name": name}, "spec": spec}),
+    )
     .expect("RedisCluster manifest")
 }
 
@@ -79,18 +87,34 @@ async fn wait_ready(api: &Api<RedisCluster>, name: &str, timeout: Duration) -> R
 }
 
 async fn password(client: &Client, ns: &str, cluster: &str) -> String {
-    let s: Secret = Api::namespaced(client.clone(), ns).get(&format!("{cluster}-auth")).await.expect("auth secret");
+    let s: Secret = Api::namespaced(client.clone(), ns)
+        .get(&format!("{cluster}-auth"))
+        .await
+        .expect("auth secret");
     String::from_utf8(s.data.expect("data")["password"].0.clone()).expect("utf8 password")
 }
 
 fn cli(ip: &str, pass: &str, args: &[&str]) -> String {
     let out = Command::new("timeout")
-        .args(["10", "redis-cli", "-c", "-h", ip, "-p", "6379", "--no-auth-warning"])
+        .args([
+            "10",
+            "redis-cli",
+            "-c",
+            "-h",
+            ip,
+            "-p",
+            "6379",
+            "--no-auth-warning",
+        ])
         .args(args)
         .env("REDISCLI_AUTH", pass)
         .output()
         .expect("redis-cli");
-    assert!(out.status.success(), "redis-cli {args:?} on {ip}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "redis-cli {args:?} on {ip}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
@@ -113,13 +137,26 @@ async fn check_cluster(client: &Client, ns: &str, name: &str, leaders: usize, fo
         .items
         .into_iter()
         .map(|n| {
-            let zone = n.metadata.labels.as_ref().and_then(|l| l.get(ZONE_LABEL)).cloned().unwrap_or_default();
+            let zone = n
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(ZONE_LABEL))
+                .cloned()
+                .unwrap_or_default();
             (n.metadata.name.unwrap_or_default(), zone)
         })
         .collect();
-    let ip_to_pod: BTreeMap<String, &Pod> =
-        pods.iter().filter_map(|p| Some((p.status.as_ref()?.pod_ip.clone()?, p))).collect();
-    let node_of = |p: &Pod| p.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default();
+    let ip_to_pod: BTreeMap<String, &Pod> = pods
+        .iter()
+        .filter_map(|p| Some((p.status.as_ref()?.pod_ip.clone()?, p)))
+        .collect();
+    let node_of = |p: &Pod| {
+        p.spec
+            .as_ref()
+            .and_then(|s| s.node_name.clone())
+            .unwrap_or_default()
+    };
 
     // Pods: one member per node, shard members in distinct zones.
     let used_nodes: BTreeSet<String> = pods.iter().map(node_of).collect();
@@ -134,7 +171,9 @@ async fn check_cluster(client: &Client, ns: &str, name: &str, leaders: usize, fo
     for line in nodes_txt.lines() {
         let f: Vec<&str> = line.split_whitespace().collect();
         let ip = f[1].split(':').next().unwrap();
-        let pod = ip_to_pod.get(ip).unwrap_or_else(|| panic!("CLUSTER NODES lists {ip}, not a member pod"));
+        let pod = ip_to_pod
+            .get(ip)
+            .unwrap_or_else(|| panic!("CLUSTER NODES lists {ip}, not a member pod"));
         let zone = nodes[&node_of(pod)].clone();
         id_zone.insert(f[0].to_string(), zone.clone());
         if f[2].contains("master") {
@@ -153,25 +192,55 @@ async fn check_cluster(client: &Client, ns: &str, name: &str, leaders: usize, fo
         zones.extend(shards.get(id).cloned().unwrap_or_default());
         assert_eq!(zones.len(), 1 + followers, "shard of {id}: members");
         let distinct: BTreeSet<&String> = zones.iter().collect();
-        assert_eq!(distinct.len(), zones.len(), "shard of {id} has two members in one zone: {zones:?}");
+        assert_eq!(
+            distinct.len(),
+            zones.len(),
+            "shard of {id} has two members in one zone: {zones:?}"
+        );
     }
     let zone_count = nodes.values().collect::<BTreeSet<_>>().len();
     let cap = leaders.div_ceil(zone_count);
-    assert!(leaders_per_zone.values().all(|c| *c <= cap), "leaders per zone {leaders_per_zone:?} exceed {cap}");
+    assert!(
+        leaders_per_zone.values().all(|c| *c <= cap),
+        "leaders per zone {leaders_per_zone:?} exceed {cap}"
+    );
 
     let info = cli(&any_ip, &pass, &["cluster", "info"]);
-    assert!(info.contains("cluster_state:ok") && info.contains("cluster_slots_ok:16384"), "{info}");
+    assert!(
+        info.contains("cluster_state:ok") && info.contains("cluster_slots_ok:16384"),
+        "{info}"
+    );
 
     // Keys on every shard through redirects (-c): 64 keys cover every master with high probability;
     // check each master then holds some.
     for i in 0..64 {
-        assert_eq!(cli(&any_ip, &pass, &["set", &format!("key-{i}"), &format!("v{i}")]), "OK");
+        assert_eq!(
+            cli(
+                &any_ip,
+                &pass,
+                &["set", &format!("key-{i}"), &format!("v{i}")]
+            ),
+            "OK"
+        );
     }
     for i in 0..64 {
-        assert_eq!(cli(&any_ip, &pass, &["get", &format!("key-{i}")]), format!("v{i}"));
+        assert_eq!(
+            cli(&any_ip, &pass, &["get", &format!("key-{i}")]),
+            format!("v{i}")
+        );
     }
     for (id, _) in &masters {
-        let ip = nodes_txt.lines().find(|l| l.starts_with(id.as_str())).unwrap().split_whitespace().nth(1).unwrap().split(':').next().unwrap().to_string();
+        let ip = nodes_txt
+            .lines()
+            .find(|l| l.starts_with(id.as_str()))
+            .unwrap()
+            .split_whitespace()
+            .nth(1)
+            .unwrap()
+            .split(':')
+            .next()
+            .unwrap()
+            .to_string();
         let n: u64 = cli(&ip, &pass, &["dbsize"]).parse().unwrap();
         assert!(n > 0, "shard master {id} holds no keys");
     }
@@ -184,13 +253,20 @@ async fn sample_3x1_becomes_ready_with_zone_aware_placement() {
     let ns = TestNamespace::new(&client, "e2e-3x1").await;
     let _op = Operator::start(&ns.name);
     let api: Api<RedisCluster> = Api::namespaced(client.clone(), &ns.name);
-    api.create(&PostParams::default(), &cluster("demo", 3, 1, json!({}))).await.unwrap();
+    api.create(&PostParams::default(), &cluster("demo", 3, 1, json!({})))
+        .await
+        .unwrap();
     let rc = wait_ready(&api, "demo", Duration::from_secs(240)).await;
     let status = rc.status.clone().unwrap();
     assert_eq!(status.ready_members.as_deref(), Some("6/6"));
     assert_eq!(status.zones, Some(3));
     assert_eq!(condition(&rc, "PlacementSatisfied").unwrap().0, "True");
-    assert_eq!(status.placement.as_deref().map(|p| p.split(' ').count()), Some(3), "{:?}", status.placement);
+    assert_eq!(
+        status.placement.as_deref().map(|p| p.split(' ').count()),
+        Some(3),
+        "{:?}",
+        status.placement
+    );
     check_cluster(&client, &ns.name, "demo", 3, 1).await;
     ns.cleanup().await;
 }
@@ -202,7 +278,9 @@ async fn cluster_4x2_becomes_ready_beside_another() {
     let ns = TestNamespace::new(&client, "e2e-4x2").await;
     let _op = Operator::start(&ns.name);
     let api: Api<RedisCluster> = Api::namespaced(client.clone(), &ns.name);
-    api.create(&PostParams::default(), &cluster("big", 4, 2, json!({}))).await.unwrap();
+    api.create(&PostParams::default(), &cluster("big", 4, 2, json!({})))
+        .await
+        .unwrap();
     wait_ready(&api, "big", Duration::from_secs(300)).await;
     check_cluster(&client, &ns.name, "big", 4, 2).await;
     ns.cleanup().await;
@@ -216,16 +294,28 @@ async fn unsatisfiable_spec_explains_and_creates_nothing() {
     let _op = Operator::start(&ns.name);
     let api: Api<RedisCluster> = Api::namespaced(client.clone(), &ns.name);
     // 4 members per shard in distinct zones, with 3 zones.
-    api.create(&PostParams::default(), &cluster("nope", 3, 3, json!({}))).await.unwrap();
-    let (status, reason, message) = wait_for("PlacementSatisfied=False", Duration::from_secs(60), || async {
-        let rc = api.get_opt("nope").await.ok().flatten()?;
-        condition(&rc, "PlacementSatisfied").filter(|c| c.0 == "False")
-    })
+    api.create(&PostParams::default(), &cluster("nope", 3, 3, json!({})))
+        .await
+        .unwrap();
+    let (status, reason, message) = wait_for(
+        "PlacementSatisfied=False",
+        Duration::from_secs(60),
+        || async {
+            let rc = api.get_opt("nope").await.ok().flatten()?;
+            condition(&rc, "PlacementSatisfied").filter(|c| c.0 == "False")
+        },
+    )
     .await;
     assert_eq!(status, "False");
     assert!(!reason.is_empty());
-    assert!(message.contains("zone"), "explanation names zones: {message}");
-    let pods = Api::<Pod>::namespaced(client.clone(), &ns.name).list(&ListParams::default()).await.unwrap();
+    assert!(
+        message.contains("zone"),
+        "explanation names zones: {message}"
+    );
+    let pods = Api::<Pod>::namespaced(client.clone(), &ns.name)
+        .list(&ListParams::default())
+        .await
+        .unwrap();
     assert!(pods.items.is_empty(), "no pod may be created");
     ns.cleanup().await;
 }
@@ -237,19 +327,42 @@ async fn invalid_config_override_is_a_condition() {
     let ns = TestNamespace::new(&client, "e2e-conf").await;
     let _op = Operator::start(&ns.name);
     let api: Api<RedisCluster> = Api::namespaced(client.clone(), &ns.name);
-    api.create(&PostParams::default(), &cluster("bad", 3, 1, json!({"config": {"cluster-node-timeout": "100"}}))).await.unwrap();
-    let (_, reason, message) = wait_for("Ready=False InvalidSpec", Duration::from_secs(60), || async {
-        let rc = api.get_opt("bad").await.ok().flatten()?;
-        condition(&rc, "Ready").filter(|c| c.1 == "InvalidSpec")
-    })
+    api.create(
+        &PostParams::default(),
+        &cluster(
+            "bad",
+            3,
+            1,
+            json!({"config": {"cluster-node-timeout": "100"}}),
+        ),
+    )
+    .await
+    .unwrap();
+    let (_, reason, message) = wait_for(
+        "Ready=False InvalidSpec",
+        Duration::from_secs(60),
+        || async {
+            let rc = api.get_opt("bad").await.ok().flatten()?;
+            condition(&rc, "Ready").filter(|c| c.1 == "InvalidSpec")
+        },
+    )
     .await;
     assert_eq!(reason, "InvalidSpec");
     assert!(message.contains("cluster-node-timeout"), "{message}");
-    let pods = Api::<Pod>::namespaced(client.clone(), &ns.name).list(&ListParams::default()).await.unwrap();
+    let pods = Api::<Pod>::namespaced(client.clone(), &ns.name)
+        .list(&ListParams::default())
+        .await
+        .unwrap();
     assert!(pods.items.is_empty());
     // The schema refuses what it can check without the operator.
-    let err = api.create(&PostParams::default(), &cluster("two", 2, 1, json!({}))).await.unwrap_err();
-    assert!(err.to_string().contains("leaders must be at least 3"), "{err}");
+    let err = api
+        .create(&PostParams::default(), &cluster("two", 2, 1, json!({})))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("leaders must be at least 3"),
+        "{err}"
+    );
     ns.cleanup().await;
 }
 
@@ -260,7 +373,12 @@ async fn operator_killed_mid_bootstrap_converges_and_deletion_cleans_up() {
     let ns = TestNamespace::new(&client, "e2e-crash").await;
     let api: Api<RedisCluster> = Api::namespaced(client.clone(), &ns.name);
     let pods_api: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
-    api.create(&PostParams::default(), &cluster("crash", 3, 1, json!({"pvcRetentionPolicy": "Delete"}))).await.unwrap();
+    api.create(
+        &PostParams::default(),
+        &cluster("crash", 3, 1, json!({"pvcRetentionPolicy": "Delete"})),
+    )
+    .await
+    .unwrap();
     let mut op = Operator::start(&ns.name);
     // Kill it as soon as members exist but before the cluster is formed.
     wait_for("first member pods", Duration::from_secs(60), || async {
@@ -275,18 +393,42 @@ async fn operator_killed_mid_bootstrap_converges_and_deletion_cleans_up() {
 
     api.delete("crash", &DeleteParams::default()).await.unwrap();
     let selector = ListParams::default().labels(&format!("{CLUSTER_LABEL}=crash"));
-    wait_for("every object of the cluster gone", Duration::from_secs(120), || {
-        let client = client.clone();
-        let ns = ns.name.clone();
-        let selector = selector.clone();
-        async move {
-            let pods = Api::<Pod>::namespaced(client.clone(), &ns).list(&selector).await.ok()?.items.len();
-            let pvcs = Api::<PersistentVolumeClaim>::namespaced(client.clone(), &ns).list(&selector).await.ok()?.items.len();
-            let cms = Api::<ConfigMap>::namespaced(client.clone(), &ns).list(&selector).await.ok()?.items.len();
-            let svcs = Api::<Service>::namespaced(client.clone(), &ns).list(&selector).await.ok()?.items.len();
-            (pods + pvcs + cms + svcs == 0).then_some(())
-        }
-    })
+    wait_for(
+        "every object of the cluster gone",
+        Duration::from_secs(120),
+        || {
+            let client = client.clone();
+            let ns = ns.name.clone();
+            let selector = selector.clone();
+            async move {
+                let pods = Api::<Pod>::namespaced(client.clone(), &ns)
+                    .list(&selector)
+                    .await
+                    .ok()?
+                    .items
+                    .len();
+                let pvcs = Api::<PersistentVolumeClaim>::namespaced(client.clone(), &ns)
+                    .list(&selector)
+                    .await
+                    .ok()?
+                    .items
+                    .len();
+                let cms = Api::<ConfigMap>::namespaced(client.clone(), &ns)
+                    .list(&selector)
+                    .await
+                    .ok()?
+                    .items
+                    .len();
+                let svcs = Api::<Service>::namespaced(client.clone(), &ns)
+                    .list(&selector)
+                    .await
+                    .ok()?
+                    .items
+                    .len();
+                (pods + pvcs + cms + svcs == 0).then_some(())
+            }
+        },
+    )
     .await;
     ns.cleanup().await;
 }

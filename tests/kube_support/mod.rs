@@ -1,5 +1,5 @@
 //! Helpers for tests against the local cluster started by `make test` (`hack/local-cluster`).
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::panic)]
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -48,7 +48,10 @@ where
         if let Some(v) = check().await {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
@@ -63,39 +66,67 @@ impl TestNamespace {
     pub async fn new(client: &Client, prefix: &str) -> Self {
         let name = format!("{prefix}-{}", std::process::id() % 100000 + rand_suffix());
         let ns = Namespace {
-            metadata: kube::api::ObjectMeta { name: Some(name.clone()), ..Default::default() },
+            metadata: kube::api::ObjectMeta {
+                name: Some(name.clone()),
+                ..Default::default()
+            },
             ..Default::default()
         };
-        Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &ns).await.expect("create namespace");
+        Api::<Namespace>::all(client.clone())
+            .create(&PostParams::default(), &ns)
+            .await
+            .expect("create namespace");
         // Pods are refused until the namespace's default ServiceAccount exists.
-        let sa: Api<k8s_openapi::api::core::v1::ServiceAccount> = Api::namespaced(client.clone(), &name);
+        let sa: Api<k8s_openapi::api::core::v1::ServiceAccount> =
+            Api::namespaced(client.clone(), &name);
         wait_for("default ServiceAccount", Duration::from_secs(60), || {
             let sa = sa.clone();
             async move { sa.get_opt("default").await.ok().flatten().map(|_| ()) }
         })
         .await;
-        Self { name, client: client.clone() }
+        Self {
+            name,
+            client: client.clone(),
+        }
     }
 
     pub async fn cleanup(self) {
-        let _ = Api::<Namespace>::all(self.client.clone()).delete(&self.name, &DeleteParams::default()).await;
+        let _ = Api::<Namespace>::all(self.client.clone())
+            .delete(&self.name, &DeleteParams::default())
+            .await;
     }
 }
 
 fn rand_suffix() -> u32 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos() % 100000).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() % 100000)
+        .unwrap_or(0)
 }
 
 /// Sends a RESP command to `ip:port` with redis-cli (Debian's) and returns its output.
 pub fn redis_cli(ip: &str, args: &[&str]) -> Option<String> {
     // redis-cli has no connect timeout of its own: a cut-off pod IP would hang it.
     let out = Command::new("timeout")
-        .args(["5", "redis-cli", "-h", ip, "-p", "6379", "--no-auth-warning"])
+        .args([
+            "5",
+            "redis-cli",
+            "-h",
+            ip,
+            "-p",
+            "6379",
+            "--no-auth-warning",
+        ])
         .args(args)
-        .env("REDISCLI_AUTH", std::env::var("TEST_REDIS_PASSWORD").unwrap_or_default())
+        .env(
+            "REDISCLI_AUTH",
+            std::env::var("TEST_REDIS_PASSWORD").unwrap_or_default(),
+        )
         .output()
         .ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 /// Whether `ip:6379` accepts a TCP connection within one second.
