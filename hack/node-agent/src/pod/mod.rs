@@ -62,6 +62,8 @@ pub struct Resources {
 }
 
 pub struct PodHandle {
+    /// namespace/name: a successor with the same name waits for this one to finish.
+    pub key: String,
     pub tx: watch::Sender<PodUpdate>,
     pub join: JoinHandle<()>,
     pub res: Arc<Mutex<Resources>>,
@@ -73,6 +75,14 @@ pub fn pod_dir_name(pod: &Pod) -> String {
         pod.metadata.namespace.as_deref().unwrap_or("default"),
         pod.metadata.name.as_deref().unwrap_or_default(),
         pod.metadata.uid.as_deref().unwrap_or_default()
+    )
+}
+
+pub fn pod_key(pod: &Pod) -> String {
+    format!(
+        "{}/{}",
+        pod.metadata.namespace.as_deref().unwrap_or_default(),
+        pod.metadata.name.as_deref().unwrap_or_default()
     )
 }
 
@@ -106,11 +116,12 @@ fn dispatch(node: &Arc<NodeCtx>, pod: Pod) {
         pod = %format!("{}/{}", pod.metadata.namespace.as_deref().unwrap_or_default(), pod.metadata.name.as_deref().unwrap_or_default()),
         "new pod"
     );
+    let key = pod_key(&pod);
     let (tx, rx) = watch::channel(PodUpdate::Present(Arc::new(pod.clone())));
     let res = Arc::new(Mutex::new(Resources::default()));
     let worker = runner::Worker::new(node.clone(), pod, rx, res.clone());
     let join = tokio::spawn(worker.run());
-    pods.insert(uid, PodHandle { tx, join, res });
+    pods.insert(uid, PodHandle { key, tx, join, res });
 }
 
 fn gone(node: &NodeCtx, uid: &str) {
@@ -167,32 +178,32 @@ pub async fn run_node_pods(node: Arc<NodeCtx>) {
         let api: Api<Pod> = Api::all(node.client.clone());
         let cfg = watcher::Config::default().fields(&format!("spec.nodeName={}", node.name));
         let mut stream = watcher::watcher(api, cfg).default_backoff().boxed();
-        let mut listed: Option<HashSet<String>> = None;
+        let mut initial: Vec<Pod> = Vec::new();
         loop {
             tokio::select! {
                 ev = stream.next() => match ev {
-                    Some(Ok(WatchEvent::Init)) => listed = Some(HashSet::new()),
-                    Some(Ok(WatchEvent::InitApply(p))) => {
-                        if let (Some(l), Some(uid)) = (listed.as_mut(), p.metadata.uid.clone()) {
-                            l.insert(uid);
-                        }
-                        dispatch(&node, p);
-                    }
+                    Some(Ok(WatchEvent::Init)) => initial.clear(),
+                    // A relist is buffered so that pods which vanished meanwhile are told to
+                    // stop before their successors (same name, new UID) are started.
+                    Some(Ok(WatchEvent::InitApply(p))) => initial.push(p),
                     Some(Ok(WatchEvent::InitDone)) => {
-                        if let Some(l) = listed.take() {
-                            let stale: Vec<String> = node
-                                .pods
-                                .lock()
-                                .unwrap_or_else(|e| e.into_inner())
-                                .keys()
-                                .filter(|u| !l.contains(*u))
-                                .cloned()
-                                .collect();
-                            for uid in stale {
-                                gone(&node, &uid);
-                            }
-                            clean_orphans(&node, &l);
+                        let listed: HashSet<String> =
+                            initial.iter().filter_map(|p| p.metadata.uid.clone()).collect();
+                        let stale: Vec<String> = node
+                            .pods
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .keys()
+                            .filter(|u| !listed.contains(*u))
+                            .cloned()
+                            .collect();
+                        for uid in stale {
+                            gone(&node, &uid);
                         }
+                        for p in initial.drain(..) {
+                            dispatch(&node, p);
+                        }
+                        clean_orphans(&node, &listed);
                     }
                     Some(Ok(WatchEvent::Apply(p))) => dispatch(&node, p),
                     Some(Ok(WatchEvent::Delete(p))) => {
@@ -203,13 +214,12 @@ pub async fn run_node_pods(node: Arc<NodeCtx>) {
                     Some(Err(e)) => warn!(node = %node.name, "pod watch: {e}"),
                     None => break,
                 },
+                // Any transition (even down and up again in between) forces a relist.
                 changed = state_rx.changed() => {
                     if changed.is_err() {
                         return;
                     }
-                    if *state_rx.borrow() != NodeState::Up {
-                        break;
-                    }
+                    break;
                 }
             }
         }

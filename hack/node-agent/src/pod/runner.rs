@@ -412,10 +412,31 @@ impl Worker {
         self.pod.metadata.deletion_timestamp.is_some()
     }
 
+    /// A predecessor with the same name (force-deleted, or gone after a partition) may
+    /// still be stopping and holding the same volumes; two redis processes must never
+    /// share a data directory, so wait for it (bounded).
+    async fn wait_for_predecessor(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let busy = self
+                .node
+                .pods
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .any(|(uid, h)| *uid != self.uid && h.key == self.key);
+            if !busy || Instant::now() >= deadline {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     pub async fn run(mut self) {
         if let Err(e) = std::fs::create_dir_all(&self.dir) {
             warn!(pod = %self.key, "creating {}: {e}", self.dir.display());
         }
+        self.wait_for_predecessor().await;
         loop {
             self.absorb_update();
             if self.gone {
