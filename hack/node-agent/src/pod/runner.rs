@@ -442,7 +442,7 @@ impl Worker {
             if self.gone {
                 if !self.terminated {
                     info!(pod = %self.key, "pod is gone from the API; stopping it");
-                    self.terminate(MIN_TERM_GRACE, false).await;
+                    self.terminate(MIN_TERM_GRACE, false, true).await;
                 }
                 break;
             }
@@ -450,7 +450,7 @@ impl Worker {
                 if !self.terminated {
                     let grace = self.deletion_grace();
                     info!(pod = %self.key, grace = ?grace, "pod is being deleted; terminating");
-                    self.terminate(grace, true).await;
+                    self.terminate(grace, true, true).await;
                 }
                 if !self.api_done && self.reachable() {
                     self.finalize_api().await;
@@ -561,7 +561,7 @@ impl Worker {
         if is_terminal(&self.pod) {
             // Finished for good (as the API says): nothing may run any more.
             if self.sandbox.is_some() || self.any_running() {
-                self.terminate(MIN_TERM_GRACE, false).await;
+                self.terminate(MIN_TERM_GRACE, false, false).await;
             }
             return;
         }
@@ -728,6 +728,9 @@ impl Worker {
                 }
             }
         }
+        if self.volumes.is_none() {
+            self.wipe_memory_volumes();
+        }
         let tokens: HashMap<String, String> = self
             .tokens
             .iter()
@@ -768,6 +771,28 @@ impl Worker {
                     // Running containers keep the last good content, as with the kubelet.
                     warn!(pod = %self.key, "volume refresh: {}", e.message);
                     self.volumes_synced = Some(Instant::now());
+                }
+            }
+        }
+    }
+
+    /// A fresh worker means a fresh sandbox (new pod, reboot, agent restart): tmpfs-backed
+    /// emptyDirs of an earlier sandbox would not have survived, disk-backed ones do.
+    fn wipe_memory_volumes(&self) {
+        let volumes = self
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.volumes.as_ref())
+            .into_iter()
+            .flatten();
+        for v in volumes {
+            if v.empty_dir.as_ref().and_then(|e| e.medium.as_deref()) == Some("Memory") {
+                let dir = self.dir.join("volumes").join(&v.name);
+                if dir.exists()
+                    && let Err(e) = std::fs::remove_dir_all(&dir)
+                {
+                    warn!(pod = %self.key, "clearing memory volume {}: {e}", v.name);
                 }
             }
         }
@@ -1291,7 +1316,9 @@ impl Worker {
     // ---- stopping -------------------------------------------------------------------
 
     /// Stops every container (preStop, SIGTERM, grace, SIGKILL) and removes the sandbox.
-    async fn terminate(&mut self, grace: Duration, run_prestop: bool) {
+    /// `deleted`: the pod object is going away, so containers that never ran are reported
+    /// as terminated too (a pod that merely finished keeps them waiting, as the kubelet does).
+    async fn terminate(&mut self, grace: Duration, run_prestop: bool, deleted: bool) {
         self.terminating = true;
         let deadline = Instant::now() + grace;
         let names: Vec<(String, bool)> = self
@@ -1344,7 +1371,7 @@ impl Worker {
             self.on_exit(&name, instance, None, Some(9));
         }
         for c in self.init.iter_mut().chain(self.app.iter_mut()) {
-            if matches!(c.state, CState::Waiting { .. }) {
+            if deleted && matches!(c.state, CState::Waiting { .. }) {
                 let last = c.last.clone();
                 c.state = CState::Terminated(last.unwrap_or(Term {
                     exit_code: 137,
