@@ -55,8 +55,10 @@ pub async fn cleanup_leftovers(state_dir: &Path) -> (usize, usize) {
                         .ok()
                         .and_then(|s| Sandbox::from_record(&s))
                     {
+                        if sb.netns_path().exists() {
+                            sandboxes += 1;
+                        }
                         netns::destroy_sandbox(&sb).await;
-                        sandboxes += 1;
                     }
                     let _ = std::fs::remove_file(&path);
                 }

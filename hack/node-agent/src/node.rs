@@ -505,6 +505,7 @@ pub async fn crash(node: &NodeCtx) {
                 .unwrap_or_else(|e| e.into_inner())
                 .release(sb.ip.octets()[3]);
         }
+        res.remove_records();
     }
     info!(node = %node.name, "node crashed");
 }

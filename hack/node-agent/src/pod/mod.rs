@@ -59,6 +59,18 @@ pub enum Event {
 pub struct Resources {
     pub groups: BTreeMap<String, i32>,
     pub sandbox: Option<Sandbox>,
+    /// Where the pid files and the sandbox record live, to drop them with the resources.
+    pub pod_dir: PathBuf,
+}
+
+impl Resources {
+    /// Forgets the on-disk records once the processes and the sandbox are gone.
+    pub fn remove_records(&self) {
+        for name in self.groups.keys() {
+            let _ = std::fs::remove_file(self.pod_dir.join(format!("{name}.pid")));
+        }
+        let _ = std::fs::remove_file(self.pod_dir.join("sandbox"));
+    }
 }
 
 pub struct PodHandle {
@@ -118,7 +130,10 @@ fn dispatch(node: &Arc<NodeCtx>, pod: Pod) {
     );
     let key = pod_key(&pod);
     let (tx, rx) = watch::channel(PodUpdate::Present(Arc::new(pod.clone())));
-    let res = Arc::new(Mutex::new(Resources::default()));
+    let res = Arc::new(Mutex::new(Resources {
+        pod_dir: pod_dir(node, &pod),
+        ..Default::default()
+    }));
     let worker = runner::Worker::new(node.clone(), pod, rx, res.clone());
     let join = tokio::spawn(worker.run());
     pods.insert(uid, PodHandle { key, tx, join, res });

@@ -70,7 +70,7 @@ pub async fn exec(action: &ExecAction, t: &Target, timeout: Duration) -> Result<
     if cmd.is_empty() {
         return Err("exec probe has no command".into());
     }
-    let mut child = Command::new("/usr/bin/nsenter")
+    let child = Command::new("/usr/bin/nsenter")
         .arg(format!("--target={}", t.pid))
         .args(["--mount", "--net", "--uts"])
         .arg(format!("--wd={}", t.workdir))
@@ -85,44 +85,26 @@ pub async fn exec(action: &ExecAction, t: &Target, timeout: Duration) -> Result<
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| format!("starting exec: {e}"))?;
-    let pgid = child.id();
-    let mut stdout = child.stdout.take();
-    let mut stderr = child.stderr.take();
-    let collect = async {
-        use tokio::io::AsyncReadExt;
-        let mut out = Vec::new();
-        let mut err = Vec::new();
-        if let Some(s) = stdout.as_mut() {
-            let _ = s.take(4096).read_to_end(&mut out).await;
+    let pgid = child.id().and_then(|p| i32::try_from(p).ok());
+    match tokio::time::timeout(timeout, child.wait_with_output()).await {
+        Ok(Ok(out)) if out.status.success() => Ok(()),
+        Ok(Ok(out)) => {
+            let text = format!(
+                "{} {}",
+                String::from_utf8_lossy(&out.stdout).trim(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+            let mut text = text.trim().to_string();
+            text.truncate(1024);
+            Err(format!(
+                "command {cmd:?} exited with {}: {text}",
+                out.status.code().unwrap_or(-1)
+            ))
         }
-        if let Some(s) = stderr.as_mut() {
-            let _ = s.take(4096).read_to_end(&mut err).await;
-        }
-        let status = child.wait().await;
-        (status, out, err)
-    };
-    match tokio::time::timeout(timeout, collect).await {
-        Ok((Ok(status), out, err)) => {
-            if status.success() {
-                Ok(())
-            } else {
-                let mut msg = String::from_utf8_lossy(&out).trim().to_string();
-                let e = String::from_utf8_lossy(&err);
-                if !e.trim().is_empty() {
-                    if !msg.is_empty() {
-                        msg.push(' ');
-                    }
-                    msg.push_str(e.trim());
-                }
-                Err(format!(
-                    "command {cmd:?} exited with {}: {msg}",
-                    status.code().unwrap_or(-1)
-                ))
-            }
-        }
-        Ok((Err(e), _, _)) => Err(format!("exec: {e}")),
+        Ok(Err(e)) => Err(format!("exec: {e}")),
         Err(_) => {
-            if let Some(pid) = pgid.and_then(|p| i32::try_from(p).ok()) {
+            // The probe's own children (e.g. under `sh -c`) share its process group.
+            if let Some(pid) = pgid {
                 crate::pod::runner::signal_group(pid, rustix::process::Signal::KILL);
             }
             Err(format!("command {cmd:?} timed out after {timeout:?}"))
