@@ -147,46 +147,101 @@ impl KeyMover<'_> {
         slot: u16,
         sizer: &mut BatchSizer,
     ) -> Result<u64, OpError> {
+        self.drain_slots(&[slot], sizer).await
+    }
+
+    /// Moves every key of all `slots` from the source to the target. Each round fetches up to
+    /// `batch × pipeline_depth` keys spread over the slots not yet empty (one pipelined
+    /// GETKEYSINSLOT per slot) and sends them as MIGRATE commands of at most `batch` keys of
+    /// one slot each, all in one pipeline, so small slots do not cost a round trip each.
+    pub(crate) async fn drain_slots(
+        &mut self,
+        slots: &[u16],
+        sizer: &mut BatchSizer,
+    ) -> Result<u64, OpError> {
         let source_addr = self.source.addr();
-        let target_addr = self.target.addr();
         let mut moved = 0u64;
-        loop {
-            let depth = sizer.options.pipeline_depth.max(1);
-            let fetch = Cmd::getkeysinslot(slot, sizer.current * depth);
-            let frame = self
-                .source
-                .call(&fetch)
-                .await
-                .map_err(OpError::node(source_addr))?;
-            let keys = reply::bytes_array(&fetch, frame).map_err(OpError::node(source_addr))?;
-            if keys.is_empty() {
-                return Ok(moved);
-            }
-            let chunks: Vec<&[Bytes]> = keys.chunks(sizer.current.max(1)).collect();
-            let cmds: Vec<Cmd> = chunks
+        let mut remaining: Vec<u16> = slots.to_vec();
+        while !remaining.is_empty() {
+            let batch = sizer.current.max(1);
+            let budget = batch * sizer.options.pipeline_depth.max(1);
+            let per_slot = budget.div_ceil(remaining.len()).max(1);
+            let fetches: Vec<Cmd> = remaining
                 .iter()
-                .map(|chunk| migrate_cmd(target_addr, self.options, false, chunk))
+                .map(|s| Cmd::getkeysinslot(*s, per_slot))
                 .collect();
-            let started = Instant::now();
             let replies = self
                 .source
-                .pipeline_with_timeout(&cmds, self.migrate_timeout())
+                .pipeline(&fetches)
                 .await
                 .map_err(OpError::node(source_addr))?;
-            let elapsed = started.elapsed();
-            for ((chunk, cmd), result) in chunks.iter().zip(&cmds).zip(replies) {
-                match result {
-                    Ok(frame) => self.accept_reply(cmd, frame, chunk.len())?,
-                    Err(err) if is_busykey(&err) => self.resolve_conflicts(slot, chunk).await?,
-                    Err(err) => return Err(OpError::node(source_addr)(err)),
+            // MIGRATE refuses keys of different slots in one command (CROSSSLOT), so each
+            // slot gets its own commands; they still share one pipeline.
+            let mut per_slot_keys: Vec<Vec<Bytes>> = Vec::new();
+            let mut taken = 0usize;
+            let mut finished: Vec<u16> = Vec::new();
+            for ((slot, cmd), reply) in remaining.iter().zip(&fetches).zip(replies) {
+                let frame = reply.map_err(OpError::node(source_addr))?;
+                let mut slot_keys =
+                    reply::bytes_array(cmd, frame).map_err(OpError::node(source_addr))?;
+                // A MIGRATING source never gains keys in the slot (new keys go to the target),
+                // so a short answer that fits in this round empties the slot.
+                let fits = taken + slot_keys.len() <= budget;
+                if slot_keys.len() < per_slot && fits {
+                    finished.push(*slot);
                 }
-                moved += chunk.len() as u64;
+                slot_keys.truncate(budget.saturating_sub(taken));
+                taken += slot_keys.len();
+                if !slot_keys.is_empty() {
+                    per_slot_keys.push(slot_keys);
+                }
             }
-            sizer.record(
-                keys.len() / chunks.len().max(1),
-                elapsed / chunks.len().max(1) as u32,
-            );
+            let chunks: Vec<&[Bytes]> = per_slot_keys
+                .iter()
+                .flat_map(|keys| keys.chunks(batch))
+                .collect();
+            if !chunks.is_empty() {
+                moved += self.migrate_batches(&chunks, sizer).await?;
+            }
+            remaining.retain(|s| !finished.contains(s));
         }
+        Ok(moved)
+    }
+
+    /// Sends one MIGRATE per chunk (each chunk holds keys of one slot), pipelined.
+    async fn migrate_batches(
+        &mut self,
+        chunks: &[&[Bytes]],
+        sizer: &mut BatchSizer,
+    ) -> Result<u64, OpError> {
+        let source_addr = self.source.addr();
+        let target_addr = self.target.addr();
+        let keys: usize = chunks.iter().map(|c| c.len()).sum();
+        let cmds: Vec<Cmd> = chunks
+            .iter()
+            .map(|chunk| migrate_cmd(target_addr, self.options, false, chunk))
+            .collect();
+        let started = Instant::now();
+        let replies = self
+            .source
+            .pipeline_with_timeout(&cmds, self.migrate_timeout())
+            .await
+            .map_err(OpError::node(source_addr))?;
+        let elapsed = started.elapsed();
+        let mut moved = 0u64;
+        for ((chunk, cmd), result) in chunks.iter().zip(&cmds).zip(replies) {
+            match result {
+                Ok(frame) => self.accept_reply(cmd, frame, chunk.len())?,
+                Err(err) if is_busykey(&err) => self.resolve_conflicts(chunk).await?,
+                Err(err) => return Err(OpError::node(source_addr)(err)),
+            }
+            moved += chunk.len() as u64;
+        }
+        sizer.record(
+            keys / chunks.len().max(1),
+            elapsed / u32::try_from(chunks.len().max(1)).unwrap_or(u32::MAX),
+        );
+        Ok(moved)
     }
 
     fn accept_reply(&self, cmd: &Cmd, frame: Frame, keys: usize) -> Result<(), OpError> {
@@ -211,7 +266,7 @@ impl KeyMover<'_> {
     /// Some keys of `chunk` exist on the target already. MIGRATE stops at the first such key,
     /// after moving the ones before it, so each key is checked: equal DUMP payloads (or a key
     /// gone from either side) are safe to overwrite; different ones follow the policy.
-    async fn resolve_conflicts(&mut self, slot: u16, chunk: &[Bytes]) -> Result<(), OpError> {
+    async fn resolve_conflicts(&mut self, chunk: &[Bytes]) -> Result<(), OpError> {
         let source_addr = self.source.addr();
         let target_addr = self.target.addr();
         let dumps = |keys: &[Bytes], asking: bool| -> Vec<Cmd> {
@@ -253,7 +308,9 @@ impl KeyMover<'_> {
         }
         if differing > 0 && self.conflicts == ConflictPolicy::Refuse {
             return Err(OpError::KeyConflict {
-                slot,
+                slot: chunk
+                    .first()
+                    .map_or(0, |k| redis_protocol::redis_keyslot(k)),
                 from: self.source_id.clone(),
                 to: self.target_id.clone(),
                 count: differing,
@@ -261,7 +318,6 @@ impl KeyMover<'_> {
         }
         if differing > 0 {
             tracing::warn!(
-                slot,
                 count = differing,
                 "keys differ between source and target after an interrupted migration; the source copy wins"
             );

@@ -47,6 +47,10 @@ pub struct ReshardOptions {
     pub streams_per_pair: usize,
     /// Upper bound on concurrent slot streams overall.
     pub max_streams: usize,
+    /// Slots a stream moves together: their SETSLOT commands share pipelines (and Redis's
+    /// nodes.conf fsyncs) and their keys share MIGRATE batches. Larger groups cut per-slot
+    /// overhead; smaller ones keep each slot open (clients seeing ASK) for less time.
+    pub slots_per_group: usize,
 }
 
 impl Default for ReshardOptions {
@@ -55,6 +59,7 @@ impl Default for ReshardOptions {
             moves: MoveOptions::default(),
             streams_per_pair: 4,
             max_streams: 16,
+            slots_per_group: 32,
         }
     }
 }
@@ -174,33 +179,41 @@ impl<'a> SlotMover<'a> {
         Ok(())
     }
 
-    async fn call_source(&mut self, cmd: &Cmd) -> Result<crate::redis::client::Frame, RedisError> {
-        self.source_client.call(cmd).await
-    }
-
-    async fn call_target(&mut self, cmd: &Cmd) -> Result<crate::redis::client::Frame, RedisError> {
-        self.target_client.call(cmd).await
-    }
-
-    async fn setslot(&mut self, on_target: bool, cmd: &Cmd) -> Result<(), OpError> {
-        let (addr, result) = if on_target {
-            (self.target.addr, self.call_target(cmd).await)
+    /// Sends `cmds` to the source or the target in one pipeline and expects `+OK` from each,
+    /// except for errors `tolerate` accepts; returns those with their command's index.
+    async fn setslots(
+        &mut self,
+        on_target: bool,
+        cmds: &[Cmd],
+        tolerate: impl Fn(&RedisError) -> bool,
+    ) -> Result<Vec<(usize, RedisError)>, OpError> {
+        if cmds.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (addr, client) = if on_target {
+            (self.target.addr, &mut self.target_client)
         } else {
-            (self.source.addr, self.call_source(cmd).await)
+            (self.source.addr, &mut self.source_client)
         };
-        let frame = result.map_err(OpError::node(addr))?;
-        reply::ok(cmd, frame).map_err(OpError::node(addr))
+        let replies = client.pipeline(cmds).await.map_err(OpError::node(addr))?;
+        let mut tolerated = Vec::new();
+        for (i, (cmd, result)) in cmds.iter().zip(replies).enumerate() {
+            match result {
+                Ok(frame) => reply::ok(cmd, frame).map_err(OpError::node(addr))?,
+                Err(err) if tolerate(&err) => tolerated.push((i, err)),
+                Err(err) => return Err(OpError::node(addr)(err)),
+            }
+        }
+        Ok(tolerated)
     }
 
-    /// Moves one slot, continuing from `state`.
-    async fn run(&mut self, slot: u16, state: SlotState) -> Result<MoveReport, OpError> {
-        self.refresh().await?;
-        let source_id = self.source.id.clone();
-        let target_id = self.target.id.clone();
+    /// Checks that the state of each slot allows moving it from source to target.
+    fn check(&self, slot: u16, state: &SlotState) -> Result<(), OpError> {
+        let (source_id, target_id) = (&self.source.id, &self.target.id);
         if let Some(other) = state
             .source_migrating_to
             .as_ref()
-            .filter(|to| **to != target_id)
+            .filter(|to| *to != target_id)
         {
             return Err(OpError::Precondition(format!(
                 "slot {slot} is migrating from {} to {}, not {}; repair open slots first",
@@ -212,7 +225,7 @@ impl<'a> SlotMover<'a> {
         if let Some(other) = state
             .target_importing_from
             .as_ref()
-            .filter(|from| **from != source_id)
+            .filter(|from| *from != source_id)
         {
             return Err(OpError::Precondition(format!(
                 "slot {slot} is importing on {} from {}, not {}; repair open slots first",
@@ -221,78 +234,145 @@ impl<'a> SlotMover<'a> {
                 source_id.short()
             )));
         }
-        if state.target_owns && !state.source_owns {
-            // Handed over on the target already. The source may still hold the MIGRATING
-            // marker or stray keys if the run died between the two SETSLOT NODE.
-            let count_cmd = Cmd::countkeysinslot(slot);
-            let frame = self
-                .call_source(&count_cmd)
-                .await
-                .map_err(OpError::node(self.source.addr))?;
-            let left = reply::count(&count_cmd, frame).map_err(OpError::node(self.source.addr))?;
-            if left == 0
-                && state.source_migrating_to.is_none()
-                && state.target_importing_from.is_none()
-            {
-                return Ok(MoveReport {
-                    slot,
-                    step: StepOutcome::AlreadyDone,
-                    keys_moved: 0,
-                });
-            }
-        } else if !state.source_owns && !state.target_owns {
+        if !state.source_owns && !state.target_owns {
             return Err(OpError::Precondition(format!(
                 "slot {slot} is served by neither {} nor {}",
                 source_id.short(),
                 target_id.short()
             )));
-        } else if !state.target_owns {
-            // Target first, so it accepts ASKING before the source starts redirecting.
-            if state.target_importing_from.is_none() {
-                self.setslot(true, &Cmd::setslot_importing(slot, &source_id))
-                    .await?;
-            }
-            if state.source_migrating_to.is_none() {
-                self.setslot(false, &Cmd::setslot_migrating(slot, &target_id))
-                    .await?;
-            }
         }
-        let mut sizer = BatchSizer::new(self.options.batch);
-        let mut moved = self.drain(slot, &mut sizer).await?;
-        // Target first: it bumps its epoch and takes the slot; the source then refuses while
-        // it still holds keys of the slot, in which case the keys written meanwhile move too.
-        if !state.target_owns || state.target_importing_from.is_some() {
-            self.setslot(true, &Cmd::setslot_node(slot, &target_id))
-                .await?;
-        }
-        let mut attempts = 0;
-        loop {
-            let cmd = Cmd::setslot_node(slot, &target_id);
-            match self.call_source(&cmd).await {
-                Ok(frame) => {
-                    reply::ok(&cmd, frame).map_err(OpError::node(self.source.addr))?;
-                    break;
-                }
-                Err(err) if is_not_master(&err) => break,
-                Err(err) if err.message_contains("still hold keys") && attempts < 5 => {
-                    attempts += 1;
-                    moved += self.drain(slot, &mut sizer).await?;
-                }
-                Err(err) => return Err(OpError::node(self.source.addr)(err)),
-            }
-        }
-        self.tell_others(slot).await;
-        if let Some(p) = self.progress {
-            p.slots_done.fetch_add(1, Ordering::Relaxed);
-        }
-        Ok(MoveReport {
-            slot,
-            step: StepOutcome::Applied,
-            keys_moved: moved,
-        })
+        Ok(())
     }
 
-    async fn drain(&mut self, slot: u16, sizer: &mut BatchSizer) -> Result<u64, OpError> {
+    /// Moves a group of slots, each continuing from its own state. Slots of a group share
+    /// pipelines for every SETSLOT step and MIGRATE batches for their keys, so Redis saves
+    /// nodes.conf (an fsync) once per step for the whole group instead of once per slot.
+    async fn run_group(&mut self, group: &[(u16, SlotState)]) -> Result<Vec<MoveReport>, OpError> {
+        self.refresh().await?;
+        for (slot, state) in group {
+            self.check(*slot, state)?;
+        }
+        let source_addr = self.source.addr;
+        // Slots the target already owns may be finished, or may still have a marker or stray
+        // keys on the source if an earlier run died between the two SETSLOT NODE.
+        let handed_over: Vec<u16> = group
+            .iter()
+            .filter(|(_, st)| st.target_owns && !st.source_owns)
+            .map(|(s, _)| *s)
+            .collect();
+        let counts: Vec<Cmd> = handed_over
+            .iter()
+            .map(|s| Cmd::countkeysinslot(*s))
+            .collect();
+        let mut left_on_source: BTreeMap<u16, u64> = BTreeMap::new();
+        if !counts.is_empty() {
+            let replies = self
+                .source_client
+                .pipeline(&counts)
+                .await
+                .map_err(OpError::node(source_addr))?;
+            for ((slot, cmd), r) in handed_over.iter().zip(&counts).zip(replies) {
+                let n = reply::count(cmd, r.map_err(OpError::node(source_addr))?)
+                    .map_err(OpError::node(source_addr))?;
+                left_on_source.insert(*slot, n);
+            }
+        }
+        let mut reports = Vec::new();
+        let mut active: Vec<(u16, &SlotState)> = Vec::new();
+        for (slot, state) in group {
+            let done = left_on_source.get(slot) == Some(&0)
+                && state.source_migrating_to.is_none()
+                && state.target_importing_from.is_none();
+            if done {
+                reports.push(MoveReport {
+                    slot: *slot,
+                    step: StepOutcome::AlreadyDone,
+                    keys_moved: 0,
+                });
+            } else {
+                active.push((*slot, state));
+            }
+        }
+        if active.is_empty() {
+            return Ok(reports);
+        }
+        let (source_id, target_id) = (self.source.id.clone(), self.target.id.clone());
+        // Target first, so it accepts ASKING before the source starts redirecting.
+        let importing: Vec<Cmd> = active
+            .iter()
+            .filter(|(_, st)| !st.target_owns && st.target_importing_from.is_none())
+            .map(|(s, _)| Cmd::setslot_importing(*s, &source_id))
+            .collect();
+        self.setslots(true, &importing, |_| false).await?;
+        let migrating: Vec<Cmd> = active
+            .iter()
+            .filter(|(_, st)| !st.target_owns && st.source_migrating_to.is_none())
+            .map(|(s, _)| Cmd::setslot_migrating(*s, &target_id))
+            .collect();
+        self.setslots(false, &migrating, |_| false).await?;
+        let slots: Vec<u16> = active.iter().map(|(s, _)| *s).collect();
+        let mut sizer = BatchSizer::new(self.options.batch);
+        let mut moved = self.drain(&slots, &mut sizer).await?;
+        // The target takes the slots first (and bumps its epoch); then the source, which
+        // refuses while it still holds keys of a slot.
+        let assign_target: Vec<Cmd> = active
+            .iter()
+            .filter(|(_, st)| !st.target_owns || st.target_importing_from.is_some())
+            .map(|(s, _)| Cmd::setslot_node(*s, &target_id))
+            .collect();
+        self.setslots(true, &assign_target, |_| false).await?;
+        let mut pending = slots.clone();
+        for attempt in 0..5 {
+            let cmds: Vec<Cmd> = pending
+                .iter()
+                .map(|s| Cmd::setslot_node(*s, &target_id))
+                .collect();
+            // A source that gave away its last slot turns into a replica of the target and
+            // refuses SETSLOT from then on: that is the expected end state, not an error.
+            let refused = self
+                .setslots(false, &cmds, |e| {
+                    is_not_master(e) || e.message_contains("still hold keys")
+                })
+                .await?;
+            let again: Vec<u16> = refused
+                .iter()
+                .filter(|(_, e)| e.message_contains("still hold keys"))
+                .filter_map(|(i, _)| pending.get(*i).copied())
+                .collect();
+            if again.is_empty() {
+                break;
+            }
+            if attempt == 4 {
+                return Err(OpError::Verification(format!(
+                    "{} still holds keys of {} slot(s) after repeated draining",
+                    source_id.short(),
+                    again.len()
+                )));
+            }
+            moved += self.drain(&again, &mut sizer).await?;
+            pending = again;
+        }
+        self.tell_others(&slots).await;
+        if let Some(p) = self.progress {
+            p.slots_done
+                .fetch_add(slots.len() as u64, Ordering::Relaxed);
+        }
+        // Keys are counted per group; attribute them to the group's first slot report.
+        for (i, slot) in slots.iter().enumerate() {
+            reports.push(MoveReport {
+                slot: *slot,
+                step: StepOutcome::Applied,
+                keys_moved: if i == 0 {
+                    std::mem::take(&mut moved)
+                } else {
+                    0
+                },
+            });
+        }
+        Ok(reports)
+    }
+
+    async fn drain(&mut self, slots: &[u16], sizer: &mut BatchSizer) -> Result<u64, OpError> {
         let mut mover = KeyMover {
             source: &mut self.source_client,
             source_id: &self.source.id,
@@ -302,34 +382,42 @@ impl<'a> SlotMover<'a> {
             conflicts: self.options.conflicts,
             progress: self.progress,
         };
-        mover.drain(slot, sizer).await
+        mover.drain_slots(slots, sizer).await
     }
 
     /// SETSLOT NODE on every other master, so clients there are redirected straight to the
     /// new owner instead of waiting for gossip. Failures only cost extra MOVED hops until
     /// gossip catches up, so they are logged, not returned.
-    async fn tell_others(&mut self, slot: u16) {
-        let cmd = Cmd::setslot_node(slot, &self.target.id);
+    async fn tell_others(&mut self, slots: &[u16]) {
+        let cmds: Vec<Cmd> = slots
+            .iter()
+            .map(|s| Cmd::setslot_node(*s, &self.target.id))
+            .collect();
         let admin = self.admin;
         let futures = self
             .others
             .iter()
             .zip(self.other_clients.iter_mut())
             .map(|(addr, client)| {
-                let cmd = &cmd;
+                let cmds = &cmds;
                 async move {
                     if client.as_ref().is_none_or(Client::is_poisoned) {
                         *client = admin.connect(*addr).await.ok();
                     }
                     let Some(c) = client.as_mut() else {
-                        tracing::warn!(%addr, slot, "cannot reach master to announce the new slot owner");
+                        tracing::warn!(%addr, "cannot reach master to announce new slot owners");
                         return;
                     };
-                    match c.call(cmd).await {
-                        Ok(_) => {}
-                        Err(err) if is_not_master(&err) => {}
+                    match c.pipeline(cmds).await {
+                        Ok(replies) => {
+                            for err in replies.into_iter().filter_map(Result::err) {
+                                if !is_not_master(&err) {
+                                    tracing::warn!(%addr, error = %err, "SETSLOT NODE on another master failed");
+                                }
+                            }
+                        }
                         Err(err) => {
-                            tracing::warn!(%addr, slot, error = %err, "SETSLOT NODE on another master failed");
+                            tracing::warn!(%addr, error = %err, "SETSLOT NODE on another master failed");
                         }
                     }
                 }
@@ -406,7 +494,10 @@ impl ClusterAdmin {
         let others = other_masters(&view, from, to);
         let mut mover =
             SlotMover::connect(self, source, target, others, *options, progress).await?;
-        mover.run(slot, state).await
+        let reports = mover.run_group(&[(slot, state)]).await?;
+        reports.into_iter().next().ok_or_else(|| {
+            OpError::Verification(format!("slot {slot}: the move produced no report"))
+        })
     }
 
     /// Runs many slot moves: unassigned slots (`from: None`) are added to their target, the
@@ -449,6 +540,7 @@ impl ClusterAdmin {
             return Ok(report);
         }
         let max_streams = options.max_streams.max(1);
+        let group_size = options.slots_per_group.max(1);
         let per_pair = options
             .streams_per_pair
             .max(1)
@@ -479,20 +571,28 @@ impl ClusterAdmin {
                         if failed.load(Ordering::Relaxed) {
                             return Ok(());
                         }
-                        let next = queue.lock().map(|mut q| q.pop_front()).ok().flatten();
-                        let Some(slot) = next else {
+                        let group: Vec<(u16, SlotState)> = queue
+                            .lock()
+                            .map(|mut q| {
+                                let n = q.len().min(group_size);
+                                q.drain(..n).collect::<Vec<u16>>()
+                            })
+                            .unwrap_or_default()
+                            .into_iter()
+                            .filter_map(|slot| states.get(&slot).map(|st| (slot, st.clone())))
+                            .collect();
+                        if group.is_empty() {
                             return Ok(());
-                        };
-                        let Some(state) = states.get(&slot).cloned() else {
-                            continue;
-                        };
-                        match mover.run(slot, state).await {
-                            Ok(r) => {
+                        }
+                        match mover.run_group(&group).await {
+                            Ok(reports) => {
                                 if let Ok(mut t) = totals.lock() {
-                                    t.keys_moved += r.keys_moved;
-                                    match r.step {
-                                        StepOutcome::Applied => t.slots_moved += 1,
-                                        StepOutcome::AlreadyDone => t.slots_already_done += 1,
+                                    for r in reports {
+                                        t.keys_moved += r.keys_moved;
+                                        match r.step {
+                                            StepOutcome::Applied => t.slots_moved += 1,
+                                            StepOutcome::AlreadyDone => t.slots_already_done += 1,
+                                        }
                                     }
                                 }
                             }
