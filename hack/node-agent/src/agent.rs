@@ -158,9 +158,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
 
     wait_for_shutdown().await;
     info!("shutting down: stopping every pod process and sandbox (the API is not told)");
-    for n in &nodes {
-        node::crash(n).await;
-    }
+    futures::future::join_all(nodes.iter().map(|n| node::crash(n))).await;
     let _ = std::fs::remove_file(control::socket_path(&state_dir));
     Ok(())
 }

@@ -492,14 +492,26 @@ pub async fn crash(node: &NodeCtx) {
     for h in &handles {
         h.join.abort();
     }
+    let mut resources = Vec::new();
     for h in handles {
         let _ = h.join.await;
-        let res = h.res.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        resources.push(h.res.lock().unwrap_or_else(|e| e.into_inner()).clone());
+    }
+    // All processes die first, at once; sandbox removal is slow in the kernel, so in parallel.
+    for res in &resources {
         for pgid in res.groups.values() {
             crate::pod::runner::signal_group(*pgid, rustix::process::Signal::KILL);
         }
+    }
+    futures::future::join_all(
+        resources
+            .iter()
+            .filter_map(|r| r.sandbox.as_ref())
+            .map(netns::destroy_sandbox),
+    )
+    .await;
+    for res in &resources {
         if let Some(sb) = &res.sandbox {
-            netns::destroy_sandbox(sb).await;
             node.ipam
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
