@@ -57,9 +57,9 @@ impl Default for ReshardOptions {
     fn default() -> Self {
         Self {
             moves: MoveOptions::default(),
-            streams_per_pair: 4,
+            streams_per_pair: 8,
             max_streams: 16,
-            slots_per_group: 32,
+            slots_per_group: 8,
         }
     }
 }
@@ -141,6 +141,8 @@ struct SlotMover<'a> {
     other_clients: Vec<Option<Client>>,
     options: MoveOptions,
     progress: Option<&'a Progress>,
+    /// Kept across groups: what batch size suits the data is learned once per stream.
+    sizer: BatchSizer,
 }
 
 impl<'a> SlotMover<'a> {
@@ -165,6 +167,7 @@ impl<'a> SlotMover<'a> {
             other_clients,
             options,
             progress,
+            sizer: BatchSizer::new(options.batch),
         })
     }
 
@@ -311,8 +314,7 @@ impl<'a> SlotMover<'a> {
             .collect();
         self.setslots(false, &migrating, |_| false).await?;
         let slots: Vec<u16> = active.iter().map(|(s, _)| *s).collect();
-        let mut sizer = BatchSizer::new(self.options.batch);
-        let mut moved = self.drain(&slots, &mut sizer).await?;
+        let mut moved = self.drain(&slots).await?;
         // The target takes the slots first (and bumps its epoch); then the source, which
         // refuses while it still holds keys of a slot.
         let assign_target: Vec<Cmd> = active
@@ -349,7 +351,7 @@ impl<'a> SlotMover<'a> {
                     again.len()
                 )));
             }
-            moved += self.drain(&again, &mut sizer).await?;
+            moved += self.drain(&again).await?;
             pending = again;
         }
         self.tell_others(&slots).await;
@@ -372,7 +374,7 @@ impl<'a> SlotMover<'a> {
         Ok(reports)
     }
 
-    async fn drain(&mut self, slots: &[u16], sizer: &mut BatchSizer) -> Result<u64, OpError> {
+    async fn drain(&mut self, slots: &[u16]) -> Result<u64, OpError> {
         let mut mover = KeyMover {
             source: &mut self.source_client,
             source_id: &self.source.id,
@@ -382,7 +384,7 @@ impl<'a> SlotMover<'a> {
             conflicts: self.options.conflicts,
             progress: self.progress,
         };
-        mover.drain_slots(slots, sizer).await
+        mover.drain_slots(slots, &mut self.sizer).await
     }
 
     /// SETSLOT NODE on every other master, so clients there are redirected straight to the
