@@ -577,3 +577,56 @@ async fn repair_marker_without_counterpart_and_uncovered_slot() {
         .expect("settled");
     assert_values(&cluster, &pairs).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_a_leader_then_repeat_is_a_no_op() {
+    let cluster = build("drain", 22700, 3, 0, &[], AdminOptions::default()).await;
+    let pairs: Vec<(Bytes, Bytes)> = (0..3000)
+        .map(|i| (Bytes::from(format!("d:{i}")), Bytes::from(format!("dv{i}"))))
+        .collect();
+    load(&cluster, &pairs).await;
+    let drained = cluster.leaders[2].clone();
+    let view = cluster.admin.observe().await;
+    let moves = plan_slot_distribution(&view.slot_owners(), &cluster.leaders[..2]);
+    assert_eq!(moves.len(), 5461);
+    let report = cluster
+        .admin
+        .reshard(&moves, &ReshardOptions::default(), None)
+        .await
+        .expect("drain");
+    assert_eq!(report.slots_moved, 5461);
+    // Having lost its last slot, the drained leader follows one of the others (Redis's
+    // replica migration), and the same plan is now a no-op.
+    let started = Instant::now();
+    loop {
+        let view = cluster.admin.observe().await;
+        if view.node(&drained).is_some_and(|n| !n.is_master()) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "drained leader never followed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let again = cluster
+        .admin
+        .reshard(&moves, &ReshardOptions::default(), None)
+        .await
+        .expect("repeat");
+    assert_eq!(again.slots_moved, 0);
+    assert_eq!(again.slots_already_done, 5461);
+    let one = moves.first().expect("a move");
+    let single = cluster
+        .admin
+        .move_slot(one.slot, &drained, &one.to, &MoveOptions::default(), None)
+        .await
+        .expect("single repeat");
+    assert_eq!(single.step, StepOutcome::AlreadyDone);
+    cluster
+        .admin
+        .wait_cluster_settled(Duration::from_secs(30))
+        .await
+        .expect("settled");
+    assert_values(&cluster, &pairs).await;
+}

@@ -436,6 +436,17 @@ fn other_masters(view: &ClusterView, a: &NodeId, b: &NodeId) -> Vec<SocketAddr> 
         .collect()
 }
 
+/// A move whose source gave away its last slot and turned into a replica (Redis does that
+/// with `cluster-allow-replica-migration yes`): the target owning the slot is all there is
+/// left to check, as a replica holds no open-slot state.
+fn finished_with_source_demoted(view: &ClusterView, slot: u16, from: &NodeId, to: &NodeId) -> bool {
+    let target_owns = view
+        .node(to)
+        .is_some_and(|t| t.is_master() && t.myself.owns(slot));
+    let source_demoted = view.node(from).is_some_and(|s| !s.is_master());
+    target_owns && source_demoted
+}
+
 /// Checks that both ends are reachable masters and that every master knows the target.
 fn endpoints(
     view: &ClusterView,
@@ -487,6 +498,13 @@ impl ClusterAdmin {
         progress: Option<&Progress>,
     ) -> Result<MoveReport, OpError> {
         let view = self.observe().await;
+        if finished_with_source_demoted(&view, slot, from, to) {
+            return Ok(MoveReport {
+                slot,
+                step: StepOutcome::AlreadyDone,
+                keys_moved: 0,
+            });
+        }
         let (source, target) = endpoints(&view, from, to)?;
         let state = {
             let s = Self::require(&view, from)?;
@@ -521,6 +539,9 @@ impl ClusterAdmin {
             match &m.from {
                 None => unassigned.entry(m.to.clone()).or_default().push(m.slot),
                 Some(from) if from == &m.to => {}
+                Some(from) if finished_with_source_demoted(&view, m.slot, from, &m.to) => {
+                    report.slots_already_done += 1;
+                }
                 Some(from) => pairs
                     .entry((from.clone(), m.to.clone()))
                     .or_default()
