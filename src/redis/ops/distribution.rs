@@ -174,7 +174,7 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(64))]
+        #![proptest_config(ProptestConfig::with_cases(32))]
         #[test]
         fn plan_is_balanced_and_minimal(
             owners in proptest::collection::vec(proptest::option::weighted(0.95, 0u8..6), 16384),
