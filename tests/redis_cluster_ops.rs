@@ -18,8 +18,9 @@ use redis_operator::redis::ops::failover::{AcceptedRisk, FailoverMode, LeaderGon
 use redis_operator::redis::ops::forget::ForgetPolicy;
 use redis_operator::redis::ops::hazard::empty_master_hazards;
 use redis_operator::redis::ops::slots::cluster_settled;
+use redis_operator::redis::parse::cluster_shards::ShardNodeHealth;
 use redis_operator::redis::{
-    AdminOptions, Auth, Client, ClusterAdmin, NodeId, RedisError, Timeouts,
+    AdminOptions, Auth, Client, ClusterAdmin, NodeId, RedisError, Timeouts, fetch_shards,
 };
 use support::redis_cluster::{TestCluster, build};
 use support::redis_data::DataClient;
@@ -140,6 +141,30 @@ async fn bootstrap_three_leaders_one_follower_with_auth() {
             assert_eq!(&state.leader, leader);
             assert!(state.in_sync(), "{state:?}");
         }
+    }
+
+    // CLUSTER SHARDS from the real server parses and agrees with CLUSTER NODES.
+    let shards = fetch_shards(cluster.addr(&cluster.leaders[0]), cluster.admin.options())
+        .await
+        .expect("cluster shards");
+    assert_eq!(shards.len(), 3);
+    for shard in &shards {
+        assert_eq!(shard.nodes.len(), 2);
+        let master = shard.nodes.iter().find(|n| n.is_master).expect("master");
+        assert!(cluster.leaders.contains(&master.id));
+        assert_eq!(
+            shard.slots.iter().map(|r| r.len()).sum::<usize>(),
+            view.node(&master.id).expect("leader").myself.slot_count()
+        );
+        // 7.0 reports a replica whose offset is still 0 (nothing written yet) as "loading".
+        assert_eq!(master.health, ShardNodeHealth::Online, "{shard:?}");
+        assert!(
+            shard
+                .nodes
+                .iter()
+                .all(|n| matches!(n.health, ShardNodeHealth::Online | ShardNodeHealth::Loading)),
+            "{shard:?}"
+        );
     }
 
     // Every step is idempotent: repeating it sends nothing.

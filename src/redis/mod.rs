@@ -20,5 +20,5 @@ pub mod reply;
 pub use client::{AdminOptions, Auth, Client, Timeouts};
 pub use error::RedisError;
 pub use ids::{NodeId, SLOT_COUNT, SlotRange};
-pub use model::{ClusterView, NodeObservation, observe, observe_node};
+pub use model::{ClusterView, NodeObservation, fetch_shards, observe, observe_node};
 pub use ops::ClusterAdmin;

@@ -17,6 +17,7 @@ use crate::redis::ids::{NodeId, SLOT_COUNT, SlotRange, ranges_from_slots};
 use crate::redis::parse::ParseError;
 use crate::redis::parse::cluster_info::{ClusterInfo, parse_cluster_info};
 use crate::redis::parse::cluster_nodes::{NodeEntry, OpenSlotState, parse_cluster_nodes};
+use crate::redis::parse::cluster_shards::{Shard, parse_cluster_shards};
 use crate::redis::parse::info::{ReplicationInfo, parse_replication_info};
 use crate::redis::reply;
 
@@ -157,6 +158,21 @@ pub async fn observe_node(
             source,
         },
     )
+}
+
+/// `CLUSTER SHARDS` of one node: per shard its slots and its nodes with role, replication
+/// offset and health (the supported topology view in Redis 7.0).
+pub async fn fetch_shards(
+    addr: SocketAddr,
+    options: &AdminOptions,
+) -> Result<Vec<Shard>, RedisError> {
+    let mut client = Client::connect(addr, options).await?;
+    let cmd = Cmd::cluster("SHARDS");
+    let frame = client.call(&cmd).await?;
+    parse_cluster_shards(&frame).map_err(|source| RedisError::Parse {
+        command: cmd.describe(),
+        source,
+    })
 }
 
 /// Observes every address concurrently. Unreachable nodes are recorded, not fatal: the caller
