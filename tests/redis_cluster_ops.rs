@@ -17,6 +17,7 @@ use redis_operator::redis::ops::StepOutcome;
 use redis_operator::redis::ops::failover::{AcceptedRisk, FailoverMode, LeaderGone, RiskKind};
 use redis_operator::redis::ops::forget::ForgetPolicy;
 use redis_operator::redis::ops::hazard::empty_master_hazards;
+use redis_operator::redis::ops::reshard::MoveOptions;
 use redis_operator::redis::ops::slots::cluster_settled;
 use redis_operator::redis::parse::cluster_shards::ShardNodeHealth;
 use redis_operator::redis::{
@@ -201,6 +202,38 @@ async fn bootstrap_three_leaders_one_follower_with_auth() {
         .await
         .expect_err("slots of another leader");
     assert!(matches!(err, OpError::Precondition(_)), "{err}");
+
+    // A slot move under ACL auth: MIGRATE carries AUTH2 user password to the target.
+    let tag_slot = redis_protocol::redis_keyslot(b"{acl}");
+    let pairs: Vec<(Bytes, Bytes)> = (0..50)
+        .map(|i| {
+            (
+                Bytes::from(format!("{{acl}}:{i}")),
+                Bytes::from(format!("acl-{i}")),
+            )
+        })
+        .collect();
+    let mut data = DataClient::new(cluster.procs.addrs(), cluster.admin.options().clone()).await;
+    data.load(&pairs, 50).await.expect("load");
+    let owner = cluster
+        .admin
+        .observe()
+        .await
+        .slot_owner(tag_slot)
+        .expect("owned");
+    let other = cluster
+        .leaders
+        .iter()
+        .find(|l| **l != owner)
+        .expect("other")
+        .clone();
+    let moved = cluster
+        .admin
+        .move_slot(tag_slot, &owner, &other, &MoveOptions::default(), None)
+        .await
+        .expect("move under ACL auth");
+    assert_eq!(moved.keys_moved, 50);
+    assert_keys(&cluster, &pairs).await;
 
     // Auth errors are typed.
     let addr = cluster.addr(&cluster.leaders[0]);
