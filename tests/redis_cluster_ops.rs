@@ -31,8 +31,8 @@ fn quick() -> AdminOptions {
     AdminOptions {
         auth: None,
         timeouts: Timeouts {
-            connect: Duration::from_millis(800),
-            command: Duration::from_millis(800),
+            connect: Duration::from_millis(1500),
+            command: Duration::from_millis(1500),
             migrate: Duration::from_secs(5),
         },
     }
