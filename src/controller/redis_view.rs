@@ -10,9 +10,10 @@ use crate::redis::client::{AdminOptions, Client};
 use crate::redis::command::Cmd;
 use crate::redis::error::RedisError;
 use crate::redis::ids::{NodeId, SlotRange};
-use crate::redis::parse::cluster_info::{ClusterInfo, parse_cluster_info};
-use crate::redis::parse::cluster_nodes::{NodeEntry, parse_cluster_nodes};
-use crate::redis::parse::info::{ReplicationInfo, parse_replication_info};
+use crate::redis::model::observe_node;
+use crate::redis::parse::cluster_info::ClusterInfo;
+use crate::redis::parse::cluster_nodes::NodeEntry;
+use crate::redis::parse::info::ReplicationInfo;
 use crate::redis::reply;
 
 /// What one member reports about itself and the cluster.
@@ -90,40 +91,15 @@ pub async fn observe(ip: IpAddr, options: &AdminOptions) -> Observation {
 }
 
 async fn observe_inner(addr: SocketAddr, options: &AdminOptions) -> Result<NodeView, String> {
-    let mut client = Client::connect(addr, options)
+    let obs = observe_node(addr, options)
         .await
         .map_err(|e| e.to_string())?;
-    let cmds = [
-        Cmd::cluster("NODES"),
-        Cmd::cluster("INFO"),
-        Cmd::info("replication"),
-    ];
-    let mut replies = client
-        .pipeline(&cmds)
-        .await
-        .map_err(|e| e.to_string())?
-        .into_iter();
-    let mut text = |cmd: &Cmd| -> Result<String, String> {
-        let frame = replies
-            .next()
-            .ok_or("missing reply")?
-            .map_err(|e| e.to_string())?;
-        reply::text(cmd, frame).map_err(|e| e.to_string())
-    };
-    let nodes = parse_cluster_nodes(&text(&cmds[0])?).map_err(|e| e.to_string())?;
-    let info = parse_cluster_info(&text(&cmds[1])?).map_err(|e| e.to_string())?;
-    let replication = parse_replication_info(&text(&cmds[2])?).map_err(|e| e.to_string())?;
-    let (mine, others): (Vec<_>, Vec<_>) = nodes.into_iter().partition(|n| n.flags.myself);
-    let myself = mine
-        .into_iter()
-        .next()
-        .ok_or("CLUSTER NODES has no myself line")?;
     Ok(NodeView {
-        addr,
-        myself,
-        others,
-        info,
-        replication,
+        addr: obs.addr,
+        myself: obs.myself,
+        others: obs.peers,
+        info: obs.info,
+        replication: obs.replication,
     })
 }
 
