@@ -15,9 +15,7 @@ demo: deps build
 demo-down:
 	hack/demo.sh down
 
-# `e2e` (local multi-zone cluster, local-cluster and operator end-to-end tests) is not part of
-# `test` yet: it has not passed a full run; see the open issues.
-test: deps lint check-crds unit
+test: deps lint check-crds unit e2e
 
 deps:
 	hack/install-deps.sh
