@@ -28,14 +28,17 @@ impl Operator {
     fn start(namespace: &str) -> Self {
         let kubeconfig =
             std::env::var("OPERATOR_KUBECONFIG").expect("OPERATOR_KUBECONFIG (set by make e2e)");
-        let log = std::fs::File::create(
-            std::env::temp_dir().join(format!("redis-operator-{namespace}.log")),
-        )
-        .expect("log file");
+        // Appended, so the log of a killed operator survives its successor.
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(std::env::temp_dir().join(format!("redis-operator-{namespace}.log")))
+            .expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_redis-operator"))
             .args(["run", "--namespace", namespace])
             .env("KUBECONFIG", kubeconfig)
             .env("RUST_LOG", "info,redis_operator=debug,kube=warn")
+            .env("NO_COLOR", "1")
             .stdout(Stdio::from(log.try_clone().expect("log")))
             .stderr(Stdio::from(log))
             .spawn()
@@ -116,6 +119,27 @@ fn cli(ip: &str, pass: &str, args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Like [`cli`], but `None` when the member does not answer (yet).
+fn cli_soft(ip: &str, pass: &str, args: &[&str]) -> Option<String> {
+    let out = Command::new("timeout")
+        .args([
+            "5",
+            "redis-cli",
+            "-h",
+            ip,
+            "-p",
+            "6379",
+            "--no-auth-warning",
+        ])
+        .args(args)
+        .env("REDISCLI_AUTH", pass)
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 /// Placement invariants from live Pods and Nodes and from CLUSTER NODES, plus writes and reads
@@ -205,6 +229,23 @@ async fn check_cluster(client: &Client, ns: &str, name: &str, leaders: usize, fo
         "leaders per zone {leaders_per_zone:?} exceed {cap}"
     );
 
+    // One cluster: every member lists exactly the members, and every follower's link is up.
+    for ip in ip_to_pod.keys() {
+        let seen = cli(ip, &pass, &["cluster", "nodes"]);
+        assert_eq!(
+            seen.lines().count(),
+            pods.len(),
+            "{ip} knows other nodes than the members: {seen}"
+        );
+        let repl = cli(ip, &pass, &["info", "replication"]);
+        if repl.contains("role:slave") {
+            assert!(
+                repl.contains("master_link_status:up"),
+                "{ip} follower link down: {repl}"
+            );
+        }
+    }
+
     let info = cli(&any_ip, &pass, &["cluster", "info"]);
     assert!(
         info.contains("cluster_state:ok") && info.contains("cluster_slots_ok:16384"),
@@ -267,7 +308,41 @@ async fn sample_3x1_becomes_ready_with_zone_aware_placement() {
         "{:?}",
         status.placement
     );
+    assert_eq!(status.shards.len(), 3);
+    for shard in &status.shards {
+        let leader = shard.leader.as_ref().expect("every shard has a leader");
+        assert!(
+            !leader.zone.is_empty() && !leader.node_id.is_empty(),
+            "{shard:?}"
+        );
+        assert_eq!(shard.followers.len(), 1, "{shard:?}");
+        assert!(
+            shard
+                .followers
+                .iter()
+                .all(|f| f.in_sync && f.zone != leader.zone),
+            "{shard:?}"
+        );
+        assert!(!shard.slots.is_empty());
+    }
     check_cluster(&client, &ns.name, "demo", 3, 1).await;
+
+    // Default retention (Retain): deleting the cluster removes its Pods but keeps the data.
+    api.delete("demo", &DeleteParams::default()).await.unwrap();
+    let selector = ListParams::default().labels(&format!("{CLUSTER_LABEL}=demo"));
+    wait_for("member pods gone", Duration::from_secs(120), || async {
+        let pods = Api::<Pod>::namespaced(client.clone(), &ns.name)
+            .list(&selector)
+            .await
+            .ok()?;
+        pods.items.is_empty().then_some(())
+    })
+    .await;
+    let pvcs = Api::<PersistentVolumeClaim>::namespaced(client.clone(), &ns.name)
+        .list(&selector)
+        .await
+        .unwrap();
+    assert_eq!(pvcs.items.len(), 6, "Retain keeps every member's PVC");
     ns.cleanup().await;
 }
 
@@ -385,6 +460,36 @@ async fn operator_killed_mid_bootstrap_converges_and_deletion_cleans_up() {
         let pods = pods_api.list(&ListParams::default()).await.ok()?;
         (!pods.items.is_empty()).then_some(())
     })
+    .await;
+    op.kill();
+    let rc = api.get("crash").await.unwrap();
+    assert_ne!(
+        condition(&rc, "Ready").map(|c| c.0),
+        Some("True".to_string()),
+        "the first kill must land before the cluster is formed"
+    );
+    // Second kill: as soon as some leader serves slots, i.e. between slot assignment and
+    // the followers' sync.
+    let mut op = Operator::start(&ns.name);
+    let pass = password(&client, &ns.name, "crash").await;
+    wait_for(
+        "a leader serving slots",
+        Duration::from_secs(120),
+        || async {
+            let pods = pods_api.list(&ListParams::default()).await.ok()?;
+            pods.items.iter().find_map(|p| {
+                let ip = p.status.as_ref()?.pod_ip.clone()?;
+                let info = cli_soft(&ip, &pass, &["cluster", "info"])?;
+                let assigned: u32 = info
+                    .lines()
+                    .find_map(|l| l.strip_prefix("cluster_slots_assigned:"))?
+                    .trim()
+                    .parse()
+                    .ok()?;
+                (assigned > 0).then_some(())
+            })
+        },
+    )
     .await;
     op.kill();
     let _op = Operator::start(&ns.name);

@@ -108,6 +108,16 @@ pub fn next_step(shards: &[ShardSeats<'_>]) -> Step {
     // 2. Slots: shard i owns the i-th even range. Only slots nobody serves are assigned, so a
     // resumed bootstrap never takes a slot from another node.
     let owned: BTreeMap<u16, &NodeId> = owners(&views);
+    let mut absent_owners: BTreeMap<&NodeId, usize> = BTreeMap::new();
+    for id in owned.values().filter(|id| !ids.contains(*id)) {
+        *absent_owners.entry(*id).or_default() += 1;
+    }
+    if let Some((id, count)) = absent_owners.iter().next() {
+        return Step::Blocked(format!(
+            "{count} slot(s) belong to node {} that is not a running member; they stay unassigned until its shard recovers",
+            id.short()
+        ));
+    }
     let targets = even_ranges(shards.len());
     let mut add = Vec::new();
     for (shard, target) in shards.iter().zip(&targets) {
@@ -208,16 +218,24 @@ pub fn in_sync(follower: &NodeView, leader: &NodeView) -> bool {
     })
 }
 
-/// Slot → owner according to each node's own `myself` line (the authority for its own slots).
+/// Slot → owner as any member reports it: a node's own `myself` line, and also what others
+/// say about nodes that are not answering. A slot some member still attributes to a node that
+/// is gone is not free: it belongs to that node's shard, whose follower may take over with the
+/// data, and giving it to an empty node would serve it without its keys.
 fn owners<'a>(views: &[&'a NodeView]) -> BTreeMap<u16, &'a NodeId> {
     let mut out = BTreeMap::new();
     for v in views {
-        if !v.myself.is_master() {
-            continue;
-        }
-        for r in v.slots() {
-            for s in r.slots() {
-                out.insert(s, v.id());
+        for entry in std::iter::once(&v.myself).chain(v.peers.iter()) {
+            if !entry.is_master() || entry.flags.handshake {
+                continue;
+            }
+            for r in &entry.slots {
+                for s in r.slots() {
+                    // A node's own word about its slots wins over hearsay.
+                    if entry.flags.myself || !out.contains_key(&s) {
+                        out.insert(s, &entry.id);
+                    }
+                }
             }
         }
     }
@@ -241,7 +259,8 @@ mod tests {
         NodeView {
             addr: format!("10.0.0.{port}:6379").parse().unwrap(),
             myself: mine.into_iter().next().unwrap(),
-            others,
+            peers: others,
+            keys: Some(0),
             info: parse_cluster_info(&format!(
                 "cluster_state:{}\r\n",
                 if state_ok { "ok" } else { "fail" }
@@ -409,5 +428,39 @@ mod tests {
             preferred_leader: Some(0),
         }];
         assert!(matches!(next_step(&shards), Step::WaitMembers(m) if m.contains("p1")));
+    }
+
+    #[test]
+    fn slots_of_a_vanished_leader_are_never_given_to_an_empty_member() {
+        // A (answering, empty) still lists C, which is gone, as the owner of every slot: a
+        // replacement must not be handed C's slots without C's data.
+        const C: &str = "cccccccccccccccccccccccccccccccccccccccc";
+        let views = [
+            view(
+                1,
+                &[
+                    line(A, 1, "myself,master", "-", ""),
+                    line(B, 2, "master", "-", ""),
+                    line(C, 3, "master,fail?", "-", "0-16383"),
+                ],
+                false,
+                MASTER_INFO,
+            ),
+            view(
+                2,
+                &[
+                    line(B, 2, "myself,master", "-", ""),
+                    line(A, 1, "master", "-", ""),
+                ],
+                false,
+                MASTER_INFO,
+            ),
+        ];
+        match next_step(&shard(&views)) {
+            Step::Blocked(m) => {
+                assert!(m.contains("16384 slot(s)") && m.contains("cccccccc"), "{m}")
+            }
+            other => panic!("expected Blocked, got {other:?}"),
+        }
     }
 }

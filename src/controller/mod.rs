@@ -5,18 +5,23 @@
 //! [`reconcile`] performs I/O. Nothing is remembered between reconciles, so an operator restart
 //! at any instant resumes from what the cluster shows.
 
+pub mod auth;
 pub mod bootstrap;
 pub mod build;
 pub mod config;
 pub mod context;
 pub mod error;
+pub mod events;
 pub mod labels;
 pub mod members;
+pub mod objects;
 pub mod placement_input;
 pub mod reconcile;
 pub mod redis_view;
 pub mod shard_status;
 pub mod status;
+pub mod status_patch;
+pub mod steps;
 
 use std::sync::Arc;
 use std::time::Duration;

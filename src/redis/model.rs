@@ -49,6 +49,42 @@ impl NodeObservation {
         self.myself.is_master()
     }
 
+    /// Ids of the settled (non-handshake) nodes it knows, itself included.
+    pub fn known_ids(&self) -> BTreeSet<&NodeId> {
+        std::iter::once(&self.myself.id)
+            .chain(
+                self.peers
+                    .iter()
+                    .filter(|n| !n.flags.handshake)
+                    .map(|n| &n.id),
+            )
+            .collect()
+    }
+
+    /// How many nodes it is still in handshake with (MEET not yet answered).
+    pub fn handshakes(&self) -> usize {
+        self.peers.iter().filter(|n| n.flags.handshake).count()
+    }
+
+    /// A master that serves slots.
+    pub fn is_serving_master(&self) -> bool {
+        self.myself.is_master() && !self.myself.slots.is_empty()
+    }
+
+    /// The master it replicates, by its own line; `None` for a master.
+    pub fn master_id(&self) -> Option<&NodeId> {
+        if self.myself.flags.replica {
+            self.myself.master_id.as_ref()
+        } else {
+            None
+        }
+    }
+
+    /// The slots it serves, by its own line.
+    pub fn slots(&self) -> &[SlotRange] {
+        &self.myself.slots
+    }
+
     /// This node's line about `id`, if it knows that node (itself included).
     pub fn sees(&self, id: &NodeId) -> Option<&NodeEntry> {
         if &self.myself.id == id {
