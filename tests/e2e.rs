@@ -182,6 +182,39 @@ async fn check_cluster(client: &Client, ns: &str, name: &str, leaders: usize, fo
             .unwrap_or_default()
     };
 
+    // Identities: every (shard, member) pair held by exactly one Pod, 1 + F members per shard.
+    let label = |p: &Pod, key: &str| -> String {
+        p.metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(key))
+            .cloned()
+            .unwrap_or_default()
+    };
+    let identities: BTreeSet<(String, String)> = pods
+        .iter()
+        .map(|p| {
+            (
+                label(p, "redis.redis-operator.dev/shard"),
+                label(p, "redis.redis-operator.dev/member"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        identities.len(),
+        pods.len(),
+        "two pods share a shard/member identity: {identities:?}"
+    );
+    for shard in 0..leaders {
+        let members: Vec<_> = identities
+            .iter()
+            .filter(|(s, _)| *s == shard.to_string())
+            .map(|(_, m)| m.clone())
+            .collect();
+        let want: Vec<String> = (0..=followers).map(|m| m.to_string()).collect();
+        assert_eq!(members, want, "shard {shard} member ordinals");
+    }
+
     // Pods: one member per node, shard members in distinct zones.
     let used_nodes: BTreeSet<String> = pods.iter().map(node_of).collect();
     assert_eq!(used_nodes.len(), pods.len(), "two members share a node");

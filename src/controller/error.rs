@@ -23,6 +23,20 @@ pub enum Error {
 }
 
 impl Error {
+    /// The namespace is being deleted: creating anything in it is refused, and the cluster is
+    /// about to go with it, so there is nothing to retry.
+    pub fn is_namespace_terminating(&self) -> bool {
+        match self {
+            Error::Kube(kube::Error::Api(status)) => {
+                status.code == 403
+                    && status.details.as_ref().is_some_and(|d| {
+                        d.causes.iter().any(|c| c.reason == "NamespaceTerminating")
+                    })
+            }
+            _ => false,
+        }
+    }
+
     /// Short label for metrics and event reasons.
     pub fn category(&self) -> &'static str {
         match self {

@@ -152,6 +152,9 @@ where
 
 /// How soon to look again while work is in flight.
 pub const REQUEUE_BUSY: Duration = Duration::from_secs(2);
+/// How soon to look again while Redis itself is converging (gossip, sync): one pipelined round
+/// trip per member, cheap enough to repeat twice a second.
+pub const REQUEUE_REDIS: Duration = Duration::from_millis(500);
 /// How soon to look again when waiting on something outside our control (nodes, user input).
 pub const REQUEUE_WAIT: Duration = Duration::from_secs(30);
 /// Periodic re-check of a healthy cluster (missed events, Redis-side changes).

@@ -79,6 +79,8 @@ pub async fn create_missing_members(
     for shard in &placement.shards {
         let index = shard.index as usize;
         let in_shard: Vec<&&Member> = live.iter().filter(|m| m.shard == index).collect();
+        // Includes the members created in this pass, so two new members never share one.
+        let mut used: Vec<usize> = in_shard.iter().map(|m| m.member).collect();
         for (pos, planned) in shard.members.iter().enumerate() {
             if in_shard
                 .iter()
@@ -86,14 +88,8 @@ pub async fn create_missing_members(
             {
                 continue;
             }
-            // Ordinals are stable identities within the shard: reuse the lowest one not held
-            // by a live Pod (the planned leader takes 0 on a fresh shard).
-            let used: Vec<usize> = in_shard.iter().map(|m| m.member).collect();
-            let member = if pos == 0 && !used.contains(&0) {
-                0
-            } else {
-                (0..).find(|o| !used.contains(o)).unwrap_or(pos)
-            };
+            let member = next_ordinal(&used, pos == 0);
+            used.push(member);
             let suffix = labels::random_suffix();
             let claim = match &cluster.spec.storage {
                 None => None,
@@ -155,4 +151,39 @@ pub async fn create_missing_members(
         }
     }
     Ok(created)
+}
+
+/// The ordinal of a new member of a shard: the lowest one no live member holds. Ordinals are
+/// stable identities within a shard (they name the member's PVC), and the planned leader of a
+/// fresh shard takes 0.
+pub fn next_ordinal(used: &[usize], planned_leader: bool) -> usize {
+    if planned_leader && !used.contains(&0) {
+        return 0;
+    }
+    (0..=used.len())
+        .find(|o| !used.contains(o))
+        .unwrap_or(used.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::next_ordinal;
+
+    #[test]
+    fn new_members_of_one_shard_get_distinct_ordinals() {
+        let mut used = Vec::new();
+        for pos in 0..3 {
+            let o = next_ordinal(&used, pos == 0);
+            used.push(o);
+        }
+        assert_eq!(used, vec![0, 1, 2]);
+    }
+
+    #[test]
+    fn a_replacement_takes_the_lowest_free_ordinal() {
+        assert_eq!(next_ordinal(&[0, 2], false), 1);
+        assert_eq!(next_ordinal(&[1, 2], true), 0);
+        assert_eq!(next_ordinal(&[1, 2], false), 0);
+        assert_eq!(next_ordinal(&[0, 1, 2], false), 3);
+    }
 }

@@ -19,7 +19,7 @@ use super::redis_view::{self, NodeView};
 use super::status::{Desired, types};
 use super::status_patch::write_status;
 use super::steps;
-use super::{Context, Error, REQUEUE_IDLE, REQUEUE_WAIT, busy};
+use super::{Context, Error, REQUEUE_IDLE, REQUEUE_REDIS, REQUEUE_WAIT, busy};
 use crate::crd::RedisCluster;
 use crate::redis::ops::ClusterAdmin;
 
@@ -62,7 +62,13 @@ pub async fn reconcile(cluster: Arc<RedisCluster>, ctx: Arc<Context>) -> Result<
         .clone()
         .ok_or(Error::MissingMetadata)?;
     let pods = members::members(&ctx.pods.state(), &ns, &name);
-    let outcome = drive(&cluster, &ctx, &ns, &name, &pods).await?;
+    let outcome = match drive(&cluster, &ctx, &ns, &name, &pods).await {
+        Err(e) if e.is_namespace_terminating() => {
+            tracing::debug!(cluster = %name, "namespace is being deleted; nothing to do");
+            return Ok(Action::await_change());
+        }
+        other => other?,
+    };
     write_status(&cluster, &ctx, &ns, &name, &pods, &outcome).await?;
     Ok(outcome.action)
 }
@@ -203,34 +209,39 @@ async fn drive(
         .iter()
         .filter(|m| !m.terminating() && !m.finished())
         .collect();
+    // Forming the cluster needs Redis to answer, not the Pod's readiness probe to have passed;
+    // Ready=True needs both (clients find members through the Services' ready endpoints).
+    let step = bootstrap::next_step(&shard_seats(&live, &views, &placement));
+    let admin = ClusterAdmin::new(live.iter().filter_map(|m| redis_view::addr_of(m)), options);
+    steps::execute(ctx, cluster, &admin, &step).await;
     let not_ready: Vec<&str> = live
         .iter()
         .filter(|m| !m.ready())
         .map(|m| m.name())
         .collect();
-    let mut outcome = if !not_ready.is_empty() {
-        let msg = format!("waiting for pods to become ready: {}", not_ready.join(", "));
+    let mut outcome = if step == Step::Done && !not_ready.is_empty() {
+        let msg = format!(
+            "cluster formed; waiting for pods to pass readiness: {}",
+            not_ready.join(", ")
+        );
         Outcome::new(
             vec![
-                Desired::new(types::READY, false, "CreatingMembers", msg.clone()),
-                Desired::new(types::PROGRESSING, true, "CreatingMembers", msg),
-                Desired::new(types::DEGRADED, false, "CreatingMembers", ""),
+                Desired::new(types::READY, false, "WaitingForPods", msg.clone()),
+                Desired::new(types::PROGRESSING, true, "WaitingForPods", msg),
+                Desired::new(types::DEGRADED, false, "WaitingForPods", ""),
                 placement_cond,
             ],
             busy(),
         )
     } else {
-        let step = bootstrap::next_step(&shard_seats(&live, &views, &placement));
-        let admin = ClusterAdmin::new(live.iter().filter_map(|m| redis_view::addr_of(m)), options);
-        steps::execute(ctx, cluster, &admin, &step).await;
-        conditions_for(&step, placement_cond, busy())
+        conditions_for(&step, placement_cond)
     };
     outcome.placement = Some(placement);
     outcome.views = views;
     Ok(outcome)
 }
 
-fn conditions_for(step: &Step, placement_cond: Desired, action: Action) -> Outcome {
+fn conditions_for(step: &Step, placement_cond: Desired) -> Outcome {
     let (reason, msg) = match step {
         Step::Done => {
             return Outcome::new(
@@ -275,6 +286,8 @@ fn conditions_for(step: &Step, placement_cond: Desired, action: Action) -> Outco
             );
         }
     };
+    // Redis-side progress (a server starting to listen, gossip, a slot map settling, a
+    // follower syncing) wakes no watch: look again soon.
     Outcome::new(
         vec![
             Desired::new(types::READY, false, reason, msg.clone()),
@@ -282,7 +295,7 @@ fn conditions_for(step: &Step, placement_cond: Desired, action: Action) -> Outco
             Desired::new(types::DEGRADED, false, reason, ""),
             placement_cond,
         ],
-        action,
+        Action::requeue(REQUEUE_REDIS),
     )
 }
 
