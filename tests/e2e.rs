@@ -97,49 +97,15 @@ async fn password(client: &Client, ns: &str, cluster: &str) -> String {
     String::from_utf8(s.data.expect("data")["password"].0.clone()).expect("utf8 password")
 }
 
+/// A command through a cluster-aware client (`redis-cli -c`); the member must answer.
 fn cli(ip: &str, pass: &str, args: &[&str]) -> String {
-    let out = Command::new("timeout")
-        .args([
-            "10",
-            "redis-cli",
-            "-c",
-            "-h",
-            ip,
-            "-p",
-            "6379",
-            "--no-auth-warning",
-        ])
-        .args(args)
-        .env("REDISCLI_AUTH", pass)
-        .output()
-        .expect("redis-cli");
-    assert!(
-        out.status.success(),
-        "redis-cli {args:?} on {ip}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    redis_cli_as(ip, pass, true, args)
+        .unwrap_or_else(|| panic!("redis-cli {args:?} on {ip} failed"))
 }
 
 /// Like [`cli`], but `None` when the member does not answer (yet).
 fn cli_soft(ip: &str, pass: &str, args: &[&str]) -> Option<String> {
-    let out = Command::new("timeout")
-        .args([
-            "5",
-            "redis-cli",
-            "-h",
-            ip,
-            "-p",
-            "6379",
-            "--no-auth-warning",
-        ])
-        .args(args)
-        .env("REDISCLI_AUTH", pass)
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    redis_cli_as(ip, pass, false, args)
 }
 
 /// Placement invariants from live Pods and Nodes and from CLUSTER NODES, plus writes and reads

@@ -33,11 +33,12 @@ pub async fn execute(
     step: &Step,
 ) -> Executed {
     let executed = match step {
-        Step::Meet(pairs) => match admin.meet().await {
-            Ok(StepOutcome::Applied) => Executed::Applied(format!(
-                "introduced members to each other ({} missing pairs seen)",
-                pairs.len()
-            )),
+        // While gossip spreads, pairs that still do not know each other are introduced
+        // directly: gossip alone takes seconds to complete the mesh.
+        Step::Meet(_) | Step::WaitGossip(_) => match admin.meet().await {
+            Ok(StepOutcome::Applied) => {
+                Executed::Applied("introduced members to each other (CLUSTER MEET)".to_string())
+            }
             Ok(StepOutcome::AlreadyDone) => Executed::Nothing,
             Err(e) => Executed::Failed(format!("CLUSTER MEET: {e}")),
         },
@@ -90,11 +91,9 @@ pub async fn execute(
             }
             summarize(done, errors)
         }
-        Step::Done
-        | Step::WaitMembers(_)
-        | Step::WaitGossip(_)
-        | Step::WaitSync(_)
-        | Step::Blocked(_) => Executed::Nothing,
+        Step::Done | Step::WaitMembers(_) | Step::WaitSync(_) | Step::Blocked(_) => {
+            Executed::Nothing
+        }
     };
     match &executed {
         Executed::Applied(msg) => tracing::info!(cluster = %cluster.name_any(), "{msg}"),

@@ -104,12 +104,29 @@ fn rand_suffix() -> u32 {
         .unwrap_or(0)
 }
 
-/// Sends a RESP command to `ip:port` with redis-cli (Debian's) and returns its output.
+/// Sends a command to `ip:6379` with redis-cli (Debian's) and returns its output, or `None`
+/// when redis-cli fails (member not answering, wrong password). The password comes from
+/// `TEST_REDIS_PASSWORD` (empty: no auth).
 pub fn redis_cli(ip: &str, args: &[&str]) -> Option<String> {
+    redis_cli_as(
+        ip,
+        &std::env::var("TEST_REDIS_PASSWORD").unwrap_or_default(),
+        false,
+        args,
+    )
+}
+
+/// [`redis_cli`] with a password, optionally following cluster redirects (`-c`).
+pub fn redis_cli_as(
+    ip: &str,
+    password: &str,
+    follow_redirects: bool,
+    args: &[&str],
+) -> Option<String> {
     // redis-cli has no connect timeout of its own: a cut-off pod IP would hang it.
     let out = Command::new("timeout")
         .args([
-            "5",
+            "10",
             "redis-cli",
             "-h",
             ip,
@@ -117,11 +134,9 @@ pub fn redis_cli(ip: &str, args: &[&str]) -> Option<String> {
             "6379",
             "--no-auth-warning",
         ])
+        .args(follow_redirects.then_some("-c"))
         .args(args)
-        .env(
-            "REDISCLI_AUTH",
-            std::env::var("TEST_REDIS_PASSWORD").unwrap_or_default(),
-        )
+        .env("REDISCLI_AUTH", password)
         .output()
         .ok()?;
     out.status
