@@ -7,7 +7,7 @@ LOCAL_CLUSTER := hack/local-cluster
 TEST_ZONES ?= 3
 TEST_NODES_PER_ZONE ?= 4
 
-.PHONY: demo demo-down test deps build crds check-crds lint unit e2e bench cluster-up cluster-down
+.PHONY: demo demo-down test deps build crds check-crds lint unit e2e bench bench-e2e cluster-up cluster-down
 
 demo: deps build
 	hack/demo.sh
@@ -57,6 +57,11 @@ e2e: build
 
 bench:
 	$(CARGO) bench -p redis-scheduler
+
+# Local-cluster and operator timings for the README (about 11 minutes; uses the local cluster).
+bench-e2e: deps
+	hack/bench-local-cluster.sh
+	hack/bench-operator.sh --runs 5
 
 cluster-up:
 	$(LOCAL_CLUSTER) up

@@ -12,6 +12,7 @@ command -v curl >/dev/null || need_apt+=(curl)
 command -v unshare >/dev/null || need_apt+=(util-linux)
 command -v findmnt >/dev/null || need_apt+=(util-linux)
 command -v python3 >/dev/null || need_apt+=(python3)
+command -v bc >/dev/null || need_apt+=(bc) # benchmark scripts
 
 if ((${#need_apt[@]})); then
   echo "[install-deps] apt-get install ${need_apt[*]}" >&2

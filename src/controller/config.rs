@@ -97,6 +97,10 @@ pub fn render(overrides: &BTreeMap<String, String>) -> String {
         ("appendonly", "yes".to_string()),
         ("appendfsync", "everysec".to_string()),
         ("repl-backlog-size", "64mb".to_string()),
+        // Redis waits 5 s by default before a diskless full sync, to batch replicas. The
+        // operator attaches a shard's followers within milliseconds of each other, so 1 s
+        // still batches them, and a lone replacement follower is protected 4 s sooner.
+        ("repl-diskless-sync-delay", "1".to_string()),
         ("shutdown-timeout", "10".to_string()),
     ];
     for (k, v) in baseline {
