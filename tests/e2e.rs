@@ -12,6 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Node, PersistentVolumeClaim, Pod, Secret, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::{Api, Client};
 use kube_support::*;
@@ -495,8 +496,13 @@ async fn operator_killed_mid_bootstrap_converges_and_deletion_cleans_up() {
     wait_ready(&api, "crash", Duration::from_secs(240)).await;
     check_cluster(&client, &ns.name, "crash", 3, 1).await;
 
-    api.delete("crash", &DeleteParams::default()).await.unwrap();
     let selector = ListParams::default().labels(&format!("{CLUSTER_LABEL}=crash"));
+    let pdbs = Api::<PodDisruptionBudget>::namespaced(client.clone(), &ns.name)
+        .list(&selector)
+        .await
+        .unwrap();
+    assert_eq!(pdbs.items.len(), 1, "one PodDisruptionBudget per cluster");
+    api.delete("crash", &DeleteParams::default()).await.unwrap();
     wait_for(
         "every object of the cluster gone",
         Duration::from_secs(120),
@@ -529,7 +535,19 @@ async fn operator_killed_mid_bootstrap_converges_and_deletion_cleans_up() {
                     .ok()?
                     .items
                     .len();
-                (pods + pvcs + cms + svcs == 0).then_some(())
+                let secrets = Api::<Secret>::namespaced(client.clone(), &ns)
+                    .list(&selector)
+                    .await
+                    .ok()?
+                    .items
+                    .len();
+                let pdbs = Api::<PodDisruptionBudget>::namespaced(client.clone(), &ns)
+                    .list(&selector)
+                    .await
+                    .ok()?
+                    .items
+                    .len();
+                (pods + pvcs + cms + svcs + secrets + pdbs == 0).then_some(())
             }
         },
     )
