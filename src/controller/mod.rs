@@ -18,6 +18,7 @@ pub mod objects;
 pub mod placement_input;
 pub mod reconcile;
 pub mod redis_view;
+pub mod resize;
 pub mod shard_status;
 pub mod status;
 pub mod status_patch;

@@ -105,6 +105,38 @@ async fn drive(
     let request = super::placement_input::request(cluster);
     let options = redis_view::admin_options(&password);
     let views = redis_view::observe(pods, &options).await;
+    let live_views: Vec<(usize, Option<&NodeView>)> = pods
+        .iter()
+        .filter(|m| !m.terminating() && !m.finished())
+        .map(|m| (m.shard, views.get(m.name())))
+        .collect();
+    let leaders = usize::try_from(cluster.spec.leaders).unwrap_or(0);
+    if let Some(msg) = super::resize::unsupported_resize(leaders, &live_views) {
+        publish_once(
+            ctx,
+            cluster,
+            EventType::Warning,
+            "ResizeNotSupported",
+            &msg,
+            types::READY,
+        )
+        .await;
+        let mut o = Outcome::new(
+            vec![
+                Desired::new(types::READY, false, "ResizeNotSupported", msg.clone()),
+                Desired::new(
+                    types::PROGRESSING,
+                    false,
+                    "ResizeNotSupported",
+                    "nothing was created or removed; the cluster keeps serving as before",
+                ),
+                Desired::new(types::DEGRADED, false, "ResizeNotSupported", ""),
+            ],
+            Action::requeue(REQUEUE_WAIT),
+        );
+        o.views = views;
+        return Ok(o);
+    }
     let current = current_members(pods, &views);
     let placement = match redis_scheduler::solve(&topology, &request, &current) {
         Ok(p) => p,
