@@ -109,6 +109,25 @@ fn cli_soft(ip: &str, pass: &str, args: &[&str]) -> Option<String> {
     redis_cli_as(ip, pass, false, args)
 }
 
+/// How many objects of kind `K` in `ns` match `selector`; `None` when the list fails.
+async fn count<K>(client: &Client, ns: &str, selector: &ListParams) -> Option<usize>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    Some(
+        Api::<K>::namespaced(client.clone(), ns)
+            .list(selector)
+            .await
+            .ok()?
+            .items
+            .len(),
+    )
+}
+
 /// Placement invariants from live Pods and Nodes and from CLUSTER NODES, plus writes and reads
 /// on every shard through a cluster-aware client.
 async fn check_cluster(client: &Client, ns: &str, name: &str, leaders: usize, followers: usize) {
@@ -362,18 +381,14 @@ async fn sample_3x1_becomes_ready_with_zone_aware_placement() {
     api.delete("demo", &DeleteParams::default()).await.unwrap();
     let selector = ListParams::default().labels(&format!("{CLUSTER_LABEL}=demo"));
     wait_for("member pods gone", Duration::from_secs(120), || async {
-        let pods = Api::<Pod>::namespaced(client.clone(), &ns.name)
-            .list(&selector)
-            .await
-            .ok()?;
-        pods.items.is_empty().then_some(())
+        (count::<Pod>(&client, &ns.name, &selector).await? == 0).then_some(())
     })
     .await;
-    let pvcs = Api::<PersistentVolumeClaim>::namespaced(client.clone(), &ns.name)
-        .list(&selector)
-        .await
-        .unwrap();
-    assert_eq!(pvcs.items.len(), 6, "Retain keeps every member's PVC");
+    assert_eq!(
+        count::<PersistentVolumeClaim>(&client, &ns.name, &selector).await,
+        Some(6),
+        "Retain keeps every member's PVC"
+    );
     ns.cleanup().await;
 }
 
@@ -528,11 +543,11 @@ async fn operator_killed_mid_bootstrap_converges_and_deletion_cleans_up() {
     check_cluster(&client, &ns.name, "crash", 3, 1).await;
 
     let selector = ListParams::default().labels(&format!("{CLUSTER_LABEL}=crash"));
-    let pdbs = Api::<PodDisruptionBudget>::namespaced(client.clone(), &ns.name)
-        .list(&selector)
-        .await
-        .unwrap();
-    assert_eq!(pdbs.items.len(), 1, "one PodDisruptionBudget per cluster");
+    assert_eq!(
+        count::<PodDisruptionBudget>(&client, &ns.name, &selector).await,
+        Some(1),
+        "one PodDisruptionBudget per cluster"
+    );
     api.delete("crash", &DeleteParams::default()).await.unwrap();
     wait_for(
         "every object of the cluster gone",
@@ -542,43 +557,13 @@ async fn operator_killed_mid_bootstrap_converges_and_deletion_cleans_up() {
             let ns = ns.name.clone();
             let selector = selector.clone();
             async move {
-                let pods = Api::<Pod>::namespaced(client.clone(), &ns)
-                    .list(&selector)
-                    .await
-                    .ok()?
-                    .items
-                    .len();
-                let pvcs = Api::<PersistentVolumeClaim>::namespaced(client.clone(), &ns)
-                    .list(&selector)
-                    .await
-                    .ok()?
-                    .items
-                    .len();
-                let cms = Api::<ConfigMap>::namespaced(client.clone(), &ns)
-                    .list(&selector)
-                    .await
-                    .ok()?
-                    .items
-                    .len();
-                let svcs = Api::<Service>::namespaced(client.clone(), &ns)
-                    .list(&selector)
-                    .await
-                    .ok()?
-                    .items
-                    .len();
-                let secrets = Api::<Secret>::namespaced(client.clone(), &ns)
-                    .list(&selector)
-                    .await
-                    .ok()?
-                    .items
-                    .len();
-                let pdbs = Api::<PodDisruptionBudget>::namespaced(client.clone(), &ns)
-                    .list(&selector)
-                    .await
-                    .ok()?
-                    .items
-                    .len();
-                (pods + pvcs + cms + svcs + secrets + pdbs == 0).then_some(())
+                let total = count::<Pod>(&client, &ns, &selector).await?
+                    + count::<PersistentVolumeClaim>(&client, &ns, &selector).await?
+                    + count::<ConfigMap>(&client, &ns, &selector).await?
+                    + count::<Service>(&client, &ns, &selector).await?
+                    + count::<Secret>(&client, &ns, &selector).await?
+                    + count::<PodDisruptionBudget>(&client, &ns, &selector).await?;
+                (total == 0).then_some(())
             }
         },
     )
