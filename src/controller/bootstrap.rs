@@ -188,7 +188,33 @@ pub fn next_step(shards: &[ShardSeats<'_>]) -> Step {
             not_ok.join(", ")
         ));
     }
+    // Each member's own line is the authority for its role and slots, but clients and
+    // failover act on what the others believe: Ready only once every member agrees.
+    let stale: Vec<String> = views
+        .iter()
+        .flat_map(|observer| {
+            views
+                .iter()
+                .filter(move |subject| !agrees(observer, subject))
+                .map(move |subject| format!("{} about {}", observer.addr, subject.addr))
+        })
+        .collect();
+    if !stale.is_empty() {
+        return Step::WaitSync(format!(
+            "waiting for gossip: members do not yet agree on roles and slots ({})",
+            stale.join(", ")
+        ));
+    }
     Step::Done
+}
+
+/// Whether `observer` sees `subject` as `subject` sees itself: role, master and slots.
+fn agrees(observer: &NodeView, subject: &NodeView) -> bool {
+    observer.sees(subject.id()).is_some_and(|e| {
+        e.is_master() == subject.myself.is_master()
+            && e.master_id == subject.myself.master_id
+            && e.slots == subject.myself.slots
+    })
 }
 
 /// The member that leads the shard: the one serving slots, else placement's choice among the
@@ -462,5 +488,39 @@ mod tests {
             }
             other => panic!("expected Blocked, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn done_waits_until_every_member_agrees_on_roles() {
+        let synced_replica = "role:slave\r\nmaster_host:10.0.0.1\r\nmaster_port:6379\r\nmaster_link_status:up\r\nmaster_sync_in_progress:0\r\nslave_repl_offset:100\r\nmaster_replid:x\r\nmaster_repl_offset:100\r\n";
+        let leader_view = |follower_flags: &str, follower_master: &str| {
+            view(
+                1,
+                &[
+                    line(A, 1, "myself,master", "-", "0-16383"),
+                    line(B, 2, follower_flags, follower_master, ""),
+                ],
+                true,
+                MASTER_INFO,
+            )
+        };
+        let follower = view(
+            2,
+            &[
+                line(B, 2, "myself,slave", A, ""),
+                line(A, 1, "master", "-", "0-16383"),
+            ],
+            true,
+            synced_replica,
+        );
+        // The leader has not yet heard that B follows it.
+        let stale = [leader_view("master", "-"), follower.clone()];
+        assert!(
+            matches!(next_step(&shard(&stale)), Step::WaitSync(m) if m.contains("gossip")),
+            "{:?}",
+            next_step(&shard(&stale))
+        );
+        let agreed = [leader_view("slave", A), follower];
+        assert_eq!(next_step(&shard(&agreed)), Step::Done);
     }
 }
