@@ -98,10 +98,22 @@ async fn password(client: &Client, ns: &str, cluster: &str) -> String {
     String::from_utf8(s.data.expect("data")["password"].0.clone()).expect("utf8 password")
 }
 
-/// A command through a cluster-aware client (`redis-cli -c`); the member must answer.
+/// A command through a cluster-aware client (`redis-cli -c`). Like any client it retries a
+/// failed connection (twice, a second apart); each failure is printed, and a third one fails
+/// the test with redis-cli's own words.
 fn cli(ip: &str, pass: &str, args: &[&str]) -> String {
-    redis_cli_as(ip, pass, true, args)
-        .unwrap_or_else(|| panic!("redis-cli {args:?} on {ip} failed"))
+    let mut failures = Vec::new();
+    for _ in 0..3 {
+        match redis_cli_result(ip, pass, true, args) {
+            Ok(out) => return out,
+            Err(e) => {
+                eprintln!("redis-cli {args:?} on {ip}: {e}");
+                failures.push(e);
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
+    }
+    panic!("redis-cli {args:?} on {ip} failed 3 times: {failures:?}")
 }
 
 /// Like [`cli`], but `None` when the member does not answer (yet).

@@ -123,6 +123,16 @@ pub fn redis_cli_as(
     follow_redirects: bool,
     args: &[&str],
 ) -> Option<String> {
+    redis_cli_result(ip, password, follow_redirects, args).ok()
+}
+
+/// [`redis_cli_as`] with the reason on failure (exit status and stderr).
+pub fn redis_cli_result(
+    ip: &str,
+    password: &str,
+    follow_redirects: bool,
+    args: &[&str],
+) -> Result<String, String> {
     // redis-cli has no connect timeout of its own: a cut-off pod IP would hang it.
     let out = Command::new("timeout")
         .args([
@@ -138,10 +148,17 @@ pub fn redis_cli_as(
         .args(args)
         .env("REDISCLI_AUTH", password)
         .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+        .map_err(|e| format!("cannot run redis-cli: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    } else {
+        Err(format!(
+            "{} (stdout: {:?}, stderr: {:?})",
+            out.status,
+            String::from_utf8_lossy(&out.stdout).trim(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
 }
 
 /// Whether `ip:6379` accepts a TCP connection within one second.
