@@ -485,10 +485,13 @@ impl Worker {
     }
 
     fn deletion_grace(&self) -> Duration {
-        let secs = self
-            .pod
-            .metadata
-            .deletion_grace_period_seconds
+        self.grace_or_pod_default(self.pod.metadata.deletion_grace_period_seconds)
+    }
+
+    /// `seconds` if set, else the pod's terminationGracePeriodSeconds, else 30 s (the kubelet's
+    /// order of precedence).
+    fn grace_or_pod_default(&self, seconds: Option<i64>) -> Duration {
+        let secs = seconds
             .or_else(|| {
                 self.pod
                     .spec
@@ -1201,15 +1204,7 @@ impl Worker {
         let probe_grace = spec
             .and_then(|s| s.liveness_probe)
             .and_then(|p| p.termination_grace_period_seconds);
-        let secs = probe_grace
-            .or_else(|| {
-                self.pod
-                    .spec
-                    .as_ref()
-                    .and_then(|s| s.termination_grace_period_seconds)
-            })
-            .unwrap_or(30);
-        Duration::from_secs(u64::try_from(secs.max(0)).unwrap_or(0))
+        self.grace_or_pod_default(probe_grace)
     }
 
     fn hook_target(&self, name: &str) -> Option<Target> {
