@@ -190,12 +190,18 @@ pub struct RedisClusterStatus {
     /// Compact placement: per shard the leader's zone, then followers' zones (`s0:a/b s1:b/c`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub placement: Option<String>,
-    /// Whether losing any single zone leaves a majority of leaders.
+    /// Whether losing any single zone leaves a majority of leaders and every shard an in-sync
+    /// follower in another zone, computed from where Redis reports the leaders now.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub zone_loss_safe: Option<bool>,
     /// Per-shard members and slots as Redis reports them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub shards: Vec<ShardStatus>,
+    /// PVCs of members that were re-placed elsewhere (their node was lost) and that no member
+    /// uses any more. Kept under `pvcRetentionPolicy: Retain` (delete them once sure); deleted
+    /// by the operator under `Delete` once the cluster is healthy again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub orphaned_claims: Vec<String>,
 }
 
 /// Summary phase of a cluster.

@@ -126,17 +126,36 @@ pub fn hash(rendered: &str) -> String {
     format!("{h:016x}")
 }
 
-/// Entry script of the redis container: writes the per-start settings, then execs redis-server
-/// so it receives SIGTERM directly.
-pub const ENTRY_SCRIPT: &str = r#"set -eu
+/// Entry script of the redis container: writes the per-start settings, runs the start gate,
+/// then execs redis-server so it receives SIGTERM directly.
+///
+/// The start gate (reference §2.5, S4, `scripts/start-gate.sh`): a member whose nodes.conf
+/// says it leads slots but that has no dataset on disk (persistence off, or its volume lost)
+/// would come back as the leader of its slots with nothing in them, and its followers would
+/// full-sync the empty dataset and wipe the shard. So it does not start until a peer shows that
+/// a follower took its slots over (Redis's own election or the operator's FORCE failover; it
+/// then rejoins as a follower of the new leader and syncs from it), or until every follower it
+/// knows answers and holds no keys (nothing to protect).
+pub const ENTRY_SCRIPT: &str = concat!(
+    r#"set -eu
 umask 077
 {
   printf 'cluster-announce-ip %s\n' "$POD_IP"
   printf 'requirepass "%s"\n' "$REDIS_PASSWORD"
   printf 'masterauth "%s"\n' "$REDIS_PASSWORD"
 } > /run/redis/runtime.conf
-exec redis-server /etc/redis/redis.conf
-"#;
+"#,
+    include_str!("scripts/start-gate.sh"),
+    r#"exec redis-server /etc/redis/redis.conf
+"#
+);
+
+/// preStop hook: a leader hands its slots to its best in-sync follower with a graceful
+/// `CLUSTER FAILOVER` (no acknowledged write lost, writes pause for milliseconds) and waits up
+/// to 10 s until it follows, before the kubelet sends SIGTERM. The hook runs for every graceful
+/// deletion (kubectl delete, eviction, drain) even when the operator is down; the operator
+/// hands over itself only if a leader still leads 5 s into its deletion.
+pub const PRE_STOP_SCRIPT: &str = include_str!("scripts/pre-stop.sh");
 
 /// Readiness: the server answers an authenticated PING.
 pub const READINESS_SCRIPT: &str =

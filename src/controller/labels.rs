@@ -14,6 +14,10 @@ pub const SHARD_LABEL: &str = "redis.redis-operator.dev/shard";
 pub const MEMBER_LABEL: &str = "redis.redis-operator.dev/member";
 /// Pod annotation: hash of the rendered redis.conf the Pod was built with.
 pub const CONFIG_HASH_ANNOTATION: &str = "redis.redis-operator.dev/config-hash";
+/// PVC annotation: the Redis node id last seen running on the volume. A member whose Pod is
+/// gone but whose volume is intact comes back with this identity, so it is never forgotten
+/// while the volume's node is usable.
+pub const NODE_ID_ANNOTATION: &str = "redis.redis-operator.dev/node-id";
 /// Standard managed-by label value selecting everything this operator creates.
 pub const MANAGED_BY_SELECTOR: &str = "app.kubernetes.io/managed-by=redis-operator";
 

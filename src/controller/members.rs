@@ -57,6 +57,31 @@ impl Member {
             Some("Failed" | "Succeeded")
         )
     }
+    /// The redis container's status, once the node reported one.
+    fn container(&self) -> Option<&k8s_openapi::api::core::v1::ContainerStatus> {
+        self.pod
+            .status
+            .as_ref()?
+            .container_statuses
+            .as_ref()?
+            .iter()
+            .find(|c| c.name == "redis")
+    }
+    /// The redis process is not running as far as Kubernetes can tell: the container is not
+    /// running (terminated, waiting to restart, never started), or it was restarted and has
+    /// not passed readiness since. Kubernetes' half of "is this member dead"; the cluster's
+    /// own view is the other half (see `plan::health`).
+    pub fn process_down(&self) -> bool {
+        let Some(c) = self.container() else {
+            return true;
+        };
+        let running = c.state.as_ref().is_some_and(|s| s.running.is_some());
+        !running || (c.restart_count > 0 && !c.ready)
+    }
+    /// When deletion was requested.
+    pub fn deleting_since(&self) -> Option<jiff::Timestamp> {
+        self.pod.metadata.deletion_timestamp.as_ref().map(|t| t.0)
+    }
     /// The PVC the Pod mounts as its data volume.
     pub fn claim(&self) -> Option<&str> {
         self.pod

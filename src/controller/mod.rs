@@ -5,8 +5,8 @@
 //! [`reconcile`] performs I/O. Nothing is remembered between reconciles, so an operator restart
 //! at any instant resumes from what the cluster shows.
 
+pub mod act;
 pub mod auth;
-pub mod bootstrap;
 pub mod build;
 pub mod config;
 pub mod context;
@@ -15,14 +15,15 @@ pub mod events;
 pub mod labels;
 pub mod members;
 pub mod objects;
+pub mod observe;
 pub mod placement_input;
+pub mod plan;
 pub mod reconcile;
 pub mod redis_view;
 pub mod resize;
 pub mod shard_status;
 pub mod status;
 pub mod status_patch;
-pub mod steps;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -158,8 +159,9 @@ pub const REQUEUE_BUSY: Duration = Duration::from_secs(2);
 pub const REQUEUE_REDIS: Duration = Duration::from_millis(500);
 /// How soon to look again when waiting on something outside our control (nodes, user input).
 pub const REQUEUE_WAIT: Duration = Duration::from_secs(30);
-/// Periodic re-check of a healthy cluster (missed events, Redis-side changes).
-pub const REQUEUE_IDLE: Duration = Duration::from_secs(60);
+/// Periodic re-check of a healthy cluster: Redis-side changes (a failover Redis did by itself,
+/// a leader spread to restore) wake no watch. One pipelined round trip per member.
+pub const REQUEUE_IDLE: Duration = Duration::from_secs(10);
 
 /// Requeue soon.
 pub fn busy() -> Action {

@@ -1,6 +1,5 @@
 //! The cluster as Redis sees it, gathered from every reachable member and keyed by Pod name.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -34,24 +33,4 @@ pub fn addr_of(member: &Member) -> Option<SocketAddr> {
     member
         .ip()
         .map(|ip| SocketAddr::new(ip, u16::try_from(REDIS_PORT).unwrap_or(6379)))
-}
-
-/// Every running member's view, keyed by Pod name. Members that do not answer are left out.
-pub async fn observe(pods: &[Member], options: &AdminOptions) -> BTreeMap<String, NodeView> {
-    let running: Vec<(&str, SocketAddr)> = pods
-        .iter()
-        .filter(|m| !m.terminating())
-        .filter_map(|m| Some((m.name(), addr_of(m)?)))
-        .collect();
-    let addrs: Vec<SocketAddr> = running.iter().map(|(_, a)| *a).collect();
-    let view = model::observe(&addrs, options).await;
-    for u in &view.unreachable {
-        tracing::debug!(addr = %u.addr, error = %u.error, "member not answering");
-    }
-    let by_addr: BTreeMap<SocketAddr, NodeView> =
-        view.nodes.into_iter().map(|n| (n.addr, n)).collect();
-    running
-        .into_iter()
-        .filter_map(|(name, addr)| Some((name.to_string(), by_addr.get(&addr)?.clone())))
-        .collect()
 }

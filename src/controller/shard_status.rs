@@ -2,8 +2,8 @@
 
 use std::collections::BTreeMap;
 
-use super::bootstrap::in_sync;
 use super::members::Member;
+use super::plan::health::in_sync;
 use super::redis_view::NodeView;
 use super::status::short_zone;
 use crate::crd::{MemberStatus, ShardStatus};
@@ -65,6 +65,36 @@ pub fn shards(
             })
         })
         .collect()
+}
+
+/// Whether losing any one zone would still leave a majority of leaders, and every shard a
+/// follower in another zone to promote, computed from where Redis says the leaders are now
+/// (not from the plan): false while a shard has no leader.
+pub fn zone_loss_safe(shards: &[ShardStatus], leaders: i32) -> bool {
+    let want = usize::try_from(leaders).unwrap_or(0);
+    let led: Vec<&ShardStatus> = shards.iter().filter(|s| s.leader.is_some()).collect();
+    if led.len() < want || want == 0 {
+        return false;
+    }
+    let majority = want / 2 + 1;
+    let mut per_zone: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+    for s in &led {
+        if let Some(l) = &s.leader {
+            if l.zone.is_empty() {
+                return false;
+            }
+            *per_zone.entry(l.zone.as_str()).or_default() += 1;
+        }
+    }
+    let leaders_survive = per_zone.values().all(|n| want - n >= majority);
+    let shards_survive = led.iter().all(|s| {
+        s.leader.as_ref().is_some_and(|l| {
+            s.followers
+                .iter()
+                .any(|f| f.in_sync && !f.zone.is_empty() && f.zone != l.zone)
+        })
+    });
+    leaders_survive && shards_survive
 }
 
 /// `s0:a/b s1:b/c`: per shard the leader's zone, then the followers' zones (`?` for unknown,

@@ -2,6 +2,8 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
+use super::act::Executed;
+use super::plan::{PlacementState, Plan, Problem};
 use crate::crd::{Phase, RedisClusterStatus};
 
 /// Condition types.
@@ -44,6 +46,103 @@ impl Desired {
             message: message.into(),
         }
     }
+}
+
+/// The conditions of a reconcile, from one place: what the plan found and decided, and what
+/// its step did. A failed step is a `Degraded=True` condition until a later pass succeeds.
+pub fn conditions(plan: &Plan, executed: &Executed) -> Vec<Desired> {
+    let mut out = Vec::with_capacity(4);
+    if plan.ready {
+        out.push(Desired::new(
+            types::READY,
+            true,
+            "ClusterReady",
+            "all slots served, every follower in sync",
+        ));
+    } else {
+        out.push(Desired::new(
+            types::READY,
+            false,
+            plan.reason,
+            plan.message.clone(),
+        ));
+    }
+    let (unsatisfiable, placement) = match &plan.placement {
+        PlacementState::Unknown => (false, None),
+        PlacementState::Unsatisfiable(reason) => (
+            true,
+            Some(Desired::new(
+                types::PLACEMENT_SATISFIED,
+                false,
+                "Unsatisfiable",
+                reason.clone(),
+            )),
+        ),
+        PlacementState::Satisfied(p) => (
+            false,
+            Some(if p.zone_loss_safe {
+                Desired::new(
+                    types::PLACEMENT_SATISFIED,
+                    true,
+                    "Satisfied",
+                    "every shard's members are in distinct zones; losing any one zone leaves a majority of leaders",
+                )
+            } else {
+                Desired::new(
+                    types::PLACEMENT_SATISFIED,
+                    true,
+                    "SatisfiedNotZoneLossSafe",
+                    p.zone_loss_reason.clone(),
+                )
+            }),
+        ),
+    };
+    out.push(if plan.refused {
+        Desired::new(
+            types::PROGRESSING,
+            false,
+            plan.reason,
+            "nothing was created or removed; the cluster keeps serving as before",
+        )
+    } else if unsatisfiable {
+        Desired::new(
+            types::PROGRESSING,
+            false,
+            plan.reason,
+            "waiting for nodes or a spec change",
+        )
+    } else if plan.ready {
+        Desired::new(types::PROGRESSING, false, "Idle", "nothing to do")
+    } else {
+        Desired::new(types::PROGRESSING, true, plan.reason, plan.message.clone())
+    });
+    let mut problems: Vec<Problem> = Vec::new();
+    if let Executed::Failed {
+        reason, message, ..
+    } = executed
+    {
+        problems.push(Problem {
+            reason,
+            message: message.clone(),
+        });
+    }
+    problems.extend(plan.problems.iter().cloned());
+    out.push(match problems.first() {
+        Some(first) => Desired::new(
+            types::DEGRADED,
+            true,
+            first.reason,
+            problems
+                .iter()
+                .map(|p| p.message.as_str())
+                .collect::<Vec<_>>()
+                .join("; "),
+        ),
+        None if plan.ready => Desired::new(types::DEGRADED, false, "Healthy", ""),
+        None => Desired::new(types::DEGRADED, false, plan.reason, ""),
+    });
+    out.extend(placement);
+    out
 }
 
 /// Merges desired conditions into the previous ones, keeping `lastTransitionTime` unless the

@@ -4,41 +4,20 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Resource};
 
-use super::members::Member;
-use super::reconcile::Outcome;
-use super::status;
+use super::observe::Observed;
+use super::status::{self, Desired};
 use super::{Context, Error};
 use crate::crd::{RedisCluster, RedisClusterStatus};
 
-pub async fn write_status(
+/// What the status shows besides the conditions.
+pub fn summary(
     cluster: &RedisCluster,
-    ctx: &Context,
-    ns: &str,
-    name: &str,
-    pods: &[Member],
-    outcome: &Outcome,
-) -> Result<(), Error> {
-    let old = cluster.status.clone().unwrap_or_default();
-    let now = Time(jiff::Timestamp::now());
-    let generation = cluster.metadata.generation;
-    let zone_of = |node: &str| -> String {
-        ctx.nodes
-            .get(&kube::runtime::reflector::ObjectRef::new(node))
-            .and_then(|n| {
-                n.metadata
-                    .labels
-                    .as_ref()?
-                    .get(&cluster.spec.zone_key)
-                    .cloned()
-            })
-            .unwrap_or_default()
-    };
-    let desired_total = usize::try_from(cluster.spec.leaders).unwrap_or(0)
-        * (1 + usize::try_from(cluster.spec.followers_per_leader).unwrap_or(0));
-    let live: Vec<&Member> = pods
-        .iter()
-        .filter(|m| !m.terminating() && !m.finished())
-        .collect();
+    obs: &Observed,
+    conditions: &[Desired],
+    orphaned_claims: Vec<String>,
+) -> RedisClusterStatus {
+    let zone_of = |node: &str| obs.zone_of(node).to_string();
+    let live: Vec<_> = obs.live().collect();
     let ready = live.iter().filter(|m| m.ready()).count();
     let mut zones: Vec<String> = live
         .iter()
@@ -48,19 +27,36 @@ pub async fn write_status(
         .collect();
     zones.sort();
     zones.dedup();
-
-    let shards = super::shard_status::shards(&live, &outcome.views, &zone_of, cluster.spec.leaders);
+    let views = obs.views_by_pod();
+    let shards = super::shard_status::shards(&live, &views, &zone_of, cluster.spec.leaders);
     let placement = super::shard_status::compact_placement(&shards);
-    let status = RedisClusterStatus {
-        observed_generation: generation,
-        phase: Some(status::phase(&outcome.conditions)),
-        conditions: status::merge_conditions(&old.conditions, &outcome.conditions, generation, now),
-        ready_members: Some(format!("{ready}/{desired_total}")),
+    RedisClusterStatus {
+        observed_generation: cluster.metadata.generation,
+        phase: Some(status::phase(conditions)),
+        conditions: Vec::new(),
+        ready_members: Some(format!("{ready}/{}", obs.shape.members())),
         zones: i32::try_from(zones.len()).ok(),
+        zone_loss_safe: (!shards.is_empty())
+            .then(|| super::shard_status::zone_loss_safe(&shards, cluster.spec.leaders)),
         placement: (!placement.is_empty()).then_some(placement),
-        zone_loss_safe: outcome.placement.as_ref().map(|p| p.zone_loss_safe),
         shards,
-    };
+        orphaned_claims,
+    }
+}
+
+/// Merges the conditions into the previous status and applies it if anything changed.
+pub async fn write_status(
+    cluster: &RedisCluster,
+    ctx: &Context,
+    ns: &str,
+    name: &str,
+    mut status: RedisClusterStatus,
+    conditions: &[Desired],
+) -> Result<(), Error> {
+    let old = cluster.status.clone().unwrap_or_default();
+    let now = Time(jiff::Timestamp::now());
+    status.conditions =
+        status::merge_conditions(&old.conditions, conditions, status.observed_generation, now);
     if status::same_ignoring_time(&old, &status) && old.conditions.len() == status.conditions.len()
     {
         return Ok(());

@@ -61,6 +61,19 @@ impl NodeObservation {
             .collect()
     }
 
+    /// Whether it has a settled entry for `other` at the address `other` was observed at. An
+    /// entry with a stale address (every Pod restarted with a new IP, reference §4.3) or no
+    /// address does not count: the two must be introduced again with MEET, which updates the
+    /// address of a known id.
+    pub fn knows_at(&self, other: &NodeObservation) -> bool {
+        self.id() == other.id()
+            || self.sees(other.id()).is_some_and(|e| {
+                !e.flags.handshake
+                    && !e.flags.noaddr
+                    && e.addr.is_none_or(|a| a.ip() == other.addr.ip())
+            })
+    }
+
     /// How many nodes it is still in handshake with (MEET not yet answered).
     pub fn handshakes(&self) -> usize {
         self.peers.iter().filter(|n| n.flags.handshake).count()
@@ -434,7 +447,8 @@ impl ClusterView {
     }
 
     /// Pairs `(observer, unknown)` of observed nodes where the observer has no settled
-    /// (non-handshake) entry for the other. Empty once MEET has converged.
+    /// (non-handshake) entry for the other at its current address. Empty once MEET has
+    /// converged.
     pub fn unknown_pairs(&self) -> Vec<(NodeId, NodeId)> {
         let mut out = Vec::new();
         for a in &self.nodes {
@@ -442,8 +456,7 @@ impl ClusterView {
                 if a.id() == b.id() {
                     continue;
                 }
-                let known = a.sees(b.id()).is_some_and(|e| !e.flags.handshake);
-                if !known {
+                if !a.knows_at(b) {
                     out.push((a.id().clone(), b.id().clone()));
                 }
             }

@@ -4,9 +4,10 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
     Affinity, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
-    EnvVarSource, ExecAction, NodeAffinity, NodeSelector, NodeSelectorRequirement,
-    NodeSelectorTerm, ObjectFieldSelector, PersistentVolumeClaimVolumeSource, Pod, PodSpec, Probe,
-    SecretKeySelector, TCPSocketAction, Volume, VolumeMount,
+    EnvVarSource, ExecAction, Lifecycle, LifecycleHandler, NodeAffinity, NodeSelector,
+    NodeSelectorRequirement, NodeSelectorTerm, ObjectFieldSelector,
+    PersistentVolumeClaimVolumeSource, Pod, PodSpec, Probe, SecretKeySelector, TCPSocketAction,
+    Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -150,6 +151,20 @@ pub fn build(cluster: &RedisCluster, m: &MemberPod<'_>) -> Pod {
             timeout_seconds: Some(5),
             failure_threshold: Some(6),
             ..Probe::default()
+        }),
+        // A leader hands over to its best in-sync follower before SIGTERM (graceful deletion).
+        lifecycle: Some(Lifecycle {
+            pre_stop: Some(LifecycleHandler {
+                exec: Some(ExecAction {
+                    command: Some(vec![
+                        "sh".to_string(),
+                        "-c".to_string(),
+                        config::PRE_STOP_SCRIPT.to_string(),
+                    ]),
+                }),
+                ..LifecycleHandler::default()
+            }),
+            ..Lifecycle::default()
         }),
         resources: cluster.spec.resources.clone(),
         volume_mounts: Some(vec![

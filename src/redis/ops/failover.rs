@@ -48,11 +48,15 @@ pub struct LeaderGone {
     observers: usize,
     fail_by: usize,
     pfail_by: usize,
+    link_down_by: usize,
+    voters_reporting: usize,
+    quorum: usize,
 }
 
 impl LeaderGone {
     /// Establishes the proof: the operator cannot reach the leader, at least one node knows
-    /// it, and every reachable node that knows it flags it PFAIL or FAIL.
+    /// it, and every reachable node that knows it flags it PFAIL or FAIL or has lost its bus
+    /// link to it (a killed process refuses connections at once, long before PFAIL).
     pub fn establish(view: &ClusterView, leader: &NodeId) -> Result<Self, OpError> {
         if let Some(node) = view.node(leader) {
             return Err(OpError::Refused(format!(
@@ -61,18 +65,26 @@ impl LeaderGone {
                 node.addr
             )));
         }
+        let voters = view.voting_masters();
         let mut observers = 0;
         let mut fail_by = 0;
         let mut pfail_by = 0;
+        let mut link_down_by = 0;
+        let mut voters_reporting = 0;
         for node in &view.nodes {
             let Some(entry) = node.sees(leader) else {
                 continue;
             };
             observers += 1;
+            if node.is_master() && voters.contains(node.id()) {
+                voters_reporting += 1;
+            }
             if entry.flags.fail {
                 fail_by += 1;
             } else if entry.flags.pfail {
                 pfail_by += 1;
+            } else if !entry.link_connected || entry.flags.noaddr || entry.addr.is_none() {
+                link_down_by += 1;
             } else {
                 return Err(OpError::Refused(format!(
                     "{} still considers leader {} healthy",
@@ -92,6 +104,9 @@ impl LeaderGone {
             observers,
             fail_by,
             pfail_by,
+            link_down_by,
+            voters_reporting,
+            quorum: view.quorum(),
         })
     }
 
@@ -105,9 +120,22 @@ impl LeaderGone {
         self.fail_by > 0
     }
 
+    /// A majority of the voting masters (every one of which answered) reports the leader
+    /// failing or unreachable on the cluster bus: the cluster's own view, not the operator's
+    /// reachability, says it is gone, even before Redis's timers turn that into FAIL.
+    pub fn unreachable_for_majority(&self) -> bool {
+        self.voters_reporting >= self.quorum
+    }
+
     /// How many reachable nodes flag the leader (FAIL, PFAIL) out of those that know it.
     pub fn counts(&self) -> (usize, usize, usize) {
         (self.fail_by, self.pfail_by, self.observers)
+    }
+
+    /// How many reachable nodes have lost their bus link to the leader without flagging it
+    /// yet.
+    pub fn link_down_by(&self) -> usize {
+        self.link_down_by
     }
 }
 
@@ -265,9 +293,10 @@ impl ClusterAdmin {
             FailoverMode::Force { proof, risk } => {
                 check_risk(&mode, risk, RiskKind::LoseUnreplicatedWrites)?;
                 let fresh = check_gone_leader(&view, me, &leader, proof)?;
-                if !fresh.agreed_by_cluster() {
+                if !fresh.agreed_by_cluster() && !fresh.unreachable_for_majority() {
                     return Err(OpError::Refused(format!(
-                        "no node reports {} as FAIL yet (only PFAIL); wait for the cluster to agree",
+                        "no node reports {} as FAIL and no majority of voting masters reports it \
+                         unreachable; wait for the cluster to agree",
                         leader.short()
                     )));
                 }

@@ -44,9 +44,10 @@ impl MeetStatus {
     }
 }
 
-/// Whether `observer` has any entry (settled or handshake) at `target`'s address.
+/// Whether `observer` has an entry for `target` at its current address (settled or in
+/// handshake). A known id at a stale address needs a MEET to learn the new one.
 fn has_entry_for(observer: &NodeObservation, target: &NodeObservation) -> bool {
-    observer.sees(target.id()).is_some()
+    observer.knows_at(target)
         || observer
             .peers
             .iter()

@@ -6,7 +6,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 
-use super::redis_view::NodeView;
+use redis_scheduler::{Placement, Role};
+
+use super::health::in_sync;
+use super::{Action, Plan};
+use crate::controller::observe::Observed;
+use crate::controller::redis_view::NodeView;
 use crate::redis::ids::{NodeId, SLOT_COUNT, SlotRange, even_ranges, ranges_from_slots};
 
 /// A member as the planner needs it.
@@ -50,9 +55,6 @@ pub enum Step {
     Done,
 }
 
-/// How far a follower's offset may trail its leader's and still count as in sync.
-pub const SYNC_LAG_BYTES: u64 = 1024 * 1024;
-
 /// Decides the next step from the members' reports.
 pub fn next_step(shards: &[ShardSeats<'_>]) -> Step {
     let all: Vec<&Seat<'_>> = shards.iter().flat_map(|s| s.seats.iter()).collect();
@@ -78,9 +80,7 @@ pub fn next_step(shards: &[ShardSeats<'_>]) -> Step {
             if v.id() == seed.id() {
                 continue;
             }
-            let seed_knows = seed.known_ids().contains(v.id());
-            let v_knows = v.known_ids().contains(seed.id());
-            if !seed_knows && !v_knows {
+            if !seed.knows_at(v) && !v.knows_at(seed) {
                 meets.push((seed.addr, v.addr));
             }
         }
@@ -91,7 +91,7 @@ pub fn next_step(shards: &[ShardSeats<'_>]) -> Step {
     let handshakes: usize = views.iter().map(|v| v.handshakes()).sum();
     let incomplete: Vec<String> = views
         .iter()
-        .filter(|v| ids.iter().any(|id| !v.known_ids().contains(id)))
+        .filter(|v| views.iter().any(|o| !v.knows_at(o)))
         .map(|v| v.addr.to_string())
         .collect();
     if handshakes > 0 || !incomplete.is_empty() {
@@ -208,6 +208,97 @@ pub fn next_step(shards: &[ShardSeats<'_>]) -> Step {
     Step::Done
 }
 
+/// The bootstrap step as a [`Plan`]: the live members grouped by shard, placement's leader as
+/// the preferred one, and `Ready` once the cluster is done and every member Pod is ready.
+pub fn plan(obs: &Observed, placement: &Placement) -> Plan {
+    let live: Vec<_> = obs.live().collect();
+    let views = obs.views_by_pod();
+    let shards: Vec<ShardSeats<'_>> = placement
+        .shards
+        .iter()
+        .map(|sp| {
+            let index = sp.index as usize;
+            let mut in_shard: Vec<_> = live.iter().filter(|m| m.shard == index).collect();
+            in_shard.sort_by_key(|m| m.member);
+            let leader_node = sp
+                .members
+                .iter()
+                .find(|pm| pm.role == Role::Leader)
+                .map(|pm| pm.node.as_str());
+            ShardSeats {
+                index,
+                preferred_leader: in_shard.iter().position(|m| m.node() == leader_node),
+                seats: in_shard
+                    .iter()
+                    .map(|m| Seat {
+                        pod: m.name(),
+                        view: views.get(m.name()),
+                    })
+                    .collect(),
+            }
+        })
+        .collect();
+    match next_step(&shards) {
+        Step::Done => {
+            let not_ready: Vec<&str> = live
+                .iter()
+                .filter(|m| !m.ready())
+                .map(|m| m.name())
+                .collect();
+            if live.len() < obs.shape.members() {
+                Plan::wait(
+                    "WaitingForMembers",
+                    format!("{} of {} members exist", live.len(), obs.shape.members()),
+                )
+            } else if !not_ready.is_empty() {
+                Plan::wait(
+                    "WaitingForPods",
+                    format!(
+                        "cluster formed; waiting for pods to pass readiness: {}",
+                        not_ready.join(", ")
+                    ),
+                )
+            } else {
+                let mut plan =
+                    Plan::wait("ClusterReady", "all slots served, every follower in sync");
+                plan.ready = true;
+                plan
+            }
+        }
+        Step::WaitMembers(m) => Plan::wait("WaitingForMembers", m),
+        Step::Meet(pairs) => Plan::step(
+            Action::Meet,
+            "JoiningMembers",
+            format!("introducing {} member pairs (CLUSTER MEET)", pairs.len()),
+        ),
+        // While gossip spreads, pairs that still do not know each other are introduced
+        // directly: gossip alone takes seconds to complete the mesh.
+        Step::WaitGossip(m) => Plan::step(Action::Meet, "JoiningMembers", m),
+        Step::AddSlots(a) => {
+            let n = a.len();
+            Plan::step(
+                Action::AddSlots(a),
+                "AssigningSlots",
+                format!("assigning slots to {n} shard leaders"),
+            )
+        }
+        Step::Replicate(r) => {
+            let n = r.len();
+            Plan::step(
+                Action::Replicate(r),
+                "AttachingFollowers",
+                format!("attaching {n} followers"),
+            )
+        }
+        Step::WaitSync(m) => Plan::wait("WaitingForSync", m),
+        Step::Blocked(m) => {
+            let mut plan = Plan::wait("Blocked", m.clone());
+            plan.problems.push(super::Problem::new("Blocked", m));
+            plan
+        }
+    }
+}
+
 /// Whether `observer` sees `subject` as `subject` sees itself: role, master and slots.
 fn agrees(observer: &NodeView, subject: &NodeView) -> bool {
     observer.sees(subject.id()).is_some_and(|e| {
@@ -229,19 +320,6 @@ pub fn leader_of<'a>(shard: &ShardSeats<'a>) -> Option<&'a NodeView> {
         .and_then(|i| shard.seats.get(i)?.view)
         .filter(|v| v.myself.is_master())
         .or_else(|| views().find(|v| v.myself.is_master()))
-}
-
-/// Whether a follower's replication link is up and its offset close to the leader's.
-pub fn in_sync(follower: &NodeView, leader: &NodeView) -> bool {
-    follower.replication.replica_link().is_some_and(|l| {
-        l.link_up
-            && !l.sync_in_progress
-            && leader
-                .replication
-                .master_repl_offset
-                .saturating_sub(l.repl_offset)
-                <= SYNC_LAG_BYTES
-    })
 }
 
 /// Slot → owner as any member reports it: a node's own `myself` line, and also what others

@@ -1,0 +1,215 @@
+//! Observe: everything one reconcile decides from, read in one place. Kubernetes objects come
+//! from the reflector caches; the cluster as Redis sees it comes from every member Pod that has
+//! an IP (Terminating ones included: a leader being deleted still has to hand over). Nothing
+//! here decides anything.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+use redis_scheduler::{Request, Topology};
+
+use super::Context;
+use super::build::pod::member_of;
+use super::labels::NODE_ID_ANNOTATION;
+use super::members::{self, Member};
+use super::redis_view::{self, NodeView};
+use crate::crd::{PvcRetentionPolicy, RedisCluster};
+use crate::redis::client::AdminOptions;
+use crate::redis::ids::NodeId;
+use crate::redis::model::{self, ClusterView};
+
+/// A member's PVC.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    /// PVC name.
+    pub name: String,
+    /// Shard and member ordinal from its labels.
+    pub shard: usize,
+    /// Member ordinal.
+    pub member: usize,
+    /// The node its volume lives on (bound local volumes), if known.
+    pub node: Option<String>,
+    /// The Redis node id last seen running on it (annotation written by the operator).
+    pub node_id: Option<NodeId>,
+    /// Deletion was requested.
+    pub deleting: bool,
+}
+
+/// A Kubernetes node as the planner needs it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct NodeInfo {
+    /// Value of the zone label ("" when missing).
+    pub zone: String,
+    /// Ready condition True.
+    pub ready: bool,
+}
+
+/// The spec fields the planner reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shape {
+    /// Shards wanted.
+    pub leaders: usize,
+    /// Followers per leader.
+    pub followers: usize,
+    /// Members have PVCs.
+    pub storage: bool,
+    /// What happens to PVCs of members that are gone.
+    pub retention: PvcRetentionPolicy,
+}
+
+impl Shape {
+    /// Members wanted in total.
+    pub fn members(&self) -> usize {
+        self.leaders * (1 + self.followers)
+    }
+}
+
+/// One reconcile's observation.
+#[derive(Debug)]
+pub struct Observed {
+    /// What the spec asks for.
+    pub shape: Shape,
+    /// Every member Pod, Terminating and finished ones included, sorted by (shard, member).
+    pub members: Vec<Member>,
+    /// Every member PVC.
+    pub claims: Vec<Claim>,
+    /// Kubernetes nodes by name.
+    pub nodes: BTreeMap<String, NodeInfo>,
+    /// The scheduler's input.
+    pub topology: Topology,
+    /// The scheduler's request.
+    pub request: Request,
+    /// The cluster as every answering member reports it, kept whole.
+    pub view: ClusterView,
+    /// When the observation was taken.
+    pub now: jiff::Timestamp,
+}
+
+impl Observed {
+    /// Members that still count: not Terminating, not finished.
+    pub fn live(&self) -> impl Iterator<Item = &Member> {
+        self.members
+            .iter()
+            .filter(|m| !m.terminating() && !m.finished())
+    }
+
+    /// What the member's Redis reported, if it answered.
+    pub fn view_of(&self, m: &Member) -> Option<&NodeView> {
+        let addr = redis_view::addr_of(m)?;
+        self.view.node_at(addr)
+    }
+
+    /// The member Pod currently holding `addr` (Terminating ones included), if any.
+    pub fn member_at(&self, addr: SocketAddr) -> Option<&Member> {
+        self.members
+            .iter()
+            .filter(|m| !m.finished())
+            .find(|m| redis_view::addr_of(m) == Some(addr))
+    }
+
+    /// The member answering as Redis node `id`.
+    pub fn member_with_id(&self, id: &NodeId) -> Option<&Member> {
+        self.members
+            .iter()
+            .find(|m| self.view_of(m).is_some_and(|v| v.id() == id))
+    }
+
+    /// Whether a node exists and is Ready.
+    pub fn node_ready(&self, node: &str) -> bool {
+        self.nodes.get(node).is_some_and(|n| n.ready)
+    }
+
+    /// Zone of a node ("" when unknown).
+    pub fn zone_of(&self, node: &str) -> &str {
+        self.nodes.get(node).map_or("", |n| n.zone.as_str())
+    }
+
+    /// Views keyed by Pod name (answering members only).
+    pub fn views_by_pod(&self) -> BTreeMap<String, NodeView> {
+        self.members
+            .iter()
+            .filter_map(|m| Some((m.name().to_string(), self.view_of(m)?.clone())))
+            .collect()
+    }
+}
+
+/// Reads everything for one cluster.
+pub async fn observe(
+    cluster: &RedisCluster,
+    ctx: &Context,
+    ns: &str,
+    name: &str,
+    options: Option<&AdminOptions>,
+) -> Observed {
+    let members = members::members(&ctx.pods.state(), ns, name);
+    let claims = members::claims(&ctx.pvcs.state(), ns, name)
+        .values()
+        .filter_map(|pvc| claim(pvc))
+        .collect();
+    let node_objs = ctx.nodes.state();
+    let nodes = node_objs
+        .iter()
+        .filter_map(|n| {
+            let name = n.metadata.name.clone()?;
+            let zone = n
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(&cluster.spec.zone_key))
+                .cloned()
+                .unwrap_or_default();
+            let ready = n
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+            Some((name, NodeInfo { zone, ready }))
+        })
+        .collect();
+    let addrs: Vec<SocketAddr> = members
+        .iter()
+        .filter(|m| !m.finished())
+        .filter_map(redis_view::addr_of)
+        .collect();
+    let view = match options {
+        Some(options) => model::observe(&addrs, options).await,
+        None => ClusterView::default(),
+    };
+    for u in &view.unreachable {
+        tracing::debug!(addr = %u.addr, error = %u.error, "member not answering");
+    }
+    Observed {
+        shape: Shape {
+            leaders: usize::try_from(cluster.spec.leaders).unwrap_or(0),
+            followers: usize::try_from(cluster.spec.followers_per_leader).unwrap_or(0),
+            storage: cluster.spec.storage.is_some(),
+            retention: cluster.spec.pvc_retention_policy,
+        },
+        members,
+        claims,
+        nodes,
+        topology: super::placement_input::topology(&node_objs, cluster),
+        request: super::placement_input::request(cluster),
+        view,
+        now: jiff::Timestamp::now(),
+    }
+}
+
+fn claim(pvc: &PersistentVolumeClaim) -> Option<Claim> {
+    let labels = pvc.metadata.labels.as_ref()?;
+    let (shard, member) = member_of(labels)?;
+    Some(Claim {
+        name: pvc.metadata.name.clone()?,
+        shard,
+        member,
+        node: members::claim_node(pvc).map(str::to_string),
+        node_id: pvc
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(NODE_ID_ANNOTATION))
+            .and_then(|id| id.parse::<NodeId>().ok()),
+        deleting: pvc.metadata.deletion_timestamp.is_some(),
+    })
+}

@@ -1,0 +1,269 @@
+//! Plan: pure decisions from one [`Observed`]. Each concern is a module tried in a fixed order
+//! (repair → recovery → members → bootstrap); the first with work decides the one step this
+//! reconcile takes. What is wrong right now (the `Degraded` condition) is computed once, from
+//! the observation, independently of which step is taken.
+
+pub mod bootstrap;
+pub mod health;
+pub mod members;
+pub mod recovery;
+pub mod repair;
+
+use std::net::SocketAddr;
+
+use redis_scheduler::Placement;
+
+use super::observe::Observed;
+use crate::redis::ids::{NodeId, SlotRange};
+
+/// A member to create: where, with which identity and volume.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewMember {
+    /// Shard index.
+    pub shard: usize,
+    /// Member ordinal.
+    pub member: usize,
+    /// Node the placement chose.
+    pub node: String,
+    /// Its zone.
+    pub zone: String,
+    /// An existing PVC to reuse (identity and data), or `None` for a new one.
+    pub reuse_claim: Option<String>,
+    /// Why (for the Event).
+    pub reason: String,
+}
+
+/// How a failover is done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailoverKind {
+    /// `CLUSTER FAILOVER`: the leader is alive and hands over with no write lost.
+    Graceful,
+    /// `CLUSTER FAILOVER FORCE`: the leader's death is confirmed by Kubernetes and by a
+    /// majority of the voting masters.
+    Force,
+}
+
+/// The one step a reconcile takes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Nothing to change: the cluster is healthy, or it converges by itself, or it waits on
+    /// something outside the operator's reach (the message says what).
+    Wait,
+    /// Create member Pods (and PVCs).
+    CreateMembers(Vec<NewMember>),
+    /// Delete member Pods: (pod, why).
+    DeletePods(Vec<(String, String)>),
+    /// Delete PVCs no member uses any more (retention policy Delete): (claim, why).
+    DeleteClaims(Vec<(String, String)>),
+    /// Promote `to` (a follower of `shard`).
+    Failover {
+        /// Shard.
+        shard: usize,
+        /// The follower to promote.
+        to: NodeId,
+        /// Graceful or FORCE.
+        kind: FailoverKind,
+        /// Why, for the Event.
+        reason: String,
+    },
+    /// Forget identities that are gone for good, on every member.
+    Forget(Vec<(NodeId, String)>),
+    /// Introduce members that do not know each other (or each other's current address).
+    Meet,
+    /// Assign slot ranges to shard leaders: (leader address, shard, ranges).
+    AddSlots(Vec<(SocketAddr, usize, Vec<SlotRange>)>),
+    /// Attach followers: (follower address, shard, leader id).
+    Replicate(Vec<(SocketAddr, usize, NodeId)>),
+    /// Close slots left open by an interrupted migration.
+    FixOpenSlots,
+    /// Record each member's Redis identity on its PVC: (claim, id).
+    RecordIdentities(Vec<(String, NodeId)>),
+}
+
+impl Action {
+    /// Whether the step changes anything.
+    pub fn is_change(&self) -> bool {
+        !matches!(self, Action::Wait)
+    }
+}
+
+/// Whether and how the placement constraints can be met.
+#[derive(Debug, Clone)]
+pub enum PlacementState {
+    /// Not computed (the spec was refused first).
+    Unknown,
+    /// The solver's placement.
+    Satisfied(Placement),
+    /// Why no placement exists.
+    Unsatisfiable(String),
+}
+
+/// What one reconcile decided.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The step to take.
+    pub action: Action,
+    /// CamelCase reason of the step (or of what is awaited).
+    pub reason: &'static str,
+    /// What the step does or what is awaited, for humans.
+    pub message: String,
+    /// What is wrong right now; empty when nothing is.
+    pub problems: Vec<Problem>,
+    /// Every slot served, every member present, answering and in sync, all pods ready.
+    pub ready: bool,
+    /// Placement.
+    pub placement: PlacementState,
+    /// PVCs of members that are gone and that no member will use again.
+    pub orphaned_claims: Vec<String>,
+    /// The spec cannot be carried out as it is (no retry until it changes).
+    pub refused: bool,
+}
+
+/// One thing that is wrong, with a CamelCase reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Reason for the Degraded condition when this is the most severe problem.
+    pub reason: &'static str,
+    /// In words.
+    pub message: String,
+}
+
+impl Problem {
+    fn new(reason: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            reason,
+            message: message.into(),
+        }
+    }
+}
+
+impl Plan {
+    fn step(action: Action, reason: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            action,
+            reason,
+            message: message.into(),
+            problems: Vec::new(),
+            ready: false,
+            placement: PlacementState::Unknown,
+            orphaned_claims: Vec::new(),
+            refused: false,
+        }
+    }
+
+    fn wait(reason: &'static str, message: impl Into<String>) -> Self {
+        Self::step(Action::Wait, reason, message)
+    }
+}
+
+/// The spec field `leaders` cannot change on a formed cluster yet.
+fn refused(reason: &'static str, message: String) -> Plan {
+    let mut plan = Plan::wait(reason, message);
+    plan.refused = true;
+    plan
+}
+
+/// Decides the next step.
+pub fn plan(obs: &Observed) -> Plan {
+    let live_views: Vec<(usize, Option<&super::redis_view::NodeView>)> =
+        obs.live().map(|m| (m.shard, obs.view_of(m))).collect();
+    if let Some(msg) = super::resize::unsupported_resize(obs.shape.leaders, &live_views) {
+        return refused("ResizeNotSupported", msg);
+    }
+    let placement = match members::placement(obs) {
+        Ok(p) => p,
+        Err(reason) => {
+            let mut plan = Plan::wait("PlacementUnsatisfiable", reason.clone());
+            plan.placement = PlacementState::Unsatisfiable(reason.clone());
+            if obs.live().next().is_some() {
+                plan.problems
+                    .push(Problem::new("PlacementUnsatisfiable", reason));
+            }
+            return plan;
+        }
+    };
+    let gone = health::gone_identities(obs);
+    let mut plan = repair::plan(obs)
+        .or_else(|| recovery::plan(obs, &gone))
+        .or_else(|| members::plan(obs, &placement))
+        .unwrap_or_else(|| bootstrap::plan(obs, &placement));
+    plan.problems.extend(problems(obs, &gone));
+    plan.orphaned_claims = members::orphaned_claims(obs);
+    if plan.action == Action::Wait {
+        // Bookkeeping is the lowest priority: only when nothing else is to be done.
+        let unrecorded = members::unrecorded_identities(obs);
+        if !unrecorded.is_empty() {
+            plan.action = Action::RecordIdentities(unrecorded);
+        }
+    }
+    if let (Action::Wait, true) = (&plan.action, plan.ready) {
+        let orphans = members::deletable_claims(obs, &plan.orphaned_claims);
+        if !orphans.is_empty() {
+            plan.action = Action::DeleteClaims(orphans);
+            plan.ready = false;
+            plan.reason = "ReleasingVolumes";
+            plan.message =
+                "deleting PVCs of members that were re-placed (pvcRetentionPolicy Delete)".into();
+        }
+    }
+    plan.ready = plan.ready && plan.problems.is_empty();
+    plan.placement = PlacementState::Satisfied(placement);
+    plan
+}
+
+/// Everything that is wrong now, computed from the observation alone.
+fn problems(obs: &Observed, gone: &[health::Gone]) -> Vec<Problem> {
+    let mut out = Vec::new();
+    // A cluster still being built is not degraded; one that served slots (or whose volumes
+    // carry identities) and lost something is.
+    let formed =
+        !obs.view.voting_masters().is_empty() || obs.claims.iter().any(|c| c.node_id.is_some());
+    if !formed {
+        return out;
+    }
+    let live: Vec<_> = obs.live().collect();
+    let want = obs.shape.members();
+    if live.len() < want && !live.is_empty() {
+        out.push(Problem::new(
+            "MembersMissing",
+            format!("{} of {want} members exist", live.len()),
+        ));
+    }
+    for g in gone {
+        if g.slots > 0 {
+            out.push(Problem::new(
+                "LeaderLost",
+                format!(
+                    "leader {} of {} slots is not answering: {}",
+                    g.id.short(),
+                    g.slots,
+                    g.describe()
+                ),
+            ));
+        } else {
+            out.push(Problem::new(
+                "StaleIdentity",
+                format!("gone member still listed by the cluster: {}", g.describe()),
+            ));
+        }
+    }
+    let silent: Vec<&str> = live
+        .iter()
+        .filter(|m| obs.view_of(m).is_none())
+        .map(|m| m.name())
+        .collect();
+    if !silent.is_empty() {
+        out.push(Problem::new(
+            "MembersNotAnswering",
+            format!("not answering: {}", silent.join(", ")),
+        ));
+    }
+    let open = obs.view.open_slots();
+    if !open.is_empty() {
+        out.push(Problem::new(
+            "OpenSlots",
+            format!("{} slot(s) left migrating or importing", open.len()),
+        ));
+    }
+    out
+}

@@ -1,0 +1,176 @@
+//! Recovery: members that lost each other, leaders that died, leaders being deleted, and
+//! identities that are gone for good. Runs once the cluster has served slots; a cluster still
+//! being built is the bootstrap's.
+//!
+//! Order matters and follows the peers' lessons: a dead leader's slots go to its best follower
+//! before anything else, and a dead identity is forgotten only once it owns nothing and nobody
+//! follows it (forgetting it first leaves its follower never promoted, valkey-operator #43).
+
+use std::time::Duration;
+
+use super::health::{Gone, in_sync};
+use super::{Action, FailoverKind, Plan};
+use crate::controller::observe::Observed;
+use crate::controller::redis_view::NodeView;
+
+/// How long a Terminating leader's own preStop hook gets to hand over before the operator
+/// does it: both at once would be two manual failovers racing for one shard (S23).
+pub const HANDOVER_GRACE: Duration = Duration::from_secs(5);
+
+/// The serving leader of a shard, as its own member reports it.
+pub fn shard_leader(obs: &Observed, shard: usize) -> Option<&NodeView> {
+    obs.members
+        .iter()
+        .filter(|m| m.shard == shard && !m.finished())
+        .filter_map(|m| obs.view_of(m))
+        .find(|v| v.is_serving_master())
+}
+
+/// The next recovery step, if any.
+pub fn plan(obs: &Observed, gone: &[Gone]) -> Option<Plan> {
+    if obs.view.voting_masters().is_empty() {
+        return None;
+    }
+    // Members that do not know each other, or not each other's current address (every Pod
+    // restarted with a new IP, S17): nothing else can be judged until they do.
+    let unknown = obs.view.unknown_pairs();
+    if !unknown.is_empty() {
+        return Some(Plan::step(
+            Action::Meet,
+            "JoiningMembers",
+            format!(
+                "{} member pair(s) do not know each other's current address (CLUSTER MEET)",
+                unknown.len()
+            ),
+        ));
+    }
+    force_failover(obs, gone)
+        .or_else(|| handover(obs))
+        .or_else(|| repoint(obs, gone))
+        .or_else(|| forget(gone))
+}
+
+/// A leader whose death is confirmed, with a follower that has its data: FORCE the follower
+/// with the highest offset instead of waiting for Redis's node timeout plus election.
+fn force_failover(obs: &Observed, gone: &[Gone]) -> Option<Plan> {
+    for g in gone.iter().filter(|g| g.slots > 0 && g.confirmed()) {
+        // Never promote a follower that never synced: it would serve the slots empty (S19).
+        let Some(best) = g
+            .followers
+            .iter()
+            .filter_map(|id| obs.view.node(id))
+            .find(|f| f.replication.master_repl_offset > 0)
+        else {
+            continue;
+        };
+        let Some(shard) = obs.member_at(best.addr).map(|m| m.shard) else {
+            continue;
+        };
+        return Some(Plan::step(
+            Action::Failover {
+                shard,
+                to: best.id().clone(),
+                kind: FailoverKind::Force,
+                reason: format!(
+                    "leader {} of shard {shard} is gone: {}; promoting {}, its most up-to-date follower (offset {})",
+                    g.id.short(),
+                    g.describe(),
+                    best.id().short(),
+                    best.replication.master_repl_offset
+                ),
+            },
+            "FailingOver",
+            format!(
+                "shard {shard}: promoting {} (its leader is gone)",
+                best.id().short()
+            ),
+        ));
+    }
+    None
+}
+
+/// A leader Pod being deleted that still leads after [`HANDOVER_GRACE`]: its preStop hook did
+/// not hand over, so the operator does, gracefully, to its best in-sync follower.
+fn handover(obs: &Observed) -> Option<Plan> {
+    for m in obs.members.iter().filter(|m| m.terminating()) {
+        let Some(leader) = obs.view_of(m).filter(|v| v.is_serving_master()) else {
+            continue;
+        };
+        let waited = m
+            .deleting_since()
+            .and_then(|t| obs.now.duration_since(t).try_into().ok())
+            .unwrap_or(Duration::ZERO);
+        if waited < HANDOVER_GRACE {
+            continue;
+        }
+        let best = obs
+            .view
+            .replicas_of(leader.id())
+            .filter(|f| in_sync(f, leader))
+            .filter(|f| obs.member_at(f.addr).is_some_and(|fm| !fm.terminating()))
+            .max_by_key(|f| f.replication.master_repl_offset)?;
+        return Some(Plan::step(
+            Action::Failover {
+                shard: m.shard,
+                to: best.id().clone(),
+                kind: FailoverKind::Graceful,
+                reason: format!(
+                    "pod {} (leader of shard {}) is being deleted and still leads after {}s; handing over to {}",
+                    m.name(),
+                    m.shard,
+                    HANDOVER_GRACE.as_secs(),
+                    best.id().short()
+                ),
+            },
+            "FailingOver",
+            format!(
+                "shard {}: handing over from the deleted pod {}",
+                m.shard,
+                m.name()
+            ),
+        ));
+    }
+    None
+}
+
+/// Followers still attached to an identity that is gone and owns no slots (a chain to a dead
+/// leader that was already replaced): re-point them at their shard's leader.
+fn repoint(obs: &Observed, gone: &[Gone]) -> Option<Plan> {
+    let mut attach = Vec::new();
+    for g in gone.iter().filter(|g| g.slots == 0) {
+        for id in &g.followers {
+            let Some(f) = obs.view.node(id) else { continue };
+            let Some(m) = obs.member_at(f.addr) else {
+                continue;
+            };
+            if let Some(leader) = shard_leader(obs, m.shard) {
+                attach.push((f.addr, m.shard, leader.id().clone()));
+            }
+        }
+    }
+    (!attach.is_empty()).then(|| {
+        Plan::step(
+            Action::Replicate(attach),
+            "AttachingFollowers",
+            "re-pointing followers of a gone member at their shard's leader",
+        )
+    })
+}
+
+/// Identities gone for good: nothing owned, nobody following, death confirmed, and no volume
+/// that could bring them back. Forgotten on every member within the ban window.
+fn forget(gone: &[Gone]) -> Option<Plan> {
+    let ids: Vec<_> = gone
+        .iter()
+        .filter(|g| g.slots == 0 && g.followers.is_empty() && g.confirmed())
+        .filter(|g| g.may_return.is_none())
+        .map(|g| (g.id.clone(), g.describe()))
+        .collect();
+    (!ids.is_empty()).then(|| {
+        Plan::step(
+            Action::Forget(ids),
+            "ForgettingMembers",
+            "removing identities of members that are gone from every member's node table",
+        )
+    })
+}
