@@ -17,8 +17,6 @@ use kube::{Api, Client};
 use kube_support::*;
 use serde_json::json;
 
-const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
-
 fn layout() -> (usize, usize) {
     let get = |k: &str, d: usize| {
         std::env::var(k)
@@ -47,10 +45,6 @@ fn pod_ready(p: &Pod) -> bool {
         .as_ref()
         .and_then(|s| s.conditions.as_ref())
         .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-}
-
-fn pod_ip(p: &Pod) -> Option<String> {
-    p.status.as_ref()?.pod_ip.clone()
 }
 
 fn redis_pod(
@@ -309,18 +303,6 @@ async fn zone_nodes_ready(client: &Client, zone: &str, want_ready: bool) {
             .then_some(())
     })
     .await;
-}
-
-fn container_pid(p: &Pod) -> Option<u32> {
-    let id = p
-        .status
-        .as_ref()?
-        .container_statuses
-        .as_ref()?
-        .first()?
-        .container_id
-        .clone()?;
-    id.rsplit("://").next()?.parse().ok()
 }
 
 async fn zone_down_and_up(partition: bool) {

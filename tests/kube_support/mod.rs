@@ -1,14 +1,29 @@
 //! Helpers for tests against the local cluster started by `make test` (`hack/local-cluster`).
-#![allow(dead_code, clippy::unwrap_used, clippy::panic)]
+#![allow(dead_code, unused_imports, clippy::unwrap_used, clippy::panic)]
 
 use std::future::Future;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::api::{DeleteParams, PostParams};
 use kube::{Api, Client};
+
+pub mod checks;
+pub mod operator;
+
+pub use checks::*;
+pub use operator::*;
+
+/// The zone label of Nodes.
+pub const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
+/// The label naming a member Pod's RedisCluster.
+pub const CLUSTER_LABEL: &str = "redis.redis-operator.dev/cluster";
+/// The label holding a member Pod's shard index.
+pub const SHARD_LABEL: &str = "redis.redis-operator.dev/shard";
+/// The label holding a member Pod's member index within its shard.
+pub const MEMBER_LABEL: &str = "redis.redis-operator.dev/member";
 
 /// The repository root.
 pub fn repo() -> PathBuf {
@@ -97,6 +112,21 @@ impl TestNamespace {
     }
 }
 
+/// Deletes a test's namespace (without waiting) if the test panics, so that the members of a
+/// failed test do not hold nodes the next tests need. `E2E_KEEP_FAILED=1` keeps it for
+/// debugging. Opt-in: create one right after the namespace.
+pub struct DeleteOnPanic(pub String);
+
+impl Drop for DeleteOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() && std::env::var_os("E2E_KEEP_FAILED").is_none() {
+            let _ = Command::new("kubectl")
+                .args(["delete", "namespace", &self.0, "--wait=false"])
+                .output();
+        }
+    }
+}
+
 fn rand_suffix() -> u32 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -165,4 +195,23 @@ pub fn redis_cli_result(
 pub fn answers(ip: &str) -> bool {
     let addr = format!("{ip}:6379").parse().expect("socket address");
     std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok()
+}
+
+/// A Pod's IP, once it has one.
+pub fn pod_ip(p: &Pod) -> Option<String> {
+    p.status.as_ref()?.pod_ip.clone()
+}
+
+/// The host pid of a Pod's first container: on the local cluster `containerID` is
+/// `process://<pid>` (the tests run as root on the same host and may signal it).
+pub fn container_pid(p: &Pod) -> Option<u32> {
+    let id = p
+        .status
+        .as_ref()?
+        .container_statuses
+        .as_ref()?
+        .first()?
+        .container_id
+        .clone()?;
+    id.rsplit("://").next()?.parse().ok()
 }
