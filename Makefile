@@ -3,9 +3,11 @@ SHELL := /bin/bash
 CARGO ?= cargo
 CRD := crds/redisclusters.redis.redis-operator.dev.yaml
 LOCAL_CLUSTER := hack/local-cluster
-# The test cluster: 12 nodes so a 4x2 cluster (one member per node) fits beside a 3x1.
+# The test cluster: 21 nodes, so that three 3x1 clusters of the recovery suite (one member per
+# node, 2 nodes per zone each) run side by side with a spare node per zone, and a 4x2 fits
+# beside a 3x1 in the operator suite.
 TEST_ZONES ?= 3
-TEST_NODES_PER_ZONE ?= 4
+TEST_NODES_PER_ZONE ?= 7
 
 .PHONY: demo demo-down test deps build crds check-crds lint unit e2e bench bench-e2e cluster-up cluster-down
 
@@ -50,6 +52,7 @@ e2e: build
 	  kubectl wait --for=condition=Established crd/redisclusters.redis.redis-operator.dev --timeout=60s >/dev/null && \
 	  hack/operator-kubeconfig.sh target/operator.kubeconfig && \
 	  OPERATOR_KUBECONFIG=$$PWD/target/operator.kubeconfig $(CARGO) test --test e2e -- --ignored --test-threads=4 || status=$$?; \
+	  OPERATOR_KUBECONFIG=$$PWD/target/operator.kubeconfig $(CARGO) test --test e2e_recovery -- --ignored --test-threads=3 || status=$$?; \
 	fi; \
 	$(LOCAL_CLUSTER) down || status=$$?; \
 	if [ $$status -eq 0 ]; then $(CARGO) test --test local_cluster_down -- --ignored || status=$$?; fi; \
