@@ -81,6 +81,14 @@ async fn drive(
     let options = redis_view::admin_options(&password);
     let obs = observe::observe(cluster, ctx, ns, name, Some(&options)).await;
     let plan = plan::plan(&obs);
+    tracing::debug!(
+        cluster = %name,
+        reason = plan.reason,
+        message = %plan.message,
+        action = ?plan.action,
+        problems = ?plan.problems,
+        "plan"
+    );
     let executed = if plan.refused {
         publish_once(
             ctx,

@@ -58,7 +58,7 @@ impl Gone {
     /// One line for conditions and events.
     pub fn describe(&self) -> String {
         format!(
-            "{} ({}; {} of {} voting masters needed report it unreachable)",
+            "{} ({}; {} voting master(s) report it unreachable, {} needed)",
             self.id.short(),
             self.k8s
                 .as_deref()

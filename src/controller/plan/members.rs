@@ -206,13 +206,8 @@ fn next_change(obs: &Observed, placement: &Placement) -> Option<Plan> {
                     continue;
                 };
                 if !in_sync(target, leader) {
-                    return Some(Plan::wait(
-                        "WaitingForSync",
-                        format!(
-                            "shard {shard}: waiting for {} to be in sync before moving the leader ({reason})",
-                            target.id().short()
-                        ),
-                    ));
+                    // The target must first be attached and synced: the bootstrap's steps.
+                    return None;
                 }
                 return Some(Plan::step(
                     Action::Failover {
