@@ -267,3 +267,6 @@ fn problems(obs: &Observed, gone: &[health::Gone]) -> Vec<Problem> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests;
