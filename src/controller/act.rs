@@ -101,41 +101,11 @@ pub async fn act(scope: &Scope<'_>, action: &Action) -> Result<Executed, Error> 
         }
         Action::DeletePods(pods) => {
             let api: Api<Pod> = Api::namespaced(ctx.client.clone(), scope.ns);
-            for (pod, why) in pods {
-                match api.delete(pod, &DeleteParams::default()).await {
-                    Ok(_) => {}
-                    Err(kube::Error::Api(s)) if s.code == 404 => continue,
-                    Err(e) => return Err(e.into()),
-                }
-                publish(
-                    ctx,
-                    cluster,
-                    EventType::Normal,
-                    "MemberRemoved",
-                    &format!("pod {pod}: {why}"),
-                )
-                .await;
-            }
-            Executed::Applied(format!("deleted {} pod(s)", pods.len()))
+            delete_all(scope, &api, pods, "MemberRemoved", "pod").await?
         }
         Action::DeleteClaims(claims) => {
             let api: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), scope.ns);
-            for (claim, why) in claims {
-                match api.delete(claim, &DeleteParams::default()).await {
-                    Ok(_) => {}
-                    Err(kube::Error::Api(s)) if s.code == 404 => continue,
-                    Err(e) => return Err(e.into()),
-                }
-                publish(
-                    ctx,
-                    cluster,
-                    EventType::Normal,
-                    "VolumeDeleted",
-                    &format!("PVC {claim}: {why}"),
-                )
-                .await;
-            }
-            Executed::Applied(format!("deleted {} PVC(s)", claims.len()))
+            delete_all(scope, &api, claims, "VolumeDeleted", "PVC").await?
         }
         Action::RecordIdentities(records) => {
             let api: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), scope.ns);
@@ -186,6 +156,32 @@ pub async fn act(scope: &Scope<'_>, action: &Action) -> Result<Executed, Error> 
         Executed::Nothing => {}
     }
     Ok(executed)
+}
+
+/// Deletes each named object (already gone is fine), with an Event per deletion.
+async fn delete_all<K>(
+    scope: &Scope<'_>,
+    api: &Api<K>,
+    objects: &[(String, String)],
+    reason: &str,
+    kind: &str,
+) -> Result<Executed, Error>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    for (name, why) in objects {
+        match api.delete(name, &DeleteParams::default()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 404 => continue,
+            Err(e) => return Err(e.into()),
+        }
+        let note = format!("{kind} {name}: {why}");
+        publish(scope.ctx, scope.cluster, EventType::Normal, reason, &note).await;
+    }
+    Ok(Executed::Applied(format!(
+        "deleted {} {kind}(s)",
+        objects.len()
+    )))
 }
 
 async fn failover(

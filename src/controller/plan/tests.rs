@@ -108,6 +108,15 @@ impl Fx {
         self.members.iter_mut().find(|m| m.id == want).unwrap()
     }
 
+    /// Member `c` stops answering, its Pod in `pod` state (None: deleted), and every other
+    /// member's bus link to it is down.
+    fn lose(&mut self, c: char, pod: Option<PodState>) {
+        let m = self.get(c);
+        m.pod = pod;
+        m.answers = false;
+        self.unreachable(c);
+    }
+
     /// Every answering member's link to `c` is down (its process is gone).
     fn unreachable(&mut self, c: char) {
         let target = id(c);
@@ -326,10 +335,7 @@ fn healthy_cluster_is_ready_and_idle() {
 #[test]
 fn deleted_follower_with_pvc_comes_back_on_its_node_with_its_volume() {
     let mut fx = healthy().with_storage();
-    let e = fx.get('e');
-    e.pod = None;
-    e.answers = false;
-    fx.unreachable('e');
+    fx.lose('e', None);
     let p0 = super::plan(&fx.observed());
     match &p0.action {
         Action::CreateMembers(news) => {
@@ -349,10 +355,7 @@ fn deleted_follower_with_pvc_comes_back_on_its_node_with_its_volume() {
 #[test]
 fn deleted_follower_without_storage_is_replaced_in_its_zone_then_forgotten() {
     let mut fx = healthy();
-    let e = fx.get('e');
-    e.pod = None;
-    e.answers = false;
-    fx.unreachable('e');
+    fx.lose('e', None);
     let p0 = super::plan(&fx.observed());
     match &p0.action {
         // The dead identity owns nothing and nobody follows it: it is forgotten first.
@@ -435,10 +438,7 @@ fn plan_reason(plan: &Plan) -> String {
 #[test]
 fn crashed_leader_confirmed_by_kubernetes_and_the_majority_is_forced_over() {
     let mut fx = healthy();
-    let a = fx.get('a');
-    a.pod = Some(PodState::Down);
-    a.answers = false;
-    fx.unreachable('a');
+    fx.lose('a', Some(PodState::Down));
     let p0 = super::plan(&fx.observed());
     match &p0.action {
         Action::Failover {
@@ -489,11 +489,8 @@ fn unreachable_leader_is_not_forced_without_kubernetes_and_majority_agreeing() {
 #[test]
 fn a_follower_that_never_synced_is_never_promoted() {
     let mut fx = healthy();
-    let a = fx.get('a');
-    a.pod = Some(PodState::Down);
-    a.answers = false;
+    fx.lose('a', Some(PodState::Down));
     fx.get('d').offset = 0;
-    fx.unreachable('a');
     let p = plan(&fx.observed());
     assert!(!matches!(p.action, Action::Failover { .. }), "{p:?}");
     assert!(p.problems.iter().any(|x| x.reason == "LeaderLost"), "{p:?}");
@@ -503,10 +500,7 @@ fn a_follower_that_never_synced_is_never_promoted() {
 fn leader_held_by_the_start_gate_is_forced_over() {
     // Restarted without its data (S4): the container runs the gate, Redis does not answer.
     let mut fx = healthy();
-    let a = fx.get('a');
-    a.pod = Some(PodState::Down);
-    a.answers = false;
-    fx.unreachable('a');
+    fx.lose('a', Some(PodState::Down));
     let p = plan(&fx.observed());
     assert!(
         matches!(p.action, Action::Failover { kind: FailoverKind::Force, ref to, .. } if to.as_str() == id('d')),
@@ -517,14 +511,11 @@ fn leader_held_by_the_start_gate_is_forced_over() {
 #[test]
 fn redis_already_promoted_the_follower_then_the_old_identity_is_forgotten() {
     let mut fx = healthy();
-    let a = fx.get('a');
-    a.pod = None;
-    a.answers = false;
-    a.slots = "";
+    fx.lose('a', None);
+    fx.get('a').slots = "";
     let d = fx.get('d');
     d.master = None;
     d.slots = "0-5461";
-    fx.unreachable('a');
     let p = plan(&fx.observed());
     match &p.action {
         Action::Forget(ids) => assert_eq!(ids[0].0.as_str(), id('a')),
@@ -535,14 +526,11 @@ fn redis_already_promoted_the_follower_then_the_old_identity_is_forgotten() {
 #[test]
 fn promoted_leader_with_its_volume_comes_back_instead_of_being_forgotten() {
     let mut fx = healthy().with_storage();
-    let a = fx.get('a');
-    a.pod = None;
-    a.answers = false;
-    a.slots = "";
+    fx.lose('a', None);
+    fx.get('a').slots = "";
     let d = fx.get('d');
     d.master = None;
     d.slots = "0-5461";
-    fx.unreachable('a');
     let p = plan(&fx.observed());
     match &p.action {
         Action::CreateMembers(news) => {
@@ -559,7 +547,7 @@ fn leaders_piled_in_one_zone_are_spread_back_by_graceful_failover() {
     let mut fx = healthy();
     let a = fx.get('a');
     a.master = Some(id('d'));
-    a.slots = "";
+    fx.get('a').slots = "";
     let d = fx.get('d');
     d.master = None;
     d.slots = "0-5461";
@@ -611,14 +599,8 @@ fn every_pod_deleted_comes_back_on_its_volumes_then_meets_at_new_addresses() {
 #[test]
 fn combined_loss_forces_the_leader_first_then_replaces_the_follower() {
     let mut fx = healthy().with_storage();
-    let e = fx.get('e');
-    e.pod = None;
-    e.answers = false;
-    fx.unreachable('e');
-    let c = fx.get('c');
-    c.pod = Some(PodState::Down);
-    c.answers = false;
-    fx.unreachable('c');
+    fx.lose('e', None);
+    fx.lose('c', Some(PodState::Down));
     let p = plan(&fx.observed());
     match &p.action {
         Action::Failover {
@@ -637,10 +619,7 @@ fn combined_loss_forces_the_leader_first_then_replaces_the_follower() {
 fn survivor_chained_to_a_dead_leader_is_promoted() {
     // Shard 0: leader a gone; d follows a; a new member 9 (empty, never synced) follows d.
     let mut fx = healthy();
-    let a = fx.get('a');
-    a.pod = None;
-    a.answers = false;
-    fx.unreachable('a');
+    fx.lose('a', None);
     fx.members.push(M {
         id: id('9'),
         ip: "10.0.0.7".into(),
