@@ -14,6 +14,8 @@ mod support {
 }
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Pod;
@@ -21,6 +23,7 @@ use kube::api::{DeleteParams, PostParams};
 use kube::{Api, Client};
 use kube_support::*;
 use redis_operator::crd::RedisCluster;
+use redis_operator::redis::model::observe_node;
 use serde_json::{Value, json};
 use support::ack_writer::{AckWriter, AckWriterHandle, AckWriterOptions, ReadBackOptions, Report};
 
@@ -193,6 +196,44 @@ async fn fail<T>(writer: AckWriterHandle, why: &str) -> T {
     panic!("{why}\n{report}")
 }
 
+/// Polls one member's role every 200 ms in the background (for at most 10 minutes) and
+/// remembers whether it was ever a master serving slots.
+struct LeadershipWatch {
+    seen: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl LeadershipWatch {
+    fn start(member: &Member, pass: &str) -> Self {
+        let seen = Arc::new(AtomicBool::new(false));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (addr, admin) = (member.addr(), member_admin(pass));
+        let task = tokio::spawn({
+            let (seen, stop) = (seen.clone(), stop.clone());
+            async move {
+                let begun = Instant::now();
+                while !stop.load(Ordering::Relaxed) && begun.elapsed() < Duration::from_secs(600) {
+                    if let Ok(o) = observe_node(addr, &admin).await
+                        && o.is_serving_master()
+                    {
+                        seen.store(true, Ordering::Relaxed);
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        });
+        Self { seen, stop, task }
+    }
+
+    /// Stops polling; whether the member was seen leading.
+    async fn finish(self) -> bool {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.task.await;
+        self.seen.load(Ordering::Relaxed)
+    }
+}
+
 fn shard_of(members: &Members, pod: &str) -> (String, String) {
     let m = members.pod(pod).unwrap();
     (m.shard.clone(), m.ordinal.clone())
@@ -251,9 +292,14 @@ async fn leader_pod_deleted_gracefully_fails_over() {
     print_roles("before", &before);
     let writer = chaos.writer(&before).await;
     let victim = before.leader(0).clone();
+    let follower = LeadershipWatch::start(before.followers(0)[0], &chaos.pass);
     chaos.delete_pods(&[&victim.pod]).await;
     let (after, _) = chaos.recover_and_verify(writer).await;
     print_roles("after", &after);
+    assert!(
+        follower.finish().await,
+        "the follower of shard 0 never took over from its deleted leader"
+    );
     chaos.cleanup().await;
 }
 

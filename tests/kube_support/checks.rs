@@ -443,8 +443,18 @@ pub async fn check_recovered(
         let entries: Vec<_> = std::iter::once(&o.myself).chain(&o.peers).collect();
         let seen: BTreeSet<&str> = entries.iter().map(|e| e.id.as_str()).collect();
         if entries.len() != members.len() || seen.len() != members.len() {
+            let strangers: Vec<String> = entries
+                .iter()
+                .filter(|e| !ip_of_id.contains_key(e.id.as_str()))
+                .map(|e| format!("{} {} {:?}", e.id, e.raw_addr, e.flags))
+                .collect();
+            let absent: Vec<&str> = ip_of_id
+                .keys()
+                .filter(|id| !seen.contains(*id))
+                .copied()
+                .collect();
             return Err(format!(
-                "{} lists {} nodes, want exactly the {} members",
+                "{} lists {} nodes, want exactly the {} members (not members: {strangers:?}; members it lacks: {absent:?})",
                 m.pod,
                 entries.len(),
                 members.len()
