@@ -78,6 +78,23 @@ impl Member {
         let running = c.state.as_ref().is_some_and(|s| s.running.is_some());
         !running || (c.restart_count > 0 && !c.ready)
     }
+    /// The container cannot start or keeps crashing (CrashLoopBackOff, an image that cannot be
+    /// pulled, a bad configuration): the member is unhealthy and the scheduler replaces it. A
+    /// container held by the start gate runs and is not crash-looping.
+    pub fn crash_looping(&self) -> bool {
+        self.container()
+            .and_then(|c| c.state.as_ref()?.waiting.as_ref()?.reason.as_deref())
+            .is_some_and(|r| {
+                matches!(
+                    r,
+                    "CrashLoopBackOff"
+                        | "ImagePullBackOff"
+                        | "ErrImagePull"
+                        | "CreateContainerConfigError"
+                        | "CreateContainerError"
+                )
+            })
+    }
     /// When deletion was requested.
     pub fn deleting_since(&self) -> Option<jiff::Timestamp> {
         self.pod.metadata.deletion_timestamp.as_ref().map(|t| t.0)

@@ -62,25 +62,34 @@ pub fn held_claims(obs: &Observed) -> Vec<&Claim> {
 
 /// Members as the scheduler sees them: live Pods and held claims. The role is what Redis
 /// reports; a shard with no serving leader has its lowest-ordinal member stand for the leader
-/// it is about to have.
+/// it is about to have. A member whose container cannot start is unhealthy, so the scheduler
+/// replaces it; one that is merely restarting or held by the start gate is not (replacing it
+/// would throw away a member that is about to serve).
 fn current_members(obs: &Observed) -> Vec<CurrentMember> {
     let owners: std::collections::BTreeSet<NodeId> = obs.view.voting_masters();
-    let mut seats: Vec<(usize, usize, String, bool)> = obs
+    // (shard, member, node, leads, healthy)
+    let mut seats: Vec<(usize, usize, String, bool, bool)> = obs
         .live()
         .filter_map(|m| {
             let leads = obs.view_of(m).is_some_and(|v| v.is_serving_master());
-            Some((m.shard, m.member, m.node()?.to_string(), leads))
+            Some((
+                m.shard,
+                m.member,
+                m.node()?.to_string(),
+                leads,
+                !m.crash_looping(),
+            ))
         })
         .collect();
     for c in held_claims(obs) {
         let leads = c.node_id.as_ref().is_some_and(|id| owners.contains(id));
         if let Some(node) = &c.node {
-            seats.push((c.shard, c.member, node.clone(), leads));
+            seats.push((c.shard, c.member, node.clone(), leads, true));
         }
     }
     seats
         .iter()
-        .filter_map(|(shard, member, node, leads)| {
+        .filter_map(|(shard, member, node, leads, healthy)| {
             let shard_led = seats.iter().any(|s| s.0 == *shard && s.3);
             let first = seats.iter().filter(|s| s.0 == *shard).map(|s| s.1).min() == Some(*member);
             let leader = *leads || (!shard_led && first);
@@ -88,7 +97,7 @@ fn current_members(obs: &Observed) -> Vec<CurrentMember> {
                 shard: u32::try_from(*shard).ok()?,
                 role: if leader { Role::Leader } else { Role::Follower },
                 node: node.clone(),
-                healthy: true,
+                healthy: *healthy,
             })
         })
         .collect()

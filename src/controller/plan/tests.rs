@@ -37,8 +37,10 @@ struct M {
 #[derive(Clone, Copy, PartialEq)]
 enum PodState {
     Running,
-    /// Container not running (killed, restarting, held by the start gate).
+    /// Container restarted and not ready (killed and restarting, held by the start gate).
     Down,
+    /// The container keeps crashing.
+    CrashLoop,
     /// Deletion requested this many seconds ago.
     Deleting(i64),
 }
@@ -276,7 +278,7 @@ impl Fx {
 }
 
 fn pod(m: &M, state: PodState, claim: Option<String>) -> Member {
-    let running = state != PodState::Down;
+    let running = !matches!(state, PodState::Down | PodState::CrashLoop);
     let mut json = serde_json::json!({
         "metadata": {
             "name": format!("p-s{}-m{}-{}", m.shard, m.member, &m.id[..1]),
@@ -291,7 +293,7 @@ fn pod(m: &M, state: PodState, claim: Option<String>) -> Member {
             "containerStatuses": [{
                 "name": "redis", "image": "redis", "imageID": "", "ready": running,
                 "restartCount": if running { 0 } else { 1 },
-                "state": if running { serde_json::json!({"running": {}}) } else { serde_json::json!({"waiting": {"reason": "CrashLoopBackOff"}}) },
+                "state": if state == PodState::CrashLoop { serde_json::json!({"waiting": {"reason": "CrashLoopBackOff"}}) } else { serde_json::json!({"running": {}}) },
             }],
         },
     });
@@ -654,4 +656,22 @@ fn a_failed_step_is_degraded_with_its_reason() {
     );
     let d = cond(&c, types::DEGRADED);
     assert!(d.status && d.reason == "FailoverFailed" && d.message.contains("boom"));
+}
+
+#[test]
+fn a_follower_that_cannot_start_is_replaced() {
+    // Its container keeps crashing; the masters still see its bus link up (nothing confirms
+    // its death yet), but the scheduler considers the member unhealthy and replaces it.
+    let mut fx = healthy();
+    let e = fx.get('e');
+    e.pod = Some(PodState::CrashLoop);
+    e.answers = false;
+    let p = plan(&fx.observed());
+    match &p.action {
+        Action::DeletePods(pods) => {
+            assert_eq!(pods.len(), 1);
+            assert!(pods[0].0.contains("s1-m1"), "{pods:?}");
+        }
+        other => panic!("expected the crash-looping member removed, got {other:?}"),
+    }
 }
