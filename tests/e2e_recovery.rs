@@ -18,8 +18,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::Pod;
-use kube::api::{DeleteParams, PostParams};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::{Api, Client};
 use kube_support::*;
 use redis_operator::crd::RedisCluster;
@@ -327,6 +327,9 @@ async fn leader_restarted_empty_loses_no_acknowledged_write() {
     )
     .await;
     print_roles("before", &before);
+    let claims =
+        count::<PersistentVolumeClaim>(&chaos.client, &chaos.ns.name, &ListParams::default()).await;
+    assert_eq!(claims, Some(0), "a cluster without storage has no PVCs");
     let writer = chaos.writer(&before).await;
     chaos.kill_redis(&before.leader(2).pod).await;
     let (after, _) = chaos.recover_and_verify(writer).await;
