@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use redis_operator::redis::command::Cmd;
 use redis_operator::redis::parse::cluster_nodes::parse_cluster_nodes;
-use redis_operator::redis::{AdminOptions, Auth, Client, SlotRange, Timeouts, reply};
+use redis_operator::redis::{AdminOptions, Auth, Client, RedisError, SlotRange, Timeouts, reply};
 use support::ack_writer::*;
 use support::redis_cluster::build;
 
@@ -253,4 +253,56 @@ async fn no_acknowledged_write_lost_across_a_graceful_failover() {
         "shard 1 acknowledged writes after the failover"
     );
     assert!(report.acknowledged() + report.indeterminate() == report.attempted());
+
+    // The read-back notices a deleted and an overwritten acknowledged key...
+    let t0 = &report.tags[0];
+    let gone = key_of(&t0.tag, t0.acked[0]);
+    let changed = key_of(&t0.tag, t0.acked[1]);
+    on_owner(&cluster.procs.addrs(), &opts, &Cmd::new("DEL").arg(&gone)).await;
+    on_owner(
+        &cluster.procs.addrs(),
+        &opts,
+        &Cmd::new("SET").arg(&changed).arg("other"),
+    )
+    .await;
+    report
+        .read_back(&cluster.procs.addrs(), pass, &ReadBackOptions::default())
+        .await;
+    let rb = report.read_back.clone().unwrap();
+    assert_eq!((rb.missing, rb.wrong, rb.unverified), (1, 1, 0), "{report}");
+    let err = report.verify().unwrap_err();
+    assert!(err.contains("2 acknowledged writes lost"), "{err}");
+
+    // ...and counts keys it cannot read as unverified, not as present or lost.
+    let frozen = &cluster.procs.nodes[cluster.index(&cluster.leaders[2])];
+    frozen.pause();
+    report
+        .read_back(
+            &cluster.procs.addrs(),
+            pass,
+            &ReadBackOptions {
+                deadline: Duration::from_secs(3),
+                ..ReadBackOptions::default()
+            },
+        )
+        .await;
+    frozen.resume();
+    let rb = report.read_back.clone().unwrap();
+    let on_frozen = report.tags.iter().find(|t| t.master == 2).unwrap();
+    assert_eq!(rb.unverified, on_frozen.acknowledged(), "{report}");
+    assert_eq!((rb.missing, rb.wrong), (1, 1), "{report}");
+    assert!(report.verify().unwrap_err().contains("unverified"));
+}
+
+/// Sends a single-key write to whichever node accepts it (the others answer MOVED).
+async fn on_owner(addrs: &[SocketAddr], opts: &AdminOptions, cmd: &Cmd) {
+    for addr in addrs {
+        let mut c = Client::connect(*addr, opts).await.unwrap();
+        match c.call(cmd).await {
+            Ok(_) => return,
+            Err(RedisError::Moved { .. }) => continue,
+            Err(e) => panic!("{} on {addr}: {e}", cmd.describe()),
+        }
+    }
+    panic!("no node accepted {}", cmd.describe());
 }

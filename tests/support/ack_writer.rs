@@ -1102,7 +1102,8 @@ async fn pipelined_gets(
 }
 
 /// One GET following MOVED and ASK, retrying transient errors with back-off and a topology
-/// refresh, at most `tries` times and not past `deadline`.
+/// refresh, at most `tries` times and not past `deadline`. The error says why the key could
+/// not be read.
 async fn routed_get(
     router: &Router,
     conns: &mut HashMap<SocketAddr, Client>,
@@ -1110,12 +1111,10 @@ async fn routed_get(
     key: &str,
     tries: u32,
     deadline: Instant,
-) -> Result<Option<Bytes>, RedisError> {
+) -> Result<Option<Bytes>, String> {
     let cmd = Cmd::new("GET").arg(key);
     let mut ask: Option<SocketAddr> = None;
-    let mut last = RedisError::Closed {
-        addr: SocketAddr::from(([0, 0, 0, 0], 0)),
-    };
+    let mut last = String::from("read-back deadline passed before the key was tried");
     for _ in 0..tries.max(1) {
         if Instant::now() >= deadline {
             break;
@@ -1126,15 +1125,22 @@ async fn routed_get(
             .or_else(|| router.owner(slot))
             .or_else(|| router.any())
         else {
+            last = "no known address".to_owned();
             router.refresh().await;
             continue;
         };
         match send(conns, &router.admin, addr, asking, &cmd).await {
-            Ok(frame) => return reply::opt_bytes(&cmd, frame),
-            Err(RedisError::Moved { slot, endpoint }) => router.moved(slot, &endpoint),
-            Err(RedisError::Ask { endpoint, .. }) => ask = endpoint.parse().ok(),
+            Ok(frame) => return reply::opt_bytes(&cmd, frame).map_err(|e| e.to_string()),
+            Err(RedisError::Moved { slot, endpoint }) => {
+                last = format!("still redirected (MOVED {slot} {endpoint})");
+                router.moved(slot, &endpoint);
+            }
+            Err(RedisError::Ask { slot, endpoint }) => {
+                last = format!("still redirected (ASK {slot} {endpoint})");
+                ask = endpoint.parse().ok();
+            }
             Err(e) => {
-                last = e;
+                last = e.to_string();
                 backoff().await;
                 router.refresh().await;
             }
