@@ -113,10 +113,7 @@ impl Chaos {
         let members = self
             .recovered(RECOVERY, |addrs| writer.add_seeds(addrs))
             .await;
-        println!(
-            "recovered {:.1} s after the fault",
-            begun.elapsed().as_secs_f64()
-        );
+        let recovered_after = begun.elapsed();
         let now = writer.acknowledged();
         if !acked_at_least(&writer, now + 300, Duration::from_secs(60)).await {
             return fail(writer, "writes are not acknowledged after the recovery").await;
@@ -125,7 +122,12 @@ impl Chaos {
         report
             .read_back(&members.addrs(), &self.pass, &ReadBackOptions::default())
             .await;
-        println!("{report}");
+        // One print per test, so that parallel tests' reports do not interleave.
+        println!(
+            "{}: Ready and recovered {:.1} s after the fault\n{report}",
+            self.ns.name,
+            recovered_after.as_secs_f64()
+        );
         if let Err(e) = report.verify() {
             panic!("{e}");
         }
