@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use redis_operator::redis::command::Cmd;
 use redis_operator::redis::parse::cluster_nodes::parse_cluster_nodes;
-use redis_operator::redis::{AdminOptions, Auth, Client, RedisError, SlotRange, Timeouts, reply};
+use redis_operator::redis::{AdminOptions, Client, RedisError, SlotRange, reply};
 use support::ack_writer::*;
 use support::redis_cluster::build;
 
@@ -155,20 +155,6 @@ fn outage_is_the_longest_gap_between_acknowledgements() {
     assert_eq!((t.first, t.last), (Some(ms(3)), Some(ms(9))));
 }
 
-fn options(password: &str) -> AdminOptions {
-    AdminOptions {
-        auth: Some(Auth {
-            username: None,
-            password: password.to_owned(),
-        }),
-        timeouts: Timeouts {
-            connect: Duration::from_millis(1500),
-            command: Duration::from_millis(1500),
-            migrate: Duration::from_secs(5),
-        },
-    }
-}
-
 async fn role(addr: SocketAddr, opts: &AdminOptions) -> Option<String> {
     let mut c = Client::connect(addr, opts).await.ok()?;
     let cmd = Cmd::info("replication");
@@ -188,7 +174,11 @@ async fn wait_until(what: &str, limit: Duration, mut check: impl AsyncFnMut() ->
 #[tokio::test]
 async fn no_acknowledged_write_lost_across_a_graceful_failover() {
     let pass = "ack-pass";
-    let opts = options(pass);
+    let opts = admin_options(
+        pass,
+        Duration::from_millis(1500),
+        Duration::from_millis(1500),
+    );
     let args = [
         "--cluster-node-timeout",
         "3000",

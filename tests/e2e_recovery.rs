@@ -25,7 +25,7 @@ use kube_support::*;
 use redis_operator::crd::RedisCluster;
 use redis_operator::redis::model::observe_node;
 use serde_json::{Value, json};
-use support::ack_writer::{AckWriter, AckWriterHandle, AckWriterOptions, ReadBackOptions, Report};
+use support::ack_writer::{AckWriter, AckWriterHandle, AckWriterOptions, ReadBackOptions};
 
 const NAME: &str = "chaos";
 const LEADERS: usize = 3;
@@ -43,8 +43,9 @@ struct Chaos {
 }
 
 impl Chaos {
-    /// Namespace, operator, the cluster (with `extra` spec fields), Ready and healthy.
-    async fn start(prefix: &str, extra: Value) -> (Self, Members) {
+    /// Namespace, operator, the cluster (with `extra` spec fields), Ready and healthy, and
+    /// the writer running with acknowledged writes on every shard.
+    async fn start(prefix: &str, extra: Value) -> (Self, Members, AckWriterHandle) {
         let client = client().await;
         let ns = TestNamespace::new(&client, prefix).await;
         let cleanup = DeleteOnPanic(ns.name.clone());
@@ -66,7 +67,9 @@ impl Chaos {
             _cleanup: cleanup,
         };
         let members = chaos.recovered(Duration::from_secs(120), |_| {}).await;
-        (chaos, members)
+        print_roles(&chaos.ns.name, "before", &members);
+        let writer = chaos.writer(&members).await;
+        (chaos, members, writer)
     }
 
     fn pods(&self) -> Api<Pod> {
@@ -107,8 +110,9 @@ impl Chaos {
 
     /// Waits for recovery while handing the writer the members' current addresses, checks
     /// that writes still get acknowledged, stops the writer, reads back and asserts that no
-    /// acknowledged write was lost. Returns the recovered members and the report.
-    async fn recover_and_verify(&self, writer: AckWriterHandle) -> (Members, Report) {
+    /// acknowledged write was lost; then stops the operator and deletes the namespace.
+    /// Returns the recovered members.
+    async fn finish(self, writer: AckWriterHandle) -> Members {
         let begun = Instant::now();
         let members = self
             .recovered(RECOVERY, |addrs| writer.add_seeds(addrs))
@@ -133,7 +137,10 @@ impl Chaos {
         }
         assert_eq!(report.lost(), Some(0));
         assert!(report.acknowledged() > 0);
-        (members, report)
+        print_roles(&self.ns.name, "after", &members);
+        drop(self.operator);
+        self.ns.cleanup().await;
+        members
     }
 
     async fn delete_pods(&self, names: &[&str]) {
@@ -172,11 +179,6 @@ impl Chaos {
             },
         )
         .await;
-    }
-
-    async fn cleanup(self) {
-        drop(self.operator);
-        self.ns.cleanup().await;
     }
 }
 
@@ -249,10 +251,11 @@ fn same_member<'a>(members: &'a Members, identity: &(String, String)) -> &'a Mem
         .unwrap()
 }
 
-fn print_roles(when: &str, members: &Members) {
+fn print_roles(ns: &str, when: &str, members: &Members) {
+    let mut out = String::new();
     for m in &members.0 {
-        println!(
-            "{when}: s{} m{} {} {} on {} ({}) {}",
+        out.push_str(&format!(
+            "{ns} {when}: s{} m{} {} {} on {} ({}) {}\n",
             m.shard,
             m.ordinal,
             if m.leader { "leader  " } else { "follower" },
@@ -260,20 +263,18 @@ fn print_roles(when: &str, members: &Members) {
             m.node,
             m.zone,
             &m.id[..8]
-        );
+        ));
     }
+    print!("{out}");
 }
 
 #[tokio::test]
 #[ignore = "needs the local cluster; run by make test"]
 async fn follower_pod_deleted_returns_with_its_identity() {
-    let (chaos, before) = Chaos::start("rec-follower", json!({})).await;
-    print_roles("before", &before);
-    let writer = chaos.writer(&before).await;
+    let (chaos, before, writer) = Chaos::start("rec-follower", json!({})).await;
     let victim = before.followers(1)[0].clone();
     chaos.delete_pods(&[&victim.pod]).await;
-    let (after, _) = chaos.recover_and_verify(writer).await;
-    print_roles("after", &after);
+    let after = chaos.finish(writer).await;
     let back = same_member(&after, &shard_of(&before, &victim.pod));
     assert_ne!(back.pod, victim.pod, "a replacement pod");
     assert_eq!(
@@ -284,37 +285,28 @@ async fn follower_pod_deleted_returns_with_its_identity() {
         back.id, victim.id,
         "with a PVC the member keeps its node id"
     );
-    chaos.cleanup().await;
 }
 
 #[tokio::test]
 #[ignore = "needs the local cluster; run by make test"]
 async fn leader_pod_deleted_gracefully_fails_over() {
-    let (chaos, before) = Chaos::start("rec-leader", json!({})).await;
-    print_roles("before", &before);
-    let writer = chaos.writer(&before).await;
+    let (chaos, before, writer) = Chaos::start("rec-leader", json!({})).await;
     let victim = before.leader(0).clone();
     let follower = LeadershipWatch::start(before.followers(0)[0], &chaos.pass);
     chaos.delete_pods(&[&victim.pod]).await;
-    let (after, _) = chaos.recover_and_verify(writer).await;
-    print_roles("after", &after);
+    chaos.finish(writer).await;
     assert!(
         follower.finish().await,
         "the follower of shard 0 never took over from its deleted leader"
     );
-    chaos.cleanup().await;
 }
 
 #[tokio::test]
 #[ignore = "needs the local cluster; run by make test"]
 async fn leader_process_killed_recovers() {
-    let (chaos, before) = Chaos::start("rec-kill", json!({})).await;
-    print_roles("before", &before);
-    let writer = chaos.writer(&before).await;
+    let (chaos, before, writer) = Chaos::start("rec-kill", json!({})).await;
     chaos.kill_redis(&before.leader(1).pod).await;
-    let (after, _) = chaos.recover_and_verify(writer).await;
-    print_roles("after", &after);
-    chaos.cleanup().await;
+    chaos.finish(writer).await;
 }
 
 /// Without persistence a restarted leader comes back empty with its nodes.conf; if it kept
@@ -323,56 +315,42 @@ async fn leader_process_killed_recovers() {
 #[tokio::test]
 #[ignore = "needs the local cluster; run by make test"]
 async fn leader_restarted_empty_loses_no_acknowledged_write() {
-    let (chaos, before) = Chaos::start(
+    let (chaos, before, writer) = Chaos::start(
         "rec-empty",
         json!({"storage": null, "config": {"appendonly": "no", "save": "\"\""}}),
     )
     .await;
-    print_roles("before", &before);
     let claims =
         count::<PersistentVolumeClaim>(&chaos.client, &chaos.ns.name, &ListParams::default()).await;
     assert_eq!(claims, Some(0), "a cluster without storage has no PVCs");
-    let writer = chaos.writer(&before).await;
     chaos.kill_redis(&before.leader(2).pod).await;
-    let (after, _) = chaos.recover_and_verify(writer).await;
-    print_roles("after", &after);
-    chaos.cleanup().await;
+    chaos.finish(writer).await;
 }
 
 #[tokio::test]
 #[ignore = "needs the local cluster; run by make test"]
 async fn every_member_pod_deleted_returns_with_the_same_ids() {
-    let (chaos, before) = Chaos::start("rec-all", json!({})).await;
-    print_roles("before", &before);
-    let writer = chaos.writer(&before).await;
+    let (chaos, before, writer) = Chaos::start("rec-all", json!({})).await;
     let names: Vec<&str> = before.0.iter().map(|m| m.pod.as_str()).collect();
     chaos.delete_pods(&names).await;
-    let (after, _) = chaos.recover_and_verify(writer).await;
-    print_roles("after", &after);
+    let after = chaos.finish(writer).await;
     assert_eq!(after.ids(), before.ids(), "every member keeps its node id");
-    chaos.cleanup().await;
 }
 
 #[tokio::test]
 #[ignore = "needs the local cluster; run by make test"]
 async fn follower_and_another_shards_leader_deleted_together() {
-    let (chaos, before) = Chaos::start("rec-combo", json!({})).await;
-    print_roles("before", &before);
-    let writer = chaos.writer(&before).await;
+    let (chaos, before, writer) = Chaos::start("rec-combo", json!({})).await;
     let follower = before.followers(0)[0].pod.clone();
     let leader = before.leader(1).pod.clone();
     chaos.delete_pods(&[&follower, &leader]).await;
-    let (after, _) = chaos.recover_and_verify(writer).await;
-    print_roles("after", &after);
-    chaos.cleanup().await;
+    chaos.finish(writer).await;
 }
 
 #[tokio::test]
 #[ignore = "needs the local cluster; run by make test"]
 async fn all_but_one_member_per_shard_deleted() {
-    let (chaos, before) = Chaos::start("rec-most", json!({})).await;
-    print_roles("before", &before);
-    let writer = chaos.writer(&before).await;
+    let (chaos, before, writer) = Chaos::start("rec-most", json!({})).await;
     // Survivors: the leader of shard 0, the follower of shard 1, the leader of shard 2.
     let victims = [
         before.followers(0)[0].pod.clone(),
@@ -381,17 +359,13 @@ async fn all_but_one_member_per_shard_deleted() {
     ];
     let names: Vec<&str> = victims.iter().map(String::as_str).collect();
     chaos.delete_pods(&names).await;
-    let (after, _) = chaos.recover_and_verify(writer).await;
-    print_roles("after", &after);
-    chaos.cleanup().await;
+    chaos.finish(writer).await;
 }
 
 #[tokio::test]
 #[ignore = "needs the local cluster; run by make test"]
 async fn operator_killed_mid_recovery_converges() {
-    let (mut chaos, before) = Chaos::start("rec-opkill", json!({})).await;
-    print_roles("before", &before);
-    let writer = chaos.writer(&before).await;
+    let (mut chaos, before, writer) = Chaos::start("rec-opkill", json!({})).await;
     let victim = before.leader(2).clone();
     chaos.delete_pods(&[&victim.pod]).await;
     // Kill the operator as soon as it acts on the loss (a replacement pod exists), or after
@@ -420,7 +394,5 @@ async fn operator_killed_mid_recovery_converges() {
         pods.get_opt(&victim.pod).await.ok().flatten().is_some()
     );
     chaos.operator = Operator::start(&chaos.ns.name);
-    let (after, _) = chaos.recover_and_verify(writer).await;
-    print_roles("after", &after);
-    chaos.cleanup().await;
+    chaos.finish(writer).await;
 }

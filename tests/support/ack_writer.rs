@@ -89,7 +89,8 @@ impl Default for AckWriterOptions {
     }
 }
 
-fn admin_options(password: &str, connect: Duration, command: Duration) -> AdminOptions {
+/// Options for the cluster's nodes: AUTH with `password` unless it is empty, and the timeouts.
+pub fn admin_options(password: &str, connect: Duration, command: Duration) -> AdminOptions {
     AdminOptions {
         auth: (!password.is_empty()).then(|| Auth {
             username: None,
@@ -434,6 +435,19 @@ impl Router {
     }
 }
 
+/// The cached connection to `addr`, a new one when there is none or it is poisoned.
+async fn cached<'a>(
+    conns: &'a mut HashMap<SocketAddr, Client>,
+    admin: &AdminOptions,
+    addr: SocketAddr,
+) -> Result<&'a mut Client, RedisError> {
+    if conns.get(&addr).is_none_or(Client::is_poisoned) {
+        conns.remove(&addr);
+        conns.insert(addr, Client::connect(addr, admin).await?);
+    }
+    conns.get_mut(&addr).ok_or(RedisError::Closed { addr })
+}
+
 /// Sends `cmd` to `addr` on a cached connection (a new one when missing or poisoned),
 /// preceded by `ASKING` when `asking`.
 async fn send(
@@ -443,12 +457,7 @@ async fn send(
     asking: bool,
     cmd: &Cmd,
 ) -> Result<Frame, RedisError> {
-    if conns.get(&addr).is_none_or(Client::is_poisoned) {
-        conns.remove(&addr);
-        let client = Client::connect(addr, admin).await?;
-        conns.insert(addr, client);
-    }
-    let conn = conns.get_mut(&addr).ok_or(RedisError::Closed { addr })?;
+    let conn = cached(conns, admin, addr).await?;
     let result = if asking {
         match conn.pipeline(&[Cmd::new("ASKING"), cmd.clone()]).await {
             Ok(mut replies) => replies.pop().unwrap_or(Err(RedisError::Closed { addr })),
@@ -1070,15 +1079,10 @@ async fn pipelined_gets(
         let Some(addr) = router.owner(slot).or_else(|| router.any()) else {
             break;
         };
-        let replies = async {
-            if conns.get(&addr).is_none_or(Client::is_poisoned) {
-                conns.remove(&addr);
-                conns.insert(addr, Client::connect(addr, &router.admin).await?);
-            }
-            let conn = conns.get_mut(&addr).ok_or(RedisError::Closed { addr })?;
-            conn.pipeline(&cmds).await
-        }
-        .await;
+        let replies = match cached(conns, &router.admin, addr).await {
+            Ok(conn) => conn.pipeline(&cmds).await,
+            Err(e) => Err(e),
+        };
         match replies {
             Ok(replies) => {
                 if let Some(Err(RedisError::Moved { slot, endpoint })) = replies.first() {
