@@ -1,0 +1,341 @@
+//! One chaos test's world, shared by the recovery suite (`e2e_recovery.rs`) and the recovery
+//! benchmark (`bench_recovery.rs`): a namespace with its own operator process and a Ready
+//! 3 × 1 RedisCluster, the acknowledged-write checker (`ack_writer.rs`) against it, and the
+//! faults (Pods deleted, a redis process SIGKILLed, a node crashed).
+//!
+//! Declared by a test crate as `mod support { pub mod ack_writer; pub mod chaos; }` next to
+//! `mod kube_support;`.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::panic)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{DeleteParams, ListParams, PostParams};
+use kube::{Api, Client};
+use redis_operator::crd::RedisCluster;
+use redis_operator::redis::model::observe_node;
+use serde_json::Value;
+
+use super::ack_writer::{AckWriter, AckWriterHandle, AckWriterOptions, ReadBackOptions};
+use crate::kube_support::*;
+
+pub const NAME: &str = "chaos";
+pub const LEADERS: usize = 3;
+pub const FOLLOWERS: usize = 1;
+pub const RECOVERY: Duration = Duration::from_secs(240);
+
+/// One test's world: namespace (deleted at the end, or on a panic), operator, a Ready 3 × 1
+/// cluster and its password.
+pub struct Chaos {
+    pub client: Client,
+    pub ns: TestNamespace,
+    pub operator: Operator,
+    pub pass: String,
+    _cleanup: DeleteOnPanic,
+}
+
+impl Chaos {
+    /// Namespace, operator, the cluster (with `extra` spec fields), Ready and healthy, and
+    /// the writer running with acknowledged writes on every shard.
+    pub async fn start(prefix: &str, extra: Value) -> (Self, Members, AckWriterHandle) {
+        let (chaos, members) = Self::create(prefix, extra).await;
+        print_roles(&chaos.ns.name, "before", &members);
+        let writer = chaos.writer(&members).await;
+        (chaos, members, writer)
+    }
+
+    /// Namespace, operator and the cluster (with `extra` spec fields), Ready and healthy;
+    /// no writer yet.
+    pub async fn create(prefix: &str, extra: Value) -> (Self, Members) {
+        let client = client().await;
+        let ns = TestNamespace::new(&client, prefix).await;
+        let cleanup = DeleteOnPanic(ns.name.clone());
+        let operator = Operator::start(&ns.name);
+        let api: Api<RedisCluster> = Api::namespaced(client.clone(), &ns.name);
+        api.create(
+            &PostParams::default(),
+            &cluster(NAME, LEADERS as i32, FOLLOWERS as i32, extra),
+        )
+        .await
+        .unwrap();
+        wait_ready(&api, NAME, RECOVERY).await;
+        let pass = password(&client, &ns.name, NAME).await;
+        let chaos = Self {
+            client,
+            ns,
+            operator,
+            pass,
+            _cleanup: cleanup,
+        };
+        let members = chaos.recovered(Duration::from_secs(120), |_| {}).await;
+        (chaos, members)
+    }
+
+    pub fn pods(&self) -> Api<Pod> {
+        Api::namespaced(self.client.clone(), &self.ns.name)
+    }
+
+    /// Starts the writer against the members and waits until it has acknowledged writes.
+    pub async fn writer(&self, members: &Members) -> AckWriterHandle {
+        self.writer_with(
+            members,
+            AckWriterOptions {
+                // Setup and the 240 s recovery deadline fit; the writer stops by itself after.
+                max_duration: Duration::from_secs(480),
+                ..AckWriterOptions::default()
+            },
+        )
+        .await
+    }
+
+    /// [`Chaos::writer`] with other options.
+    pub async fn writer_with(&self, members: &Members, opts: AckWriterOptions) -> AckWriterHandle {
+        let writer = AckWriter::start(members.addrs(), self.pass.clone(), opts)
+            .await
+            .expect("ack writer starts");
+        if !acked_at_least(&writer, 200, Duration::from_secs(30)).await {
+            return fail(writer, "no acknowledged writes before the fault").await;
+        }
+        writer
+    }
+
+    /// [`wait_recovered`] for this cluster.
+    pub async fn recovered(
+        &self,
+        timeout: Duration,
+        on_poll: impl FnMut(Vec<SocketAddr>),
+    ) -> Members {
+        wait_recovered(
+            &self.client,
+            &self.ns.name,
+            NAME,
+            (LEADERS, FOLLOWERS),
+            timeout,
+            on_poll,
+        )
+        .await
+    }
+
+    /// Waits for recovery while handing the writer the members' current addresses, checks
+    /// that writes still get acknowledged, stops the writer, reads back and asserts that no
+    /// acknowledged write was lost; then stops the operator and deletes the namespace.
+    /// Returns the recovered members.
+    pub async fn finish(self, writer: AckWriterHandle) -> Members {
+        let begun = Instant::now();
+        let members = self
+            .recovered(RECOVERY, |addrs| writer.add_seeds(addrs))
+            .await;
+        let recovered_after = begun.elapsed();
+        let now = writer.acknowledged();
+        if !acked_at_least(&writer, now + 300, Duration::from_secs(60)).await {
+            return fail(writer, "writes are not acknowledged after the recovery").await;
+        }
+        let mut report = writer.stop().await;
+        report
+            .read_back(&members.addrs(), &self.pass, &ReadBackOptions::default())
+            .await;
+        // One print per test, so that parallel tests' reports do not interleave.
+        println!(
+            "{}: Ready and recovered {:.1} s after the fault\n{report}",
+            self.ns.name,
+            recovered_after.as_secs_f64()
+        );
+        if let Err(e) = report.verify() {
+            panic!("{e}");
+        }
+        assert_eq!(report.lost(), Some(0));
+        assert!(report.acknowledged() > 0);
+        print_roles(&self.ns.name, "after", &members);
+        self.cleanup().await;
+        members
+    }
+
+    /// Stops the operator and deletes the namespace.
+    pub async fn cleanup(self) {
+        drop(self.operator);
+        self.ns.cleanup().await;
+    }
+
+    pub async fn delete_pods(&self, names: &[&str]) {
+        let pods = self.pods();
+        let deletes = names
+            .iter()
+            .map(|n| {
+                let pods = pods.clone();
+                async move { pods.delete(n, &DeleteParams::default()).await }
+            })
+            .collect::<Vec<_>>();
+        for (name, r) in names.iter().zip(futures::future::join_all(deletes).await) {
+            r.unwrap_or_else(|e| panic!("delete pod {name}: {e}"));
+        }
+        println!("deleted {names:?}");
+    }
+
+    /// SIGKILLs the redis process of `pod`; returns its pid.
+    pub async fn sigkill_redis(&self, pod: &str) -> u32 {
+        let before = self.pods().get(pod).await.unwrap();
+        let pid = container_pid(&before).expect("containerID with a pid");
+        let status = std::process::Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -KILL {pid}");
+        println!("killed redis of {pod} (pid {pid})");
+        pid
+    }
+
+    /// SIGKILLs the redis process of `pod` and waits until its container runs again.
+    pub async fn kill_redis(&self, pod: &str) {
+        let pid = self.sigkill_redis(pod).await;
+        let pods = self.pods();
+        wait_for(
+            &format!("{pod} restarted after SIGKILL"),
+            Duration::from_secs(90),
+            || async {
+                let p = pods.get_opt(pod).await.ok().flatten()?;
+                let now = container_pid(&p)?;
+                (now != pid && pod_ip(&p).is_some()).then_some(())
+            },
+        )
+        .await;
+    }
+
+    /// Crashes `node` (`hack/local-cluster node-down`: its pods are SIGKILLed, its heartbeats
+    /// stop) after checking that no Pod of another namespace runs there; the returned guard
+    /// brings the node up again when dropped, also when the test fails.
+    pub async fn crash_node(&self, node: &str) -> NodeDown {
+        let foreign: Vec<String> = Api::<Pod>::all(self.client.clone())
+            .list(&ListParams::default().fields(&format!("spec.nodeName={node}")))
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .filter(|p| p.metadata.namespace.as_deref() != Some(self.ns.name.as_str()))
+            .map(|p| {
+                format!(
+                    "{}/{}",
+                    p.metadata.namespace.clone().unwrap_or_default(),
+                    p.metadata.name.clone().unwrap_or_default()
+                )
+            })
+            .collect();
+        assert!(
+            foreign.is_empty(),
+            "refusing to crash {node}: it also runs {foreign:?}"
+        );
+        let guard = NodeDown(node.to_owned());
+        local_cluster(&["node-down", node]);
+        println!("node {node} down");
+        guard
+    }
+}
+
+/// A node crashed by [`Chaos::crash_node`]; dropping it runs `hack/local-cluster node-up`.
+pub struct NodeDown(pub String);
+
+impl Drop for NodeDown {
+    fn drop(&mut self) {
+        let out = std::process::Command::new(repo().join("hack/local-cluster"))
+            .args(["node-up", &self.0])
+            .output();
+        match out {
+            Ok(o) if o.status.success() => println!("node {} up", self.0),
+            Ok(o) => eprintln!(
+                "hack/local-cluster node-up {} failed: {}",
+                self.0,
+                String::from_utf8_lossy(&o.stderr)
+            ),
+            Err(e) => eprintln!("hack/local-cluster node-up {}: {e}", self.0),
+        }
+    }
+}
+
+/// Waits until the writer has acknowledged `n` writes in all; false at the deadline.
+pub async fn acked_at_least(writer: &AckWriterHandle, n: u64, timeout: Duration) -> bool {
+    let begun = Instant::now();
+    while writer.acknowledged() < n {
+        if begun.elapsed() >= timeout {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    true
+}
+
+/// Stops the writer and fails the test with its report.
+pub async fn fail<T>(writer: AckWriterHandle, why: &str) -> T {
+    let report = writer.stop().await;
+    panic!("{why}\n{report}")
+}
+
+/// Polls one member's role every 200 ms in the background (for at most 10 minutes) and
+/// remembers whether it was ever a master serving slots.
+pub struct LeadershipWatch {
+    seen: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl LeadershipWatch {
+    pub fn start(member: &Member, pass: &str) -> Self {
+        let seen = Arc::new(AtomicBool::new(false));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (addr, admin) = (member.addr(), member_admin(pass));
+        let task = tokio::spawn({
+            let (seen, stop) = (seen.clone(), stop.clone());
+            async move {
+                let begun = Instant::now();
+                while !stop.load(Ordering::Relaxed) && begun.elapsed() < Duration::from_secs(600) {
+                    if let Ok(o) = observe_node(addr, &admin).await
+                        && o.is_serving_master()
+                    {
+                        seen.store(true, Ordering::Relaxed);
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        });
+        Self { seen, stop, task }
+    }
+
+    /// Stops polling; whether the member was seen leading.
+    pub async fn finish(self) -> bool {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.task.await;
+        self.seen.load(Ordering::Relaxed)
+    }
+}
+
+pub fn shard_of(members: &Members, pod: &str) -> (String, String) {
+    let m = members.pod(pod).unwrap();
+    (m.shard.clone(), m.ordinal.clone())
+}
+
+pub fn same_member<'a>(members: &'a Members, identity: &(String, String)) -> &'a Member {
+    members
+        .0
+        .iter()
+        .find(|m| (&m.shard, &m.ordinal) == (&identity.0, &identity.1))
+        .unwrap()
+}
+
+pub fn print_roles(ns: &str, when: &str, members: &Members) {
+    let mut out = String::new();
+    for m in &members.0 {
+        out.push_str(&format!(
+            "{ns} {when}: s{} m{} {} {} on {} ({}) {}\n",
+            m.shard,
+            m.ordinal,
+            if m.leader { "leader  " } else { "follower" },
+            m.pod,
+            m.node,
+            m.zone,
+            &m.id[..8]
+        ));
+    }
+    print!("{out}");
+}
