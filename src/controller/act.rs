@@ -128,7 +128,10 @@ pub async fn act(scope: &Scope<'_>, action: &Action) -> Result<Executed, Error> 
             kind,
             reason,
         } => failover(scope, *shard, to, *kind, reason).await,
-        Action::Forget(ids) => forget(scope, ids).await,
+        Action::Forget(ids) => forget(scope, ids, ForgetPolicy::NoSlots).await,
+        Action::ReleaseSlots(ids) => {
+            forget(scope, ids, ForgetPolicy::ReleaseSlotsOfFailedNode).await
+        }
         Action::Meet => match scope.admin.meet().await {
             Ok(StepOutcome::Applied) => {
                 Executed::Applied("introduced members to each other (CLUSTER MEET)".into())
@@ -194,7 +197,7 @@ async fn failover(
     let (cluster, ctx) = (scope.cluster, scope.ctx);
     let mode = match kind {
         FailoverKind::Graceful => FailoverMode::Graceful,
-        FailoverKind::Force => {
+        FailoverKind::Force | FailoverKind::Takeover => {
             // The proof is built from a fresh observation; `failover` checks it again.
             let view = scope.admin.observe().await;
             let Some(leader) = view.node(to).and_then(|n| n.myself.master_id.clone()) else {
@@ -206,10 +209,17 @@ async fn failover(
                 };
             };
             match LeaderGone::establish(&view, &leader) {
-                Ok(proof) => FailoverMode::Force {
+                Ok(proof) if kind == FailoverKind::Force => FailoverMode::Force {
                     proof,
                     risk: AcceptedRisk {
                         kind: RiskKind::LoseUnreplicatedWrites,
+                        reason: reason.to_string(),
+                    },
+                },
+                Ok(proof) => FailoverMode::Takeover {
+                    proof,
+                    risk: AcceptedRisk {
+                        kind: RiskKind::SplitBrainAndEpochCollision,
                         reason: reason.to_string(),
                     },
                 },
@@ -226,6 +236,7 @@ async fn failover(
     let (label, severity) = match kind {
         FailoverKind::Graceful => ("graceful", EventType::Normal),
         FailoverKind::Force => ("FORCE", EventType::Warning),
+        FailoverKind::Takeover => ("TAKEOVER", EventType::Warning),
     };
     publish(
         ctx,
@@ -263,7 +274,7 @@ async fn failover(
                 reason: "FailoverFailed",
                 message: note,
                 transient: e.is_transient(),
-                retry_after: if kind == FailoverKind::Force {
+                retry_after: if kind != FailoverKind::Graceful {
                     FORCE_RETRY
                 } else {
                     Duration::ZERO
@@ -273,20 +284,20 @@ async fn failover(
     }
 }
 
-async fn forget(scope: &Scope<'_>, ids: &[(NodeId, String)]) -> Executed {
+async fn forget(scope: &Scope<'_>, ids: &[(NodeId, String)], policy: ForgetPolicy) -> Executed {
+    let (reason, severity) = match policy {
+        ForgetPolicy::NoSlots => ("NodeForgotten", EventType::Normal),
+        ForgetPolicy::ReleaseSlotsOfFailedNode => ("SlotsReleased", EventType::Warning),
+    };
     let mut done = Vec::new();
     for (id, why) in ids {
-        match scope
-            .admin
-            .forget_everywhere(id, ForgetPolicy::NoSlots)
-            .await
-        {
+        match scope.admin.forget_everywhere(id, policy).await {
             Ok(StepOutcome::Applied) => {
                 publish(
                     scope.ctx,
                     scope.cluster,
-                    EventType::Normal,
-                    "NodeForgotten",
+                    severity,
+                    reason,
                     &format!("forgot {} on every member: {why}", id.short()),
                 )
                 .await;

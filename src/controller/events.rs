@@ -43,3 +43,16 @@ pub async fn publish_once(
         publish(ctx, cluster, type_, reason, note).await;
     }
 }
+
+/// Publishes a warning for a problem the last written status does not show yet (the Degraded
+/// condition's message lists every problem), so a standing problem is announced once.
+pub async fn publish_new_problem(ctx: &Context, cluster: &RedisCluster, reason: &str, note: &str) {
+    let shown = cluster.status.as_ref().is_some_and(|s| {
+        s.conditions
+            .iter()
+            .any(|c| c.type_ == "Degraded" && c.message.contains(note))
+    });
+    if !shown {
+        publish(ctx, cluster, EventType::Warning, reason, note).await;
+    }
+}

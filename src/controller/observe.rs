@@ -7,12 +7,14 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+use kube::ResourceExt;
 use redis_scheduler::{Request, Topology};
 
 use super::Context;
 use super::build::pod::member_of;
 use super::labels::NODE_ID_ANNOTATION;
 use super::members::{self, Member};
+use super::plan::loss::BreakGlass;
 use super::redis_view::{self, NodeView};
 use crate::crd::{PvcRetentionPolicy, RedisCluster};
 use crate::redis::client::AdminOptions;
@@ -68,8 +70,12 @@ impl Shape {
 /// One reconcile's observation.
 #[derive(Debug)]
 pub struct Observed {
+    /// The RedisCluster's name (for the commands messages suggest).
+    pub name: String,
     /// What the spec asks for.
     pub shape: Shape,
+    /// Losses the user accepted by annotation.
+    pub break_glass: BreakGlass,
     /// Every member Pod, Terminating and finished ones included, sorted by (shard, member).
     pub members: Vec<Member>,
     /// Every member PVC.
@@ -180,6 +186,8 @@ pub async fn observe(
         tracing::debug!(addr = %u.addr, error = %u.error, "member not answering");
     }
     Observed {
+        name: name.to_string(),
+        break_glass: BreakGlass::from_annotations(cluster.annotations()),
         shape: Shape {
             leaders: usize::try_from(cluster.spec.leaders).unwrap_or(0),
             followers: usize::try_from(cluster.spec.followers_per_leader).unwrap_or(0),

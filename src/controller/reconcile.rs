@@ -11,7 +11,7 @@ use kube::runtime::events::EventType;
 use super::act::{self, Executed, Scope};
 use super::auth::{ensure_auth_secret, read_password};
 use super::config;
-use super::events::publish_once;
+use super::events::{publish_new_problem, publish_once};
 use super::objects::{MemberInputs, apply_support_objects};
 use super::observe::{self, Observed};
 use super::plan::{self, PlacementState, Plan};
@@ -136,6 +136,14 @@ async fn drive(
         };
         act::act(&scope, &plan.action).await?
     };
+    // Losses only a human can accept are announced once, with what to do.
+    for p in plan
+        .problems
+        .iter()
+        .filter(|p| matches!(p.reason, "DataLoss" | "QuorumLost"))
+    {
+        publish_new_problem(ctx, cluster, p.reason, &p.message).await;
+    }
     let conditions = status::conditions(&plan, &executed);
     let status = summary(cluster, &obs, &conditions, plan.orphaned_claims.clone());
     write_status(cluster, ctx, ns, name, status, &conditions).await?;

@@ -38,6 +38,10 @@ pub struct Gone {
     /// Kubernetes' evidence that its process is not running, in words; `None` when its Pod
     /// looks alive (then only time will tell).
     pub k8s: Option<String>,
+    /// A Pod that is not being deleted, on a Ready node, still holds its address: its
+    /// process may come back (restarting, held by the start gate) with whatever its volume
+    /// kept.
+    pub pod_alive: bool,
     /// Voting masters that report it failing or unreachable on the cluster bus.
     pub reported_by: usize,
     /// Voting masters needed for a majority.
@@ -101,7 +105,13 @@ pub fn gone_identities(obs: &Observed) -> Vec<Gone> {
                         && !obs.live().any(|m| m.claim() == Some(c.name.as_str()))
                 })
                 .map(|c| c.name.clone());
+            let pod_alive = addr.and_then(|a| obs.member_at(a)).is_some_and(|m| {
+                !m.terminating()
+                    && m.node().is_some_and(|n| obs.node_ready(n))
+                    && obs.view_of(m).is_none()
+            });
             Gone {
+                pod_alive,
                 slots: owners.iter().flatten().filter(|o| **o == id).count(),
                 followers: followers.iter().map(|f| f.id().clone()).collect(),
                 k8s: k8s_evidence(obs, addr),

@@ -5,6 +5,7 @@
 
 pub mod bootstrap;
 pub mod health;
+pub mod loss;
 pub mod members;
 pub mod recovery;
 pub mod repair;
@@ -41,6 +42,9 @@ pub enum FailoverKind {
     /// `CLUSTER FAILOVER FORCE`: the leader's death is confirmed by Kubernetes and by a
     /// majority of the voting masters.
     Force,
+    /// `CLUSTER FAILOVER TAKEOVER`: no majority is left to vote; only with the user's
+    /// explicit acceptance ([`loss::ACCEPT_TAKEOVER`]).
+    Takeover,
 }
 
 /// The one step a reconcile takes.
@@ -68,6 +72,9 @@ pub enum Action {
     },
     /// Forget identities that are gone for good, on every member.
     Forget(Vec<(NodeId, String)>),
+    /// Forget leaders lost with their data, releasing their slots to be served empty (only
+    /// with the user's explicit acceptance, [`loss::ACCEPT_DATA_LOSS`]).
+    ReleaseSlots(Vec<(NodeId, String)>),
     /// Introduce members that do not know each other (or each other's current address).
     Meet,
     /// Assign slot ranges to shard leaders: (leader address, shard, ranges).
@@ -185,9 +192,12 @@ pub fn plan(obs: &Observed) -> Plan {
     let gone = health::gone_identities(obs);
     let mut plan = repair::plan(obs)
         .or_else(|| recovery::plan(obs, &gone))
+        .or_else(|| loss::plan(obs, &gone))
         .or_else(|| members::plan(obs, &placement))
         .unwrap_or_else(|| bootstrap::plan(obs, &placement));
-    plan.problems.extend(problems(obs, &gone));
+    plan.problems.extend(loss::problems(obs, &gone, &obs.name));
+    plan.problems
+        .extend(problems(obs, &gone, &loss::covered(obs, &gone)));
     plan.orphaned_claims = members::orphaned_claims(obs);
     if plan.action == Action::Wait {
         // Bookkeeping is the lowest priority: only when nothing else is to be done.
@@ -211,8 +221,24 @@ pub fn plan(obs: &Observed) -> Plan {
     plan
 }
 
+/// Zones that hold (or held) members of this cluster and have no ready node now.
+fn unavailable_zones(obs: &Observed) -> Vec<String> {
+    let mut zones: Vec<String> = obs
+        .members
+        .iter()
+        .filter_map(|m| m.node())
+        .chain(obs.claims.iter().filter_map(|c| c.node.as_deref()))
+        .map(|n| obs.zone_of(n).to_string())
+        .filter(|z| !z.is_empty())
+        .filter(|z| !obs.nodes.values().any(|n| n.ready && &n.zone == z))
+        .collect();
+    zones.sort();
+    zones.dedup();
+    zones
+}
+
 /// Everything that is wrong now, computed from the observation alone.
-fn problems(obs: &Observed, gone: &[health::Gone]) -> Vec<Problem> {
+fn problems(obs: &Observed, gone: &[health::Gone], covered: &[NodeId]) -> Vec<Problem> {
     let mut out = Vec::new();
     // A cluster still being built is not degraded; one that served slots (or whose volumes
     // carry identities) and lost something is.
@@ -229,7 +255,13 @@ fn problems(obs: &Observed, gone: &[health::Gone]) -> Vec<Problem> {
             format!("{} of {want} members exist", live.len()),
         ));
     }
-    for g in gone {
+    for zone in unavailable_zones(obs) {
+        out.push(Problem::new(
+            "ZoneUnavailable",
+            format!("zone {zone} has no ready node; its members are re-placed in the other zones"),
+        ));
+    }
+    for g in gone.iter().filter(|g| !covered.contains(&g.id)) {
         if g.slots > 0 {
             out.push(Problem::new(
                 "LeaderLost",

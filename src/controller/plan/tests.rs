@@ -91,6 +91,7 @@ fn healthy() -> Fx {
         not_ready: Vec::new(),
         storage: false,
         claims: Vec::new(),
+        break_glass: loss::BreakGlass::default(),
     }
 }
 
@@ -102,6 +103,7 @@ struct Fx {
     storage: bool,
     /// Extra PVCs: (name, shard, member, node, recorded id).
     claims: Vec<Claim>,
+    break_glass: loss::BreakGlass,
 }
 
 impl Fx {
@@ -260,6 +262,8 @@ impl Fx {
             })
             .collect();
         Observed {
+            name: "demo".into(),
+            break_glass: self.break_glass.clone(),
             shape: Shape {
                 leaders: 3,
                 followers: 1,
@@ -674,4 +678,92 @@ fn a_follower_that_cannot_start_is_replaced() {
         }
         other => panic!("expected the crash-looping member removed, got {other:?}"),
     }
+}
+
+#[test]
+fn a_leader_lost_with_its_data_is_data_loss_and_nothing_is_reassigned_until_accepted() {
+    // Shard 0 lost leader a and follower d at once, without storage; d is already forgotten.
+    let mut fx = healthy();
+    fx.lose('a', None);
+    fx.members.retain(|m| m.id != id('d'));
+    let p = plan(&fx.observed());
+    let loss = p
+        .problems
+        .iter()
+        .find(|x| x.reason == "DataLoss")
+        .unwrap_or_else(|| panic!("{p:?}"));
+    assert!(loss.message.contains("0-5461"), "{}", loss.message);
+    assert!(
+        loss.message.contains("accept-data-loss=aaaaaaaa"),
+        "{}",
+        loss.message
+    );
+    assert!(
+        !matches!(p.action, Action::AddSlots(_) | Action::ReleaseSlots(_)),
+        "{p:?}"
+    );
+    let c = conditions(&p, &Executed::Nothing);
+    assert_eq!(cond(&c, types::DEGRADED).reason, "DataLoss");
+    // The user names the lost node: its slots are released (then served empty).
+    fx.break_glass.data_loss = vec!["aaaaaaaa".into()];
+    let p = plan(&fx.observed());
+    match &p.action {
+        Action::ReleaseSlots(ids) => assert_eq!(ids[0].0.as_str(), id('a')),
+        other => panic!("expected ReleaseSlots, got {other:?}"),
+    }
+    // An annotation naming another node accepts nothing.
+    fx.break_glass.data_loss = vec!["bbbbbbbb".into()];
+    let p = plan(&fx.observed());
+    assert!(!matches!(p.action, Action::ReleaseSlots(_)), "{p:?}");
+}
+
+#[test]
+fn a_leader_whose_volume_survives_is_awaited_not_data_loss() {
+    let mut fx = healthy().with_storage();
+    fx.lose('a', None);
+    fx.lose('d', None);
+    fx.not_ready.push("n-a1");
+    let p = plan(&fx.observed());
+    assert!(!p.problems.iter().any(|x| x.reason == "DataLoss"), "{p:?}");
+}
+
+#[test]
+fn majority_of_leaders_lost_is_quorum_lost_and_takeover_needs_the_user() {
+    let mut fx = healthy();
+    fx.lose('a', Some(PodState::Down));
+    fx.lose('b', Some(PodState::Down));
+    let p = plan(&fx.observed());
+    assert!(!matches!(p.action, Action::Failover { .. }), "{p:?}");
+    let q = p
+        .problems
+        .iter()
+        .find(|x| x.reason == "QuorumLost")
+        .unwrap_or_else(|| panic!("{p:?}"));
+    assert!(
+        q.message.contains("accept-takeover=aaaaaaaa,bbbbbbbb"),
+        "{}",
+        q.message
+    );
+    fx.break_glass.takeover = vec!["aaaaaaaa".into(), "bbbbbbbb".into()];
+    let p = plan(&fx.observed());
+    match &p.action {
+        Action::Failover { kind, to, .. } => {
+            assert_eq!(*kind, FailoverKind::Takeover);
+            assert_eq!(to.as_str(), id('d'));
+        }
+        other => panic!("expected TAKEOVER, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_zone_without_ready_nodes_is_named() {
+    let mut fx = healthy();
+    fx.not_ready.extend(["n-c1", "n-c2", "n-c3"]);
+    let p = plan(&fx.observed());
+    assert!(
+        p.problems
+            .iter()
+            .any(|x| x.reason == "ZoneUnavailable" && x.message.contains("zone-c")),
+        "{p:?}"
+    );
 }
