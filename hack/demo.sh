@@ -13,7 +13,9 @@ if [[ "${1:-}" == "down" ]]; then
   exit 0
 fi
 
-hack/local-cluster up
+# Three nodes per zone: a 3x1 cluster uses two, and the third lets a lost zone's members be
+# re-placed in the surviving zones (make demo-zone-down).
+hack/local-cluster up --zones 3 --nodes-per-zone 3
 eval "$(hack/local-cluster env)"
 kubectl apply -f crds/ -f manifests/namespace.yaml -f manifests/rbac.yaml >/dev/null
 kubectl wait --for=condition=Established crd/redisclusters.redis.redis-operator.dev --timeout=60s >/dev/null
@@ -55,6 +57,8 @@ Reach the cluster from this machine (pod IPs are routable here):
   eval "\$(hack/local-cluster env)"
   export REDISCLI_AUTH=\$(kubectl -n demo get secret demo-auth -o jsonpath='{.data.password}' | base64 -d)
   redis-cli -c -h $ip cluster nodes
+Kill a zone while writes run and watch it heal (MODE=--partition to cut it off instead):
+  make demo-zone-down ZONE=zone-a
 Stop everything:
   make demo-down
 EOT
