@@ -178,7 +178,7 @@ async fn all_followers_deleted_at_once() {
 #[tokio::test]
 #[ignore = "needs the local cluster; run alone by make test"]
 async fn serial_follower_node_crashed_is_replaced_with_a_new_claim() {
-    let (chaos, before, writer) = Chaos::start("rec-nodedown", json!({})).await;
+    let (chaos, before, writer) = Chaos::start_on_free_nodes("rec-nodedown", json!({})).await;
     let victim = before.followers(0)[0].clone();
     let old_claim = chaos
         .pods()

@@ -565,12 +565,50 @@ pub async fn wait_recovered(
     client: &Client,
     ns: &str,
     name: &str,
-    (leaders, followers): (usize, usize),
+    shape: (usize, usize),
     timeout: Duration,
-    mut on_poll: impl FnMut(Vec<SocketAddr>),
+    on_poll: impl FnMut(Vec<SocketAddr>),
 ) -> Members {
+    let until = Recovery {
+        timeout,
+        poll: Duration::from_secs(1),
+        require_ready: true,
+    };
+    match until_recovered(client, ns, name, shape, until, on_poll).await {
+        Ok((members, after)) => {
+            eprintln!("{ns}/{name} recovered after {after:?}");
+            members
+        }
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// How [`until_recovered`] waits.
+#[derive(Clone, Copy, Debug)]
+pub struct Recovery {
+    /// Give up after this long.
+    pub timeout: Duration,
+    /// Pause between two polls.
+    pub poll: Duration,
+    /// Whether the RedisCluster's `Ready=True` is required besides [`check_recovered`] (a
+    /// cluster whose operator is gone has a stale status).
+    pub require_ready: bool,
+}
+
+/// Polls until [`check_recovered`] passes (with `Ready=True` when `until.require_ready`), handing
+/// the members' current addresses to `on_poll` each time. The members and the time it took;
+/// at the deadline the last violation (with the conditions and the operator log) as the error.
+pub async fn until_recovered(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    (leaders, followers): (usize, usize),
+    until: Recovery,
+    mut on_poll: impl FnMut(Vec<SocketAddr>),
+) -> Result<(Members, Duration), String> {
     let api: Api<RedisCluster> = Api::namespaced(client.clone(), ns);
     let begun = Instant::now();
+    let timeout = until.timeout;
     let mut last = String::from("not checked yet");
     while begun.elapsed() < timeout {
         on_poll(member_addrs(client, ns, name).await);
@@ -580,18 +618,15 @@ pub async fn wait_recovered(
             Err(e) => Some(("?".into(), "get failed".into(), e.to_string())),
         };
         match ready {
-            Some((status, ..)) if status == "True" => {
+            Some((status, ..)) if status == "True" || !until.require_ready => {
                 match check_recovered(client, ns, name, leaders, followers).await {
-                    Ok(members) => {
-                        eprintln!("{ns}/{name} recovered after {:?}", begun.elapsed());
-                        return members;
-                    }
-                    Err(e) => last = format!("Ready=True but {e}"),
+                    Ok(members) => return Ok((members, begun.elapsed())),
+                    Err(e) => last = format!("Ready={status} but {e}"),
                 }
             }
             other => last = format!("Ready is {other:?}"),
         }
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        tokio::time::sleep(until.poll).await;
     }
     let status = api
         .get_opt(name)
@@ -601,7 +636,7 @@ pub async fn wait_recovered(
         .and_then(|rc| rc.status)
         .map(|s| format!("{:?}", s.conditions))
         .unwrap_or_default();
-    panic!(
+    Err(format!(
         "{ns}/{name} did not recover within {timeout:?}: {last}\nconditions: {status}\noperator log: /tmp/redis-operator-{ns}.log"
-    )
+    ))
 }

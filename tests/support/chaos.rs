@@ -18,7 +18,7 @@ use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::{Api, Client};
 use redis_operator::crd::RedisCluster;
 use redis_operator::redis::model::observe_node;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use super::ack_writer::{AckWriter, AckWriterHandle, AckWriterOptions, ReadBackOptions};
 use crate::kube_support::*;
@@ -36,6 +36,7 @@ pub struct Chaos {
     pub operator: Operator,
     pub pass: String,
     _cleanup: DeleteOnPanic,
+    _pool: Option<NodePool>,
 }
 
 impl Chaos {
@@ -48,12 +49,41 @@ impl Chaos {
         (chaos, members, writer)
     }
 
+    /// [`Chaos::start`] on nodes that run no Pod at the start ([`Chaos::create_on_free_nodes`]).
+    pub async fn start_on_free_nodes(
+        prefix: &str,
+        extra: Value,
+    ) -> (Self, Members, AckWriterHandle) {
+        let (chaos, members) = Self::create_on_free_nodes(prefix, extra).await;
+        print_roles(&chaos.ns.name, "before", &members);
+        let writer = chaos.writer(&members).await;
+        (chaos, members, writer)
+    }
+
     /// Namespace, operator and the cluster (with `extra` spec fields), Ready and healthy;
     /// no writer yet.
     pub async fn create(prefix: &str, extra: Value) -> (Self, Members) {
+        Self::create_in(prefix, extra, false).await
+    }
+
+    /// [`Chaos::create`] confined (`spec.pod.nodeSelector`) to the Nodes that run no Pod at
+    /// all now, so that crashing one of its nodes hurts no one else: those Nodes get the label
+    /// `pool.test.redis-operator.dev/<namespace>=yes`, removed when the test ends.
+    pub async fn create_on_free_nodes(prefix: &str, extra: Value) -> (Self, Members) {
+        Self::create_in(prefix, extra, true).await
+    }
+
+    async fn create_in(prefix: &str, mut extra: Value, free_nodes: bool) -> (Self, Members) {
         let client = client().await;
         let ns = TestNamespace::new(&client, prefix).await;
         let cleanup = DeleteOnPanic(ns.name.clone());
+        let pool = if free_nodes {
+            let pool = NodePool::label_free_nodes(&client, &ns.name).await;
+            extra["pod"] = json!({"nodeSelector": {pool.key.clone(): "yes"}});
+            Some(pool)
+        } else {
+            None
+        };
         let operator = Operator::start(&ns.name);
         let api: Api<RedisCluster> = Api::namespaced(client.clone(), &ns.name);
         api.create(
@@ -70,6 +100,7 @@ impl Chaos {
             operator,
             pass,
             _cleanup: cleanup,
+            _pool: pool,
         };
         let members = chaos.recovered(Duration::from_secs(120), |_| {}).await;
         (chaos, members)
@@ -204,11 +235,9 @@ impl Chaos {
         .await;
     }
 
-    /// Crashes `node` (`hack/local-cluster node-down`: its pods are SIGKILLed, its heartbeats
-    /// stop) after checking that no Pod of another namespace runs there; the returned guard
-    /// brings the node up again when dropped, also when the test fails.
-    pub async fn crash_node(&self, node: &str) -> NodeDown {
-        let foreign: Vec<String> = Api::<Pod>::all(self.client.clone())
+    /// Pods of other namespaces on `node` (`namespace/name`).
+    pub async fn foreign_pods(&self, node: &str) -> Vec<String> {
+        Api::<Pod>::all(self.client.clone())
             .list(&ListParams::default().fields(&format!("spec.nodeName={node}")))
             .await
             .unwrap()
@@ -222,7 +251,14 @@ impl Chaos {
                     p.metadata.name.clone().unwrap_or_default()
                 )
             })
-            .collect();
+            .collect()
+    }
+
+    /// Crashes `node` (`hack/local-cluster node-down`: its pods are SIGKILLed, its heartbeats
+    /// stop) after checking that no Pod of another namespace runs there; the returned guard
+    /// brings the node up again when dropped, also when the test fails.
+    pub async fn crash_node(&self, node: &str) -> NodeDown {
+        let foreign = self.foreign_pods(node).await;
         assert!(
             foreign.is_empty(),
             "refusing to crash {node}: it also runs {foreign:?}"
@@ -231,6 +267,63 @@ impl Chaos {
         local_cluster(&["node-down", node]);
         println!("node {node} down");
         guard
+    }
+}
+
+/// Nodes labelled for one test's cluster; dropping it removes the label.
+pub struct NodePool {
+    pub key: String,
+    pub nodes: Vec<String>,
+}
+
+impl NodePool {
+    /// Labels every schedulable Node that runs no Pod now with `pool.test.redis-operator.dev/<ns>`.
+    async fn label_free_nodes(client: &Client, ns: &str) -> Self {
+        let busy: std::collections::BTreeSet<String> = Api::<Pod>::all(client.clone())
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .map(node_of)
+            .collect();
+        let nodes: Vec<String> = node_zones(client)
+            .await
+            .unwrap()
+            .into_keys()
+            .filter(|n| !busy.contains(n))
+            .collect();
+        let pool = NodePool {
+            key: format!("pool.test.redis-operator.dev/{ns}"),
+            nodes,
+        };
+        let label = format!("{}=yes", pool.key);
+        for node in &pool.nodes {
+            kubectl(&["label", "node", node, &label, "--overwrite"]);
+        }
+        println!("{ns}: confined to the free nodes {:?}", pool.nodes);
+        pool
+    }
+}
+
+impl Drop for NodePool {
+    fn drop(&mut self) {
+        let unlabel = format!("{}-", self.key);
+        for node in &self.nodes {
+            kubectl(&["label", "node", node, &unlabel]);
+        }
+    }
+}
+
+/// Runs kubectl (KUBECONFIG from the environment); failures are printed, not fatal.
+fn kubectl(args: &[&str]) {
+    match std::process::Command::new("kubectl").args(args).output() {
+        Ok(o) if o.status.success() => {}
+        Ok(o) => eprintln!(
+            "kubectl {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr).trim()
+        ),
+        Err(e) => eprintln!("kubectl {args:?}: {e}"),
     }
 }
 
