@@ -330,8 +330,8 @@ pub async fn member_addrs(client: &Client, ns: &str, name: &str) -> Vec<SocketAd
 /// member's own `CLUSTER NODES`, `CLUSTER INFO` and `INFO replication`; the first violation,
 /// in words, as the error:
 ///
-/// * exactly L × (1 + F) member Pods, every (shard, member) identity once, one per node, each
-///   on a node with a zone;
+/// * exactly L × (1 + F) member Pods, every (shard, member) identity once (shards 0..L with
+///   1 + F members each), one per node, each on a node with a zone;
 /// * every member answers and announces its Pod IP; the members' node ids are distinct;
 /// * every member lists exactly the members (same ids at their Pods' IPs, no stale identity)
 ///   and flags none of them `fail`, `fail?`, `noaddr` or `handshake`, and all agree on each
@@ -391,12 +391,24 @@ pub async fn check_recovered(
         .iter()
         .map(|m| (m.shard.clone(), m.ordinal.clone()))
         .collect();
-    let expected: BTreeSet<(String, String)> = (0..leaders)
-        .flat_map(|s| (0..=followers).map(move |m| (s.to_string(), m.to_string())))
-        .collect();
-    if identities != expected {
+    // A member re-placed while its old PVC is kept (Retain) takes the lowest member index no
+    // claim holds, so the indices of a shard need not be 0..=F; each identity is held once.
+    let mut per_shard: BTreeMap<&str, usize> = BTreeMap::new();
+    for (shard, _) in &identities {
+        *per_shard.entry(shard.as_str()).or_default() += 1;
+    }
+    let shards: BTreeSet<String> = (0..leaders).map(|s| s.to_string()).collect();
+    if identities.len() != members.len()
+        || per_shard
+            .keys()
+            .map(|s| s.to_string())
+            .collect::<BTreeSet<_>>()
+            != shards
+        || per_shard.values().any(|n| *n != 1 + followers)
+    {
         return Err(format!(
-            "member identities {identities:?}, want each of {expected:?} once"
+            "member identities {identities:?}, want shards 0..{leaders} with {} distinct members each",
+            1 + followers
         ));
     }
     if members
