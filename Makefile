@@ -76,13 +76,16 @@ bench-e2e: deps
 
 # Recovery of a 3x1 cluster with ~100 MB per shard, operator vs Redis alone (about 15 minutes).
 # Uses the local cluster if it is up (and leaves it up), else starts one and tears it down after.
-# Crashes one of its own nodes: run nothing else on the cluster meanwhile.
+# Crashes one of its own nodes: run nothing else on the cluster meanwhile. (The status is captured
+# before matching: under pipefail `status | grep -q` fails by SIGPIPE when grep matches early.)
 BENCH_RECOVERY_OUT ?= $(CURDIR)/target/bench-recovery.md
 bench-recovery: build
-	set -o pipefail; status=0; started=; \
-	if ! $(LOCAL_CLUSTER) status | grep -q 'kube-apiserver running'; then \
-	  $(LOCAL_CLUSTER) up --zones $(TEST_ZONES) --nodes-per-zone $(TEST_NODES_PER_ZONE) && started=1 || exit 1; \
-	fi; \
+	status=0; started=; \
+	components="$$($(LOCAL_CLUSTER) status 2>/dev/null || true)"; \
+	case "$$components" in \
+	  *'kube-apiserver running'*) echo "using the running local cluster (left up)" ;; \
+	  *) $(LOCAL_CLUSTER) up --zones $(TEST_ZONES) --nodes-per-zone $(TEST_NODES_PER_ZONE) && started=1 || exit 1 ;; \
+	esac; \
 	eval "$$($(LOCAL_CLUSTER) env)"; \
 	kubectl apply -f crds/ -f manifests/namespace.yaml -f manifests/rbac.yaml >/dev/null && \
 	kubectl wait --for=condition=Established crd/redisclusters.redis.redis-operator.dev --timeout=60s >/dev/null && \
