@@ -65,8 +65,8 @@ impl Fault {
 
 /// What one run measured.
 struct Outcome {
-    /// Longest gap between successful SETs on the affected shard; `Err(s)` when none succeeded
-    /// in the `s` after the fault.
+    /// Longest gap between successful SETs on the affected shard; `Err(d)` when none succeeded
+    /// in the writer's last `d` (writes never resumed).
     write_pause: Result<Duration, Duration>,
     /// The same for acknowledged writes (SET + WAIT 1).
     acked_pause: Result<Duration, Duration>,
@@ -91,7 +91,7 @@ impl Outcome {
     fn pause(p: Result<Duration, Duration>) -> String {
         match p {
             Ok(d) => ms(d),
-            Err(after) => format!("none succeeded in {} after the fault", ms(after)),
+            Err(none) => format!("never resumed (none in the last {})", ms(none)),
         }
     }
 
@@ -122,18 +122,15 @@ impl Outcome {
 }
 
 /// The affected shard's pause in a writer's report: the longest gap between two successes of
-/// the tags whose slot the shard's leader owned at the start; `Err` when a tag had no success
-/// after `fault_at`.
-fn shard_pause(
-    report: &Report,
-    leader: SocketAddr,
-    fault_at: Duration,
-) -> Result<Duration, Duration> {
+/// the tags whose slot the shard's leader owned at the start. `Err(d)`: some tag had no
+/// success in its last `d` (more than a second before the writer stopped), i.e. its writes
+/// never resumed after the fault.
+fn shard_pause(report: &Report, leader: SocketAddr) -> Result<Duration, Duration> {
     let mut worst = Duration::ZERO;
     for t in report.tags.iter().filter(|t| t.first_owner == leader) {
-        match t.outage.last {
-            Some(last) if last > fault_at => {}
-            _ => return Err(t.ended_at.saturating_sub(fault_at)),
+        let trailing = t.ended_at.saturating_sub(t.outage.last.unwrap_or_default());
+        if trailing > Duration::from_secs(1) {
+            return Err(trailing);
         }
         worst = worst.max(t.outage.longest.map(|g| g.len()).unwrap_or_default());
     }
@@ -227,7 +224,6 @@ async fn run(fault: Fault, operator: bool) -> Outcome {
         println!("{}: operator killed before the fault", chaos.ns.name);
     }
 
-    let (acked_at, plain_at) = (acked.elapsed(), plain.elapsed());
     let begun = Instant::now();
     let mut node_down = None;
     match fault {
@@ -290,8 +286,8 @@ async fn run(fault: Fault, operator: bool) -> Outcome {
     drop(node_down);
     chaos.cleanup().await;
     Outcome {
-        write_pause: shard_pause(&plain_report, leader.addr(), plain_at),
-        acked_pause: shard_pause(&report, leader.addr(), acked_at),
+        write_pause: shard_pause(&plain_report, leader.addr()),
+        acked_pause: shard_pause(&report, leader.addr()),
         redundancy,
         deadline,
         lost: report.lost(),
