@@ -224,6 +224,13 @@ async fn run(fault: Fault, operator: bool) -> Outcome {
         println!("{}: operator killed before the fault", chaos.ns.name);
     }
 
+    // UTC, to line up with the operator log (/tmp/redis-operator-<namespace>.log).
+    println!(
+        "{}: {} at {}",
+        chaos.ns.name,
+        fault.describe(),
+        jiff::Timestamp::now()
+    );
     let begun = Instant::now();
     let mut node_down = None;
     match fault {
