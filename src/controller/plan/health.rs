@@ -46,6 +46,9 @@ pub struct Gone {
     pub reported_by: usize,
     /// Voting masters needed for a majority.
     pub quorum: usize,
+    /// Some member flags it `fail`: the cluster agreed it failed, so Redis's own election of
+    /// a follower is under way.
+    pub flagged_fail: bool,
     /// A PVC on a usable node records this identity and has no Pod: the member may come back
     /// with it (its Pod is being recreated), so it must not be forgotten.
     pub may_return: Option<String>,
@@ -110,7 +113,12 @@ pub fn gone_identities(obs: &Observed) -> Vec<Gone> {
                     && m.node().is_some_and(|n| obs.node_ready(n))
                     && obs.view_of(m).is_none()
             });
+            let flagged_fail = view
+                .nodes
+                .iter()
+                .any(|n| n.sees(&id).is_some_and(|e| e.flags.fail));
             Gone {
+                flagged_fail,
                 pod_alive,
                 slots: owners.iter().flatten().filter(|o| **o == id).count(),
                 followers: followers.iter().map(|f| f.id().clone()).collect(),

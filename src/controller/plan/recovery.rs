@@ -13,6 +13,12 @@ use super::{Action, FailoverKind, Plan};
 use crate::controller::observe::Observed;
 use crate::controller::redis_view::NodeView;
 
+/// How long after its followers lost a leader that Redis already flagged FAIL the operator
+/// lets Redis's own election run before it forces one: 2 × node timeout + 3 s (reference S3).
+/// Two elections for one shard at once only disturb each other's votes (S23).
+pub const ELECTION_GRACE: Duration =
+    Duration::from_millis(2 * crate::controller::config::NODE_TIMEOUT_MS + 3000);
+
 /// How long a Terminating leader's own preStop hook gets to hand over before the operator
 /// does it: both at once would be two manual failovers racing for one shard (S23).
 pub const HANDOVER_GRACE: Duration = Duration::from_secs(5);
@@ -51,7 +57,10 @@ pub fn plan(obs: &Observed, gone: &[Gone]) -> Option<Plan> {
 }
 
 /// A leader whose death is confirmed, with a follower that has its data: FORCE the follower
-/// with the highest offset instead of waiting for Redis's node timeout plus election.
+/// with the highest offset instead of waiting for Redis's node timeout plus election. Once
+/// the cluster has flagged the leader FAIL, Redis is electing a follower itself; the operator
+/// steps in only if that has not happened [`ELECTION_GRACE`] after the follower lost its
+/// leader (the follower's own `master_link_down_since_seconds` is the clock).
 fn force_failover(obs: &Observed, gone: &[Gone]) -> Option<Plan> {
     for g in gone.iter().filter(|g| g.slots > 0 && g.confirmed()) {
         // Never promote a follower that never synced: it would serve the slots empty (S19).
@@ -66,6 +75,15 @@ fn force_failover(obs: &Observed, gone: &[Gone]) -> Option<Plan> {
         let Some(shard) = obs.member_at(best.addr).map(|m| m.shard) else {
             continue;
         };
+        let orphaned_for = Duration::from_secs(
+            best.replication
+                .replica_link()
+                .and_then(|l| l.link_down_since_seconds)
+                .unwrap_or(0),
+        );
+        if g.flagged_fail && orphaned_for < ELECTION_GRACE {
+            continue;
+        }
         return Some(Plan::step(
             Action::Failover {
                 shard,

@@ -88,6 +88,8 @@ fn healthy() -> Fx {
             follower('f', "10.0.0.6", "n-a2", 2, 'c'),
         ],
         link_down: Vec::new(),
+        failed: Vec::new(),
+        link_down_since: 1,
         not_ready: Vec::new(),
         storage: false,
         claims: Vec::new(),
@@ -99,6 +101,10 @@ struct Fx {
     members: Vec<M>,
     /// (observer, target): the observer's bus link to the target is down.
     link_down: Vec<(String, String)>,
+    /// Ids every member flags `fail` (the cluster agreed they failed).
+    failed: Vec<String>,
+    /// Seconds followers report their link to their leader down.
+    link_down_since: u64,
     not_ready: Vec<&'static str>,
     storage: bool,
     /// Extra PVCs: (name, shard, member, node, recorded id).
@@ -156,6 +162,8 @@ impl Fx {
         };
         let flags = if myself {
             format!("myself,{role}")
+        } else if self.failed.contains(&m.id) {
+            format!("{role},fail")
         } else {
             role.to_string()
         };
@@ -195,11 +203,19 @@ impl Fx {
                 Some(master) => {
                     let leader = self.members.iter().find(|m| &m.id == master).unwrap();
                     format!(
-                        "role:slave\r\nmaster_host:{}\r\nmaster_port:6379\r\nmaster_link_status:{}\r\nmaster_sync_in_progress:0\r\nslave_repl_offset:{}\r\nmaster_replid:x\r\nmaster_repl_offset:{}\r\n",
+                        "role:slave\r\nmaster_host:{}\r\nmaster_port:6379\r\nmaster_link_status:{}\r\nmaster_sync_in_progress:0\r\nslave_repl_offset:{}\r\nmaster_replid:x\r\nmaster_repl_offset:{}\r\n{}",
                         leader.ip,
                         if leader.answers { "up" } else { "down" },
                         o.offset,
-                        o.offset
+                        o.offset,
+                        if leader.answers {
+                            String::new()
+                        } else {
+                            format!(
+                                "master_link_down_since_seconds:{}\r\n",
+                                self.link_down_since
+                            )
+                        }
                     )
                 }
             };
@@ -764,6 +780,30 @@ fn a_zone_without_ready_nodes_is_named() {
         p.problems
             .iter()
             .any(|x| x.reason == "ZoneUnavailable" && x.message.contains("zone-c")),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn redis_s_own_election_is_not_raced_until_it_had_its_time() {
+    // The node died; the cluster already flagged it FAIL: Redis is electing d itself.
+    let mut fx = healthy();
+    fx.lose('a', None);
+    fx.failed.push(id('a'));
+    fx.link_down_since = 6;
+    let p = plan(&fx.observed());
+    assert!(!matches!(p.action, Action::Failover { .. }), "{p:?}");
+    // 2 x node timeout + 3 s later nobody was promoted: the operator forces it.
+    fx.link_down_since = 14;
+    let p = plan(&fx.observed());
+    assert!(
+        matches!(
+            p.action,
+            Action::Failover {
+                kind: FailoverKind::Force,
+                ..
+            }
+        ),
         "{p:?}"
     );
 }
