@@ -13,7 +13,9 @@ pub type NodeView = model::NodeObservation;
 
 /// Credentials and timeouts for every admin connection of one reconcile. Short timeouts: a
 /// member that does not answer within them is treated as down for this pass, and the next
-/// pass looks again.
+/// pass looks again. Connecting inside a cluster network takes milliseconds; a member on a
+/// dead node black-holes the SYN, and every pass waits the connect timeout for it, so it is
+/// kept at 1 s.
 pub fn admin_options(password: &str) -> AdminOptions {
     AdminOptions {
         auth: Some(Auth {
@@ -21,7 +23,7 @@ pub fn admin_options(password: &str) -> AdminOptions {
             password: password.to_string(),
         }),
         timeouts: Timeouts {
-            connect: Duration::from_secs(2),
+            connect: Duration::from_secs(1),
             command: Duration::from_secs(5),
             ..Timeouts::default()
         },
