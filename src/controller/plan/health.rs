@@ -62,6 +62,17 @@ impl Gone {
         self.k8s.is_some() && self.reported_by >= self.quorum
     }
 
+    /// The follower to promote in its place, with its shard: the answering follower with the
+    /// highest offset, never one that never synced (it would serve the slots empty, S19).
+    pub fn best_follower<'a>(&self, obs: &'a Observed) -> Option<(&'a NodeView, usize)> {
+        let best = self
+            .followers
+            .iter()
+            .filter_map(|id| obs.view.node(id))
+            .find(|f| f.replication.master_repl_offset > 0)?;
+        Some((best, obs.member_at(best.addr)?.shard))
+    }
+
     /// One line for conditions and events.
     pub fn describe(&self) -> String {
         format!(

@@ -168,15 +168,7 @@ pub fn plan(obs: &Observed, gone: &[Gone]) -> Option<Plan> {
         if !named(&obs.break_glass.takeover, g) {
             continue;
         }
-        let Some(best) = g
-            .followers
-            .iter()
-            .filter_map(|id| obs.view.node(id))
-            .find(|f| f.replication.master_repl_offset > 0)
-        else {
-            continue;
-        };
-        let Some(shard) = obs.member_at(best.addr).map(|m| m.shard) else {
+        let Some((best, shard)) = g.best_follower(obs) else {
             continue;
         };
         return Some(Plan::step(

@@ -63,16 +63,7 @@ pub fn plan(obs: &Observed, gone: &[Gone]) -> Option<Plan> {
 /// leader (the follower's own `master_link_down_since_seconds` is the clock).
 fn force_failover(obs: &Observed, gone: &[Gone]) -> Option<Plan> {
     for g in gone.iter().filter(|g| g.slots > 0 && g.confirmed()) {
-        // Never promote a follower that never synced: it would serve the slots empty (S19).
-        let Some(best) = g
-            .followers
-            .iter()
-            .filter_map(|id| obs.view.node(id))
-            .find(|f| f.replication.master_repl_offset > 0)
-        else {
-            continue;
-        };
-        let Some(shard) = obs.member_at(best.addr).map(|m| m.shard) else {
+        let Some((best, shard)) = g.best_follower(obs) else {
             continue;
         };
         let orphaned_for = Duration::from_secs(
