@@ -86,12 +86,16 @@ wait_until() { # description, max seconds, condition command
   return 1
 }
 ready() { [[ "$(kubectl -n "$NS" get rediscluster "$RC" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}')" == True ]]; }
+not_ready() { ! ready; }
 ready_and_safe() { ready && [[ "$(kubectl -n "$NS" get rediscluster "$RC" -o jsonpath='{.status.zoneLossSafe}')" == true ]]; }
 
 echo "$(since) $(state)"
 sleep 2
 echo "$(since) == hack/local-cluster zone-down $ZONE $MODE"
 hack/local-cluster zone-down "$ZONE" $MODE
+# A crashed node says nothing: Kubernetes notices when its heartbeats stop (NotReady after the
+# node-monitor grace period), Redis when its peers time out.
+wait_until "the loss is noticed (Ready=False)" 120 not_ready || true
 wait_until "every shard again has a leader and an in-sync follower in the surviving zones (Ready)" 240 ready || true
 sleep 3
 timeline

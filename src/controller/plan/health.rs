@@ -93,6 +93,7 @@ pub fn gone_identities(obs: &Observed) -> Vec<Gone> {
     let owners = view.slot_owners();
     let voters = view.voting_masters();
     let quorum = view.quorum();
+    let held = super::members::held_claims(obs);
     view.known_ids()
         .into_iter()
         .filter(|id| view.node(id).is_none())
@@ -109,14 +110,14 @@ pub fn gone_identities(obs: &Observed) -> Vec<Gone> {
                     })
                 })
                 .count();
-            let may_return = obs
-                .claims
+            // Only a volume the members planner will bring back (one its shard still needs)
+            // keeps an identity: one whose shard was made whole elsewhere meanwhile (its node
+            // was lost, then returned) is gone for good.
+            let may_return = held
                 .iter()
                 .find(|c| {
                     c.node_id.as_ref() == Some(&id)
-                        && !c.deleting
                         && c.node.as_deref().is_some_and(|n| obs.node_ready(n))
-                        && !obs.live().any(|m| m.claim() == Some(c.name.as_str()))
                 })
                 .map(|c| c.name.clone());
             let pod_alive = addr.and_then(|a| obs.member_at(a)).is_some_and(|m| {

@@ -216,7 +216,9 @@ pub fn plan(obs: &Observed) -> Plan {
                 "deleting PVCs of members that were re-placed (pvcRetentionPolicy Delete)".into();
         }
     }
-    plan.ready = plan.ready && plan.problems.is_empty();
+    // A zone without ready nodes is worth saying (Degraded) but does not make a cluster that
+    // is whole again in the surviving zones un-ready.
+    plan.ready = plan.ready && plan.problems.iter().all(|p| p.reason == "ZoneUnavailable");
     plan.placement = PlacementState::Satisfied(placement);
     plan
 }

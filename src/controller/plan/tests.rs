@@ -34,6 +34,13 @@ struct M {
     answers: bool,
 }
 
+impl M {
+    /// Forgotten by the cluster: the Pod may linger, no member lists it.
+    fn forgotten(&self) -> bool {
+        self.offset == u64::MAX
+    }
+}
+
 #[derive(Clone, Copy, PartialEq)]
 enum PodState {
     Running,
@@ -192,7 +199,7 @@ impl Fx {
             lines.extend(
                 self.members
                     .iter()
-                    .filter(|m| m.id != o.id)
+                    .filter(|m| m.id != o.id && !m.forgotten())
                     .map(|m| self.line(o, m)),
             );
             let replication = match &o.master {
@@ -806,4 +813,81 @@ fn redis_s_own_election_is_not_raced_until_it_had_its_time() {
         ),
         "{p:?}"
     );
+}
+
+#[test]
+fn a_cluster_whole_again_without_a_zone_is_ready_and_degraded() {
+    // Zone a is gone; its members were re-placed: shard 0 led by d (zone b) with a new
+    // follower on n-c3, shard 2's follower moved from n-a2 to n-b3.
+    let mut fx = healthy();
+    fx.not_ready.extend(["n-a1", "n-a2", "n-a3"]);
+    // Their Pods linger Terminating on the dead nodes; the cluster forgot them.
+    for c in ['a', 'f'] {
+        let m = fx.get(c);
+        m.pod = Some(PodState::Deleting(60));
+        m.answers = false;
+        m.offset = u64::MAX;
+    }
+    let d = fx.get('d');
+    d.master = None;
+    d.slots = "0-5461";
+    fx.members.push(M {
+        id: id('7'),
+        ip: "10.0.0.7".into(),
+        node: "n-c3",
+        shard: 0,
+        member: 0,
+        slots: "",
+        master: Some(id('d')),
+        offset: 1000,
+        keys: 100,
+        pod: Some(PodState::Running),
+        answers: true,
+    });
+    fx.members.push(M {
+        id: id('8'),
+        ip: "10.0.0.8".into(),
+        node: "n-b3",
+        shard: 2,
+        member: 1,
+        slots: "",
+        master: Some(id('c')),
+        offset: 1000,
+        keys: 100,
+        pod: Some(PodState::Running),
+        answers: true,
+    });
+    let p = plan(&fx.observed());
+    assert!(p.ready, "{p:?}");
+    let c = conditions(&p, &Executed::Nothing);
+    assert!(cond(&c, types::READY).status);
+    let d = cond(&c, types::DEGRADED);
+    assert!(d.status && d.reason == "ZoneUnavailable", "{d:?}");
+}
+
+#[test]
+fn a_returning_volume_whose_shard_was_made_whole_elsewhere_is_forgotten() {
+    // Follower e's node came back after e was re-placed (as 7 on n-c3): its volume is intact
+    // but its shard needs nothing more, so its identity is forgotten, not revived.
+    let mut fx = healthy().with_storage();
+    fx.lose('e', None);
+    fx.members.push(M {
+        id: id('7'),
+        ip: "10.0.0.7".into(),
+        node: "n-c3",
+        shard: 1,
+        member: 2,
+        slots: "",
+        master: Some(id('b')),
+        offset: 1000,
+        keys: 100,
+        pod: Some(PodState::Running),
+        answers: true,
+    });
+    fx.storage = false; // the fixture's pods mount no claims; the PVCs stay listed
+    let p = plan(&fx.observed());
+    match &p.action {
+        Action::Forget(ids) => assert_eq!(ids[0].0.as_str(), id('e')),
+        other => panic!("expected Forget, got {other:?}"),
+    }
 }
