@@ -205,8 +205,12 @@ fn next_change(obs: &Observed, placement: &Placement) -> Option<Plan> {
                     break;
                 }
                 let shard = usize::try_from(*shard).unwrap_or(usize::MAX);
+                // A planned leader move needs every shard led: while one is not, the
+                // majority that must vote for it may not exist, and recovery comes first.
+                if (0..obs.shape.leaders).any(|s| shard_leader(obs, s).is_none()) {
+                    break;
+                }
                 let Some(leader) = shard_leader(obs, shard) else {
-                    // No leader to hand over from: recovery's business.
                     continue;
                 };
                 let Some(target) = member_on(obs, u32::try_from(shard).unwrap_or(u32::MAX), to)

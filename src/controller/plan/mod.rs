@@ -195,9 +195,11 @@ pub fn plan(obs: &Observed) -> Plan {
         .or_else(|| loss::plan(obs, &gone))
         .or_else(|| members::plan(obs, &placement))
         .unwrap_or_else(|| bootstrap::plan(obs, &placement));
-    plan.problems.extend(loss::problems(obs, &gone, &obs.name));
-    plan.problems
-        .extend(problems(obs, &gone, &loss::covered(obs, &gone)));
+    // Losses only a human can accept come first: they are the Degraded reason.
+    let mut all = loss::problems(obs, &gone, &obs.name);
+    all.append(&mut plan.problems);
+    all.extend(problems(obs, &gone, &loss::covered(obs, &gone)));
+    plan.problems = all;
     plan.orphaned_claims = members::orphaned_claims(obs);
     if plan.action == Action::Wait {
         // Bookkeeping is the lowest priority: only when nothing else is to be done.

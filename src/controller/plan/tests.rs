@@ -891,3 +891,31 @@ fn a_returning_volume_whose_shard_was_made_whole_elsewhere_is_forgotten() {
         other => panic!("expected Forget, got {other:?}"),
     }
 }
+
+#[test]
+fn quorum_lost_is_the_degraded_reason_even_while_the_bootstrap_is_blocked() {
+    // Leaders a and b are gone; their replacements (7, 8) answer as empty masters, so the
+    // bootstrap is Blocked on slots owned by absent nodes: the loss still leads.
+    let mut fx = healthy();
+    fx.lose('a', None);
+    fx.lose('b', None);
+    for (c, ip, node, shard) in [('7', "10.0.0.7", "n-a3", 0), ('8', "10.0.0.8", "n-b3", 1)] {
+        fx.members.push(M {
+            id: id(c),
+            ip: ip.into(),
+            node,
+            shard,
+            member: 2,
+            slots: "",
+            master: None,
+            offset: 0,
+            keys: 0,
+            pod: Some(PodState::Running),
+            answers: true,
+        });
+    }
+    let p = plan(&fx.observed());
+    assert!(p.problems.iter().any(|x| x.reason == "Blocked"), "{p:?}");
+    let c = conditions(&p, &Executed::Nothing);
+    assert_eq!(cond(&c, types::DEGRADED).reason, "QuorumLost", "{p:?}");
+}
