@@ -347,6 +347,19 @@ pub async fn check_recovered(
     leaders: usize,
     followers: usize,
 ) -> Result<Members, String> {
+    check_recovered_without(client, ns, name, leaders, followers, &[]).await
+}
+
+/// [`check_recovered`] while `lost_zones` have no ready node: no member may run there, and Z
+/// in the leader cap counts only the other zones.
+pub async fn check_recovered_without(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    leaders: usize,
+    followers: usize,
+    lost_zones: &[String],
+) -> Result<Members, String> {
     let pods = member_pods(client, ns, name)
         .await
         .map_err(|e| format!("list pods: {e}"))?;
@@ -359,7 +372,7 @@ pub async fn check_recovered(
         .map_err(|e| format!("list nodes: {e}"))?;
     let zone_count = zones_of
         .values()
-        .filter(|z| !z.is_empty())
+        .filter(|z| !z.is_empty() && !lost_zones.contains(*z))
         .collect::<BTreeSet<_>>()
         .len();
     let pass = password(client, ns, name).await;
@@ -373,6 +386,9 @@ pub async fn check_recovered(
         let zone = zones_of.get(&node).cloned().unwrap_or_default();
         if zone.is_empty() {
             return Err(format!("{pod} is on {node:?}, which has no zone"));
+        }
+        if lost_zones.contains(&zone) {
+            return Err(format!("{pod} is on {node} in the unavailable zone {zone}"));
         }
         members.push(Member {
             pod,
@@ -614,7 +630,20 @@ pub async fn until_recovered(
     client: &Client,
     ns: &str,
     name: &str,
+    shape: (usize, usize),
+    until: Recovery,
+    on_poll: impl FnMut(Vec<SocketAddr>),
+) -> Result<(Members, Duration), String> {
+    until_recovered_without(client, ns, name, shape, &[], until, on_poll).await
+}
+
+/// [`until_recovered`] with [`check_recovered_without`] `lost_zones`.
+pub async fn until_recovered_without(
+    client: &Client,
+    ns: &str,
+    name: &str,
     (leaders, followers): (usize, usize),
+    lost_zones: &[String],
     until: Recovery,
     mut on_poll: impl FnMut(Vec<SocketAddr>),
 ) -> Result<(Members, Duration), String> {
@@ -631,7 +660,9 @@ pub async fn until_recovered(
         };
         match ready {
             Some((status, ..)) if status == "True" || !until.require_ready => {
-                match check_recovered(client, ns, name, leaders, followers).await {
+                match check_recovered_without(client, ns, name, leaders, followers, lost_zones)
+                    .await
+                {
                     Ok(members) => return Ok((members, begun.elapsed())),
                     Err(e) => last = format!("Ready={status} but {e}"),
                 }
