@@ -189,8 +189,18 @@ pub fn shard_of(obs: &Observed, id: &NodeId) -> Option<usize> {
     {
         return Some(m.shard);
     }
-    obs.claims
+    if let Some(c) = obs.claims.iter().find(|c| c.node_id.as_ref() == Some(id)) {
+        return Some(c.shard);
+    }
+    // Nothing of the shard is left: the slots it owns tell (shard i owns the i-th even range
+    // until resharding exists).
+    let first = obs
+        .view
+        .slot_owners()
         .iter()
-        .find(|c| c.node_id.as_ref() == Some(id))
-        .map(|c| c.shard)
+        .position(|o| o.as_ref() == Some(id))
+        .and_then(|s| u16::try_from(s).ok())?;
+    crate::redis::ids::even_ranges(obs.shape.leaders)
+        .iter()
+        .position(|r| r.contains(first))
 }

@@ -716,6 +716,7 @@ fn a_leader_lost_with_its_data_is_data_loss_and_nothing_is_reassigned_until_acce
         .find(|x| x.reason == "DataLoss")
         .unwrap_or_else(|| panic!("{p:?}"));
     assert!(loss.message.contains("0-5461"), "{}", loss.message);
+    assert!(loss.message.starts_with("shard 0 "), "{}", loss.message);
     assert!(
         loss.message.contains("accept-data-loss=aaaaaaaa"),
         "{}",
