@@ -144,6 +144,32 @@ impl Fx {
         }
     }
 
+    /// A new member `c` answering on `node`: a follower of `master` in sync, or (None) an
+    /// empty master without slots.
+    fn add(
+        &mut self,
+        c: char,
+        node: &'static str,
+        shard: usize,
+        member: usize,
+        master: Option<char>,
+    ) {
+        let synced = master.is_some();
+        self.members.push(M {
+            id: id(c),
+            ip: format!("10.0.0.{}", self.members.len() + 1),
+            node,
+            shard,
+            member,
+            slots: "",
+            master: master.map(id),
+            offset: if synced { 1000 } else { 0 },
+            keys: if synced { 100 } else { 0 },
+            pod: Some(PodState::Running),
+            answers: true,
+        });
+    }
+
     /// PVCs for every member, recording its identity, each on its member's node.
     fn with_storage(mut self) -> Self {
         self.storage = true;
@@ -457,6 +483,16 @@ fn leader_being_deleted_is_handed_over_gracefully_after_its_hook_had_its_chance(
     );
 }
 
+/// (shard, promoted id, kind) of a failover step; panics on any other step.
+fn failover_of(p: &Plan) -> (usize, String, FailoverKind) {
+    match &p.action {
+        Action::Failover {
+            shard, to, kind, ..
+        } => (*shard, to.as_str().to_string(), *kind),
+        other => panic!("expected a failover, got {other:?}"),
+    }
+}
+
 fn plan_reason(plan: &Plan) -> String {
     match &plan.action {
         Action::Failover { reason, .. } => reason.clone(),
@@ -581,17 +617,11 @@ fn leaders_piled_in_one_zone_are_spread_back_by_graceful_failover() {
     d.master = None;
     d.slots = "0-5461";
     let p = plan(&fx.observed());
-    match &p.action {
-        Action::Failover {
-            shard, to, kind, ..
-        } => {
-            assert_eq!(
-                (*shard, to.as_str(), *kind),
-                (0, id('a').as_str(), FailoverKind::Graceful)
-            );
-        }
-        other => panic!("expected a graceful failover back to zone a, got {other:?}"),
-    }
+    assert_eq!(
+        failover_of(&p),
+        (0, id('a'), FailoverKind::Graceful),
+        "expected a graceful failover back to zone a"
+    );
 }
 
 #[test]
@@ -631,17 +661,11 @@ fn combined_loss_forces_the_leader_first_then_replaces_the_follower() {
     fx.lose('e', None);
     fx.lose('c', Some(PodState::Down));
     let p = plan(&fx.observed());
-    match &p.action {
-        Action::Failover {
-            shard, to, kind, ..
-        } => {
-            assert_eq!(
-                (*shard, to.as_str(), *kind),
-                (2, id('f').as_str(), FailoverKind::Force)
-            );
-        }
-        other => panic!("expected FORCE for shard 2 first, got {other:?}"),
-    }
+    assert_eq!(
+        failover_of(&p),
+        (2, id('f'), FailoverKind::Force),
+        "expected FORCE for shard 2 first"
+    );
 }
 
 #[test]
@@ -649,19 +673,8 @@ fn survivor_chained_to_a_dead_leader_is_promoted() {
     // Shard 0: leader a gone; d follows a; a new member 9 (empty, never synced) follows d.
     let mut fx = healthy();
     fx.lose('a', None);
-    fx.members.push(M {
-        id: id('9'),
-        ip: "10.0.0.7".into(),
-        node: "n-c3",
-        shard: 0,
-        member: 2,
-        slots: "",
-        master: Some(id('d')),
-        offset: 0,
-        keys: 0,
-        pod: Some(PodState::Running),
-        answers: true,
-    });
+    fx.add('9', "n-c3", 0, 2, Some('d'));
+    fx.get('9').offset = 0;
     let p = plan(&fx.observed());
     assert!(
         matches!(&p.action, Action::Failover { kind: FailoverKind::Force, to, .. } if to.as_str() == id('d')),
@@ -832,32 +845,8 @@ fn a_cluster_whole_again_without_a_zone_is_ready_and_degraded() {
     let d = fx.get('d');
     d.master = None;
     d.slots = "0-5461";
-    fx.members.push(M {
-        id: id('7'),
-        ip: "10.0.0.7".into(),
-        node: "n-c3",
-        shard: 0,
-        member: 0,
-        slots: "",
-        master: Some(id('d')),
-        offset: 1000,
-        keys: 100,
-        pod: Some(PodState::Running),
-        answers: true,
-    });
-    fx.members.push(M {
-        id: id('8'),
-        ip: "10.0.0.8".into(),
-        node: "n-b3",
-        shard: 2,
-        member: 1,
-        slots: "",
-        master: Some(id('c')),
-        offset: 1000,
-        keys: 100,
-        pod: Some(PodState::Running),
-        answers: true,
-    });
+    fx.add('7', "n-c3", 0, 0, Some('d'));
+    fx.add('8', "n-b3", 2, 1, Some('c'));
     let p = plan(&fx.observed());
     assert!(p.ready, "{p:?}");
     let c = conditions(&p, &Executed::Nothing);
@@ -872,19 +861,7 @@ fn a_returning_volume_whose_shard_was_made_whole_elsewhere_is_forgotten() {
     // but its shard needs nothing more, so its identity is forgotten, not revived.
     let mut fx = healthy().with_storage();
     fx.lose('e', None);
-    fx.members.push(M {
-        id: id('7'),
-        ip: "10.0.0.7".into(),
-        node: "n-c3",
-        shard: 1,
-        member: 2,
-        slots: "",
-        master: Some(id('b')),
-        offset: 1000,
-        keys: 100,
-        pod: Some(PodState::Running),
-        answers: true,
-    });
+    fx.add('7', "n-c3", 1, 2, Some('b'));
     fx.storage = false; // the fixture's pods mount no claims; the PVCs stay listed
     let p = plan(&fx.observed());
     match &p.action {
@@ -900,21 +877,8 @@ fn quorum_lost_is_the_degraded_reason_even_while_the_bootstrap_is_blocked() {
     let mut fx = healthy();
     fx.lose('a', None);
     fx.lose('b', None);
-    for (c, ip, node, shard) in [('7', "10.0.0.7", "n-a3", 0), ('8', "10.0.0.8", "n-b3", 1)] {
-        fx.members.push(M {
-            id: id(c),
-            ip: ip.into(),
-            node,
-            shard,
-            member: 2,
-            slots: "",
-            master: None,
-            offset: 0,
-            keys: 0,
-            pod: Some(PodState::Running),
-            answers: true,
-        });
-    }
+    fx.add('7', "n-a3", 0, 2, None);
+    fx.add('8', "n-b3", 1, 2, None);
     let p = plan(&fx.observed());
     assert!(p.problems.iter().any(|x| x.reason == "Blocked"), "{p:?}");
     let c = conditions(&p, &Executed::Nothing);
