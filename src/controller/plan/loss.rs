@@ -12,12 +12,18 @@
 //!   up-to-date follower (no vote; unreplicated writes lost; a split brain if the old leader
 //!   is alive behind a partition).
 //!
+//! * **DataUnavailable**: the same double loss while a volume that may hold the shard's data
+//!   still exists (its node is down, or its Pod is being recreated): the shard waits for the
+//!   member to come back with its volume. Nothing of the shard is forgotten, re-placed on a new
+//!   volume or removed meanwhile, and its slots stay with the lost leader (S6 (c) is never safe
+//!   while (a) is still possible).
+//!
 //! Both annotations name node ids, so an annotation left behind never accepts a later loss.
 
 use super::health::Gone;
 use super::{Action, FailoverKind, Plan, Problem};
-use crate::controller::observe::Observed;
-use crate::redis::ids::{SlotRange, ranges_from_slots};
+use crate::controller::observe::{Claim, Observed};
+use crate::redis::ids::{NodeId, SlotRange, ranges_from_slots};
 
 /// Annotation naming lost leaders (ids or unique prefixes, comma-separated) whose slots may be
 /// served again empty.
@@ -59,22 +65,78 @@ fn named(list: &[String], g: &Gone) -> bool {
     list.iter().any(|p| g.id.as_str().starts_with(p.as_str()))
 }
 
-/// A leader whose data is gone for good: its Pod is gone (or its node is), no volume records
-/// it, and no follower that ever synced from it answers.
+/// A shard whose leader is gone with every follower that had its data, while volumes that
+/// may hold that data still exist: the shard waits for them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Awaited<'a> {
+    /// The shard.
+    pub shard: usize,
+    /// The lost leader, which still owns the shard's slots.
+    pub leader: &'a Gone,
+    /// The identities those volumes record (the leader's, its lost followers').
+    pub ids: Vec<NodeId>,
+    /// The volumes (not being deleted) recording the leader or one of its lost followers.
+    pub claims: Vec<&'a Claim>,
+}
+
+/// Identities the cluster lists as followers of `leader` that no member answers as.
+fn lost_followers(obs: &Observed, leader: &NodeId) -> Vec<NodeId> {
+    let mut ids: Vec<NodeId> = obs
+        .view
+        .nodes
+        .iter()
+        .flat_map(|n| n.peers.iter())
+        .filter(|e| e.master_id.as_ref() == Some(leader) && obs.view.node(&e.id).is_none())
+        .map(|e| e.id.clone())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
+/// The volumes recording `g` or one of its lost followers, with those identities.
+fn volumes<'a>(obs: &'a Observed, g: &Gone) -> (Vec<NodeId>, Vec<&'a Claim>) {
+    let mut ids = vec![g.id.clone()];
+    ids.extend(lost_followers(obs, &g.id));
+    let claims: Vec<&Claim> = obs
+        .claims
+        .iter()
+        .filter(|c| !c.deleting && c.node_id.as_ref().is_some_and(|id| ids.contains(id)))
+        .collect();
+    ids.retain(|id| claims.iter().any(|c| c.node_id.as_ref() == Some(id)));
+    (ids, claims)
+}
+
+/// Shards waiting for their data to come back on a volume (S6 with PVCs): a leader that still
+/// owns slots is gone, no answering follower ever synced from it, and a volume recording it or
+/// one of its lost followers still exists.
+pub fn awaited<'a>(obs: &'a Observed, gone: &'a [Gone]) -> Vec<Awaited<'a>> {
+    gone.iter()
+        .filter(|g| g.slots > 0 && g.best_follower(obs).is_none())
+        .filter_map(|g| {
+            let (ids, claims) = volumes(obs, g);
+            if claims.is_empty() {
+                return None;
+            }
+            Some(Awaited {
+                shard: super::health::shard_of(obs, &g.id)?,
+                leader: g,
+                ids,
+                claims,
+            })
+        })
+        .collect()
+}
+
+/// A leader whose data is gone for good: its Pod is gone (or its node is), no follower that
+/// ever synced from it answers, and no volume records it or one of its lost followers.
 fn data_gone(obs: &Observed, g: &Gone) -> bool {
     g.slots > 0
         && g.k8s.is_some()
         && !g.pod_alive
         && g.may_return.is_none()
-        && !g
-            .followers
-            .iter()
-            .filter_map(|id| obs.view.node(id))
-            .any(|f| f.replication.master_repl_offset > 0)
-        && !obs
-            .claims
-            .iter()
-            .any(|c| c.node_id.as_ref() == Some(&g.id) && !c.deleting)
+        && g.best_follower(obs).is_none()
+        && volumes(obs, g).1.is_empty()
 }
 
 /// Leaders lost while no majority of the voting masters answers.
@@ -145,6 +207,31 @@ pub fn problems(obs: &Observed, gone: &[Gone], cluster: &str) -> Vec<Problem> {
             ),
         });
     }
+    for a in awaited(obs, gone) {
+        let volumes: Vec<String> = a
+            .claims
+            .iter()
+            .map(|c| match c.node.as_deref() {
+                Some(n) if obs.node_ready(n) => format!("{} on {n}", c.name),
+                Some(n) if obs.nodes.contains_key(n) => format!("{} on {n}, not ready", c.name),
+                Some(n) => format!("{} on {n}, which no longer exists", c.name),
+                None => format!("{} on no node", c.name),
+            })
+            .collect();
+        out.push(Problem {
+            reason: "DataUnavailable",
+            message: format!(
+                "shard {} lost its leader {} and every follower with its data; slots {} are not \
+                 served until a member returns with its volume ({}); nothing is reassigned \
+                 meanwhile. If those volumes are gone for good, delete their PVCs and the \
+                 DataLoss condition will say how to serve the slots empty",
+                a.shard,
+                a.leader.id.short(),
+                fmt_ranges(&slot_ranges(obs, a.leader)),
+                volumes.join(", ")
+            ),
+        });
+    }
     out
 }
 
@@ -159,11 +246,83 @@ pub fn covered(obs: &Observed, gone: &[Gone]) -> Vec<crate::redis::ids::NodeId> 
             .filter(|g| data_gone(obs, g))
             .map(|g| g.id.clone()),
     );
+    for a in awaited(obs, gone) {
+        ids.push(a.leader.id.clone());
+        ids.extend(lost_followers(obs, &a.leader.id));
+    }
     ids
 }
 
-/// The accepted break-glass step, if the user named the lost node.
+/// The accepted break-glass step, if the user named the lost node; else, while a shard awaits
+/// its volumes, the membership step without what would re-place that shard's members on new,
+/// empty volumes or remove them ([`guard_awaited`]).
 pub fn plan(obs: &Observed, gone: &[Gone]) -> Option<Plan> {
+    break_glass(obs, gone).or_else(|| guard_awaited(obs, gone))
+}
+
+/// While shards await their volumes ([`awaited`]), the members planner's next step (the
+/// scheduler re-places members whose node is not ready, on new volumes) is kept only for other
+/// shards and for members recreated on the awaited volumes themselves: a new empty member of
+/// such a shard would hold the seat its volume needs to come back to. `None` when no shard
+/// awaits, or when the members step touches none of them (it then runs as usual).
+fn guard_awaited(obs: &Observed, gone: &[Gone]) -> Option<Plan> {
+    let awaited = awaited(obs, gone);
+    if awaited.is_empty() {
+        return None;
+    }
+    let placement = super::members::placement(obs).ok()?;
+    let step = super::members::plan(obs, &placement)?;
+    let waits = |shard: usize| awaited.iter().any(|a| a.shard == shard);
+    let revives = |claim: Option<&str>| {
+        awaited
+            .iter()
+            .flat_map(|a| a.claims.iter())
+            .any(|c| Some(c.name.as_str()) == claim)
+    };
+    let kept = match &step.action {
+        Action::CreateMembers(news) => {
+            let kept: Vec<_> = news
+                .iter()
+                .filter(|n| !waits(n.shard) || revives(n.reuse_claim.as_deref()))
+                .cloned()
+                .collect();
+            (kept.len() != news.len()).then_some(Action::CreateMembers(kept))
+        }
+        Action::DeletePods(pods) => {
+            let kept: Vec<_> = pods
+                .iter()
+                .filter(|(pod, _)| {
+                    !obs.members
+                        .iter()
+                        .any(|m| m.name() == pod.as_str() && waits(m.shard))
+                })
+                .cloned()
+                .collect();
+            (kept.len() != pods.len()).then_some(Action::DeletePods(kept))
+        }
+        _ => None,
+    }?;
+    let shards: Vec<String> = awaited.iter().map(|a| a.shard.to_string()).collect();
+    let empty = matches!(&kept, Action::CreateMembers(v) if v.is_empty())
+        || matches!(&kept, Action::DeletePods(v) if v.is_empty());
+    Some(if empty {
+        Plan::wait(
+            "AwaitingVolumes",
+            format!(
+                "shard(s) {} wait for a member to return with its volume; nothing of them is re-placed",
+                shards.join(", ")
+            ),
+        )
+    } else {
+        Plan {
+            action: kept,
+            ..step
+        }
+    })
+}
+
+/// The break-glass step the user accepted, if any.
+fn break_glass(obs: &Observed, gone: &[Gone]) -> Option<Plan> {
     for g in quorum_lost(obs, gone) {
         if !named(&obs.break_glass.takeover, g) {
             continue;
@@ -211,3 +370,7 @@ pub fn plan(obs: &Observed, gone: &[Gone]) -> Option<Plan> {
         )
     })
 }
+
+#[cfg(test)]
+#[path = "loss_tests.rs"]
+mod loss_tests;

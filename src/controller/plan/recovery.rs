@@ -53,7 +53,7 @@ pub fn plan(obs: &Observed, gone: &[Gone]) -> Option<Plan> {
     force_failover(obs, gone)
         .or_else(|| handover(obs))
         .or_else(|| repoint(obs, gone))
-        .or_else(|| forget(gone))
+        .or_else(|| forget(obs, gone))
 }
 
 /// A leader whose death is confirmed, with a follower that has its data: FORCE the follower
@@ -167,12 +167,18 @@ fn repoint(obs: &Observed, gone: &[Gone]) -> Option<Plan> {
 }
 
 /// Identities gone for good: nothing owned, nobody following, death confirmed, and no volume
-/// that could bring them back. Forgotten on every member within the ban window.
-fn forget(gone: &[Gone]) -> Option<Plan> {
+/// that could bring them back. Forgotten on every member within the ban window. A follower
+/// lost together with its leader is kept while its volume exists: with the leader's, it is
+/// what may bring the shard's data back (`loss::awaited`), even from a node that is down now.
+fn forget(obs: &Observed, gone: &[Gone]) -> Option<Plan> {
+    let awaited: Vec<_> = super::loss::awaited(obs, gone)
+        .into_iter()
+        .flat_map(|a| a.ids)
+        .collect();
     let ids: Vec<_> = gone
         .iter()
         .filter(|g| g.slots == 0 && g.followers.is_empty() && g.confirmed())
-        .filter(|g| g.may_return.is_none())
+        .filter(|g| g.may_return.is_none() && !awaited.contains(&g.id))
         .map(|g| (g.id.clone(), g.describe()))
         .collect();
     (!ids.is_empty()).then(|| {

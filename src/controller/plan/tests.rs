@@ -17,32 +17,32 @@ use crate::redis::model::{ClusterView, NodeObservation};
 
 /// One member of the fixture cluster.
 #[derive(Clone)]
-struct M {
-    id: String,
-    ip: String,
-    node: &'static str,
-    shard: usize,
-    member: usize,
+pub(super) struct M {
+    pub(super) id: String,
+    pub(super) ip: String,
+    pub(super) node: &'static str,
+    pub(super) shard: usize,
+    pub(super) member: usize,
     /// Slots if a leader; the leader's id if a follower.
-    slots: &'static str,
-    master: Option<String>,
-    offset: u64,
-    keys: u64,
+    pub(super) slots: &'static str,
+    pub(super) master: Option<String>,
+    pub(super) offset: u64,
+    pub(super) keys: u64,
     /// The Pod: None = deleted.
-    pod: Option<PodState>,
+    pub(super) pod: Option<PodState>,
     /// Redis answers.
-    answers: bool,
+    pub(super) answers: bool,
 }
 
 impl M {
     /// Forgotten by the cluster: the Pod may linger, no member lists it.
-    fn forgotten(&self) -> bool {
+    pub(super) fn forgotten(&self) -> bool {
         self.offset == u64::MAX
     }
 }
 
 #[derive(Clone, Copy, PartialEq)]
-enum PodState {
+pub(super) enum PodState {
     Running,
     /// Container restarted and not ready (killed and restarting, held by the start gate).
     Down,
@@ -52,13 +52,13 @@ enum PodState {
     Deleting(i64),
 }
 
-fn id(c: char) -> String {
+pub(super) fn id(c: char) -> String {
     std::iter::repeat_n(c, 40).collect()
 }
 
 /// A healthy 3×1 cluster: leaders a (zone-a), b (zone-b), c (zone-c); followers d (of a, in
 /// zone-b), e (of b, zone-c), f (of c, zone-a).
-fn healthy() -> Fx {
+pub(super) fn healthy() -> Fx {
     let leader = |c, ip: &str, node, shard, slots| M {
         id: id(c),
         ip: ip.into(),
@@ -104,30 +104,30 @@ fn healthy() -> Fx {
     }
 }
 
-struct Fx {
-    members: Vec<M>,
+pub(super) struct Fx {
+    pub(super) members: Vec<M>,
     /// (observer, target): the observer's bus link to the target is down.
-    link_down: Vec<(String, String)>,
+    pub(super) link_down: Vec<(String, String)>,
     /// Ids every member flags `fail` (the cluster agreed they failed).
-    failed: Vec<String>,
+    pub(super) failed: Vec<String>,
     /// Seconds followers report their link to their leader down.
-    link_down_since: u64,
-    not_ready: Vec<&'static str>,
-    storage: bool,
+    pub(super) link_down_since: u64,
+    pub(super) not_ready: Vec<&'static str>,
+    pub(super) storage: bool,
     /// Extra PVCs: (name, shard, member, node, recorded id).
-    claims: Vec<Claim>,
-    break_glass: loss::BreakGlass,
+    pub(super) claims: Vec<Claim>,
+    pub(super) break_glass: loss::BreakGlass,
 }
 
 impl Fx {
-    fn get(&mut self, c: char) -> &mut M {
+    pub(super) fn get(&mut self, c: char) -> &mut M {
         let want = id(c);
         self.members.iter_mut().find(|m| m.id == want).unwrap()
     }
 
     /// Member `c` stops answering, its Pod in `pod` state (None: deleted), and every other
     /// member's bus link to it is down.
-    fn lose(&mut self, c: char, pod: Option<PodState>) {
+    pub(super) fn lose(&mut self, c: char, pod: Option<PodState>) {
         let m = self.get(c);
         m.pod = pod;
         m.answers = false;
@@ -135,7 +135,7 @@ impl Fx {
     }
 
     /// Every answering member's link to `c` is down (its process is gone).
-    fn unreachable(&mut self, c: char) {
+    pub(super) fn unreachable(&mut self, c: char) {
         let target = id(c);
         for m in &self.members {
             if m.id != target {
@@ -146,7 +146,7 @@ impl Fx {
 
     /// A new member `c` answering on `node`: a follower of `master` in sync, or (None) an
     /// empty master without slots.
-    fn add(
+    pub(super) fn add(
         &mut self,
         c: char,
         node: &'static str,
@@ -171,7 +171,7 @@ impl Fx {
     }
 
     /// PVCs for every member, recording its identity, each on its member's node.
-    fn with_storage(mut self) -> Self {
+    pub(super) fn with_storage(mut self) -> Self {
         self.storage = true;
         for m in &self.members {
             self.claims.push(Claim {
@@ -186,7 +186,7 @@ impl Fx {
         self
     }
 
-    fn line(&self, observer: &M, m: &M) -> String {
+    pub(super) fn line(&self, observer: &M, m: &M) -> String {
         let myself = observer.id == m.id;
         let role = if m.master.is_some() {
             "slave"
@@ -218,7 +218,7 @@ impl Fx {
         )
     }
 
-    fn observed(&self) -> Observed {
+    pub(super) fn observed(&self) -> Observed {
         let mut view = ClusterView::default();
         for o in self.members.iter().filter(|m| m.answers) {
             let mut lines = vec![self.line(o, o)];
@@ -330,7 +330,7 @@ impl Fx {
     }
 }
 
-fn pod(m: &M, state: PodState, claim: Option<String>) -> Member {
+pub(super) fn pod(m: &M, state: PodState, claim: Option<String>) -> Member {
     let running = !matches!(state, PodState::Down | PodState::CrashLoop);
     let mut json = serde_json::json!({
         "metadata": {
@@ -369,7 +369,7 @@ fn pod(m: &M, state: PodState, claim: Option<String>) -> Member {
     }
 }
 
-fn cond<'a>(
+pub(super) fn cond<'a>(
     c: &'a [crate::controller::status::Desired],
     t: &str,
 ) -> &'a crate::controller::status::Desired {
@@ -484,7 +484,7 @@ fn leader_being_deleted_is_handed_over_gracefully_after_its_hook_had_its_chance(
 }
 
 /// (shard, promoted id, kind) of a failover step; panics on any other step.
-fn failover_of(p: &Plan) -> (usize, String, FailoverKind) {
+pub(super) fn failover_of(p: &Plan) -> (usize, String, FailoverKind) {
     match &p.action {
         Action::Failover {
             shard, to, kind, ..
@@ -493,7 +493,7 @@ fn failover_of(p: &Plan) -> (usize, String, FailoverKind) {
     }
 }
 
-fn plan_reason(plan: &Plan) -> String {
+pub(super) fn plan_reason(plan: &Plan) -> String {
     match &plan.action {
         Action::Failover { reason, .. } => reason.clone(),
         _ => String::new(),

@@ -1,0 +1,221 @@
+//! Table tests of the losses Redis cannot avoid by itself (reference S6, S8), on the fixture
+//! of `tests.rs`: a 3×1 cluster with leaders a, b, c and followers d (of a), e (of b), f (of
+//! c). Here shard 0 (leader a on n-a1, follower d on n-b2) loses both members at once while
+//! their volumes survive on their nodes: the shard must wait for them, never be re-placed
+//! empty, and come back with its identities when the nodes do.
+
+use super::super::tests::*;
+use super::super::*;
+use crate::controller::act::Executed;
+use crate::controller::status::{conditions, types};
+
+/// What the planner may not do to shard 0 while it awaits its volumes: create one of its
+/// members on a new volume, remove one of its Pods, forget its identities, release or assign
+/// its slots, fail it over.
+fn assert_nothing_reassigned(when: &str, p: &Plan) {
+    let lost = [id('a'), id('d')];
+    let ok = match &p.action {
+        Action::CreateMembers(news) => news.iter().all(|n| n.shard != 0 || n.reuse_claim.is_some()),
+        Action::DeletePods(pods) => pods.iter().all(|(pod, _)| !pod.starts_with("p-s0-")),
+        Action::Forget(ids) => ids.iter().all(|(i, _)| !lost.contains(&i.to_string())),
+        Action::ReleaseSlots(_) | Action::AddSlots(_) | Action::Failover { .. } => false,
+        _ => true,
+    };
+    assert!(
+        ok,
+        "{when}: shard 0 touched while its volumes are awaited: {p:?}"
+    );
+}
+
+/// The Degraded condition says the shard waits for its volumes, naming them and the slots.
+fn assert_data_unavailable(when: &str, p: &Plan) {
+    assert!(!p.ready, "{when}: {p:?}");
+    let c = conditions(p, &Executed::Nothing);
+    let d = c.iter().find(|d| d.type_ == types::DEGRADED).unwrap();
+    assert!(d.status, "{when}: {d:?}");
+    assert_eq!(d.reason, "DataUnavailable", "{when}: {d:?}");
+    for part in ["shard 0 ", "aaaaaaaa", "0-5461", "data-s0-m0", "data-s0-m1"] {
+        assert!(
+            d.message.contains(part),
+            "{when}: {part:?} in {:?}",
+            d.message
+        );
+    }
+    assert!(
+        !p.problems.iter().any(|x| x.reason == "DataLoss"),
+        "{when}: a volume may bring the data back: {p:?}"
+    );
+    assert!(
+        !p.problems
+            .iter()
+            .any(|x| x.reason == "StaleIdentity" && x.message.contains("dddddddd")),
+        "{when}: the follower's identity is awaited, not stale: {p:?}"
+    );
+}
+
+/// Shard 0's leader and follower crash with their nodes (PVCs kept on n-a1 and n-b2).
+fn both_crashed() -> Fx {
+    let mut fx = healthy().with_storage();
+    fx.lose('a', Some(PodState::Running));
+    fx.lose('d', Some(PodState::Running));
+    fx
+}
+
+#[test]
+fn a_shard_lost_with_its_volumes_waits_for_them_and_nothing_is_reassigned() {
+    type Phase = (&'static str, fn(&mut Fx));
+    let phases: [Phase; 3] = [
+        // The processes are gone, Kubernetes has not noticed yet.
+        ("both nodes just crashed", |_| {}),
+        // The nodes' leases expired: the scheduler would re-place both members elsewhere.
+        ("both nodes NotReady", |fx| {
+            fx.not_ready.extend(["n-a1", "n-b2"]);
+        }),
+        // The taint manager evicted the Pods: they stay Terminating on the dead nodes, their
+        // PVCs are the only members of the shard left.
+        ("Pods evicted, Terminating on the dead nodes", |fx| {
+            fx.get('a').pod = Some(PodState::Deleting(40));
+            fx.get('d').pod = Some(PodState::Deleting(40));
+        }),
+    ];
+    let mut fx = both_crashed();
+    for (when, change) in phases {
+        change(&mut fx);
+        let p = plan(&fx.observed());
+        assert_eq!(p.action, Action::Wait, "{when}: {p:?}");
+        assert_nothing_reassigned(when, &p);
+        assert_data_unavailable(when, &p);
+    }
+
+    // The nodes return and the evicted Pods are gone: both members come back on their
+    // volumes' nodes with their identities (the leader reclaims its slots by itself).
+    fx.not_ready.clear();
+    fx.get('a').pod = None;
+    fx.get('d').pod = None;
+    let p = plan(&fx.observed());
+    match &p.action {
+        Action::CreateMembers(news) => {
+            let mut got: Vec<(usize, &str, Option<&str>)> = news
+                .iter()
+                .map(|n| (n.shard, n.node.as_str(), n.reuse_claim.as_deref()))
+                .collect();
+            got.sort_unstable();
+            assert_eq!(
+                got,
+                vec![
+                    (0, "n-a1", Some("data-s0-m0")),
+                    (0, "n-b2", Some("data-s0-m1"))
+                ]
+            );
+        }
+        other => panic!("expected both members recreated on their volumes, got {other:?}"),
+    }
+    assert_data_unavailable("nodes back, Pods being recreated", &p);
+
+    // Back and answering with their data: healthy, nothing left to do.
+    let fx = healthy().with_storage();
+    let p = plan(&fx.observed());
+    assert!(p.ready && p.action == Action::Wait, "{p:?}");
+}
+
+#[test]
+fn other_shards_are_still_healed_while_one_awaits_its_volumes() {
+    // Shard 0 awaits its volumes on dead nodes; shard 2's follower f is lost for good (no
+    // volume) meanwhile.
+    let mut fx = both_crashed();
+    fx.not_ready.extend(["n-a1", "n-b2"]);
+    fx.get('a').pod = Some(PodState::Deleting(40));
+    fx.get('d').pod = Some(PodState::Deleting(40));
+    fx.lose('f', None);
+    fx.claims.retain(|c| c.name != "data-s2-m1");
+    let p = plan(&fx.observed());
+    match &p.action {
+        Action::Forget(ids) => {
+            let ids: Vec<String> = ids.iter().map(|(i, _)| i.to_string()).collect();
+            assert_eq!(
+                ids,
+                vec![id('f')],
+                "only shard 2's lost follower is forgotten"
+            );
+        }
+        other => panic!("expected the Forget of f, got {other:?}"),
+    }
+    // Once f is forgotten, its replacement is created; shard 0 gets none.
+    fx.get('f').offset = u64::MAX;
+    let p = plan(&fx.observed());
+    assert_nothing_reassigned("f forgotten", &p);
+    match &p.action {
+        Action::CreateMembers(news) => {
+            assert!(news.iter().all(|n| n.shard == 2), "{news:?}");
+            assert_eq!(news.len(), 1, "{news:?}");
+        }
+        other => panic!("expected shard 2's follower re-placed, got {other:?}"),
+    }
+    assert_data_unavailable("f being replaced", &p);
+}
+
+#[test]
+fn a_follower_volume_alone_keeps_the_shard_awaited_then_takes_over() {
+    // The leader's PVC was deleted (its volume is gone), the follower's survives on its node.
+    let mut fx = both_crashed();
+    fx.not_ready.extend(["n-a1", "n-b2"]);
+    fx.get('a').pod = Some(PodState::Deleting(40));
+    fx.get('d').pod = Some(PodState::Deleting(40));
+    fx.claims
+        .iter_mut()
+        .find(|c| c.name == "data-s0-m0")
+        .unwrap()
+        .deleting = true;
+    let p = plan(&fx.observed());
+    assert_nothing_reassigned("leader volume deleted", &p);
+    let c = conditions(&p, &Executed::Nothing);
+    let d = c.iter().find(|d| d.type_ == types::DEGRADED).unwrap();
+    assert_eq!(d.reason, "DataUnavailable", "{d:?}");
+    assert!(d.message.contains("data-s0-m1") && !d.message.contains("data-s0-m0"));
+
+    // The follower's node returns: it is recreated on its volume, then (answering with the
+    // data it had) promoted in place of the leader whose volume is gone.
+    fx.not_ready.retain(|n| *n != "n-b2");
+    fx.get('d').pod = None;
+    let p = plan(&fx.observed());
+    match &p.action {
+        Action::CreateMembers(news) => assert_eq!(
+            news.iter()
+                .map(|n| (n.node.as_str(), n.reuse_claim.as_deref()))
+                .collect::<Vec<_>>(),
+            vec![("n-b2", Some("data-s0-m1"))]
+        ),
+        other => panic!("expected the follower recreated on its volume, got {other:?}"),
+    }
+    let dm = fx.get('d');
+    dm.pod = Some(PodState::Running);
+    dm.answers = true;
+    fx.link_down.retain(|(_, t)| *t != id('d'));
+    let p = plan(&fx.observed());
+    assert_eq!(failover_of(&p), (0, id('d'), FailoverKind::Force), "{p:?}");
+}
+
+#[test]
+fn once_every_volume_of_the_shard_is_deleted_it_is_data_loss() {
+    let mut fx = both_crashed();
+    fx.not_ready.extend(["n-a1", "n-b2"]);
+    fx.get('a').pod = Some(PodState::Deleting(40));
+    fx.get('d').pod = Some(PodState::Deleting(40));
+    for c in fx.claims.iter_mut().filter(|c| c.shard == 0) {
+        c.deleting = true;
+    }
+    let p = plan(&fx.observed());
+    let c = conditions(&p, &Executed::Nothing);
+    let d = c.iter().find(|d| d.type_ == types::DEGRADED).unwrap();
+    assert_eq!(d.reason, "DataLoss", "{d:?}");
+    assert!(
+        d.message.contains("accept-data-loss=aaaaaaaa"),
+        "{}",
+        d.message
+    );
+    assert!(!p.problems.iter().any(|x| x.reason == "DataUnavailable"));
+    assert!(
+        !matches!(p.action, Action::ReleaseSlots(_) | Action::AddSlots(_)),
+        "{p:?}"
+    );
+}
