@@ -33,6 +33,7 @@ pub const DEFAULT_ZONE_KEY: &str = "topology.kubernetes.io/zone";
     printcolumn(name = "Leaders", type_ = "integer", json_path = ".spec.leaders"),
     printcolumn(name = "Followers", type_ = "integer", json_path = ".spec.followersPerLeader", description = "followers per leader"),
     printcolumn(name = "Ready", type_ = "string", json_path = ".status.readyMembers", description = "ready members / desired members"),
+    printcolumn(name = "Updated", type_ = "string", json_path = ".status.updatedMembers", priority = 1, description = "members running the current revision / desired members"),
     printcolumn(name = "Zones", type_ = "integer", json_path = ".status.zones", description = "zones holding members"),
     printcolumn(name = "Placement-OK", type_ = "string", json_path = ".status.conditions[?(@.type==\"PlacementSatisfied\")].status"),
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
@@ -94,6 +95,45 @@ pub struct RedisClusterSpec {
     /// Settings copied onto every member Pod.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod: Option<PodOverrides>,
+
+    /// How running members pick up a changed image, restart-requiring config, resources or pod
+    /// settings. Config keys Redis accepts at runtime are always applied live (`CONFIG SET`),
+    /// without a restart, whatever the strategy.
+    #[serde(default, skip_serializing_if = "UpdateStrategy::is_default")]
+    pub update_strategy: UpdateStrategy,
+}
+
+/// How outdated members are replaced.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct UpdateStrategy {
+    /// `RollingUpdate` (default): one shard at a time, followers first, then a graceful
+    /// failover to an updated in-sync follower before the old leader restarts. `OnDelete`:
+    /// members are replaced only when their Pod is deleted (by a user or a drain).
+    #[serde(default, rename = "type")]
+    pub type_: UpdateStrategyType,
+    /// Stops the rolling update where it is (members already updated stay updated); recovery
+    /// still runs. Unset it to resume.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub paused: bool,
+}
+
+impl UpdateStrategy {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// Kinds of update strategy.
+#[derive(
+    schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq,
+)]
+pub enum UpdateStrategyType {
+    /// The operator restarts outdated members itself, safely ordered.
+    #[default]
+    RollingUpdate,
+    /// Outdated members are replaced only when their Pod is deleted.
+    OnDelete,
 }
 
 /// Persistent volume settings of each member.
@@ -184,6 +224,13 @@ pub struct RedisClusterStatus {
     /// Ready members over desired members, e.g. `6/6`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ready_members: Option<String>,
+    /// Members running the spec's current revision (image, restart-requiring config,
+    /// resources, pod settings) over desired members, e.g. `4/6` during a rolling update.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_members: Option<String>,
+    /// The revision members are updated to (a hash of what they are built from).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
     /// Number of distinct zones holding members.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub zones: Option<i32>,

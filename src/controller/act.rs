@@ -103,6 +103,11 @@ pub async fn act(scope: &Scope<'_>, action: &Action) -> Result<Executed, Error> 
             let api: Api<Pod> = Api::namespaced(ctx.client.clone(), scope.ns);
             delete_all(scope, &api, pods, "MemberRemoved", "pod").await?
         }
+        Action::Restart(pods) => {
+            let api: Api<Pod> = Api::namespaced(ctx.client.clone(), scope.ns);
+            delete_all(scope, &api, pods, "MemberRestarted", "pod").await?
+        }
+        Action::ApplyConfig { members, config } => apply_config(scope, members, config).await?,
         Action::DeleteClaims(claims) => {
             let api: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), scope.ns);
             delete_all(scope, &api, claims, "VolumeDeleted", "PVC").await?
@@ -185,6 +190,71 @@ where
         "deleted {} {kind}(s)",
         objects.len()
     )))
+}
+
+/// `CONFIG SET` on each member, then records what its process now runs on its Pod. A refused
+/// value is the user's to fix: it is reported (Warning Event, condition) and not retried soon.
+async fn apply_config(
+    scope: &Scope<'_>,
+    members: &[(String, std::net::SocketAddr, i32)],
+    config: &std::collections::BTreeMap<String, String>,
+) -> Result<Executed, Error> {
+    let api: Api<Pod> = Api::namespaced(scope.ctx.client.clone(), scope.ns);
+    let mut done = Vec::new();
+    for (pod, addr, restarts) in members {
+        if let Err(e) = scope.admin.config_set(*addr, config).await {
+            let note = format!("CONFIG SET on {pod}: {e}");
+            let executed = failed("ConfigRejected", note.clone(), &e);
+            if !e.is_transient() {
+                publish(
+                    scope.ctx,
+                    scope.cluster,
+                    EventType::Warning,
+                    "ConfigRejected",
+                    &note,
+                )
+                .await;
+            }
+            return Ok(executed);
+        }
+        let applied = super::revision::LiveApplied {
+            restarts: *restarts,
+            config: config.clone(),
+        };
+        let patch = serde_json::json!({"metadata": {"annotations": {
+            super::labels::LIVE_CONFIG_ANNOTATION: applied.to_annotation()
+        }}});
+        match api
+            .patch(pod, &PatchParams::apply(MANAGER), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => done.push(pod.clone()),
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if done.is_empty() {
+        return Ok(Executed::Nothing);
+    }
+    let keys: Vec<String> = config.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let note = format!(
+        "applied {} live (no restart) on {}",
+        if keys.is_empty() {
+            "the default config".to_string()
+        } else {
+            keys.join(" ")
+        },
+        done.join(", ")
+    );
+    publish(
+        scope.ctx,
+        scope.cluster,
+        EventType::Normal,
+        "ConfigApplied",
+        &note,
+    )
+    .await;
+    Ok(Executed::Applied(note))
 }
 
 async fn failover(

@@ -73,6 +73,61 @@ pub fn validate_overrides(overrides: &BTreeMap<String, String>) -> Result<(), St
     }
 }
 
+/// redis.conf keys a running server refuses to change (`CONFIG SET` answers "can't set
+/// immutable config" or "can't set protected config"), plus directives that are not configs at
+/// all. Found by sending `CONFIG SET <key> <its current value>` for every key `CONFIG GET *`
+/// lists on a cluster-enabled Redis 7.0 (the loop is in the README, "Live config"); the
+/// operator-owned keys are refused before this matters. Every other key is applied live.
+pub const RESTART_KEYS: &[&str] = &[
+    "aclfile",
+    "always-show-logo",
+    "aof_rewrite_cpulist",
+    "appenddirname",
+    "appendfilename",
+    "bgsave_cpulist",
+    "bio_cpulist",
+    "daemonize",
+    "databases",
+    "dbfilename",
+    "disable-thp",
+    "enable-debug-command",
+    "enable-module-command",
+    "enable-protected-configs",
+    "io-threads",
+    "io-threads-do-reads",
+    "loadmodule",
+    "logfile",
+    "pidfile",
+    "rdbchecksum",
+    "server_cpulist",
+    "set-proc-title",
+    "socket-mark-id",
+    "supervised",
+    "syslog-enabled",
+    "syslog-facility",
+    "syslog-ident",
+    "tcp-backlog",
+    "unixsocket",
+    "unixsocketperm",
+    "user",
+];
+
+/// Whether a running server accepts `key` through `CONFIG SET`.
+pub fn is_live(key: &str) -> bool {
+    let k = key.trim().to_ascii_lowercase();
+    !RESTART_KEYS.contains(&k.as_str())
+}
+
+/// The overrides split into (needs a restart, applied live).
+pub fn split_live(
+    overrides: &BTreeMap<String, String>,
+) -> (BTreeMap<String, String>, BTreeMap<String, String>) {
+    overrides
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .partition(|(k, _)| !is_live(k))
+}
+
 /// Renders redis.conf: the operator's baseline, then the user's overrides, then the include of
 /// the per-start runtime file (announce IP and passwords must not be in a ConfigMap or argv).
 pub fn render(overrides: &BTreeMap<String, String>) -> String {
@@ -115,7 +170,7 @@ pub fn render(overrides: &BTreeMap<String, String>) -> String {
     out
 }
 
-/// Stable short hash of the rendered config, stamped on Pods so a config change is visible.
+/// Stable short hash (of a rendered config, of a revision's inputs).
 pub fn hash(rendered: &str) -> String {
     // FNV-1a: stable across Rust versions and processes, unlike DefaultHasher.
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -204,6 +259,25 @@ mod tests {
         assert!(!conf.contains("appendonly yes"));
         assert!(conf.trim_end().ends_with("include /run/redis/runtime.conf"));
         assert!(conf.contains("cluster-enabled yes\n"));
+    }
+
+    #[test]
+    fn immutable_keys_need_a_restart_and_the_rest_is_live() {
+        let overrides = BTreeMap::from([
+            ("maxmemory".to_string(), "1gb".to_string()),
+            ("maxmemory-policy".to_string(), "allkeys-lru".to_string()),
+            ("databases".to_string(), "4".to_string()),
+            ("IO-Threads".to_string(), "2".to_string()),
+        ]);
+        let (restart, live) = split_live(&overrides);
+        assert_eq!(
+            restart.keys().collect::<Vec<_>>(),
+            vec!["IO-Threads", "databases"]
+        );
+        assert_eq!(
+            live.keys().collect::<Vec<_>>(),
+            vec!["maxmemory", "maxmemory-policy"]
+        );
     }
 
     #[test]

@@ -12,8 +12,14 @@ pub const CLUSTER_LABEL: &str = "redis.redis-operator.dev/cluster";
 pub const SHARD_LABEL: &str = "redis.redis-operator.dev/shard";
 /// Label holding a member's ordinal within its shard (stable across incarnations).
 pub const MEMBER_LABEL: &str = "redis.redis-operator.dev/member";
-/// Pod annotation: hash of the rendered redis.conf the Pod was built with.
-pub const CONFIG_HASH_ANNOTATION: &str = "redis.redis-operator.dev/config-hash";
+/// Pod annotation: the revision (hash of image, restart-requiring config, resources and pod
+/// settings) the Pod was built from. A member whose revision differs from the spec's is
+/// outdated and is rolled.
+pub const REVISION_ANNOTATION: &str = "redis.redis-operator.dev/revision";
+/// Pod annotation: the runtime-settable config applied to the member's process (JSON: the
+/// settings and the container restart count they were applied at; a restarted container
+/// re-reads redis.conf, so it is applied again).
+pub const LIVE_CONFIG_ANNOTATION: &str = "redis.redis-operator.dev/live-config";
 /// PVC annotation: the Redis node id last seen running on the volume. A member whose Pod is
 /// gone but whose volume is intact comes back with this identity, so it is never forgotten
 /// while the volume's node is usable.

@@ -95,6 +95,28 @@ impl Member {
                 )
             })
     }
+    /// The revision the Pod was built from (annotation), if any.
+    pub fn revision(&self) -> Option<&str> {
+        self.annotation(super::labels::REVISION_ANNOTATION)
+    }
+    /// The runtime config recorded as applied to its process, if any.
+    pub fn live_applied(&self) -> Option<super::revision::LiveApplied> {
+        super::revision::LiveApplied::from_annotation(
+            self.annotation(super::labels::LIVE_CONFIG_ANNOTATION)?,
+        )
+    }
+    /// How often the redis container was restarted in this Pod.
+    pub fn restart_count(&self) -> i32 {
+        self.container().map_or(0, |c| c.restart_count)
+    }
+    fn annotation(&self, key: &str) -> Option<&str> {
+        self.pod
+            .metadata
+            .annotations
+            .as_ref()?
+            .get(key)
+            .map(String::as_str)
+    }
     /// When deletion was requested.
     pub fn deleting_since(&self) -> Option<jiff::Timestamp> {
         self.pod.metadata.deletion_timestamp.as_ref().map(|t| t.0)

@@ -21,6 +21,7 @@ pub mod plan;
 pub mod reconcile;
 pub mod redis_view;
 pub mod resize;
+pub mod revision;
 pub mod shard_status;
 pub mod status;
 pub mod status_patch;

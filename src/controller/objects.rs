@@ -53,8 +53,10 @@ pub struct MemberInputs<'a> {
     pub secret_name: &'a str,
     /// Key of the password in it.
     pub secret_key: &'a str,
-    /// Hash of the rendered redis.conf.
-    pub config_hash: &'a str,
+    /// The revision members are built from.
+    pub revision: &'a str,
+    /// The runtime config a new member starts with (annotation value).
+    pub live_config: &'a str,
 }
 
 /// Creates one member: its PVC (unless one is reused) and its Pod pinned to the planned node.
@@ -99,7 +101,8 @@ pub async fn create_member(
             pvc: claim,
             auth_secret: inputs.secret_name,
             auth_key: inputs.secret_key,
-            config_hash: inputs.config_hash,
+            revision: inputs.revision,
+            live_config: inputs.live_config,
         },
     );
     pod_api.create(&pp, &pod).await?;

@@ -16,6 +16,7 @@ use super::labels::NODE_ID_ANNOTATION;
 use super::members::{self, Member};
 use super::plan::loss::BreakGlass;
 use super::redis_view::{self, NodeView};
+use super::revision::Target;
 use crate::crd::{PvcRetentionPolicy, RedisCluster};
 use crate::redis::client::AdminOptions;
 use crate::redis::ids::NodeId;
@@ -88,6 +89,8 @@ pub struct Observed {
     pub request: Request,
     /// The cluster as every answering member reports it, kept whole.
     pub view: ClusterView,
+    /// What members should run (revision, live config, update strategy).
+    pub target: Target,
     /// When the observation was taken.
     pub now: jiff::Timestamp,
 }
@@ -200,6 +203,7 @@ pub async fn observe(
         topology: super::placement_input::topology(&node_objs, cluster),
         request: super::placement_input::request(cluster),
         view,
+        target: super::revision::target(cluster),
         now: jiff::Timestamp::now(),
     }
 }

@@ -113,7 +113,11 @@ async fn drive(
         Executed::Nothing
     } else {
         let rendered = config::render(&cluster.spec.config);
-        let config_hash = config::hash(&rendered);
+        let live_config = super::revision::LiveApplied {
+            restarts: 0,
+            config: obs.target.live.clone(),
+        }
+        .to_annotation();
         apply_support_objects(cluster, ctx, ns, &rendered).await?;
         let admin = ClusterAdmin::new(
             obs.members
@@ -131,7 +135,8 @@ async fn drive(
             inputs: MemberInputs {
                 secret_name: &secret_name,
                 secret_key: &secret_key,
-                config_hash: &config_hash,
+                revision: &obs.target.revision,
+                live_config: &live_config,
             },
         };
         act::act(&scope, &plan.action).await?

@@ -111,6 +111,18 @@ pub fn conditions(plan: &Plan, executed: &Executed) -> Vec<Desired> {
             plan.reason,
             "waiting for nodes or a spec change",
         )
+    } else if let Some(r) = plan.rollout.as_ref().filter(|r| r.reason.is_some())
+        && plan.ready
+    {
+        // A rolling update of a ready cluster is progress (True) while it moves, and says why
+        // when it does not (paused, OnDelete, blocked). While the cluster is not ready, what
+        // the operator does about that is the progress shown.
+        Desired::new(
+            types::PROGRESSING,
+            r.active(),
+            r.reason.unwrap_or("RollingUpdate"),
+            format!("{}/{} members updated: {}", r.updated, r.desired, r.message),
+        )
     } else if plan.ready {
         Desired::new(types::PROGRESSING, false, "Idle", "nothing to do")
     } else {

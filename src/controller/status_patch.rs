@@ -35,6 +35,14 @@ pub fn summary(
         phase: Some(status::phase(conditions)),
         conditions: Vec::new(),
         ready_members: Some(format!("{ready}/{}", obs.shape.members())),
+        updated_members: Some(format!(
+            "{}/{}",
+            live.iter()
+                .filter(|m| !super::revision::outdated(m, &obs.target))
+                .count(),
+            obs.shape.members()
+        )),
+        revision: Some(obs.target.revision.clone()),
         zones: i32::try_from(zones.len()).ok(),
         zone_loss_safe: (!shards.is_empty())
             .then(|| super::shard_status::zone_loss_safe(&shards, cluster.spec.leaders)),

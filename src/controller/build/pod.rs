@@ -34,8 +34,10 @@ pub struct MemberPod<'a> {
     pub auth_secret: &'a str,
     /// Key of the password inside the Secret.
     pub auth_key: &'a str,
-    /// Hash of the rendered redis.conf.
-    pub config_hash: &'a str,
+    /// The revision it is built from ([`crate::controller::revision`]).
+    pub revision: &'a str,
+    /// The runtime config its process starts with (annotation value).
+    pub live_config: &'a str,
 }
 
 fn env_field(name: &str, path: &str) -> EnvVar {
@@ -70,8 +72,12 @@ pub fn build(cluster: &RedisCluster, m: &MemberPod<'_>) -> Pod {
     pod_labels.extend(labels::member_labels(&cluster_name, m.shard, m.member));
     let mut annotations = overrides.annotations.clone();
     annotations.insert(
-        labels::CONFIG_HASH_ANNOTATION.to_string(),
-        m.config_hash.to_string(),
+        labels::REVISION_ANNOTATION.to_string(),
+        m.revision.to_string(),
+    );
+    annotations.insert(
+        labels::LIVE_CONFIG_ANNOTATION.to_string(),
+        m.live_config.to_string(),
     );
 
     let data_volume = match &m.pvc {
@@ -271,7 +277,8 @@ mod tests {
                 pvc: Some("data-demo-s1-m0-abcde".into()),
                 auth_secret: "demo-auth",
                 auth_key: "password",
-                config_hash: "h",
+                revision: "r",
+                live_config: "{}",
             },
         );
         let labels = pod.metadata.labels.clone().unwrap();

@@ -213,9 +213,19 @@ fn next_change(obs: &Observed, placement: &Placement) -> Option<Plan> {
                 let Some(leader) = shard_leader(obs, shard) else {
                     continue;
                 };
-                let Some(target) = member_on(obs, u32::try_from(shard).unwrap_or(u32::MAX), to)
-                    .and_then(|m| obs.view_of(m))
+                let Some(target_member) =
+                    member_on(obs, u32::try_from(shard).unwrap_or(u32::MAX), to)
                 else {
+                    continue;
+                };
+                // A member about to be replaced by the rolling update does not take the lead:
+                // it would hand it straight back. The move happens once it is updated.
+                if super::rollout::rolling(obs)
+                    && crate::controller::revision::outdated(target_member, &obs.target)
+                {
+                    break;
+                }
+                let Some(target) = obs.view_of(target_member) else {
                     continue;
                 };
                 if !in_sync(target, leader) {

@@ -1,5 +1,6 @@
 //! Plan: pure decisions from one [`Observed`]. Each concern is a module tried in a fixed order
-//! (repair → recovery → members → bootstrap); the first with work decides the one step this
+//! (repair → recovery → loss → members → bootstrap, then live config and the rolling update
+//! only when nothing else is to be done); the first with work decides the one step this
 //! reconcile takes. What is wrong right now (the `Degraded` condition) is computed once, from
 //! the observation, independently of which step is taken.
 
@@ -9,6 +10,7 @@ pub mod loss;
 pub mod members;
 pub mod recovery;
 pub mod repair;
+pub mod rollout;
 
 use std::net::SocketAddr;
 
@@ -57,6 +59,17 @@ pub enum Action {
     CreateMembers(Vec<NewMember>),
     /// Delete member Pods: (pod, why).
     DeletePods(Vec<(String, String)>),
+    /// Replace outdated member Pods (rolling update): delete them, so they come back from the
+    /// current spec (on their volume's node when they have one): (pod, why).
+    Restart(Vec<(String, String)>),
+    /// Apply runtime-settable config (`CONFIG SET`) and record it on each Pod:
+    /// (pod, address, container restart count).
+    ApplyConfig {
+        /// Members to apply it to.
+        members: Vec<(String, SocketAddr, i32)>,
+        /// The settings.
+        config: std::collections::BTreeMap<String, String>,
+    },
     /// Delete PVCs no member uses any more (retention policy Delete): (claim, why).
     DeleteClaims(Vec<(String, String)>),
     /// Promote `to` (a follower of `shard`).
@@ -124,6 +137,8 @@ pub struct Plan {
     pub orphaned_claims: Vec<String>,
     /// The spec cannot be carried out as it is (no retry until it changes).
     pub refused: bool,
+    /// The rolling update's state (members updated, what it does or waits for).
+    pub rollout: Option<rollout::Rollout>,
 }
 
 /// One thing that is wrong, with a CamelCase reason.
@@ -155,6 +170,7 @@ impl Plan {
             placement: PlacementState::Unknown,
             orphaned_claims: Vec::new(),
             refused: false,
+            rollout: None,
         }
     }
 
@@ -201,6 +217,9 @@ pub fn plan(obs: &Observed) -> Plan {
     all.extend(problems(obs, &gone, &loss::covered(obs, &gone)));
     plan.problems = all;
     plan.orphaned_claims = members::orphaned_claims(obs);
+    // A zone without ready nodes is worth saying (Degraded) but does not make a cluster that
+    // is whole again in the surviving zones un-ready.
+    plan.ready = plan.ready && plan.problems.iter().all(|p| p.reason == "ZoneUnavailable");
     if plan.action == Action::Wait {
         // Bookkeeping is the lowest priority: only when nothing else is to be done.
         let unrecorded = members::unrecorded_identities(obs);
@@ -208,6 +227,31 @@ pub fn plan(obs: &Observed) -> Plan {
             plan.action = Action::RecordIdentities(unrecorded);
         }
     }
+    if plan.action == Action::Wait
+        && let Some(live) = rollout::live_config(obs)
+    {
+        plan.action = live.action;
+        plan.reason = live.reason;
+        plan.message = live.message;
+    }
+    // The rollout moves only when nothing else is to be done and nothing is wrong (a zone
+    // down included): recovery always comes first.
+    let unhealthy = if !plan.ready {
+        Some(plan.message.clone())
+    } else if let Some(p) = plan.problems.first() {
+        Some(p.message.clone())
+    } else if plan.action != Action::Wait {
+        Some(plan.message.clone())
+    } else {
+        None
+    };
+    let (step, state) = rollout::plan(obs, unhealthy.as_deref());
+    if let Some(step) = step {
+        plan.action = step.action;
+        plan.reason = step.reason;
+        plan.message = step.message;
+    }
+    plan.rollout = Some(state);
     if let (Action::Wait, true) = (&plan.action, plan.ready) {
         let orphans = members::deletable_claims(obs, &plan.orphaned_claims);
         if !orphans.is_empty() {
@@ -218,9 +262,6 @@ pub fn plan(obs: &Observed) -> Plan {
                 "deleting PVCs of members that were re-placed (pvcRetentionPolicy Delete)".into();
         }
     }
-    // A zone without ready nodes is worth saying (Degraded) but does not make a cluster that
-    // is whole again in the surviving zones un-ready.
-    plan.ready = plan.ready && plan.problems.iter().all(|p| p.reason == "ZoneUnavailable");
     plan.placement = PlacementState::Satisfied(placement);
     plan
 }
@@ -304,5 +345,7 @@ fn problems(obs: &Observed, gone: &[health::Gone], covered: &[NodeId]) -> Vec<Pr
     out
 }
 
+#[cfg(test)]
+mod rollout_tests;
 #[cfg(test)]
 mod tests;

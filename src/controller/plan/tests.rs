@@ -32,6 +32,8 @@ pub(super) struct M {
     pub(super) pod: Option<PodState>,
     /// Redis answers.
     pub(super) answers: bool,
+    /// The revision its Pod was built from.
+    pub(super) rev: &'static str,
 }
 
 impl M {
@@ -52,6 +54,9 @@ pub(super) enum PodState {
     Deleting(i64),
 }
 
+/// The revision of the fixture's spec (and of its members unless a test says otherwise).
+pub(super) const REV: &str = "rev-1";
+
 pub(super) fn id(c: char) -> String {
     std::iter::repeat_n(c, 40).collect()
 }
@@ -71,6 +76,7 @@ pub(super) fn healthy() -> Fx {
         keys: 100,
         pod: Some(PodState::Running),
         answers: true,
+        rev: REV,
     };
     let follower = |c, ip: &str, node, shard, of| M {
         id: id(c),
@@ -84,6 +90,7 @@ pub(super) fn healthy() -> Fx {
         keys: 100,
         pod: Some(PodState::Running),
         answers: true,
+        rev: REV,
     };
     Fx {
         members: vec![
@@ -101,6 +108,11 @@ pub(super) fn healthy() -> Fx {
         storage: false,
         claims: Vec::new(),
         break_glass: loss::BreakGlass::default(),
+        target: crate::controller::revision::Target {
+            revision: REV.into(),
+            rolling: true,
+            ..Default::default()
+        },
     }
 }
 
@@ -117,6 +129,8 @@ pub(super) struct Fx {
     /// Extra PVCs: (name, shard, member, node, recorded id).
     pub(super) claims: Vec<Claim>,
     pub(super) break_glass: loss::BreakGlass,
+    /// What the spec asks members to run.
+    pub(super) target: crate::controller::revision::Target,
 }
 
 impl Fx {
@@ -167,6 +181,7 @@ impl Fx {
             keys: if synced { 100 } else { 0 },
             pod: Some(PodState::Running),
             answers: true,
+            rev: REV,
         });
     }
 
@@ -325,6 +340,7 @@ impl Fx {
             topology,
             request: Request::new(3, 1),
             view,
+            target: self.target.clone(),
             now: jiff::Timestamp::from_second(1_000_000).unwrap(),
         }
     }
@@ -337,6 +353,7 @@ pub(super) fn pod(m: &M, state: PodState, claim: Option<String>) -> Member {
             "name": format!("p-s{}-m{}-{}", m.shard, m.member, &m.id[..1]),
             "namespace": "ns",
             "labels": {"redis.redis-operator.dev/shard": m.shard.to_string(), "redis.redis-operator.dev/member": m.member.to_string()},
+            "annotations": {"redis.redis-operator.dev/revision": m.rev},
         },
         "spec": {"nodeName": m.node, "containers": [{"name": "redis"}]},
         "status": {

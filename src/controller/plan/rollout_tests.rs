@@ -1,0 +1,201 @@
+//! Rolling update and live config: table tests on the plan fixture of `tests.rs`.
+
+use std::sync::Arc;
+
+use redis_scheduler::Request;
+
+use super::tests::{Fx, PodState, cond, healthy, id};
+use super::*;
+use crate::controller::act::Executed;
+use crate::controller::labels::LIVE_CONFIG_ANNOTATION;
+use crate::controller::status::{conditions, types};
+
+/// The spec moved on to a new revision.
+fn new_revision(mut fx: Fx) -> Fx {
+    fx.target.revision = "rev-2".into();
+    fx
+}
+
+fn restarted(plan: &Plan) -> Vec<String> {
+    match &plan.action {
+        Action::Restart(pods) => pods.iter().map(|(p, _)| p.clone()).collect(),
+        other => panic!("expected a restart, got {other:?} ({plan:?})"),
+    }
+}
+
+/// Records `config` as applied live on the Pod named `pod`.
+fn with_live(obs: &mut crate::controller::observe::Observed, pod: &str, config: &str) {
+    for m in &mut obs.members {
+        if m.name() == pod {
+            let mut p = (*m.pod).clone();
+            p.metadata
+                .annotations
+                .get_or_insert_default()
+                .insert(LIVE_CONFIG_ANNOTATION.into(), config.into());
+            m.pod = Arc::new(p);
+        }
+    }
+}
+
+#[test]
+fn followers_of_the_first_shard_are_replaced_first() {
+    let fx = new_revision(healthy());
+    let plan = plan(&fx.observed());
+    assert_eq!(restarted(&plan), vec!["p-s0-m1-d".to_string()]);
+    assert_eq!(plan.reason, "RollingUpdate");
+    // A rolling update of a ready cluster: still Ready, and Progressing says how far it got.
+    let c = conditions(&plan, &Executed::Nothing);
+    assert!(cond(&c, types::READY).status);
+    let p = cond(&c, types::PROGRESSING);
+    assert!(p.status, "{p:?}");
+    assert!(p.message.starts_with("0/6 members updated"), "{p:?}");
+}
+
+#[test]
+fn the_leader_hands_over_to_an_updated_in_sync_follower_before_it_restarts() {
+    let mut fx = new_revision(healthy());
+    fx.get('d').rev = "rev-2";
+    let plan = plan(&fx.observed());
+    match &plan.action {
+        Action::Failover {
+            shard: 0, to, kind, ..
+        } => {
+            assert_eq!(to.as_str(), id('d'));
+            assert_eq!(*kind, FailoverKind::Graceful);
+        }
+        other => panic!("expected a graceful failover to d, got {other:?}"),
+    }
+}
+
+#[test]
+fn no_handover_to_a_follower_out_of_sync() {
+    let mut fx = new_revision(healthy());
+    fx.get('d').rev = "rev-2";
+    // d trails its leader by more than the in-sync lag.
+    fx.get('a').offset = 10_000_000;
+    let plan = plan(&fx.observed());
+    assert!(!matches!(plan.action, Action::Failover { .. }), "{plan:?}");
+    assert_eq!(plan.rollout.unwrap().reason, Some("RolloutWaiting"));
+}
+
+#[test]
+fn the_old_leader_is_replaced_once_it_follows_and_leadership_is_not_handed_back_before() {
+    // After the handover: d (updated, zone-b) leads shard 0, a (outdated, zone-a) follows it.
+    // zone-b now has two leaders; the spread is restored only once a is updated.
+    let mut fx = new_revision(healthy());
+    fx.get('d').rev = "rev-2";
+    fx.get('d').master = None;
+    fx.get('d').slots = "0-5461";
+    fx.get('a').slots = "";
+    fx.get('a').master = Some(id('d'));
+    let plan = plan(&fx.observed());
+    assert_eq!(restarted(&plan), vec!["p-s0-m0-a".to_string()]);
+
+    // a came back updated and in sync: leadership returns to zone-a first (members planner),
+    // then the next shard's follower.
+    fx.get('a').rev = "rev-2";
+    let plan = super::plan(&fx.observed());
+    match &plan.action {
+        Action::Failover { shard: 0, to, .. } => assert_eq!(to.as_str(), id('a')),
+        other => panic!("expected the spread restored first, got {other:?}"),
+    }
+    fx.get('a').master = None;
+    fx.get('a').slots = "0-5461";
+    fx.get('d').master = Some(id('a'));
+    fx.get('d').slots = "";
+    let plan = super::plan(&fx.observed());
+    assert_eq!(restarted(&plan), vec!["p-s1-m1-e".to_string()]);
+}
+
+#[test]
+fn the_rollout_waits_while_anything_is_wrong() {
+    let mut fx = new_revision(healthy());
+    fx.lose('e', Some(PodState::Down));
+    let plan = plan(&fx.observed());
+    assert!(!matches!(plan.action, Action::Restart(_)), "{plan:?}");
+    let r = plan.rollout.unwrap();
+    assert_eq!(r.reason, Some("RolloutWaiting"));
+}
+
+#[test]
+fn paused_and_on_delete_only_say_so() {
+    let mut fx = new_revision(healthy());
+    fx.target.paused = true;
+    let plan = plan(&fx.observed());
+    assert_eq!(plan.action, Action::Wait);
+    let c = conditions(&plan, &Executed::Nothing);
+    let p = cond(&c, types::PROGRESSING);
+    assert_eq!((p.status, p.reason.as_str()), (false, "RolloutPaused"));
+
+    let mut fx = new_revision(healthy());
+    fx.target.rolling = false;
+    let plan = super::plan(&fx.observed());
+    assert_eq!(plan.action, Action::Wait);
+    let c = conditions(&plan, &Executed::Nothing);
+    assert_eq!(cond(&c, types::PROGRESSING).reason, "OnDelete");
+    assert!(cond(&c, types::READY).status);
+}
+
+#[test]
+fn live_config_is_applied_without_a_restart_and_only_once() {
+    let mut fx = healthy();
+    fx.target
+        .live
+        .insert("maxmemory-policy".into(), "allkeys-lru".into());
+    let mut obs = fx.observed();
+    let plan = super::plan(&obs);
+    match &plan.action {
+        Action::ApplyConfig { members, config } => {
+            assert_eq!(members.len(), 6);
+            assert_eq!(config.get("maxmemory-policy").unwrap(), "allkeys-lru");
+        }
+        other => panic!("expected live config, got {other:?}"),
+    }
+    let names: Vec<String> = obs.members.iter().map(|m| m.name().to_string()).collect();
+    for n in &names {
+        with_live(
+            &mut obs,
+            n,
+            r#"{"restarts":0,"config":{"maxmemory-policy":"allkeys-lru"}}"#,
+        );
+    }
+    let plan = super::plan(&obs);
+    assert_eq!(plan.action, Action::Wait, "{plan:?}");
+    assert!(plan.ready);
+}
+
+#[test]
+fn a_live_key_removed_from_the_spec_needs_a_restart() {
+    let fx = healthy();
+    let mut obs = fx.observed();
+    let names: Vec<String> = obs.members.iter().map(|m| m.name().to_string()).collect();
+    for n in &names {
+        with_live(
+            &mut obs,
+            n,
+            r#"{"restarts":0,"config":{"maxmemory":"1gb"}}"#,
+        );
+    }
+    let plan = super::plan(&obs);
+    assert_eq!(restarted(&plan), vec!["p-s0-m1-d".to_string()]);
+}
+
+#[test]
+fn a_leader_without_followers_restarts_only_when_its_volume_keeps_the_data() {
+    let without_followers = |storage: bool| {
+        let mut fx = new_revision(healthy());
+        fx.members.retain(|m| m.master.is_none());
+        if storage {
+            fx = fx.with_storage();
+        }
+        let mut obs = fx.observed();
+        obs.shape.followers = 0;
+        obs.request = Request::new(3, 0);
+        super::plan(&obs)
+    };
+    let plan = without_followers(false);
+    assert_eq!(plan.action, Action::Wait, "{plan:?}");
+    assert_eq!(plan.rollout.unwrap().reason, Some("RolloutBlocked"));
+    let plan = without_followers(true);
+    assert_eq!(restarted(&plan), vec!["p-s0-m0-a".to_string()]);
+}
