@@ -2,7 +2,9 @@
 //! (which re-checks every precondition on a fresh observation right before it sends anything),
 //! publishes an Event for every change, and returns what happened. Nothing here decides.
 
-use std::time::Duration;
+use std::collections::BTreeMap;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::Api;
@@ -41,9 +43,59 @@ pub enum Executed {
     },
 }
 
-/// How soon a failed FORCE failover of a shard may be retried: masters that voted are locked
-/// for 2 × cluster-node-timeout (reference S20).
+/// How soon a FORCE failover of a shard may follow the previous one: masters that voted are
+/// locked for 2 × cluster-node-timeout (reference S20).
 const FORCE_RETRY: Duration = Duration::from_millis(2 * super::config::NODE_TIMEOUT_MS);
+
+/// When each shard's last FORCE failover was sent, per cluster, in this operator process.
+///
+/// A second FORCE of the same shard within [`FORCE_RETRY`] — after one that failed, or after
+/// the leader it promoted died at once (S20) — meets masters that still refuse to vote and only
+/// locks their votes again. The plan is stateless and any Pod event wakes a reconcile at once
+/// (a dying leader's Pod changes several times), so the requeue delay after a failed FORCE
+/// does not hold the next one back: this does, right before a FORCE is sent. An operator
+/// restarted within the window forgets it (the restart itself takes most of it).
+#[derive(Debug, Default)]
+pub struct ForceLimiter {
+    last: BTreeMap<(String, String, usize), Instant>,
+}
+
+impl ForceLimiter {
+    /// An empty record.
+    pub const fn new() -> Self {
+        Self {
+            last: BTreeMap::new(),
+        }
+    }
+
+    /// Whether a FORCE of `shard` of cluster `ns/name` may be sent at `now`: if so it is
+    /// recorded; if not, how long until it may.
+    ///
+    /// # Errors
+    /// The time left until [`FORCE_RETRY`] after the previous FORCE of the shard has passed.
+    pub fn admit(
+        &mut self,
+        ns: &str,
+        name: &str,
+        shard: usize,
+        now: Instant,
+    ) -> Result<(), Duration> {
+        let key = (ns.to_string(), name.to_string(), shard);
+        if let Some(prev) = self.last.get(&key) {
+            let since = now.saturating_duration_since(*prev);
+            if since < FORCE_RETRY {
+                return Err(FORCE_RETRY - since);
+            }
+        }
+        self.last
+            .retain(|_, t| now.saturating_duration_since(*t) < FORCE_RETRY);
+        self.last.insert(key, now);
+        Ok(())
+    }
+}
+
+/// The process's record of FORCE failovers (every cluster this operator manages).
+static FORCED: Mutex<ForceLimiter> = Mutex::new(ForceLimiter::new());
 
 fn failed(reason: &'static str, message: String, e: &OpError) -> Executed {
     Executed::Failed {
@@ -303,6 +355,26 @@ async fn failover(
             }
         }
     };
+    if kind == FailoverKind::Force {
+        let admitted = FORCED.lock().unwrap_or_else(PoisonError::into_inner).admit(
+            scope.ns,
+            scope.name,
+            shard,
+            Instant::now(),
+        );
+        if let Err(wait) = admitted {
+            return Executed::Failed {
+                reason: "FailoverDeferred",
+                message: format!(
+                    "shard {shard}: FORCE failover to {} deferred {:.1} s: this shard was forced less than 2 × node timeout ago, and masters that voted then do not vote for it again before",
+                    to.short(),
+                    wait.as_secs_f64()
+                ),
+                transient: true,
+                retry_after: wait,
+            };
+        }
+    }
     let (label, severity) = match kind {
         FailoverKind::Graceful => ("graceful", EventType::Normal),
         FailoverKind::Force => ("FORCE", EventType::Warning),
@@ -473,5 +545,50 @@ fn summarize(
         Executed::Nothing
     } else {
         Executed::Applied(done.join("; "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_shard_is_forced_again_no_sooner_than_the_vote_lock_allows() {
+        let mut forced = ForceLimiter::new();
+        let t0 = Instant::now();
+        assert_eq!(forced.admit("ns", "c", 0, t0), Ok(()));
+        // The promoted leader died at once (or the FORCE failed): every earlier retry is
+        // deferred by exactly the rest of 2 × node timeout, however often it is asked.
+        for after_ms in [0, 100, 1_000, 5_000, 9_999] {
+            let now = t0 + Duration::from_millis(after_ms);
+            assert_eq!(
+                forced.admit("ns", "c", 0, now),
+                Err(FORCE_RETRY - Duration::from_millis(after_ms)),
+                "{after_ms} ms after the first FORCE"
+            );
+        }
+        // Other shards, and the same shard of another cluster, are not held back.
+        assert_eq!(
+            forced.admit("ns", "c", 1, t0 + Duration::from_secs(1)),
+            Ok(())
+        );
+        assert_eq!(forced.admit("ns", "other", 0, t0), Ok(()));
+        assert_eq!(forced.admit("ns2", "c", 0, t0), Ok(()));
+        // Once the lock has expired the shard may be forced again, and the window restarts.
+        let t1 = t0 + FORCE_RETRY;
+        assert_eq!(forced.admit("ns", "c", 0, t1), Ok(()));
+        assert_eq!(
+            forced.admit("ns", "c", 0, t1 + Duration::from_secs(1)),
+            Err(FORCE_RETRY - Duration::from_secs(1))
+        );
+    }
+
+    #[test]
+    fn the_force_window_is_two_node_timeouts() {
+        assert_eq!(
+            FORCE_RETRY,
+            Duration::from_millis(2 * crate::controller::config::NODE_TIMEOUT_MS)
+        );
+        assert_eq!(FORCE_RETRY, Duration::from_secs(10));
     }
 }

@@ -219,3 +219,60 @@ fn once_every_volume_of_the_shard_is_deleted_it_is_data_loss() {
         "{p:?}"
     );
 }
+
+#[test]
+fn a_follower_that_never_synced_is_not_taken_over_even_when_accepted() {
+    // S19 on the break-glass path: the majority of leaders is lost and the user accepted a
+    // takeover, but shard 0's only follower never completed a sync: promoting it would serve
+    // the slots empty, so only shard 1's follower takes over.
+    let mut fx = healthy();
+    fx.lose('a', Some(PodState::Down));
+    fx.lose('b', Some(PodState::Down));
+    fx.get('d').offset = 0;
+    fx.break_glass.takeover = vec!["aaaaaaaa".into(), "bbbbbbbb".into()];
+    let p = plan(&fx.observed());
+    assert_eq!(
+        failover_of(&p),
+        (1, id('e'), FailoverKind::Takeover),
+        "{p:?}"
+    );
+    // Shard 1 led again (two voters answer): shard 0 still has nobody to promote.
+    let e = fx.get('e');
+    e.master = None;
+    e.slots = "5462-10922";
+    fx.get('b').slots = "";
+    let p = plan(&fx.observed());
+    assert!(!matches!(p.action, Action::Failover { .. }), "{p:?}");
+    assert!(
+        p.problems
+            .iter()
+            .any(|x| x.reason == "LeaderLost" && x.message.contains("aaaaaaaa")),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn a_new_leader_dying_right_after_its_promotion_is_left_to_the_vote_lock() {
+    // S20: shard 0 was just forced over from a to d; a came back as d's follower and d died
+    // right away. Redis's masters will not vote for this shard again for 2 × node timeout.
+    let mut fx = healthy();
+    let a = fx.get('a');
+    a.master = Some(id('d'));
+    a.slots = "";
+    let d = fx.get('d');
+    d.master = None;
+    d.slots = "0-5461";
+    fx.lose('d', Some(PodState::Down));
+    // The cluster flagged d FAIL and a lost it 3 s ago: Redis's own election is under way
+    // (and waits out the vote lock itself); the operator does not race it.
+    fx.failed.push(id('d'));
+    fx.link_down_since = 3;
+    let p = plan(&fx.observed());
+    assert!(!matches!(p.action, Action::Failover { .. }), "{p:?}");
+    // Not flagged (the process died before the cluster could agree): the plan, which
+    // remembers nothing, asks for the FORCE at once; the actuator's per-shard record
+    // (`act::ForceLimiter`) holds it back until 2 × node timeout after the first FORCE.
+    fx.failed.clear();
+    let p = plan(&fx.observed());
+    assert_eq!(failover_of(&p), (0, id('a'), FailoverKind::Force), "{p:?}");
+}
