@@ -36,6 +36,33 @@ pub struct NodeObservation {
     pub replication: ReplicationInfo,
     /// `DBSIZE`, or `None` while the node is loading its dataset.
     pub keys: Option<u64>,
+    /// `INFO memory` (zero when not observed).
+    pub memory: MemoryInfo,
+}
+
+/// The memory figures of `INFO memory` that capacity decisions need.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MemoryInfo {
+    /// `used_memory`: bytes the dataset and overhead take.
+    pub used: u64,
+    /// `maxmemory`: the configured limit, 0 when unlimited.
+    pub max: u64,
+}
+
+impl MemoryInfo {
+    /// Reads `used_memory` and `maxmemory` from an `INFO memory` reply.
+    pub fn parse(text: &str) -> Self {
+        let field = |name: &str| {
+            text.lines()
+                .find_map(|l| l.trim_end().strip_prefix(name)?.strip_prefix(':'))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        Self {
+            used: field("used_memory"),
+            max: field("maxmemory"),
+        }
+    }
 }
 
 impl NodeObservation {
@@ -130,6 +157,7 @@ impl NodeObservation {
             info: parse_cluster_info(info_text)?,
             replication: parse_replication_info(replication_text)?,
             keys,
+            memory: MemoryInfo::default(),
         })
     }
 }
@@ -172,8 +200,8 @@ pub struct ClusterView {
     pub unreachable: Vec<Unreachable>,
 }
 
-/// Observes one node: CLUSTER NODES, CLUSTER INFO, INFO replication and DBSIZE in one
-/// pipelined round trip.
+/// Observes one node: CLUSTER NODES, CLUSTER INFO, INFO replication, DBSIZE and INFO memory in
+/// one pipelined round trip.
 pub async fn observe_node(
     addr: SocketAddr,
     options: &AdminOptions,
@@ -184,6 +212,7 @@ pub async fn observe_node(
         Cmd::cluster("INFO"),
         Cmd::info("replication"),
         Cmd::dbsize(),
+        Cmd::info("memory"),
     ];
     let mut replies = client.pipeline(&cmds).await?.into_iter();
     let mut next_text = |cmd: &Cmd| -> Result<String, RedisError> {
@@ -201,12 +230,18 @@ pub async fn observe_node(
         Some(Err(e)) => return Err(e),
         None => return Err(RedisError::Closed { addr }),
     };
-    NodeObservation::from_replies(addr, &nodes_text, &info_text, &replication_text, keys).map_err(
-        |source| RedisError::Parse {
-            command: "cluster observation".to_owned(),
-            source,
-        },
-    )
+    let memory = match replies.next() {
+        Some(frame) => MemoryInfo::parse(&reply::text(&cmds[4], frame?)?),
+        None => return Err(RedisError::Closed { addr }),
+    };
+    let mut observation =
+        NodeObservation::from_replies(addr, &nodes_text, &info_text, &replication_text, keys)
+            .map_err(|source| RedisError::Parse {
+                command: "cluster observation".to_owned(),
+                source,
+            })?;
+    observation.memory = memory;
+    Ok(observation)
 }
 
 /// `CLUSTER SHARDS` of one node: per shard its slots and its nodes with role, replication
