@@ -34,6 +34,7 @@ pub const DEFAULT_ZONE_KEY: &str = "topology.kubernetes.io/zone";
     printcolumn(name = "Followers", type_ = "integer", json_path = ".spec.followersPerLeader", description = "followers per leader"),
     printcolumn(name = "Ready", type_ = "string", json_path = ".status.readyMembers", description = "ready members / desired members"),
     printcolumn(name = "Updated", type_ = "string", json_path = ".status.updatedMembers", priority = 1, description = "members running the current revision / desired members"),
+    printcolumn(name = "Reshard", type_ = "string", json_path = ".status.reshard.progress", priority = 1, description = "slots moved / slots to move of the current or last reshard"),
     printcolumn(name = "Zones", type_ = "integer", json_path = ".status.zones", description = "zones holding members"),
     printcolumn(name = "Placement-OK", type_ = "string", json_path = ".status.conditions[?(@.type==\"PlacementSatisfied\")].status"),
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
@@ -231,6 +232,10 @@ pub struct RedisClusterStatus {
     /// The revision members are updated to (a hash of what they are built from).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revision: Option<String>,
+    /// The current (or last) reshard: slots moving to spread them evenly over the wanted
+    /// shards after `leaders` changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reshard: Option<ReshardStatus>,
     /// Number of distinct zones holding members.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub zones: Option<i32>,
@@ -249,6 +254,25 @@ pub struct RedisClusterStatus {
     /// by the operator under `Delete` once the cluster is healthy again.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub orphaned_claims: Vec<String>,
+}
+
+/// Progress of moving slots between shards.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ReshardStatus {
+    /// The number of shards the slots are being spread over.
+    pub to_leaders: i32,
+    /// Slots that had to change owner when this reshard began.
+    pub slots_to_move: i32,
+    /// Slots moved so far.
+    pub slots_moved: i32,
+    /// Keys moved with them.
+    pub keys_moved: i64,
+    /// `slotsMoved / slotsToMove` as a percentage, e.g. `25%`.
+    pub progress: String,
+    /// Why it is not moving, when it is not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<String>,
 }
 
 /// Summary phase of a cluster.

@@ -30,6 +30,15 @@ pub enum Executed {
     Nothing,
     /// Commands were sent and verified.
     Applied(String),
+    /// A batch of slots moved (scaling).
+    Resharded {
+        /// What was done, for logs.
+        message: String,
+        /// Slots moved.
+        slots: usize,
+        /// Keys moved with them.
+        keys: u64,
+    },
     /// The step (or part of it) failed; `transient` when retrying soon is the right reaction.
     Failed {
         /// CamelCase reason for the condition.
@@ -198,6 +207,7 @@ pub async fn act(scope: &Scope<'_>, action: &Action) -> Result<Executed, Error> 
         },
         Action::AddSlots(assignments) => add_slots(scope, assignments).await,
         Action::Replicate(attach) => replicate(scope, attach).await,
+        Action::Reshard { moves, remaining } => reshard(scope, moves, *remaining).await,
         Action::FixOpenSlots => match scope.admin.fix_open_slots(&RepairOptions::default()).await {
             Ok(done) if done.is_empty() => Executed::Nothing,
             Ok(done) => {
@@ -209,7 +219,9 @@ pub async fn act(scope: &Scope<'_>, action: &Action) -> Result<Executed, Error> 
         },
     };
     match &executed {
-        Executed::Applied(msg) => tracing::info!(cluster = %scope.name, "{msg}"),
+        Executed::Applied(msg) | Executed::Resharded { message: msg, .. } => {
+            tracing::info!(cluster = %scope.name, "{msg}");
+        }
         Executed::Failed { message, .. } => {
             tracing::warn!(cluster = %scope.name, "step failed: {message}");
         }
@@ -307,6 +319,82 @@ async fn apply_config(
     )
     .await;
     Ok(Executed::Applied(note))
+}
+
+/// Moves one batch of slots with the resumable reshard, with an Event per batch and one when
+/// the last batch is done.
+async fn reshard(
+    scope: &Scope<'_>,
+    moves: &[crate::redis::ops::distribution::SlotMove],
+    remaining: usize,
+) -> Executed {
+    let pairs: Vec<String> = crate::redis::ops::distribution::summarize(moves)
+        .iter()
+        .map(|(from, to, ranges)| {
+            let list: Vec<String> = ranges.iter().map(ToString::to_string).collect();
+            format!(
+                "{} -> {}: {}",
+                from.as_ref().map_or("unassigned", |f| f.short()),
+                to.short(),
+                list.join(",")
+            )
+        })
+        .collect();
+    match scope
+        .admin
+        .reshard(
+            moves,
+            &crate::redis::ops::reshard::ReshardOptions::default(),
+            None,
+        )
+        .await
+    {
+        Ok(report) => {
+            let left = remaining.saturating_sub(moves.len());
+            let note = format!(
+                "moved {} slot(s) and {} key(s) in {} ms ({}); {left} slot(s) left to move",
+                report.slots_moved + report.slots_added,
+                report.keys_moved,
+                report.elapsed.as_millis(),
+                pairs.join("; ")
+            );
+            publish(
+                scope.ctx,
+                scope.cluster,
+                EventType::Normal,
+                "SlotsMoved",
+                &note,
+            )
+            .await;
+            if left == 0 {
+                publish(
+                    scope.ctx,
+                    scope.cluster,
+                    EventType::Normal,
+                    "ReshardCompleted",
+                    "every wanted shard owns an even share of the slots",
+                )
+                .await;
+            }
+            Executed::Resharded {
+                message: note,
+                slots: report.slots_moved + report.slots_added + report.slots_already_done,
+                keys: report.keys_moved,
+            }
+        }
+        Err(e) => {
+            let note = format!("moving slots ({}): {e}", pairs.join("; "));
+            publish(
+                scope.ctx,
+                scope.cluster,
+                EventType::Warning,
+                "ReshardFailed",
+                &note,
+            )
+            .await;
+            failed("ReshardFailed", note, &e)
+        }
+    }
 }
 
 async fn failover(

@@ -20,7 +20,6 @@ pub mod placement_input;
 pub mod plan;
 pub mod reconcile;
 pub mod redis_view;
-pub mod resize;
 pub mod revision;
 pub mod shard_status;
 pub mod status;

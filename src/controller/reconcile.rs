@@ -150,7 +150,18 @@ async fn drive(
         publish_new_problem(ctx, cluster, p.reason, &p.message).await;
     }
     let conditions = status::conditions(&plan, &executed);
-    let status = summary(cluster, &obs, &conditions, plan.orphaned_claims.clone());
+    let reshard = status::reshard_status(
+        cluster.status.as_ref().and_then(|s| s.reshard.as_ref()),
+        plan.reshard.as_ref(),
+        &executed,
+    );
+    let status = summary(
+        cluster,
+        &obs,
+        &conditions,
+        plan.orphaned_claims.clone(),
+        reshard,
+    );
     write_status(cluster, ctx, ns, name, status, &conditions).await?;
     Ok(requeue(&plan, &executed))
 }
@@ -169,6 +180,8 @@ fn requeue(plan: &Plan, executed: &Executed) -> Action {
         }),
         // Redis-side effects (gossip, sync, a Pod starting) wake no watch: look again soon.
         Executed::Applied(_) => REQUEUE_REDIS,
+        // The next batch right away: moving slots is the step, nothing to wait for.
+        Executed::Resharded { .. } => Duration::ZERO,
         Executed::Nothing if plan.refused => REQUEUE_WAIT,
         Executed::Nothing if matches!(plan.placement, PlacementState::Unsatisfiable(_)) => {
             REQUEUE_WAIT
@@ -206,7 +219,8 @@ async fn invalid_spec(
         ),
     ];
     let obs: Observed = observe::observe(cluster, ctx, ns, name, None).await;
-    let status = summary(cluster, &obs, &conditions, Vec::new());
+    let previous = cluster.status.as_ref().and_then(|s| s.reshard.clone());
+    let status = summary(cluster, &obs, &conditions, Vec::new(), previous);
     write_status(cluster, ctx, ns, name, status, &conditions).await?;
     Ok(Action::await_change())
 }

@@ -4,7 +4,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use super::act::Executed;
 use super::plan::{PlacementState, Plan, Problem};
-use crate::crd::{Phase, RedisClusterStatus};
+use crate::crd::{Phase, RedisClusterStatus, ReshardStatus};
 
 /// Condition types.
 pub mod types {
@@ -111,6 +111,13 @@ pub fn conditions(plan: &Plan, executed: &Executed) -> Vec<Desired> {
             plan.reason,
             "waiting for nodes or a spec change",
         )
+    } else if let Some(why) = plan
+        .reshard
+        .as_ref()
+        .and_then(|r| r.blocked.as_ref())
+        .filter(|_| plan.reason == "ScaleInRefused")
+    {
+        Desired::new(types::PROGRESSING, false, "ScaleInRefused", why.clone())
     } else if let Some(r) = plan.rollout.as_ref().filter(|r| r.reason.is_some())
         && plan.ready
     {
@@ -155,6 +162,51 @@ pub fn conditions(plan: &Plan, executed: &Executed) -> Vec<Desired> {
     });
     out.extend(placement);
     out
+}
+
+/// The reshard's progress: the total is fixed when it begins (carried over in the previous
+/// status while the target is the same), moved = total - still to move, keys add up per batch.
+/// The last finished reshard stays as a record until the next one begins.
+pub fn reshard_status(
+    prev: Option<&ReshardStatus>,
+    now: Option<&super::plan::scale::Reshard>,
+    executed: &Executed,
+) -> Option<ReshardStatus> {
+    let (slots, keys) = match executed {
+        Executed::Resharded { slots, keys, .. } => (*slots, *keys),
+        _ => (0, 0),
+    };
+    let Some(now) = now else {
+        return prev.map(|p| ReshardStatus {
+            slots_moved: p.slots_to_move,
+            progress: "100%".into(),
+            waiting: None,
+            ..p.clone()
+        });
+    };
+    let to_leaders = i32::try_from(now.to_leaders).unwrap_or(i32::MAX);
+    let same = prev.filter(|p| p.to_leaders == to_leaders && p.slots_moved < p.slots_to_move);
+    let remaining = i32::try_from(now.remaining.saturating_sub(slots)).unwrap_or(i32::MAX);
+    let total = same
+        .map_or(0, |p| p.slots_to_move)
+        .max(i32::try_from(now.remaining).unwrap_or(i32::MAX));
+    let moved = total - remaining;
+    let keys_moved = same.map_or(0, |p| p.keys_moved) + i64::try_from(keys).unwrap_or(i64::MAX);
+    Some(ReshardStatus {
+        to_leaders,
+        slots_to_move: total,
+        slots_moved: moved,
+        keys_moved,
+        progress: format!(
+            "{}%",
+            if total == 0 {
+                100
+            } else {
+                i64::from(moved) * 100 / i64::from(total)
+            }
+        ),
+        waiting: now.blocked.clone(),
+    })
 }
 
 /// Merges desired conditions into the previous ones, keeping `lastTransitionTime` unless the

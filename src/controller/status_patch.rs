@@ -15,6 +15,7 @@ pub fn summary(
     obs: &Observed,
     conditions: &[Desired],
     orphaned_claims: Vec<String>,
+    reshard: Option<crate::crd::ReshardStatus>,
 ) -> RedisClusterStatus {
     let zone_of = |node: &str| obs.zone_of(node).to_string();
     let live: Vec<_> = obs.live().collect();
@@ -43,6 +44,7 @@ pub fn summary(
             obs.shape.members()
         )),
         revision: Some(obs.target.revision.clone()),
+        reshard,
         zones: i32::try_from(zones.len()).ok(),
         zone_loss_safe: (!shards.is_empty())
             .then(|| super::shard_status::zone_loss_safe(&shards, cluster.spec.leaders)),

@@ -213,7 +213,14 @@ pub fn next_step(shards: &[ShardSeats<'_>]) -> Step {
 pub fn plan(obs: &Observed, placement: &Placement) -> Plan {
     let live: Vec<_> = obs.live().collect();
     let views = obs.views_by_pod();
-    let shards: Vec<ShardSeats<'_>> = placement
+    // Shards beyond spec.leaders (being drained by a scale-in) are still members: their
+    // masters own slots until drained, and their followers keep following.
+    let beyond: std::collections::BTreeSet<usize> = live
+        .iter()
+        .map(|m| m.shard)
+        .filter(|s| *s >= placement.shards.len())
+        .collect();
+    let mut shards: Vec<ShardSeats<'_>> = placement
         .shards
         .iter()
         .map(|sp| {
@@ -238,6 +245,21 @@ pub fn plan(obs: &Observed, placement: &Placement) -> Plan {
             }
         })
         .collect();
+    for index in beyond {
+        let mut in_shard: Vec<_> = live.iter().filter(|m| m.shard == index).collect();
+        in_shard.sort_by_key(|m| m.member);
+        shards.push(ShardSeats {
+            index,
+            preferred_leader: None,
+            seats: in_shard
+                .iter()
+                .map(|m| Seat {
+                    pod: m.name(),
+                    view: views.get(m.name()),
+                })
+                .collect(),
+        });
+    }
     match next_step(&shards) {
         Step::Done => {
             let not_ready: Vec<&str> = live
@@ -365,6 +387,7 @@ mod tests {
             myself: mine.into_iter().next().unwrap(),
             peers: others,
             keys: Some(0),
+            memory: Default::default(),
             info: parse_cluster_info(&format!(
                 "cluster_state:{}\r\n",
                 if state_ok { "ok" } else { "fail" }

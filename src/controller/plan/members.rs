@@ -146,6 +146,15 @@ fn revive(obs: &Observed) -> Option<Plan> {
     })
 }
 
+/// Whether no member of `shard` is a master holding slots or keys (or not answering).
+fn drained(obs: &Observed, shard: usize) -> bool {
+    obs.live().filter(|m| m.shard == shard).all(|m| {
+        obs.view_of(m).is_some_and(|v| {
+            !v.myself.is_master() || (v.myself.slot_count() == 0 && v.keys == Some(0))
+        })
+    })
+}
+
 /// The live member of `shard` on `node`.
 fn member_on<'a>(obs: &'a Observed, shard: u32, node: &str) -> Option<&'a Member> {
     obs.live()
@@ -191,6 +200,11 @@ fn next_change(obs: &Observed, placement: &Placement) -> Option<Plan> {
                     // A held claim the placement drops: it becomes an orphan (status).
                     continue;
                 };
+                // A shard beyond spec.leaders leaves whole, and only once the scale concern
+                // drained it: its master holds no slot and no key.
+                if m.shard >= obs.shape.leaders && !drained(obs, m.shard) {
+                    continue;
+                }
                 let serving = obs.view_of(m).is_some_and(|v| v.is_serving_master());
                 if serving && m.node().is_some_and(|n| obs.node_ready(n)) {
                     // A leader leaves only after its failover (ordered earlier) happened.

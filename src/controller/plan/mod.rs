@@ -11,6 +11,7 @@ pub mod members;
 pub mod recovery;
 pub mod repair;
 pub mod rollout;
+pub mod scale;
 
 use std::net::SocketAddr;
 
@@ -96,6 +97,13 @@ pub enum Action {
     Replicate(Vec<(SocketAddr, usize, NodeId)>),
     /// Close slots left open by an interrupted migration.
     FixOpenSlots,
+    /// Move a batch of slots (scaling): the moves, and how many remain including them.
+    Reshard {
+        /// This step's moves.
+        moves: Vec<crate::redis::ops::distribution::SlotMove>,
+        /// Slots still to move before this step.
+        remaining: usize,
+    },
     /// Record each member's Redis identity on its PVC: (claim, id).
     RecordIdentities(Vec<(String, NodeId)>),
 }
@@ -139,6 +147,8 @@ pub struct Plan {
     pub refused: bool,
     /// The rolling update's state (members updated, what it does or waits for).
     pub rollout: Option<rollout::Rollout>,
+    /// The reshard's state while slots are to move (scaling).
+    pub reshard: Option<scale::Reshard>,
 }
 
 /// One thing that is wrong, with a CamelCase reason.
@@ -171,6 +181,7 @@ impl Plan {
             orphaned_claims: Vec::new(),
             refused: false,
             rollout: None,
+            reshard: None,
         }
     }
 
@@ -179,20 +190,8 @@ impl Plan {
     }
 }
 
-/// The spec field `leaders` cannot change on a formed cluster yet.
-fn refused(reason: &'static str, message: String) -> Plan {
-    let mut plan = Plan::wait(reason, message);
-    plan.refused = true;
-    plan
-}
-
 /// Decides the next step.
 pub fn plan(obs: &Observed) -> Plan {
-    let live_views: Vec<(usize, Option<&super::redis_view::NodeView>)> =
-        obs.live().map(|m| (m.shard, obs.view_of(m))).collect();
-    if let Some(msg) = super::resize::unsupported_resize(obs.shape.leaders, &live_views) {
-        return refused("ResizeNotSupported", msg);
-    }
     let placement = match members::placement(obs) {
         Ok(p) => p,
         Err(reason) => {
@@ -245,11 +244,22 @@ pub fn plan(obs: &Observed) -> Plan {
     } else {
         None
     };
-    let (step, state) = rollout::plan(obs, unhealthy.as_deref());
-    if let Some(step) = step {
+    // Scaling first (an explicit change of shape), then the rolling update.
+    let (scale_step, reshard) = scale::plan(obs, unhealthy.as_deref());
+    plan.reshard = reshard;
+    let (step, state) = if scale_step.is_some() {
+        (
+            scale_step,
+            rollout::plan(obs, Some("slots are being moved")).1,
+        )
+    } else {
+        rollout::plan(obs, unhealthy.as_deref())
+    };
+    if let Some(mut step) = step {
         plan.action = step.action;
         plan.reason = step.reason;
         plan.message = step.message;
+        plan.problems.append(&mut step.problems);
     }
     plan.rollout = Some(state);
     if let (Action::Wait, true) = (&plan.action, plan.ready) {
@@ -347,5 +357,7 @@ fn problems(obs: &Observed, gone: &[health::Gone], covered: &[NodeId]) -> Vec<Pr
 
 #[cfg(test)]
 mod rollout_tests;
+#[cfg(test)]
+mod scale_tests;
 #[cfg(test)]
 mod tests;

@@ -1,0 +1,161 @@
+//! Scaling: table tests on the plan fixture of `tests.rs`.
+
+use redis_scheduler::Request;
+
+use super::tests::{Fx, healthy, id};
+use super::*;
+use crate::controller::act::Executed;
+use crate::controller::observe::Observed;
+use crate::controller::status::{conditions, reshard_status, types};
+use crate::redis::model::MemoryInfo;
+
+/// `fx` asked for `leaders` shards.
+fn observed(fx: &Fx, leaders: usize) -> Observed {
+    let mut obs = fx.observed();
+    obs.shape.leaders = leaders;
+    obs.request = Request::new(u32::try_from(leaders).unwrap(), 1);
+    obs
+}
+
+/// A fourth shard: leader 7 on n-a3, follower 8 on n-b3; `slots` for 7 (empty: a new shard).
+fn with_fourth_shard(mut fx: Fx, slots: &'static str) -> Fx {
+    fx.add('7', "n-a3", 3, 0, None);
+    fx.add('8', "n-b3", 3, 1, Some('7'));
+    fx.get('7').slots = slots;
+    fx.get('7').offset = 1000;
+    fx.get('7').keys = if slots.is_empty() { 0 } else { 100 };
+    fx
+}
+
+fn reshard_moves(plan: &Plan) -> &[crate::redis::ops::distribution::SlotMove] {
+    match &plan.action {
+        Action::Reshard { moves, .. } => moves,
+        other => panic!("expected a reshard, got {other:?} ({plan:?})"),
+    }
+}
+
+#[test]
+fn scale_out_moves_slots_to_the_new_shard_once_it_is_joined_and_synced() {
+    let fx = with_fourth_shard(healthy(), "");
+    let plan = super::plan(&observed(&fx, 4));
+    let moves = reshard_moves(&plan);
+    assert_eq!(moves.len(), scale::BATCH_SLOTS);
+    assert!(moves.iter().all(|m| m.to.as_str() == id('7')), "{moves:?}");
+    let r = plan.reshard.clone().unwrap();
+    assert_eq!(r.remaining, 4096);
+    // The new shard's follower not in sync yet: no slot moves.
+    let mut fx = with_fourth_shard(healthy(), "");
+    fx.get('8').offset = 0;
+    fx.get('8').keys = 0;
+    fx.get('7').offset = 10_000_000;
+    let plan = super::plan(&observed(&fx, 4));
+    assert!(!matches!(plan.action, Action::Reshard { .. }), "{plan:?}");
+}
+
+#[test]
+fn scale_out_creates_the_new_shard_first() {
+    let plan = super::plan(&observed(&healthy(), 4));
+    match &plan.action {
+        Action::CreateMembers(news) => assert!(news.iter().all(|n| n.shard == 3), "{news:?}"),
+        other => panic!("expected the new shard's members, got {other:?}"),
+    }
+}
+
+#[test]
+fn scale_in_drains_the_highest_shard_and_keeps_its_members_until_drained() {
+    let mut fx = with_fourth_shard(healthy(), "12288-16383");
+    fx.get('a').slots = "0-4095";
+    fx.get('b').slots = "4096-8191";
+    fx.get('c').slots = "8192-12287";
+    let plan = super::plan(&observed(&fx, 3));
+    let moves = reshard_moves(&plan);
+    assert!(
+        moves
+            .iter()
+            .all(|m| m.from.as_ref().map(|f| f.as_str().to_string()) == Some(id('7'))),
+        "{moves:?}"
+    );
+    // Drained: slots and keys gone from g; its shard's members are removed.
+    fx.get('7').slots = "";
+    fx.get('7').keys = 0;
+    fx.get('a').slots = "0-5461";
+    fx.get('b').slots = "5462-10922";
+    fx.get('c').slots = "10923-16383";
+    let plan = super::plan(&observed(&fx, 3));
+    match &plan.action {
+        Action::DeletePods(pods) => {
+            let names: Vec<&str> = pods.iter().map(|(p, _)| p.as_str()).collect();
+            assert_eq!(names, vec!["p-s3-m0-7", "p-s3-m1-8"], "{plan:?}");
+        }
+        other => panic!("expected the drained shard removed, got {other:?}"),
+    }
+}
+
+#[test]
+fn scale_in_is_refused_before_any_move_when_the_rest_cannot_hold_the_data() {
+    let mut fx = with_fourth_shard(healthy(), "12288-16383");
+    fx.get('a').slots = "0-4095";
+    fx.get('b').slots = "4096-8191";
+    fx.get('c').slots = "8192-12287";
+    let mut obs = observed(&fx, 3);
+    for n in &mut obs.view.nodes {
+        n.memory = MemoryInfo {
+            used: 90 << 20,
+            max: 100 << 20,
+        };
+    }
+    let plan = super::plan(&obs);
+    assert_eq!(plan.action, Action::Wait, "{plan:?}");
+    assert_eq!(plan.reason, "ScaleInRefused");
+    let c = conditions(&plan, &Executed::Nothing);
+    let p = cond(&c, types::PROGRESSING);
+    assert_eq!((p.status, p.reason.as_str()), (false, "ScaleInRefused"));
+    assert!(cond(&c, types::DEGRADED).status);
+
+    // With room, it proceeds.
+    for n in &mut obs.view.nodes {
+        n.memory = MemoryInfo {
+            used: 10 << 20,
+            max: 100 << 20,
+        };
+    }
+    assert!(matches!(super::plan(&obs).action, Action::Reshard { .. }));
+}
+
+fn cond<'a>(
+    c: &'a [crate::controller::status::Desired],
+    t: &str,
+) -> &'a crate::controller::status::Desired {
+    c.iter().find(|d| d.type_ == t).unwrap()
+}
+
+#[test]
+fn reshard_progress_keeps_its_total_across_batches() {
+    let begin = scale::Reshard {
+        to_leaders: 4,
+        remaining: 4096,
+        blocked: None,
+    };
+    let done = Executed::Resharded {
+        message: String::new(),
+        slots: 1024,
+        keys: 500,
+    };
+    let s1 = reshard_status(None, Some(&begin), &done).unwrap();
+    assert_eq!(
+        (s1.slots_to_move, s1.slots_moved, s1.keys_moved),
+        (4096, 1024, 500)
+    );
+    assert_eq!(s1.progress, "25%");
+    let next = scale::Reshard {
+        remaining: 3072,
+        ..begin.clone()
+    };
+    let s2 = reshard_status(Some(&s1), Some(&next), &done).unwrap();
+    assert_eq!(
+        (s2.slots_to_move, s2.slots_moved, s2.keys_moved),
+        (4096, 2048, 1000)
+    );
+    let s3 = reshard_status(Some(&s2), None, &Executed::Nothing).unwrap();
+    assert_eq!((s3.slots_moved, s3.progress.as_str()), (4096, "100%"));
+}

@@ -1,0 +1,242 @@
+//! Rolling updates end to end, under the acknowledged-write checker on a Ready 3 × 1 cluster
+//! with PVCs: a new image tag, then a restart-requiring config key with the operator killed
+//! mid-rollout, then a runtime-settable key (applied live, nothing restarted); and a rollout
+//! started while a follower is missing, which waits for that follower to be back first.
+//! Assertions: 0 acknowledged writes lost, every member on the current revision, the full
+//! placement invariants (leaders ≤ ⌈L/Z⌉ per zone) at the end. Durations are printed, never
+//! asserted.
+
+#![allow(clippy::unwrap_used, clippy::panic)]
+
+mod kube_support;
+mod support {
+    pub mod ack_writer;
+    pub mod chaos;
+}
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{Event, Pod};
+use kube::Api;
+use kube::api::{ListParams, Patch, PatchParams};
+use kube_support::*;
+use redis_operator::crd::RedisCluster;
+use serde_json::json;
+use support::chaos::*;
+
+const ROLLOUT: Duration = Duration::from_secs(300);
+const REVISION: &str = "redis.redis-operator.dev/revision";
+
+async fn patch_spec(chaos: &Chaos, spec: serde_json::Value) {
+    let api: Api<RedisCluster> = Api::namespaced(chaos.client.clone(), &chaos.ns.name);
+    api.patch(
+        NAME,
+        &PatchParams::default(),
+        &Patch::Merge(&json!({ "spec": spec })),
+    )
+    .await
+    .unwrap();
+}
+
+async fn status_of(chaos: &Chaos) -> RedisCluster {
+    let api: Api<RedisCluster> = Api::namespaced(chaos.client.clone(), &chaos.ns.name);
+    api.get(NAME).await.unwrap()
+}
+
+/// Members updated so far, from status (`k/6` → k).
+async fn updated(chaos: &Chaos) -> Option<usize> {
+    let rc = status_of(chaos).await;
+    let s = rc.status?;
+    s.updated_members?.split('/').next()?.parse().ok()
+}
+
+/// Waits until every member Pod carries the status' current revision (a revision other than
+/// `old`), the status says all are updated and the cluster is Ready with the recovery
+/// invariants; hands the writer the members' addresses meanwhile. Returns the revision.
+async fn wait_rolled(
+    chaos: &Chaos,
+    writer: &support::ack_writer::AckWriterHandle,
+    old: &str,
+) -> (String, Members) {
+    let begun = Instant::now();
+    let revision = wait_for("every member on the new revision", ROLLOUT, || async {
+        writer.add_seeds(member_addrs(&chaos.client, &chaos.ns.name, NAME).await);
+        let rc = status_of(chaos).await;
+        let status = rc.status.clone()?;
+        let revision = status.revision.clone()?;
+        if revision == old || status.updated_members.as_deref() != Some("6/6") {
+            return None;
+        }
+        let pods = member_pods(&chaos.client, &chaos.ns.name, NAME)
+            .await
+            .ok()?;
+        let current = pods
+            .iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .filter(|p| {
+                p.metadata
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get(REVISION))
+                    == Some(&revision)
+            })
+            .count();
+        (current == 6).then_some(revision)
+    })
+    .await;
+    let members = chaos
+        .recovered(ROLLOUT, |addrs| writer.add_seeds(addrs))
+        .await;
+    println!(
+        "{}: rolled to {revision} in {:.1} s",
+        chaos.ns.name,
+        begun.elapsed().as_secs_f64()
+    );
+    (revision, members)
+}
+
+fn config_get(m: &Member, pass: &str, key: &str) -> String {
+    cli(&m.ip, pass, &["config", "get", key])
+        .lines()
+        .nth(1)
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Image, then a restart-requiring key with the operator killed mid-rollout, then a live key.
+#[tokio::test]
+#[ignore = "needs the local cluster; run by make test"]
+async fn rolling_update_of_image_and_config_loses_no_write() {
+    let (mut chaos, before, writer) = Chaos::start("roll", json!({})).await;
+    let first = status_of(&chaos).await.status.unwrap().revision.unwrap();
+
+    // 1. A new image tag: every member replaced, followers first, leaders by handover.
+    patch_spec(&chaos, json!({"image": "redis:7.0"})).await;
+    let (second, members) = wait_rolled(&chaos, &writer, &first).await;
+    for p in member_pods(&chaos.client, &chaos.ns.name, NAME)
+        .await
+        .unwrap()
+    {
+        let image = p.spec.as_ref().unwrap().containers[0].image.clone();
+        assert_eq!(image.as_deref(), Some("redis:7.0"), "{:?}", p.metadata.name);
+    }
+    for m in &members.0 {
+        let was = before
+            .0
+            .iter()
+            .find(|b| b.shard == m.shard && b.ordinal == m.ordinal);
+        assert_eq!(
+            was.map(|b| (&b.id, &b.node)),
+            Some((&m.id, &m.node)),
+            "a replaced member keeps its node id and node (its PVC)"
+        );
+    }
+
+    // 2. A restart-requiring key; the operator is killed once the rollout has begun and a
+    //    new one resumes it.
+    patch_spec(&chaos, json!({"config": {"tcp-backlog": "256"}})).await;
+    wait_for("the rollout to begin", ROLLOUT, || async {
+        writer.add_seeds(member_addrs(&chaos.client, &chaos.ns.name, NAME).await);
+        let rc = status_of(&chaos).await;
+        let begun = rc.status.as_ref()?.revision.as_deref() != Some(second.as_str());
+        (begun && updated(&chaos).await.is_some_and(|u| (1..6).contains(&u))).then_some(())
+    })
+    .await;
+    chaos.operator.kill();
+    println!("{}: operator killed mid-rollout", chaos.ns.name);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    chaos.operator = Operator::start(&chaos.ns.name);
+    let (_third, members) = wait_rolled(&chaos, &writer, &second).await;
+    for m in &members.0 {
+        assert_eq!(config_get(m, &chaos.pass, "tcp-backlog"), "256");
+    }
+
+    // 3. A runtime-settable key: applied live on every member, nothing restarted.
+    let pods_before: BTreeMap<String, String> = members
+        .0
+        .iter()
+        .map(|m| (m.pod.clone(), m.id.clone()))
+        .collect();
+    patch_spec(
+        &chaos,
+        json!({"config": {"tcp-backlog": "256", "maxmemory-policy": "allkeys-lru"}}),
+    )
+    .await;
+    wait_for(
+        "maxmemory-policy applied live everywhere",
+        ROLLOUT,
+        || async {
+            let ok = members
+                .0
+                .iter()
+                .all(|m| config_get(m, &chaos.pass, "maxmemory-policy") == "allkeys-lru");
+            ok.then_some(())
+        },
+    )
+    .await;
+    let after = chaos.finish(writer).await;
+    let pods_after: BTreeMap<String, String> = after
+        .0
+        .iter()
+        .map(|m| (m.pod.clone(), m.id.clone()))
+        .collect();
+    assert_eq!(
+        pods_before, pods_after,
+        "a live config change restarts nothing (same pods, same node ids)"
+    );
+}
+
+/// A rollout that starts while a follower is missing: the follower comes back first (built
+/// from the new spec), and no member is restarted for the rollout before that.
+#[tokio::test]
+#[ignore = "needs the local cluster; run by make test"]
+async fn rollout_waits_for_a_missing_follower() {
+    let (mut chaos, before, writer) = Chaos::start("roll-wait", json!({})).await;
+    let first = status_of(&chaos).await.status.unwrap().revision.unwrap();
+    chaos.operator.kill();
+    let victim = before.followers(1)[0].clone();
+    let pods: Api<Pod> = chaos.pods();
+    pods.delete(&victim.pod, &Default::default()).await.unwrap();
+    wait_for("the follower pod gone", Duration::from_secs(60), || async {
+        pods.get_opt(&victim.pod)
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    patch_spec(&chaos, json!({"image": "redis:7.0"})).await;
+    chaos.operator = Operator::start(&chaos.ns.name);
+    wait_rolled(&chaos, &writer, &first).await;
+
+    let events: Api<Event> = Api::namespaced(chaos.client.clone(), &chaos.ns.name);
+    let mut at: BTreeMap<String, Vec<jiff::Timestamp>> = BTreeMap::new();
+    for e in events.list(&ListParams::default()).await.unwrap().items {
+        let when = e
+            .event_time
+            .map(|t| t.0)
+            .or(e.last_timestamp.map(|t| t.0))
+            .or(e.first_timestamp.map(|t| t.0));
+        if let (Some(reason), Some(when)) = (e.reason, when) {
+            at.entry(reason).or_default().push(when);
+        }
+    }
+    let replaced = at
+        .get("MemberReplaced")
+        .and_then(|v| v.iter().min())
+        .copied();
+    let restarted = at
+        .get("MemberRestarted")
+        .and_then(|v| v.iter().min())
+        .copied();
+    assert!(
+        replaced.is_some() && restarted.is_some(),
+        "expected the missing follower recreated and a rollout: {at:?}"
+    );
+    assert!(
+        replaced < restarted,
+        "the missing follower must be back before the rollout restarts anything: {at:?}"
+    );
+    chaos.finish(writer).await;
+}
