@@ -63,6 +63,7 @@ e2e: build
 	  OPERATOR_KUBECONFIG=$$PWD/target/operator.kubeconfig $(CARGO) test --test e2e_recovery -- --ignored --test-threads=1 serial_ || status=$$?; \
 	  OPERATOR_KUBECONFIG=$$PWD/target/operator.kubeconfig $(CARGO) test --test e2e_zones -- --ignored --test-threads=2 --skip serial_ || status=$$?; \
 	  OPERATOR_KUBECONFIG=$$PWD/target/operator.kubeconfig $(CARGO) test --test e2e_rollout -- --ignored --test-threads=2 || status=$$?; \
+	  OPERATOR_KUBECONFIG=$$PWD/target/operator.kubeconfig $(CARGO) test --test e2e_scale -- --ignored --test-threads=2 || status=$$?; \
 	  OPERATOR_KUBECONFIG=$$PWD/target/operator.kubeconfig $(CARGO) test --test e2e_zones -- --ignored --test-threads=1 serial_ || status=$$?; \
 	fi; \
 	$(LOCAL_CLUSTER) down || status=$$?; \

@@ -43,7 +43,7 @@ pub struct NodeObservation {
 /// The memory figures of `INFO memory` that capacity decisions need.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct MemoryInfo {
-    /// `used_memory`: bytes the dataset and overhead take.
+    /// `used_memory` minus `mem_not_counted_for_evict`: the bytes `maxmemory` limits.
     pub used: u64,
     /// `maxmemory`: the configured limit, 0 when unlimited.
     pub max: u64,
@@ -52,14 +52,15 @@ pub struct MemoryInfo {
 impl MemoryInfo {
     /// Reads `used_memory` and `maxmemory` from an `INFO memory` reply.
     pub fn parse(text: &str) -> Self {
-        let field = |name: &str| {
+        let field = |name: &str| -> u64 {
             text.lines()
                 .find_map(|l| l.trim_end().strip_prefix(name)?.strip_prefix(':'))
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(0)
         };
+        // What maxmemory is compared with: replication buffers and the AOF buffer do not count.
         Self {
-            used: field("used_memory"),
+            used: field("used_memory").saturating_sub(field("mem_not_counted_for_evict")),
             max: field("maxmemory"),
         }
     }
@@ -523,5 +524,25 @@ impl ClusterView {
             && self.conflicting_slots().is_empty()
             && self.uncovered_slots().is_empty()
             && self.nodes.iter().all(|n| n.info.state_ok)
+    }
+}
+
+#[cfg(test)]
+mod memory_tests {
+    use super::*;
+
+    #[test]
+    fn memory_counts_what_maxmemory_limits() {
+        let m = MemoryInfo::parse(
+            "# Memory\r\nused_memory:5000000\r\nused_memory_human:4.77M\r\nmaxmemory:31457280\r\nmem_not_counted_for_evict:1000000\r\n",
+        );
+        assert_eq!(
+            m,
+            MemoryInfo {
+                used: 4_000_000,
+                max: 31_457_280
+            }
+        );
+        assert_eq!(MemoryInfo::parse(""), MemoryInfo::default());
     }
 }

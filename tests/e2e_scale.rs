@@ -1,0 +1,290 @@
+//! Horizontal scaling end to end: with the acknowledged-write checker running and 200k keys
+//! preloaded on a Ready 3 × 1 cluster with PVCs, `leaders` 3 → 5 (the operator killed in the
+//! middle of the reshard), 5 → 3, then `followersPerLeader` 1 → 2 → 1. Assertions: 0
+//! acknowledged writes lost, every preloaded key readable with its value, slots even, no
+//! member lists a node that is gone, Ready with the full placement invariants after each
+//! step. And a scale-in refused for lack of memory: condition set, nothing moved.
+
+#![allow(clippy::unwrap_used, clippy::panic)]
+
+mod kube_support;
+mod support {
+    pub mod ack_writer;
+    pub mod chaos;
+}
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use kube::Api;
+use kube::api::{Patch, PatchParams};
+use kube_support::*;
+use redis_operator::crd::RedisCluster;
+use redis_operator::redis::client::Client;
+use redis_operator::redis::command::Cmd;
+use redis_operator::redis::ids::SLOT_COUNT;
+use redis_operator::redis::model;
+use serde_json::json;
+use support::ack_writer::keyslot;
+use support::chaos::*;
+
+const STEP: Duration = Duration::from_secs(300);
+
+async fn patch_spec(chaos: &Chaos, spec: serde_json::Value) {
+    let api: Api<RedisCluster> = Api::namespaced(chaos.client.clone(), &chaos.ns.name);
+    api.patch(
+        NAME,
+        &PatchParams::default(),
+        &Patch::Merge(&json!({ "spec": spec })),
+    )
+    .await
+    .unwrap();
+}
+
+async fn rc(chaos: &Chaos) -> RedisCluster {
+    let api: Api<RedisCluster> = Api::namespaced(chaos.client.clone(), &chaos.ns.name);
+    api.get(NAME).await.unwrap()
+}
+
+/// Owner address of every slot, as the members report it now.
+async fn slot_owners(addrs: &[SocketAddr], pass: &str) -> Vec<Option<SocketAddr>> {
+    let view = model::observe(addrs, &member_admin(pass)).await;
+    view.slot_owners()
+        .iter()
+        .map(|o| o.as_ref().and_then(|id| view.addr_of(id)))
+        .collect()
+}
+
+/// Sends `cmds` (one per key) to each key's owner in pipelines of 1000; the replies in order.
+async fn by_owner(
+    addrs: &[SocketAddr],
+    pass: &str,
+    keys: &[String],
+    cmd: impl Fn(&str) -> Cmd,
+) -> Vec<String> {
+    let owners = slot_owners(addrs, pass).await;
+    let mut groups: BTreeMap<SocketAddr, Vec<usize>> = BTreeMap::new();
+    for (i, k) in keys.iter().enumerate() {
+        let owner = owners[usize::from(keyslot(k.as_bytes()))].expect("every slot served");
+        groups.entry(owner).or_default().push(i);
+    }
+    let mut out = vec![String::new(); keys.len()];
+    for (addr, idx) in groups {
+        let mut client = Client::connect(addr, &member_admin(pass)).await.unwrap();
+        for chunk in idx.chunks(1000) {
+            let cmds: Vec<Cmd> = chunk.iter().map(|i| cmd(&keys[*i])).collect();
+            let replies = client.pipeline(&cmds).await.unwrap();
+            for (i, r) in chunk.iter().zip(replies) {
+                out[*i] = match r {
+                    Ok(f) => redis_operator::redis::reply::render(&f),
+                    Err(e) => format!("error: {e}"),
+                };
+            }
+        }
+    }
+    out
+}
+
+/// `n` keys spread over every slot, each holding `size` bytes derived from its name.
+async fn preload(addrs: &[SocketAddr], pass: &str, n: usize, size: usize) -> Vec<String> {
+    let keys: Vec<String> = (0..n).map(|i| format!("pre:{i}")).collect();
+    let replies = by_owner(addrs, pass, &keys, |k| {
+        Cmd::new("SET").arg(k).arg(value_of(k, size))
+    })
+    .await;
+    let bad: Vec<&String> = replies.iter().filter(|r| !r.contains("OK")).collect();
+    assert!(
+        bad.is_empty(),
+        "{} SETs refused, e.g. {:?}",
+        bad.len(),
+        bad.first()
+    );
+    keys
+}
+
+fn value_of(key: &str, size: usize) -> String {
+    let mut v = key.repeat(size / key.len() + 1);
+    v.truncate(size);
+    v
+}
+
+/// Every preloaded key still there with its value.
+async fn assert_preloaded(addrs: &[SocketAddr], pass: &str, keys: &[String], size: usize) {
+    let replies = by_owner(addrs, pass, keys, |k| Cmd::new("GET").arg(k)).await;
+    let bad: Vec<(&String, &String)> = keys
+        .iter()
+        .zip(&replies)
+        .filter(|(k, r)| !r.contains(&value_of(k, size)))
+        .collect();
+    assert!(
+        bad.is_empty(),
+        "{} of {} preloaded keys missing or wrong, e.g. {:?}",
+        bad.len(),
+        keys.len(),
+        &bad[..bad.len().min(3)]
+    );
+}
+
+/// Ready with the recovery invariants for `shape`, the reshard done, slots even, and no member
+/// listing a node that is not a member.
+async fn wait_shape(
+    chaos: &Chaos,
+    writer: &support::ack_writer::AckWriterHandle,
+    shape: (usize, usize),
+) -> Members {
+    let begun = Instant::now();
+    let until = Recovery {
+        timeout: STEP,
+        poll: Duration::from_secs(1),
+        require_ready: true,
+    };
+    let members = loop {
+        let (members, _) =
+            until_recovered(&chaos.client, &chaos.ns.name, NAME, shape, until, |addrs| {
+                writer.add_seeds(addrs)
+            })
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let status = rc(chaos).await.status.unwrap();
+        let done = status
+            .reshard
+            .as_ref()
+            .is_none_or(|r| r.progress == "100%" && r.to_leaders as usize == shape.0);
+        let known = members.0.iter().all(|m| {
+            cli(&m.ip, &chaos.pass, &["cluster", "nodes"])
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .count()
+                == members.0.len()
+        });
+        if done && known {
+            break members;
+        }
+        assert!(begun.elapsed() < STEP, "reshard not done: {status:?}");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    let view = model::observe(&members.addrs(), &member_admin(&chaos.pass)).await;
+    let counts: Vec<usize> = view.slot_counts().values().copied().collect();
+    let even = usize::from(SLOT_COUNT) / shape.0;
+    assert_eq!(counts.len(), shape.0, "{counts:?}");
+    assert!(
+        counts.iter().all(|c| *c == even || *c == even + 1),
+        "slots not even over {} leaders: {counts:?}",
+        shape.0
+    );
+    let status = rc(chaos).await.status.unwrap();
+    println!(
+        "{}: {}x{} after {:.1} s, reshard {:?}",
+        chaos.ns.name,
+        shape.0,
+        shape.1,
+        begun.elapsed().as_secs_f64(),
+        status.reshard
+    );
+    members
+}
+
+#[tokio::test]
+#[ignore = "needs the local cluster; run by make test"]
+async fn scale_out_in_and_followers_lose_nothing() {
+    let (mut chaos, before, writer) = Chaos::start("scale", json!({})).await;
+    let keys = preload(&before.addrs(), &chaos.pass, 200_000, 16).await;
+
+    // 3 -> 5, the operator killed once slots are moving.
+    patch_spec(&chaos, json!({"leaders": 5})).await;
+    wait_for("slots moving", STEP, || async {
+        writer.add_seeds(member_addrs(&chaos.client, &chaos.ns.name, NAME).await);
+        let r = rc(&chaos).await.status?.reshard?;
+        (r.to_leaders == 5 && r.slots_moved > 0).then_some(())
+    })
+    .await;
+    chaos.operator.kill();
+    println!("{}: operator killed mid-reshard", chaos.ns.name);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    chaos.operator = Operator::start(&chaos.ns.name);
+    let five = wait_shape(&chaos, &writer, (5, 1)).await;
+    assert_preloaded(&five.addrs(), &chaos.pass, &keys, 16).await;
+
+    // 5 -> 3.
+    patch_spec(&chaos, json!({"leaders": 3})).await;
+    let three = wait_shape(&chaos, &writer, (3, 1)).await;
+    assert_preloaded(&three.addrs(), &chaos.pass, &keys, 16).await;
+
+    // Followers 1 -> 2 -> 1.
+    patch_spec(&chaos, json!({"followersPerLeader": 2})).await;
+    wait_shape(&chaos, &writer, (3, 2)).await;
+    patch_spec(&chaos, json!({"followersPerLeader": 1})).await;
+    let last = wait_shape(&chaos, &writer, (3, 1)).await;
+    assert_preloaded(&last.addrs(), &chaos.pass, &keys, 16).await;
+    chaos.finish(writer).await;
+}
+
+/// 4 shards near their maxmemory: the 3 that would remain cannot take the fourth's data, so
+/// `leaders: 3` is refused before any slot moves, and reverting it makes the cluster Ready.
+#[tokio::test]
+#[ignore = "needs the local cluster; run by make test"]
+async fn scale_in_without_room_is_refused_and_moves_nothing() {
+    let client = client().await;
+    let ns = TestNamespace::new(&client, "scale-refused").await;
+    let _op = Operator::start(&ns.name);
+    let api: Api<RedisCluster> = Api::namespaced(client.clone(), &ns.name);
+    api.create(
+        &Default::default(),
+        &cluster("tight", 4, 1, json!({"config": {"maxmemory": "20mb"}})),
+    )
+    .await
+    .unwrap();
+    wait_ready(&api, "tight", STEP).await;
+    let pass = password(&client, &ns.name, "tight").await;
+    let addrs = member_addrs(&client, &ns.name, "tight").await;
+    // ~15 MB per shard (as maxmemory counts it) under a 20 MB limit: the three that would
+    // remain have ~5 MB free each.
+    preload(&addrs, &pass, 25_000, 1000).await;
+    let counts = |addrs: Vec<SocketAddr>| {
+        let pass = pass.clone();
+        async move {
+            model::observe(&addrs, &member_admin(&pass))
+                .await
+                .slot_counts()
+                .values()
+                .copied()
+                .collect::<Vec<usize>>()
+        }
+    };
+    let before = counts(addrs.clone()).await;
+    api.patch(
+        "tight",
+        &PatchParams::default(),
+        &Patch::Merge(&json!({"spec": {"leaders": 3}})),
+    )
+    .await
+    .unwrap();
+    let (status, _, message) = wait_for(
+        "Progressing=False ScaleInRefused",
+        Duration::from_secs(120),
+        || async {
+            let rc = api.get("tight").await.ok()?;
+            condition(&rc, "Progressing").filter(|c| c.1 == "ScaleInRefused")
+        },
+    )
+    .await;
+    assert_eq!(status, "False");
+    assert!(message.contains("maxmemory"), "{message}");
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(
+        counts(addrs.clone()).await,
+        before,
+        "no slot moved for a refused scale-in"
+    );
+    assert_eq!(member_addrs(&client, &ns.name, "tight").await.len(), 8);
+    api.patch(
+        "tight",
+        &PatchParams::default(),
+        &Patch::Merge(&json!({"spec": {"leaders": 4}})),
+    )
+    .await
+    .unwrap();
+    wait_ready(&api, "tight", Duration::from_secs(120)).await;
+    ns.cleanup().await;
+}
