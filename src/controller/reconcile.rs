@@ -149,12 +149,15 @@ async fn drive(
     {
         publish_new_problem(ctx, cluster, p.reason, &p.message).await;
     }
-    let conditions = status::conditions(&plan, &executed);
+    let mut conditions = status::conditions(&plan, &executed);
     let reshard = status::reshard_status(
         cluster.status.as_ref().and_then(|s| s.reshard.as_ref()),
         plan.reshard.as_ref(),
         &executed,
     );
+    if let (Some(r), true) = (&reshard, plan.reshard.is_some()) {
+        status::with_reshard_progress(&mut conditions, r);
+    }
     let status = summary(
         cluster,
         &obs,

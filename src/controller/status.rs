@@ -130,7 +130,7 @@ pub fn conditions(plan: &Plan, executed: &Executed) -> Vec<Desired> {
             r.reason.unwrap_or("RollingUpdate"),
             format!("{}/{} members updated: {}", r.updated, r.desired, r.message),
         )
-    } else if plan.ready {
+    } else if plan.ready && !plan.action.is_change() {
         Desired::new(types::PROGRESSING, false, "Idle", "nothing to do")
     } else {
         Desired::new(types::PROGRESSING, true, plan.reason, plan.message.clone())
@@ -207,6 +207,19 @@ pub fn reshard_status(
         ),
         waiting: now.blocked.clone(),
     })
+}
+
+/// Appends the reshard's progress to a `Progressing=True` condition.
+pub fn with_reshard_progress(conditions: &mut [Desired], r: &ReshardStatus) {
+    if let Some(p) = conditions
+        .iter_mut()
+        .find(|d| d.type_ == types::PROGRESSING && d.status)
+    {
+        p.message = format!(
+            "{} ({} done: {}/{} slots, {} keys moved)",
+            p.message, r.progress, r.slots_moved, r.slots_to_move, r.keys_moved
+        );
+    }
 }
 
 /// Merges desired conditions into the previous ones, keeping `lastTransitionTime` unless the

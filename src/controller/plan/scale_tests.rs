@@ -43,6 +43,11 @@ fn scale_out_moves_slots_to_the_new_shard_once_it_is_joined_and_synced() {
     assert!(moves.iter().all(|m| m.to.as_str() == id('7')), "{moves:?}");
     let r = plan.reshard.clone().unwrap();
     assert_eq!(r.remaining, 4096);
+    // Ready (the cluster serves) and Progressing while slots move.
+    let c = conditions(&plan, &Executed::Nothing);
+    assert!(cond(&c, types::READY).status);
+    let p = cond(&c, types::PROGRESSING);
+    assert_eq!((p.status, p.reason.as_str()), (true, "Resharding"), "{p:?}");
     // The new shard's follower not in sync yet: no slot moves.
     let mut fx = with_fourth_shard(healthy(), "");
     fx.get('8').offset = 0;
