@@ -199,3 +199,26 @@ fn a_leader_without_followers_restarts_only_when_its_volume_keeps_the_data() {
     let plan = without_followers(true);
     assert_eq!(restarted(&plan), vec!["p-s0-m0-a".to_string()]);
 }
+
+#[test]
+fn a_member_that_no_longer_fits_its_node_is_placed_on_another_in_its_zone() {
+    // Requests went up to 2 CPUs; n-a1 (leader a) has only 1 allocatable.
+    let fx = new_revision(healthy());
+    let mut obs = fx.observed();
+    obs.request.member_resources.cpu_millis = 2000;
+    for n in &mut obs.topology.nodes {
+        if n.name == "n-a1" {
+            n.capacity.cpu_millis = 1000;
+        }
+    }
+    let plan = super::plan(&obs);
+    match &plan.action {
+        Action::CreateMembers(news) => {
+            assert_eq!(news.len(), 1, "{news:?}");
+            assert_eq!(news[0].shard, 0);
+            assert_ne!(news[0].node, "n-a1");
+            assert_eq!(news[0].zone, "zone-a", "{news:?}");
+        }
+        other => panic!("expected a re-placed member, got {other:?}"),
+    }
+}
