@@ -109,3 +109,29 @@ cluster-up:
 
 cluster-down:
 	$(LOCAL_CLUSTER) down
+
+# Zone loss of a 3x1 cluster with ~100 MB per shard, operator vs Redis alone (issue 10 §4; about
+# 20 minutes). Like bench-recovery: uses the running local cluster if it is up (and leaves it up),
+# else starts one and tears it down after. Takes whole zones down: run nothing else meanwhile.
+.PHONY: bench-zones
+BENCH_ZONES_OUT ?= $(CURDIR)/target/bench-zones.md
+bench-zones: build
+	status=0; started=; \
+	components="$$($(LOCAL_CLUSTER) status 2>/dev/null || true)"; \
+	case "$$components" in \
+	  *'kube-apiserver running'*) echo "using the running local cluster (left up)" ;; \
+	  *) $(LOCAL_CLUSTER) up --zones $(TEST_ZONES) --nodes-per-zone $(TEST_NODES_PER_ZONE) && started=1 || exit 1 ;; \
+	esac; \
+	eval "$$($(LOCAL_CLUSTER) env)"; \
+	kubectl apply -f crds/ -f manifests/namespace.yaml -f manifests/rbac.yaml >/dev/null && \
+	kubectl wait --for=condition=Established crd/redisclusters.redis.redis-operator.dev --timeout=60s >/dev/null && \
+	hack/operator-kubeconfig.sh target/operator.kubeconfig && \
+	rm -f $(BENCH_ZONES_OUT) && \
+	BENCH_ZONES_OUT=$(BENCH_ZONES_OUT) OPERATOR_KUBECONFIG=$$PWD/target/operator.kubeconfig \
+	  $(CARGO) test --test bench_zones -- --ignored --nocapture --test-threads=1 || status=$$?; \
+	echo; echo "Zone benchmark, $$(date -u +%F), $$(nproc) cores, $$(free -h | awk '/^Mem:/ {print $$2}') RAM, make bench-zones"; echo; \
+	echo '| fault | mode | run | all slots accept writes (SET) | acknowledged writes on every shard (SET + WAIT 1) | zone NotReady | full redundancy in the surviving zones | even spread after zone-up | acknowledged writes lost | acknowledged / indeterminate |'; \
+	echo '|---|---|---|---|---|---|---|---|---|---|'; \
+	cat $(BENCH_ZONES_OUT) 2>/dev/null; \
+	if [ -n "$$started" ]; then $(LOCAL_CLUSTER) down || status=$$?; fi; \
+	exit $$status

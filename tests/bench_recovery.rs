@@ -17,6 +17,7 @@
 mod kube_support;
 mod support {
     pub mod ack_writer;
+    pub mod bench;
     pub mod chaos;
 }
 
@@ -26,15 +27,14 @@ use std::time::{Duration, Instant};
 
 use kube_support::*;
 use serde_json::json;
-use support::ack_writer::{AckWriter, AckWriterOptions, ReadBackOptions, Report};
+use support::ack_writer::{AckWriter, AckWriterOptions, ReadBackOptions};
+use support::bench::{ms, pause, preload, shard_pause};
 use support::chaos::*;
 
 /// How long a baseline run waits for redundancy to come back by itself.
 const BASELINE_DEADLINE: Duration = Duration::from_secs(120);
 /// How long a run with the operator waits for Ready and recovered.
 const OPERATOR_DEADLINE: Duration = Duration::from_secs(180);
-/// Keys of 1 KiB the preload writes over the cluster (about 100 MB per shard).
-const PRELOAD_KEYS: &str = "300000";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Fault {
@@ -79,22 +79,7 @@ struct Outcome {
     indeterminate: u64,
 }
 
-fn ms(d: Duration) -> String {
-    if d < Duration::from_secs(10) {
-        format!("{:.2} s", d.as_secs_f64())
-    } else {
-        format!("{:.1} s", d.as_secs_f64())
-    }
-}
-
 impl Outcome {
-    fn pause(p: Result<Duration, Duration>) -> String {
-        match p {
-            Ok(d) => ms(d),
-            Err(none) => format!("never resumed (none in the last {})", ms(none)),
-        }
-    }
-
     fn row(&self, fault: Fault, operator: bool, run: usize) -> String {
         format!(
             "| {} | {} | {run} | {} | {} | {} | {} | {} / {} |",
@@ -104,8 +89,8 @@ impl Outcome {
             } else {
                 "baseline (operator killed)"
             },
-            Self::pause(self.write_pause),
-            Self::pause(self.acked_pause),
+            pause(self.write_pause),
+            pause(self.acked_pause),
             match self.redundancy {
                 Some(d) => ms(d),
                 None => format!("not within {} s", self.deadline.as_secs()),
@@ -119,56 +104,6 @@ impl Outcome {
             self.indeterminate,
         )
     }
-}
-
-/// The affected shard's pause in a writer's report: the longest gap between two successes of
-/// the tags whose slot the shard's leader owned at the start. `Err(d)`: some tag had no
-/// success in its last `d` (more than a second before the writer stopped), i.e. its writes
-/// never resumed after the fault.
-fn shard_pause(report: &Report, leader: SocketAddr) -> Result<Duration, Duration> {
-    let mut worst = Duration::ZERO;
-    for t in report.tags.iter().filter(|t| t.first_owner == leader) {
-        let trailing = t.ended_at.saturating_sub(t.outage.last.unwrap_or_default());
-        if trailing > Duration::from_secs(1) {
-            return Err(trailing);
-        }
-        worst = worst.max(t.outage.longest.map(|g| g.len()).unwrap_or_default());
-    }
-    Ok(worst)
-}
-
-/// Writes about 100 MB per shard with redis-benchmark (1 KiB values, random keys, pipelined).
-fn preload(members: &Members, pass: &str) {
-    let begun = Instant::now();
-    let out = std::process::Command::new("timeout")
-        .args(["300", "redis-benchmark", "--cluster", "-h"])
-        .arg(&members.leader(0).ip)
-        .args(["-p", "6379", "-a", pass, "-t", "set", "-d", "1024"])
-        .args(["-n", PRELOAD_KEYS, "-r", "100000000", "-P", "32", "-q"])
-        .output()
-        .expect("run redis-benchmark");
-    assert!(
-        out.status.success(),
-        "redis-benchmark: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let sizes: Vec<String> = (0..LEADERS)
-        .map(|s| {
-            let ip = &members.leader(s).ip;
-            let keys = cli_soft(ip, pass, &["dbsize"]).unwrap_or_default();
-            let used = cli_soft(ip, pass, &["info", "memory"])
-                .unwrap_or_default()
-                .lines()
-                .find_map(|l| l.strip_prefix("used_memory_human:").map(str::to_owned))
-                .unwrap_or_default();
-            format!("s{s}: {keys} keys, {used}")
-        })
-        .collect();
-    println!(
-        "preloaded in {:.1} s: {}",
-        begun.elapsed().as_secs_f64(),
-        sizes.join("; ")
-    );
 }
 
 /// One run: a fresh cluster, preload, writers, the fault (with or without the operator), the

@@ -1,0 +1,370 @@
+//! Zone benchmark (issue 10 §4): a fresh 3 × 1 RedisCluster with 1Gi PVCs and about 100 MB
+//! per shard, writes running, loses the zone of shard 0's leader — crashed (`zone-down`) or
+//! cut off (`zone-down --partition`) — which returns once the cluster is whole again in the
+//! surviving zones (or after a deadline). Once with the operator acting, once with the
+//! operator process killed 2 s before the fault (Redis's own failover only).
+//!
+//! Per run: how long after the fault every shard's slots accept writes again (`SET`, and
+//! acknowledged `SET` + `WAIT 1`), when the zone's nodes turned NotReady, when every shard
+//! had full redundancy again in the surviving zones (`check_recovered` minus the zone, plus
+//! `Ready=True` with the operator), how long after `zone-up` the even spread was back
+//! (`check_recovered` over all zones, plus `Ready`, `Degraded=False` and `zoneLossSafe`
+//! with the operator), and the acknowledged writes lost (every one read back). Nothing is
+//! asserted: a baseline that never recovers is a result. Each test appends its rows to
+//! `BENCH_ZONES_OUT` (default `target/bench-zones.md`); `BENCH_RUNS` (1–3, default 1)
+//! repeats each run.
+//!
+//! Takes whole zones down (every Pod in them, other namespaces' too): run alone, with nothing
+//! else on the local cluster, through `make bench-zones`.
+
+#![allow(clippy::unwrap_used, clippy::panic)]
+
+mod kube_support;
+mod support {
+    pub mod ack_writer;
+    pub mod bench;
+    pub mod chaos;
+}
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Node;
+use kube::Api;
+use kube::api::ListParams;
+use kube_support::*;
+use redis_operator::crd::RedisCluster;
+use serde_json::json;
+use support::ack_writer::{AckWriter, AckWriterOptions, ReadBackOptions};
+use support::bench::{ms, pause, preload, resumed_after};
+use support::chaos::*;
+
+/// How long a run with the operator waits for each of redundancy and the spread.
+const OPERATOR_DEADLINE: Duration = Duration::from_secs(180);
+/// How long a baseline run waits for each of them to come back by itself.
+const BASELINE_DEADLINE: Duration = Duration::from_secs(90);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fault {
+    ZoneCrash,
+    ZonePartition,
+}
+
+impl Fault {
+    fn describe(self) -> &'static str {
+        match self {
+            Fault::ZoneCrash => "zone of shard 0's leader crashed",
+            Fault::ZonePartition => "zone of shard 0's leader partitioned",
+        }
+    }
+    fn prefix(self) -> &'static str {
+        match self {
+            Fault::ZoneCrash => "bz-crash",
+            Fault::ZonePartition => "bz-part",
+        }
+    }
+}
+
+/// What one run measured.
+struct Outcome {
+    /// Fault → every tag's plain `SET`s succeed again; `Err`: some never resumed.
+    writable: Result<Duration, Duration>,
+    /// The same for acknowledged writes (`SET` + `WAIT 1`).
+    acked: Result<Duration, Duration>,
+    /// Fault → every node of the zone NotReady.
+    not_ready: Option<Duration>,
+    /// Fault → full redundancy in the surviving zones; `None`: not within the deadline.
+    redundancy: Option<Duration>,
+    /// `zone-up` → the even spread (and, with the operator, Ready and settled).
+    spread: Option<Duration>,
+    deadline: Duration,
+    lost: Option<u64>,
+    unverified: Option<u64>,
+    acknowledged: u64,
+    indeterminate: u64,
+}
+
+impl Outcome {
+    fn row(&self, fault: Fault, operator: bool, run: usize) -> String {
+        let within = |d: Option<Duration>| match d {
+            Some(d) => ms(d),
+            None => format!("not within {} s", self.deadline.as_secs()),
+        };
+        let redundancy = match (self.redundancy, self.not_ready) {
+            (Some(r), Some(n)) => format!("{} ({} after NotReady)", ms(r), ms(r.saturating_sub(n))),
+            (r, _) => within(r),
+        };
+        format!(
+            "| {} | {} | {run} | {} | {} | {} | {redundancy} | {} | {} | {} / {} |",
+            fault.describe(),
+            if operator {
+                "operator"
+            } else {
+                "baseline (operator killed)"
+            },
+            pause(self.writable),
+            pause(self.acked),
+            self.not_ready.map_or_else(|| "not seen".to_owned(), ms),
+            within(self.spread),
+            match (self.lost, self.unverified) {
+                (Some(l), Some(0)) => l.to_string(),
+                (Some(l), Some(u)) => format!("{l} ({u} unverified)"),
+                _ => "not read back".to_owned(),
+            },
+            self.acknowledged,
+            self.indeterminate,
+        )
+    }
+}
+
+/// Polls the zone's Nodes every 200 ms (for at most `limit`) until none is Ready; how long
+/// that took from `since`.
+fn watch_not_ready(
+    client: kube::Client,
+    zone: String,
+    since: Instant,
+    limit: Duration,
+) -> tokio::task::JoinHandle<Option<Duration>> {
+    tokio::spawn(async move {
+        let nodes: Api<Node> = Api::all(client);
+        let selector = ListParams::default().labels(&format!("{ZONE_LABEL}={zone}"));
+        while since.elapsed() < limit {
+            if let Ok(list) = nodes.list(&selector).await {
+                let ready = list.items.iter().any(|n| {
+                    n.status
+                        .as_ref()
+                        .and_then(|s| s.conditions.as_ref())
+                        .is_some_and(|cs| {
+                            cs.iter().any(|c| c.type_ == "Ready" && c.status == "True")
+                        })
+                });
+                if !list.items.is_empty() && !ready {
+                    return Some(since.elapsed());
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        None
+    })
+}
+
+/// With the operator: until one poll sees `Ready=True`, `Degraded=False`, `zoneLossSafe` and
+/// [`check_recovered`]; without: [`check_recovered`] alone. Polls every 200 ms, handing the
+/// writers the members' addresses.
+async fn spread_again(
+    chaos: &Chaos,
+    operator: bool,
+    deadline: Duration,
+    mut seeds: impl FnMut(Vec<SocketAddr>),
+) -> Option<Duration> {
+    let rcs: Api<RedisCluster> = Api::namespaced(chaos.client.clone(), &chaos.ns.name);
+    let begun = Instant::now();
+    let mut last = String::from("not checked yet");
+    while begun.elapsed() < deadline {
+        seeds(member_addrs(&chaos.client, &chaos.ns.name, NAME).await);
+        let settled = if operator {
+            match rcs.get_opt(NAME).await.ok().flatten() {
+                Some(rc) => {
+                    let ready = condition(&rc, "Ready").is_some_and(|c| c.0 == "True");
+                    let calm = condition(&rc, "Degraded").is_some_and(|c| c.0 == "False");
+                    let safe = rc.status.as_ref().and_then(|s| s.zone_loss_safe) == Some(true);
+                    if !(ready && calm && safe) {
+                        last = format!("Ready {ready}, Degraded=False {calm}, zoneLossSafe {safe}");
+                    }
+                    ready && calm && safe
+                }
+                None => false,
+            }
+        } else {
+            true
+        };
+        if settled {
+            match check_recovered(&chaos.client, &chaos.ns.name, NAME, LEADERS, FOLLOWERS).await {
+                Ok(_) => return Some(begun.elapsed()),
+                Err(e) => last = e,
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    println!("{}: spread not back: {last}", chaos.ns.name);
+    None
+}
+
+/// One run: a fresh cluster, preload, writers, the zone down (with or without the operator),
+/// the wait for redundancy, the zone back, the wait for the spread, the read-back.
+async fn run(fault: Fault, operator: bool) -> Outcome {
+    let prefix = format!("{}{}", fault.prefix(), if operator { "" } else { "-base" });
+    let (mut chaos, members) = Chaos::create(&prefix, json!({"storage": {"size": "1Gi"}})).await;
+    preload(&members, &chaos.pass);
+    // The followers have caught up with the preload (Ready needs them in sync).
+    let members = chaos.recovered(Duration::from_secs(120), |_| {}).await;
+    print_roles(&chaos.ns.name, "before", &members);
+    let zone = members.leader(0).zone.clone();
+
+    let limits = AckWriterOptions {
+        max_duration: Duration::from_secs(900),
+        ..AckWriterOptions::default()
+    };
+    let acked = chaos.writer_with(&members, limits.clone()).await;
+    let plain = AckWriter::start(
+        members.addrs(),
+        chaos.pass.clone(),
+        AckWriterOptions {
+            replicas: 0,
+            ..limits
+        },
+    )
+    .await
+    .expect("plain writer starts");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    if !operator {
+        chaos.operator.kill();
+        println!("{}: operator killed before the fault", chaos.ns.name);
+    }
+    let deadline = if operator {
+        OPERATOR_DEADLINE
+    } else {
+        BASELINE_DEADLINE
+    };
+
+    // UTC, to line up with the operator log (/tmp/redis-operator-<namespace>.log).
+    println!(
+        "{}: {} ({zone}) at {}",
+        chaos.ns.name,
+        fault.describe(),
+        jiff::Timestamp::now()
+    );
+    let (acked_at, plain_at) = (acked.elapsed(), plain.elapsed());
+    let begun = Instant::now();
+    let down = chaos.zone_down(&zone, fault == Fault::ZonePartition);
+    let not_ready = watch_not_ready(chaos.client.clone(), zone.clone(), begun, deadline);
+    let seeds = |addrs: Vec<SocketAddr>| {
+        acked.add_seeds(addrs.clone());
+        plain.add_seeds(addrs);
+    };
+    let until = Recovery {
+        timeout: deadline,
+        poll: Duration::from_millis(200),
+        require_ready: operator,
+    };
+    let lost = [zone.clone()];
+    let recovered = until_recovered_without(
+        &chaos.client,
+        &chaos.ns.name,
+        NAME,
+        (LEADERS, FOLLOWERS),
+        &lost,
+        until,
+        seeds,
+    )
+    .await;
+    let redundancy = recovered.as_ref().ok().map(|_| begun.elapsed());
+    match &recovered {
+        Ok((during, _)) => {
+            println!(
+                "{}: whole in the surviving zones {:.2} s after the fault",
+                chaos.ns.name,
+                begun.elapsed().as_secs_f64()
+            );
+            print_roles(&chaos.ns.name, "zone down", during);
+        }
+        Err(e) => println!("{}: {e}", chaos.ns.name),
+    }
+    let not_ready = not_ready.await.ok().flatten();
+
+    drop(down);
+    let returned = Instant::now();
+    println!("{}: {zone} up at {}", chaos.ns.name, jiff::Timestamp::now());
+    let spread = spread_again(&chaos, operator, deadline, |addrs| {
+        acked.add_seeds(addrs.clone());
+        plain.add_seeds(addrs);
+    })
+    .await;
+    match spread {
+        Some(d) => println!(
+            "{}: spread again {:.2} s after zone-up",
+            chaos.ns.name,
+            d.as_secs_f64()
+        ),
+        None => println!(
+            "{}: spread not back {:.0} s after zone-up",
+            chaos.ns.name,
+            returned.elapsed().as_secs_f64()
+        ),
+    }
+    // A little more traffic, so a pause has its end.
+    let now = acked.acknowledged();
+    acked_at_least(&acked, now + 300, Duration::from_secs(10)).await;
+    let plain_report = plain.stop().await;
+    let mut report = acked.stop().await;
+    let addrs = member_addrs(&chaos.client, &chaos.ns.name, NAME).await;
+    report
+        .read_back(&addrs, &chaos.pass, &ReadBackOptions::default())
+        .await;
+    println!(
+        "{} ({}, {}):\n{report}writes without WAIT:\n{plain_report}",
+        chaos.ns.name,
+        fault.describe(),
+        if operator { "operator" } else { "baseline" }
+    );
+    if let Ok(after) =
+        check_recovered(&chaos.client, &chaos.ns.name, NAME, LEADERS, FOLLOWERS).await
+    {
+        print_roles(&chaos.ns.name, "after", &after);
+    }
+    chaos.cleanup().await;
+    Outcome {
+        writable: resumed_after(&plain_report, plain_at),
+        acked: resumed_after(&report, acked_at),
+        not_ready,
+        redundancy,
+        spread,
+        deadline,
+        lost: report.lost(),
+        unverified: report.unverified(),
+        acknowledged: report.acknowledged(),
+        indeterminate: report.indeterminate(),
+    }
+}
+
+/// Runs `fault` with and without the operator (`BENCH_RUNS` times each) and appends the rows.
+async fn bench(fault: Fault) {
+    let runs: usize = std::env::var("BENCH_RUNS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(1)
+        .clamp(1, 3);
+    let mut rows = Vec::new();
+    for i in 1..=runs {
+        for operator in [true, false] {
+            let outcome = run(fault, operator).await;
+            let row = outcome.row(fault, operator, i);
+            println!("{row}");
+            rows.push(row);
+        }
+    }
+    let path = std::env::var("BENCH_ZONES_OUT")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| repo().join("target/bench-zones.md"));
+    let mut out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .expect("results file");
+    for row in rows {
+        writeln!(out, "{row}").expect("write results");
+    }
+}
+
+#[tokio::test]
+#[ignore = "benchmark on the local cluster, alone: make bench-zones"]
+async fn bench_1_zone_crash() {
+    bench(Fault::ZoneCrash).await;
+}
+
+#[tokio::test]
+#[ignore = "benchmark on the local cluster, alone: make bench-zones"]
+async fn bench_2_zone_partition() {
+    bench(Fault::ZonePartition).await;
+}

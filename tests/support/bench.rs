@@ -1,0 +1,109 @@
+//! What the benchmarks on the local cluster share (`bench_recovery.rs`, `bench_zones.rs`): the
+//! preload of about 100 MB per shard, the pauses read from a writer's report, and how numbers
+//! are printed. Nothing here asserts anything but that the preload ran.
+//!
+//! Declared by a benchmark crate as `mod support { pub mod ack_writer; pub mod bench; pub mod
+//! chaos; }` next to `mod kube_support;`.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::panic)]
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use super::ack_writer::Report;
+use super::chaos::LEADERS;
+use crate::kube_support::*;
+
+/// Keys of 1 KiB the preload writes over the cluster (about 100 MB per shard).
+pub const PRELOAD_KEYS: &str = "300000";
+
+/// A duration as the tables print it: two decimals below 10 s, one above.
+pub fn ms(d: Duration) -> String {
+    if d < Duration::from_secs(10) {
+        format!("{:.2} s", d.as_secs_f64())
+    } else {
+        format!("{:.1} s", d.as_secs_f64())
+    }
+}
+
+/// A pause as the tables print it; `Err(d)`: writes never resumed (none in the last `d`).
+pub fn pause(p: Result<Duration, Duration>) -> String {
+    match p {
+        Ok(d) => ms(d),
+        Err(none) => format!("never resumed (none in the last {})", ms(none)),
+    }
+}
+
+/// Writes about 100 MB per shard with redis-benchmark (1 KiB values, random keys, pipelined).
+pub fn preload(members: &Members, pass: &str) {
+    let begun = Instant::now();
+    let out = std::process::Command::new("timeout")
+        .args(["300", "redis-benchmark", "--cluster", "-h"])
+        .arg(&members.leader(0).ip)
+        .args(["-p", "6379", "-a", pass, "-t", "set", "-d", "1024"])
+        .args(["-n", PRELOAD_KEYS, "-r", "100000000", "-P", "32", "-q"])
+        .output()
+        .expect("run redis-benchmark");
+    assert!(
+        out.status.success(),
+        "redis-benchmark: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sizes: Vec<String> = (0..LEADERS)
+        .map(|s| {
+            let ip = &members.leader(s).ip;
+            let keys = cli_soft(ip, pass, &["dbsize"]).unwrap_or_default();
+            let used = cli_soft(ip, pass, &["info", "memory"])
+                .unwrap_or_default()
+                .lines()
+                .find_map(|l| l.strip_prefix("used_memory_human:").map(str::to_owned))
+                .unwrap_or_default();
+            format!("s{s}: {keys} keys, {used}")
+        })
+        .collect();
+    println!(
+        "preloaded in {:.1} s: {}",
+        begun.elapsed().as_secs_f64(),
+        sizes.join("; ")
+    );
+}
+
+/// The affected shard's pause in a writer's report: the longest gap between two successes of
+/// the tags whose slot the shard's leader owned at the start. `Err(d)`: some tag had no
+/// success in its last `d` (more than a second before the writer stopped), i.e. its writes
+/// never resumed after the fault.
+pub fn shard_pause(report: &Report, leader: SocketAddr) -> Result<Duration, Duration> {
+    let mut worst = Duration::ZERO;
+    for t in report.tags.iter().filter(|t| t.first_owner == leader) {
+        let trailing = t.ended_at.saturating_sub(t.outage.last.unwrap_or_default());
+        if trailing > Duration::from_secs(1) {
+            return Err(trailing);
+        }
+        worst = worst.max(t.outage.longest.map(|g| g.len()).unwrap_or_default());
+    }
+    Ok(worst)
+}
+
+/// How long after a fault every tag of a writer's report (every shard's slots) succeeded
+/// again: per tag the end of its longest gap when that gap spans the fault (`fault` is the
+/// writer's own offset at the fault), zero for a tag that never paused across it; the worst
+/// over the tags. `Err(d)`: some tag had no success in its last `d` and none after the fault
+/// (its writes never resumed). A tag whose pause across the fault is not its longest one
+/// counts as not paused: the fault's gap is by far the longest in these runs.
+pub fn resumed_after(report: &Report, fault: Duration) -> Result<Duration, Duration> {
+    let mut worst = Duration::ZERO;
+    for t in &report.tags {
+        let last = t.outage.last.unwrap_or_default();
+        let trailing = t.ended_at.saturating_sub(last);
+        if last <= fault && trailing > Duration::from_secs(1) {
+            return Err(trailing);
+        }
+        if let Some(g) = t.outage.longest
+            && g.from <= fault
+            && fault <= g.to
+        {
+            worst = worst.max(g.to - fault);
+        }
+    }
+    Ok(worst)
+}
