@@ -19,34 +19,17 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::Api;
-use kube::api::{ListParams, Patch, PatchParams};
+use kube::api::ListParams;
 use kube_support::*;
-use redis_operator::crd::RedisCluster;
 use serde_json::json;
 use support::chaos::*;
 
 const ROLLOUT: Duration = Duration::from_secs(300);
 const REVISION: &str = "redis.redis-operator.dev/revision";
 
-async fn patch_spec(chaos: &Chaos, spec: serde_json::Value) {
-    let api: Api<RedisCluster> = Api::namespaced(chaos.client.clone(), &chaos.ns.name);
-    api.patch(
-        NAME,
-        &PatchParams::default(),
-        &Patch::Merge(&json!({ "spec": spec })),
-    )
-    .await
-    .unwrap();
-}
-
-async fn status_of(chaos: &Chaos) -> RedisCluster {
-    let api: Api<RedisCluster> = Api::namespaced(chaos.client.clone(), &chaos.ns.name);
-    api.get(NAME).await.unwrap()
-}
-
 /// Members updated so far, from status (`k/6` → k).
 async fn updated(chaos: &Chaos) -> Option<usize> {
-    let rc = status_of(chaos).await;
+    let rc = chaos.resource().await;
     let s = rc.status?;
     s.updated_members?.split('/').next()?.parse().ok()
 }
@@ -62,7 +45,7 @@ async fn wait_rolled(
     let begun = Instant::now();
     let revision = wait_for("every member on the new revision", ROLLOUT, || async {
         writer.add_seeds(member_addrs(&chaos.client, &chaos.ns.name, NAME).await);
-        let rc = status_of(chaos).await;
+        let rc = chaos.resource().await;
         let status = rc.status.clone()?;
         let revision = status.revision.clone()?;
         if revision == old || status.updated_members.as_deref() != Some("6/6") {
@@ -109,10 +92,10 @@ fn config_get(m: &Member, pass: &str, key: &str) -> String {
 #[ignore = "needs the local cluster; run by make test"]
 async fn rolling_update_of_image_and_config_loses_no_write() {
     let (mut chaos, before, writer) = Chaos::start("roll", json!({})).await;
-    let first = status_of(&chaos).await.status.unwrap().revision.unwrap();
+    let first = chaos.resource().await.status.unwrap().revision.unwrap();
 
     // 1. A new image tag: every member replaced, followers first, leaders by handover.
-    patch_spec(&chaos, json!({"image": "redis:7.0"})).await;
+    chaos.patch_spec(json!({"image": "redis:7.0"})).await;
     let (second, members) = wait_rolled(&chaos, &writer, &first).await;
     for p in member_pods(&chaos.client, &chaos.ns.name, NAME)
         .await
@@ -135,10 +118,12 @@ async fn rolling_update_of_image_and_config_loses_no_write() {
 
     // 2. A restart-requiring key; the operator is killed once the rollout has begun and a
     //    new one resumes it.
-    patch_spec(&chaos, json!({"config": {"tcp-backlog": "256"}})).await;
+    chaos
+        .patch_spec(json!({"config": {"tcp-backlog": "256"}}))
+        .await;
     wait_for("the rollout to begin", ROLLOUT, || async {
         writer.add_seeds(member_addrs(&chaos.client, &chaos.ns.name, NAME).await);
-        let rc = status_of(&chaos).await;
+        let rc = chaos.resource().await;
         let begun = rc.status.as_ref()?.revision.as_deref() != Some(second.as_str());
         (begun && updated(&chaos).await.is_some_and(|u| (1..6).contains(&u))).then_some(())
     })
@@ -158,11 +143,9 @@ async fn rolling_update_of_image_and_config_loses_no_write() {
         .iter()
         .map(|m| (m.pod.clone(), m.id.clone()))
         .collect();
-    patch_spec(
-        &chaos,
-        json!({"config": {"tcp-backlog": "256", "maxmemory-policy": "allkeys-lru"}}),
-    )
-    .await;
+    chaos
+        .patch_spec(json!({"config": {"tcp-backlog": "256", "maxmemory-policy": "allkeys-lru"}}))
+        .await;
     wait_for(
         "maxmemory-policy applied live everywhere",
         ROLLOUT,
@@ -193,7 +176,7 @@ async fn rolling_update_of_image_and_config_loses_no_write() {
 #[ignore = "needs the local cluster; run by make test"]
 async fn rollout_waits_for_a_missing_follower() {
     let (mut chaos, before, writer) = Chaos::start("roll-wait", json!({})).await;
-    let first = status_of(&chaos).await.status.unwrap().revision.unwrap();
+    let first = chaos.resource().await.status.unwrap().revision.unwrap();
     chaos.operator.kill();
     let victim = before.followers(1)[0].clone();
     let pods: Api<Pod> = chaos.pods();
@@ -206,7 +189,7 @@ async fn rollout_waits_for_a_missing_follower() {
             .then_some(())
     })
     .await;
-    patch_spec(&chaos, json!({"image": "redis:7.0"})).await;
+    chaos.patch_spec(json!({"image": "redis:7.0"})).await;
     chaos.operator = Operator::start(&chaos.ns.name);
     wait_rolled(&chaos, &writer, &first).await;
 

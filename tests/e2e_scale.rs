@@ -31,22 +31,6 @@ use support::chaos::*;
 
 const STEP: Duration = Duration::from_secs(300);
 
-async fn patch_spec(chaos: &Chaos, spec: serde_json::Value) {
-    let api: Api<RedisCluster> = Api::namespaced(chaos.client.clone(), &chaos.ns.name);
-    api.patch(
-        NAME,
-        &PatchParams::default(),
-        &Patch::Merge(&json!({ "spec": spec })),
-    )
-    .await
-    .unwrap();
-}
-
-async fn rc(chaos: &Chaos) -> RedisCluster {
-    let api: Api<RedisCluster> = Api::namespaced(chaos.client.clone(), &chaos.ns.name);
-    api.get(NAME).await.unwrap()
-}
-
 /// Owner address of every slot, as the members report it now.
 async fn slot_owners(addrs: &[SocketAddr], pass: &str) -> Vec<Option<SocketAddr>> {
     let view = model::observe(addrs, &member_admin(pass)).await;
@@ -146,7 +130,7 @@ async fn wait_shape(
             })
             .await
             .unwrap_or_else(|e| panic!("{e}"));
-        let status = rc(chaos).await.status.unwrap();
+        let status = chaos.resource().await.status.unwrap();
         let done = status
             .reshard
             .as_ref()
@@ -173,7 +157,7 @@ async fn wait_shape(
         "slots not even over {} leaders: {counts:?}",
         shape.0
     );
-    let status = rc(chaos).await.status.unwrap();
+    let status = chaos.resource().await.status.unwrap();
     println!(
         "{}: {}x{} after {:.1} s, reshard {:?}",
         chaos.ns.name,
@@ -192,10 +176,10 @@ async fn scale_out_in_and_followers_lose_nothing() {
     let keys = preload(&before.addrs(), &chaos.pass, 200_000, 16).await;
 
     // 3 -> 5, the operator killed once slots are moving.
-    patch_spec(&chaos, json!({"leaders": 5})).await;
+    chaos.patch_spec(json!({"leaders": 5})).await;
     wait_for("slots moving", STEP, || async {
         writer.add_seeds(member_addrs(&chaos.client, &chaos.ns.name, NAME).await);
-        let r = rc(&chaos).await.status?.reshard?;
+        let r = chaos.resource().await.status?.reshard?;
         (r.to_leaders == 5 && r.slots_moved > 0).then_some(())
     })
     .await;
@@ -207,14 +191,14 @@ async fn scale_out_in_and_followers_lose_nothing() {
     assert_preloaded(&five.addrs(), &chaos.pass, &keys, 16).await;
 
     // 5 -> 3.
-    patch_spec(&chaos, json!({"leaders": 3})).await;
+    chaos.patch_spec(json!({"leaders": 3})).await;
     let three = wait_shape(&chaos, &writer, (3, 1)).await;
     assert_preloaded(&three.addrs(), &chaos.pass, &keys, 16).await;
 
     // Followers 1 -> 2 -> 1.
-    patch_spec(&chaos, json!({"followersPerLeader": 2})).await;
+    chaos.patch_spec(json!({"followersPerLeader": 2})).await;
     wait_shape(&chaos, &writer, (3, 2)).await;
-    patch_spec(&chaos, json!({"followersPerLeader": 1})).await;
+    chaos.patch_spec(json!({"followersPerLeader": 1})).await;
     let last = wait_shape(&chaos, &writer, (3, 1)).await;
     assert_preloaded(&last.addrs(), &chaos.pass, &keys, 16).await;
     chaos.finish(writer).await;

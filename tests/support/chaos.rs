@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{DeleteParams, ListParams, PostParams};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use redis_operator::crd::RedisCluster;
 use redis_operator::redis::model::observe_node;
@@ -104,6 +104,24 @@ impl Chaos {
         };
         let members = chaos.recovered(Duration::from_secs(120), |_| {}).await;
         (chaos, members)
+    }
+
+    /// The RedisCluster as the API server has it now.
+    pub async fn resource(&self) -> RedisCluster {
+        let api: Api<RedisCluster> = Api::namespaced(self.client.clone(), &self.ns.name);
+        api.get(NAME).await.unwrap()
+    }
+
+    /// Merges `spec` into the RedisCluster's spec (as `kubectl patch --type merge` would).
+    pub async fn patch_spec(&self, spec: Value) {
+        let api: Api<RedisCluster> = Api::namespaced(self.client.clone(), &self.ns.name);
+        api.patch(
+            NAME,
+            &PatchParams::default(),
+            &Patch::Merge(&json!({ "spec": spec })),
+        )
+        .await
+        .unwrap();
     }
 
     pub fn pods(&self) -> Api<Pod> {

@@ -213,44 +213,14 @@ pub fn next_step(shards: &[ShardSeats<'_>]) -> Step {
 pub fn plan(obs: &Observed, placement: &Placement) -> Plan {
     let live: Vec<_> = obs.live().collect();
     let views = obs.views_by_pod();
-    // Shards beyond spec.leaders (being drained by a scale-in) are still members: their
-    // masters own slots until drained, and their followers keep following.
-    let beyond: std::collections::BTreeSet<usize> = live
-        .iter()
-        .map(|m| m.shard)
-        .filter(|s| *s >= placement.shards.len())
-        .collect();
-    let mut shards: Vec<ShardSeats<'_>> = placement
-        .shards
-        .iter()
-        .map(|sp| {
-            let index = sp.index as usize;
-            let mut in_shard: Vec<_> = live.iter().filter(|m| m.shard == index).collect();
-            in_shard.sort_by_key(|m| m.member);
-            let leader_node = sp
-                .members
-                .iter()
-                .find(|pm| pm.role == Role::Leader)
-                .map(|pm| pm.node.as_str());
-            ShardSeats {
-                index,
-                preferred_leader: in_shard.iter().position(|m| m.node() == leader_node),
-                seats: in_shard
-                    .iter()
-                    .map(|m| Seat {
-                        pod: m.name(),
-                        view: views.get(m.name()),
-                    })
-                    .collect(),
-            }
-        })
-        .collect();
-    for index in beyond {
+    // The shard's live members by ordinal, and the one on `leader_node` as preferred leader.
+    let shard = |index: usize, leader_node: Option<&str>| {
         let mut in_shard: Vec<_> = live.iter().filter(|m| m.shard == index).collect();
         in_shard.sort_by_key(|m| m.member);
-        shards.push(ShardSeats {
+        ShardSeats {
             index,
-            preferred_leader: None,
+            preferred_leader: leader_node
+                .and_then(|n| in_shard.iter().position(|m| m.node() == Some(n))),
             seats: in_shard
                 .iter()
                 .map(|m| Seat {
@@ -258,8 +228,28 @@ pub fn plan(obs: &Observed, placement: &Placement) -> Plan {
                     view: views.get(m.name()),
                 })
                 .collect(),
-        });
-    }
+        }
+    };
+    let mut shards: Vec<ShardSeats<'_>> = placement
+        .shards
+        .iter()
+        .map(|sp| {
+            let leader_node = sp
+                .members
+                .iter()
+                .find(|pm| pm.role == Role::Leader)
+                .map(|pm| pm.node.as_str());
+            shard(sp.index as usize, leader_node)
+        })
+        .collect();
+    // Shards beyond spec.leaders (being drained by a scale-in) are still members: their
+    // masters own slots until drained, and their followers keep following.
+    let beyond: std::collections::BTreeSet<usize> = live
+        .iter()
+        .map(|m| m.shard)
+        .filter(|s| *s >= placement.shards.len())
+        .collect();
+    shards.extend(beyond.into_iter().map(|index| shard(index, None)));
     match next_step(&shards) {
         Step::Done => {
             let not_ready: Vec<&str> = live
