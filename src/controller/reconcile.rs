@@ -96,7 +96,7 @@ async fn drive(
             EventType::Warning,
             plan.reason,
             &plan.message,
-            types::READY,
+            types::PROGRESSING,
         )
         .await;
         Executed::Nothing

@@ -98,12 +98,7 @@ pub fn conditions(plan: &Plan, executed: &Executed) -> Vec<Desired> {
         ),
     };
     out.push(if plan.refused {
-        Desired::new(
-            types::PROGRESSING,
-            false,
-            plan.reason,
-            "nothing was created or removed; the cluster keeps serving as before",
-        )
+        Desired::new(types::PROGRESSING, false, plan.reason, plan.message.clone())
     } else if unsatisfiable {
         Desired::new(
             types::PROGRESSING,
@@ -111,13 +106,6 @@ pub fn conditions(plan: &Plan, executed: &Executed) -> Vec<Desired> {
             plan.reason,
             "waiting for nodes or a spec change",
         )
-    } else if let Some(why) = plan
-        .reshard
-        .as_ref()
-        .and_then(|r| r.blocked.as_ref())
-        .filter(|_| plan.reason == "ScaleInRefused")
-    {
-        Desired::new(types::PROGRESSING, false, "ScaleInRefused", why.clone())
     } else if let Some(r) = plan.rollout.as_ref().filter(|r| r.reason.is_some())
         && plan.ready
     {

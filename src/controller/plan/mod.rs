@@ -1,6 +1,6 @@
 //! Plan: pure decisions from one [`Observed`]. Each concern is a module tried in a fixed order
-//! (repair → recovery → loss → members → bootstrap, then live config and the rolling update
-//! only when nothing else is to be done); the first with work decides the one step this
+//! (repair → recovery → loss → members → bootstrap, then live config, scaling and the rolling
+//! update only when nothing else is to be done); the first with work decides the one step this
 //! reconcile takes. What is wrong right now (the `Degraded` condition) is computed once, from
 //! the observation, independently of which step is taken.
 
@@ -143,7 +143,8 @@ pub struct Plan {
     pub placement: PlacementState,
     /// PVCs of members that are gone and that no member will use again.
     pub orphaned_claims: Vec<String>,
-    /// The spec cannot be carried out as it is (no retry until it changes).
+    /// The spec cannot be carried out as it is: nothing is done about it until it changes
+    /// (`Progressing=False` with the reason, a Warning Event once).
     pub refused: bool,
     /// The rolling update's state (members updated, what it does or waits for).
     pub rollout: Option<rollout::Rollout>,
@@ -259,6 +260,7 @@ pub fn plan(obs: &Observed) -> Plan {
         plan.action = step.action;
         plan.reason = step.reason;
         plan.message = step.message;
+        plan.refused = step.refused;
         plan.problems.append(&mut step.problems);
     }
     plan.rollout = Some(state);

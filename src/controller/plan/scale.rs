@@ -117,6 +117,7 @@ pub fn plan(obs: &Observed, unhealthy: Option<&str>) -> (Option<Plan>, Option<Re
     if let Some(why) = capacity_problem(obs, &masters) {
         state.blocked = Some(why.clone());
         let mut plan = Plan::wait("ScaleInRefused", why.clone());
+        plan.refused = true;
         plan.problems
             .push(super::Problem::new("ScaleInRefused", why));
         return (Some(plan), Some(state));
