@@ -255,6 +255,17 @@ async fn scale_in_without_room_is_refused_and_moves_nothing() {
     .await;
     assert_eq!(status, "False");
     assert!(message.contains("maxmemory"), "{message}");
+    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), &ns.name);
+    let warned = events
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .any(|e| {
+            e.reason.as_deref() == Some("ScaleInRefused") && e.type_.as_deref() == Some("Warning")
+        });
+    assert!(warned, "a Warning Event ScaleInRefused");
     tokio::time::sleep(Duration::from_secs(10)).await;
     assert_eq!(
         counts(addrs.clone()).await,

@@ -207,7 +207,11 @@ pub async fn act(scope: &Scope<'_>, action: &Action) -> Result<Executed, Error> 
         },
         Action::AddSlots(assignments) => add_slots(scope, assignments).await,
         Action::Replicate(attach) => replicate(scope, attach).await,
-        Action::Reshard { moves, remaining } => reshard(scope, moves, *remaining).await,
+        Action::Reshard {
+            moves,
+            remaining,
+            to_leaders,
+        } => reshard(scope, moves, *remaining, *to_leaders).await,
         Action::FixOpenSlots => match scope.admin.fix_open_slots(&RepairOptions::default()).await {
             Ok(done) if done.is_empty() => Executed::Nothing,
             Ok(done) => {
@@ -327,7 +331,28 @@ async fn reshard(
     scope: &Scope<'_>,
     moves: &[crate::redis::ops::distribution::SlotMove],
     remaining: usize,
+    to_leaders: usize,
 ) -> Executed {
+    // The first batch of a reshard (the last status shows none under way for this target).
+    let under_way = scope
+        .cluster
+        .status
+        .as_ref()
+        .and_then(|s| s.reshard.as_ref())
+        .is_some_and(|r| {
+            usize::try_from(r.to_leaders).ok() == Some(to_leaders)
+                && r.slots_moved < r.slots_to_move
+        });
+    if !under_way {
+        publish(
+            scope.ctx,
+            scope.cluster,
+            EventType::Normal,
+            "ReshardStarted",
+            &format!("{remaining} slot(s) to move to spread them evenly over {to_leaders} shards"),
+        )
+        .await;
+    }
     let pairs: Vec<String> = crate::redis::ops::distribution::summarize(moves)
         .iter()
         .map(|(from, to, ranges)| {
@@ -372,7 +397,7 @@ async fn reshard(
                     scope.cluster,
                     EventType::Normal,
                     "ReshardCompleted",
-                    "every wanted shard owns an even share of the slots",
+                    &format!("each of the {to_leaders} shards owns an even share of the slots"),
                 )
                 .await;
             }

@@ -182,9 +182,9 @@ fn requeue(plan: &Plan, executed: &Executed) -> Action {
             REQUEUE_WAIT
         }),
         // Redis-side effects (gossip, sync, a Pod starting) wake no watch: look again soon.
-        Executed::Applied(_) => REQUEUE_REDIS,
-        // The next batch right away: moving slots is the step, nothing to wait for.
-        Executed::Resharded { .. } => Duration::ZERO,
+        // After a reshard batch too: the next batch starts from the status this pass wrote
+        // (its totals), which the watch delivers within that time (and wakes it sooner).
+        Executed::Applied(_) | Executed::Resharded { .. } => REQUEUE_REDIS,
         Executed::Nothing if plan.refused => REQUEUE_WAIT,
         Executed::Nothing if matches!(plan.placement, PlacementState::Unsatisfiable(_)) => {
             REQUEUE_WAIT

@@ -103,6 +103,8 @@ pub enum Action {
         moves: Vec<crate::redis::ops::distribution::SlotMove>,
         /// Slots still to move before this step.
         remaining: usize,
+        /// The number of shards the slots are spread over when done.
+        to_leaders: usize,
     },
     /// Record each member's Redis identity on its PVC: (claim, id).
     RecordIdentities(Vec<(String, NodeId)>),

@@ -150,6 +150,7 @@ pub fn plan(obs: &Observed, unhealthy: Option<&str>) -> (Option<Plan>, Option<Re
             Action::Reshard {
                 moves: batch,
                 remaining: state.remaining,
+                to_leaders: state.to_leaders,
             },
             "Resharding",
             message,
