@@ -268,9 +268,13 @@ async fn apply_config(
     config: &std::collections::BTreeMap<String, String>,
 ) -> Result<Executed, Error> {
     let api: Api<Pod> = Api::namespaced(scope.ctx.client.clone(), scope.ns);
+    let runtime: std::collections::BTreeMap<String, String> = config
+        .iter()
+        .map(|(k, v)| (k.clone(), super::config::runtime_value(v)))
+        .collect();
     let mut done = Vec::new();
     for (pod, addr, restarts) in members {
-        if let Err(e) = scope.admin.config_set(*addr, config).await {
+        if let Err(e) = scope.admin.config_set(*addr, &runtime).await {
             let note = format!("CONFIG SET on {pod}: {e}");
             let executed = failed("ConfigRejected", note.clone(), &e);
             if !e.is_transient() {

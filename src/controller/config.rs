@@ -118,6 +118,37 @@ pub fn is_live(key: &str) -> bool {
     !RESTART_KEYS.contains(&k.as_str())
 }
 
+/// A redis.conf value as `CONFIG SET` takes it. redis.conf splits a line into arguments with
+/// quotes (`save ""` is an empty value, `save "3600 1"` one value with a space); `CONFIG SET`
+/// takes its argument verbatim. So a value wholly wrapped in one pair of quotes is unwrapped
+/// (with `\"`, `\'` and `\\` unescaped); anything else is passed as it is.
+pub fn runtime_value(conf_value: &str) -> String {
+    let v = conf_value.trim();
+    let quoted = v.len() >= 2
+        && ((v.starts_with('"') && v.ends_with('"')) || (v.starts_with('\'') && v.ends_with('\'')));
+    if !quoted {
+        return v.to_string();
+    }
+    let inner = &v[1..v.len() - 1];
+    let mut out = String::with_capacity(inner.len());
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            match chars.next() {
+                Some(n @ ('"' | '\'' | '\\')) => out.push(n),
+                Some(n) => {
+                    out.push(c);
+                    out.push(n);
+                }
+                None => out.push(c),
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// The overrides split into (needs a restart, applied live).
 pub fn split_live(
     overrides: &BTreeMap<String, String>,
@@ -278,6 +309,16 @@ mod tests {
             live.keys().collect::<Vec<_>>(),
             vec!["maxmemory", "maxmemory-policy"]
         );
+    }
+
+    #[test]
+    fn quoted_conf_values_are_unwrapped_for_config_set() {
+        assert_eq!(runtime_value("\"\""), "");
+        assert_eq!(runtime_value("\"3600 1 300 100\""), "3600 1 300 100");
+        assert_eq!(runtime_value("'allkeys-lru'"), "allkeys-lru");
+        assert_eq!(runtime_value("3600 1"), "3600 1");
+        assert_eq!(runtime_value("\"a\\\"b\""), "a\"b");
+        assert_eq!(runtime_value("100mb"), "100mb");
     }
 
     #[test]
