@@ -253,72 +253,10 @@ pub fn covered(obs: &Observed, gone: &[Gone]) -> Vec<crate::redis::ids::NodeId> 
     ids
 }
 
-/// The accepted break-glass step, if the user named the lost node; else, while a shard awaits
-/// its volumes, the membership step without what would re-place that shard's members on new,
-/// empty volumes or remove them ([`guard_awaited`]).
+/// The accepted break-glass step, if the user named the lost node. (While a shard awaits its
+/// volumes, the members planner leaves it alone: [`awaited`].)
 pub fn plan(obs: &Observed, gone: &[Gone]) -> Option<Plan> {
-    break_glass(obs, gone).or_else(|| guard_awaited(obs, gone))
-}
-
-/// While shards await their volumes ([`awaited`]), the members planner's next step (the
-/// scheduler re-places members whose node is not ready, on new volumes) is kept only for other
-/// shards and for members recreated on the awaited volumes themselves: a new empty member of
-/// such a shard would hold the seat its volume needs to come back to. `None` when no shard
-/// awaits, or when the members step touches none of them (it then runs as usual).
-fn guard_awaited(obs: &Observed, gone: &[Gone]) -> Option<Plan> {
-    let awaited = awaited(obs, gone);
-    if awaited.is_empty() {
-        return None;
-    }
-    let placement = super::members::placement(obs).ok()?;
-    let step = super::members::plan(obs, &placement)?;
-    let waits = |shard: usize| awaited.iter().any(|a| a.shard == shard);
-    let revives = |claim: Option<&str>| {
-        awaited
-            .iter()
-            .flat_map(|a| a.claims.iter())
-            .any(|c| Some(c.name.as_str()) == claim)
-    };
-    let kept = match &step.action {
-        Action::CreateMembers(news) => {
-            let kept: Vec<_> = news
-                .iter()
-                .filter(|n| !waits(n.shard) || revives(n.reuse_claim.as_deref()))
-                .cloned()
-                .collect();
-            (kept.len() != news.len()).then_some(Action::CreateMembers(kept))
-        }
-        Action::DeletePods(pods) => {
-            let kept: Vec<_> = pods
-                .iter()
-                .filter(|(pod, _)| {
-                    !obs.members
-                        .iter()
-                        .any(|m| m.name() == pod.as_str() && waits(m.shard))
-                })
-                .cloned()
-                .collect();
-            (kept.len() != pods.len()).then_some(Action::DeletePods(kept))
-        }
-        _ => None,
-    }?;
-    let shards: Vec<String> = awaited.iter().map(|a| a.shard.to_string()).collect();
-    let empty = matches!(&kept, Action::CreateMembers(v) if v.is_empty())
-        || matches!(&kept, Action::DeletePods(v) if v.is_empty());
-    Some(if empty {
-        Plan::wait(
-            "AwaitingVolumes",
-            format!(
-                "shard(s) {} wait for a member to return with its volume; nothing of them is re-placed",
-                shards.join(", ")
-            ),
-        )
-    } else {
-        Plan {
-            action: kept,
-            ..step
-        }
-    })
+    break_glass(obs, gone)
 }
 
 /// The break-glass step the user accepted, if any.

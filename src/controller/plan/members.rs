@@ -4,7 +4,8 @@
 
 use redis_scheduler::{Change, CurrentMember, Placement, Role};
 
-use super::health::in_sync;
+use super::health::{Gone, in_sync};
+use super::loss::Awaited;
 use super::recovery::shard_leader;
 use super::{Action, FailoverKind, NewMember, Plan};
 use crate::controller::members::Member;
@@ -104,8 +105,8 @@ fn current_members(obs: &Observed) -> Vec<CurrentMember> {
 }
 
 /// The next membership step, if any.
-pub fn plan(obs: &Observed, placement: &Placement) -> Option<Plan> {
-    revive(obs).or_else(|| next_change(obs, placement))
+pub fn plan(obs: &Observed, placement: &Placement, gone: &[Gone]) -> Option<Plan> {
+    revive(obs).or_else(|| next_change(obs, placement, &super::loss::awaited(obs, gone)))
 }
 
 /// Held claims without a Pod get one on their node, once no stopping Pod still uses them
@@ -161,7 +162,17 @@ fn member_on<'a>(obs: &'a Observed, shard: u32, node: &str) -> Option<&'a Member
         .find(|m| u32::try_from(m.shard).ok() == Some(shard) && m.node() == Some(node))
 }
 
-fn next_change(obs: &Observed, placement: &Placement) -> Option<Plan> {
+/// The scheduler's next changes. A shard awaiting its volumes (S6 with PVCs, [`Awaited`]) is
+/// left alone except for members recreated on those volumes: a new empty member would take the
+/// seat its volume needs to come back to, and removing its members could lose the data.
+fn next_change(obs: &Observed, placement: &Placement, awaited: &[Awaited<'_>]) -> Option<Plan> {
+    let waits = |shard: usize| awaited.iter().any(|a| a.shard == shard);
+    let awaited_claim = |claim: Option<&str>| {
+        awaited
+            .iter()
+            .flat_map(|a| a.claims.iter())
+            .any(|c| Some(c.name.as_str()) == claim)
+    };
     let mut creates: Vec<NewMember> = Vec::new();
     let mut deletes: Vec<(String, String)> = Vec::new();
     for change in &placement.changes {
@@ -178,6 +189,9 @@ fn next_change(obs: &Observed, placement: &Placement) -> Option<Plan> {
                 }
                 let shard = usize::try_from(*shard).unwrap_or(usize::MAX);
                 let member = new_member(obs, shard, node, &creates);
+                if waits(shard) && !awaited_claim(member.1.as_deref()) {
+                    continue;
+                }
                 creates.push(NewMember {
                     shard,
                     member: member.0,
@@ -200,6 +214,9 @@ fn next_change(obs: &Observed, placement: &Placement) -> Option<Plan> {
                     // A held claim the placement drops: it becomes an orphan (status).
                     continue;
                 };
+                if waits(m.shard) {
+                    continue;
+                }
                 // A shard beyond spec.leaders leaves whole, and only once the scale concern
                 // drained it: its master holds no slot and no key.
                 if m.shard >= obs.shape.leaders && !drained(obs, m.shard) {

@@ -211,7 +211,7 @@ pub fn plan(obs: &Observed) -> Plan {
     let mut plan = repair::plan(obs)
         .or_else(|| recovery::plan(obs, &gone))
         .or_else(|| loss::plan(obs, &gone))
-        .or_else(|| members::plan(obs, &placement))
+        .or_else(|| members::plan(obs, &placement, &gone))
         .unwrap_or_else(|| bootstrap::plan(obs, &placement));
     // Losses only a human can accept come first: they are the Degraded reason.
     let mut all = loss::problems(obs, &gone, &obs.name);
