@@ -569,7 +569,13 @@ fn redis_cli(pass: &str, args: &[&str]) -> Duration {
         .expect("run redis-cli");
     let took = begun.elapsed();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let tail: Vec<&str> = stdout.lines().rev().take(4).collect();
+    let plain = strip_ansi(&stdout);
+    let tail: Vec<&str> = plain
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .rev()
+        .take(3)
+        .collect();
     println!(
         "redis-cli {} ({:.2} s): ... {}",
         args.join(" "),
@@ -583,6 +589,21 @@ fn redis_cli(pass: &str, args: &[&str]) -> Duration {
         String::from_utf8_lossy(&out.stderr)
     );
     took
+}
+
+/// `text` without ANSI colour sequences (`ESC [ ... m`).
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut escape = false;
+    for c in text.chars() {
+        match (escape, c) {
+            (false, '\u{1b}') => escape = true,
+            (false, c) => out.push(c),
+            (true, 'm') => escape = false,
+            (true, _) => {}
+        }
+    }
+    out
 }
 
 /// A command on one member (no redirects); panics on failure.
@@ -623,24 +644,29 @@ async fn wait_in_sync(masters: &[&str], pass: &str) {
     }
 }
 
-/// Waits (≤ 60 s) until every node at `ips` lists exactly `n` nodes and says `cluster_state:ok`.
-async fn wait_nodes(ips: &[&str], pass: &str, n: usize) {
+/// Waits (≤ 60 s, polling every 50 ms) until every node at `ips` lists exactly `n` nodes, none
+/// in handshake, and says `cluster_state:ok`; how long it took.
+async fn wait_nodes(ips: &[&str], pass: &str, n: usize) -> Duration {
     let begun = Instant::now();
+    let addrs: Vec<SocketAddr> = ips
+        .iter()
+        .map(|ip| SocketAddr::new(ip.parse().unwrap(), 6379))
+        .collect();
     loop {
-        let ok = ips.iter().all(|ip| {
-            let nodes = cli_soft(ip, pass, &["cluster", "nodes"]).unwrap_or_default();
-            let info = cli_soft(ip, pass, &["cluster", "info"]).unwrap_or_default();
-            nodes.lines().filter(|l| !l.trim().is_empty()).count() == n
-                && info.contains("cluster_state:ok")
-        });
+        let view = model::observe(&addrs, &member_admin(pass)).await;
+        let ok = view.unreachable.is_empty()
+            && view.nodes.len() == addrs.len()
+            && view.nodes.iter().all(|node| {
+                node.known_ids().len() == n && node.handshakes() == 0 && node.info.state_ok
+            });
         if ok {
-            return;
+            return begun.elapsed();
         }
         assert!(
             begun.elapsed() < Duration::from_secs(60),
             "{ips:?} do not all list {n} nodes with cluster_state:ok"
         );
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -705,6 +731,11 @@ async fn redis_cli_steps(data: &[(Bytes, Bytes)], per_slot: &[u64]) -> Vec<Step>
         &pass,
         &["--cluster", "add-node", &m3.addr().to_string(), &seed],
     );
+    // add-node returns once it sent MEET; the replica's add-node needs every node to know the
+    // new master ("No such master ID", "Nodes don't agree about configuration" otherwise), so
+    // the script waits for gossip as a user would.
+    let joined: Vec<&str> = rest_ips.iter().copied().chain([m3.ip.as_str()]).collect();
+    let known = wait_nodes(&joined, &pass, 7).await;
     let add_replica = redis_cli(
         &pass,
         &[
@@ -732,10 +763,11 @@ async fn redis_cli_steps(data: &[(Bytes, Bytes)], per_slot: &[u64]) -> Vec<Step>
     wait_in_sync(&all_masters, &pass).await;
     let total = begun.elapsed();
     println!(
-        "{}: redis-cli 3 -> 4 in {:.1} s (add-node {:.2} s, add-node --cluster-slave {:.2} s, rebalance {:.1} s)",
+        "{}: redis-cli 3 -> 4 in {:.1} s (add-node {:.2} s, every node knows it {:.2} s later, add-node --cluster-slave {:.2} s, rebalance {:.1} s)",
         world.ns.name,
         total.as_secs_f64(),
         add_master.as_secs_f64(),
+        known.as_secs_f64(),
         add_replica.as_secs_f64(),
         rebalance.as_secs_f64()
     );
