@@ -636,13 +636,13 @@ async fn bench(shape: (usize, usize)) {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "benchmark on the local cluster, alone: make bench-rollout"]
 async fn bench_1_rollout_3x1() {
     bench((3, 1)).await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "benchmark on the local cluster, alone: make bench-rollout"]
 async fn bench_2_rollout_5x2() {
     bench((5, 2)).await;

@@ -40,7 +40,6 @@ mod support {
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::SocketAddr;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -290,11 +289,7 @@ async fn lost_keys(addrs: &[SocketAddr], pass: &str, data: &[(Bytes, Bytes)]) ->
     let dbsize: u64 = view
         .masters()
         .filter(|n| n.is_serving_master())
-        .map(|n| {
-            cli(&n.addr.ip().to_string(), pass, &["dbsize"])
-                .parse::<u64>()
-                .unwrap_or_default()
-        })
+        .map(|n| n.keys.unwrap_or_default())
         .sum();
     println!(
         "read back {} data keys in {:.1} s: {lost} missing or wrong {examples:?}; DBSIZE over the masters {dbsize} (data keys and the writers' keys)",
@@ -556,17 +551,18 @@ async fn operator_step(
     }
 }
 
-/// `redis-cli ARGS` with the cluster's password; panics with its output on failure. Its
-/// wall time.
-fn redis_cli(pass: &str, args: &[&str]) -> Duration {
+/// `redis-cli ARGS` with the cluster's password (on a blocking thread: the writers run on the
+/// test's runtime); panics with its output on failure. Its wall time.
+async fn redis_cli(pass: &str, args: &[&str]) -> Duration {
     let begun = Instant::now();
-    let out = Command::new("timeout")
+    let mut command = tokio::process::Command::new("timeout");
+    command
         .arg("900")
         .arg("redis-cli")
         .args(args)
         .env("REDISCLI_AUTH", pass)
-        .output()
-        .expect("run redis-cli");
+        .kill_on_drop(true);
+    let out = command.output().await.expect("run redis-cli");
     let took = begun.elapsed();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let plain = strip_ansi(&stdout);
@@ -611,34 +607,32 @@ fn on(ip: &str, pass: &str, args: &[&str]) -> String {
     redis_cli_result(ip, pass, false, args).unwrap_or_else(|e| panic!("{args:?} on {ip}: {e}"))
 }
 
-/// Waits (≤ 120 s) until every master at `masters` has its replicas connected and at its
-/// replication offset.
-async fn wait_in_sync(masters: &[&str], pass: &str) {
+/// Waits (≤ 120 s, polling every 100 ms) until every master among `addrs` has a replica among
+/// them in sync as the operator counts it: link up, no sync in progress, its offset within
+/// 1 MiB of the master's.
+async fn wait_in_sync(addrs: &[SocketAddr], pass: &str) {
     let begun = Instant::now();
     loop {
-        let synced = masters.iter().all(|ip| {
-            let info = cli_soft(ip, pass, &["info", "replication"]).unwrap_or_default();
-            let offset = info
-                .lines()
-                .find_map(|l| l.trim().strip_prefix("master_repl_offset:"))
-                .map(str::to_owned);
-            let replicas: Vec<&str> = info
-                .lines()
-                .filter(|l| l.starts_with("slave") && l.contains("state=online"))
-                .collect();
-            !replicas.is_empty()
-                && replicas.iter().all(|l| {
-                    offset
-                        .as_deref()
-                        .is_some_and(|o| l.contains(&format!("offset={o},")))
+        let view = model::observe(addrs, &member_admin(pass)).await;
+        let synced = view.unreachable.is_empty()
+            && view.masters().all(|m| {
+                view.replicas_of(m.id()).any(|r| {
+                    r.replication.replica_link().is_some_and(|l| {
+                        l.link_up
+                            && !l.sync_in_progress
+                            && m.replication
+                                .master_repl_offset
+                                .saturating_sub(l.repl_offset)
+                                <= 1024 * 1024
+                    })
                 })
-        });
+            });
         if synced {
             return;
         }
         assert!(
             begun.elapsed() < Duration::from_secs(120),
-            "replicas of {masters:?} not in sync within 120 s"
+            "replicas at {addrs:?} not in sync within 120 s"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -687,11 +681,6 @@ async fn redis_cli_steps(data: &[(Bytes, Bytes)], per_slot: &[u64]) -> Vec<Step>
         .collect();
     let rest_ips: Vec<&str> = rest.iter().map(|m| m.ip.as_str()).collect();
     let rest_addrs: Vec<SocketAddr> = rest.iter().map(Member::addr).collect();
-    let masters: Vec<&str> = rest
-        .iter()
-        .filter(|m| m.leader)
-        .map(|m| m.ip.as_str())
-        .collect();
 
     // Untimed: shard 3 emptied and detached: two empty Redis nodes outside a 3 × 1 cluster.
     redis_cli(
@@ -704,7 +693,8 @@ async fn redis_cli_steps(data: &[(Bytes, Bytes)], per_slot: &[u64]) -> Vec<Step>
             &format!("{}=0", m3.id),
             "--cluster-yes",
         ],
-    );
+    )
+    .await;
     on(&f3.ip, &pass, &["cluster", "reset", "hard"]);
     on(&m3.ip, &pass, &["cluster", "reset", "hard"]);
     for ip in &rest_ips {
@@ -719,7 +709,7 @@ async fn redis_cli_steps(data: &[(Bytes, Bytes)], per_slot: &[u64]) -> Vec<Step>
         world.ns.name, m3.ip, f3.ip
     );
     load(&rest_addrs, &pass, data).await;
-    wait_in_sync(&masters, &pass).await;
+    wait_in_sync(&rest_addrs, &pass).await;
     let mut steps = Vec::new();
 
     // 3 -> 4.
@@ -730,7 +720,8 @@ async fn redis_cli_steps(data: &[(Bytes, Bytes)], per_slot: &[u64]) -> Vec<Step>
     let add_master = redis_cli(
         &pass,
         &["--cluster", "add-node", &m3.addr().to_string(), &seed],
-    );
+    )
+    .await;
     // add-node returns once it sent MEET; the replica's add-node needs every node to know the
     // new master ("No such master ID", "Nodes don't agree about configuration" otherwise), so
     // the script waits for gossip as a user would.
@@ -747,7 +738,8 @@ async fn redis_cli_steps(data: &[(Bytes, Bytes)], per_slot: &[u64]) -> Vec<Step>
             "--cluster-master-id",
             &m3_id,
         ],
-    );
+    )
+    .await;
     writers.add_seeds(&members.addrs());
     let rebalance = redis_cli(
         &pass,
@@ -758,9 +750,9 @@ async fn redis_cli_steps(data: &[(Bytes, Bytes)], per_slot: &[u64]) -> Vec<Step>
             "--cluster-use-empty-masters",
             "--cluster-yes",
         ],
-    );
-    let all_masters: Vec<&str> = masters.iter().copied().chain([m3.ip.as_str()]).collect();
-    wait_in_sync(&all_masters, &pass).await;
+    )
+    .await;
+    wait_in_sync(&members.addrs(), &pass).await;
     let total = begun.elapsed();
     println!(
         "{}: redis-cli 3 -> 4 in {:.1} s (add-node {:.2} s, every node knows it {:.2} s later, add-node --cluster-slave {:.2} s, rebalance {:.1} s)",
@@ -816,9 +808,10 @@ async fn redis_cli_steps(data: &[(Bytes, Bytes)], per_slot: &[u64]) -> Vec<Step>
             &format!("{m3_id}=0"),
             "--cluster-yes",
         ],
-    );
-    let del_replica = redis_cli(&pass, &["--cluster", "del-node", &seed, &f3_id]);
-    let del_master = redis_cli(&pass, &["--cluster", "del-node", &seed, &m3_id]);
+    )
+    .await;
+    let del_replica = redis_cli(&pass, &["--cluster", "del-node", &seed, &f3_id]).await;
+    let del_master = redis_cli(&pass, &["--cluster", "del-node", &seed, &m3_id]).await;
     let total = begun.elapsed();
     println!(
         "{}: redis-cli 4 -> 3 in {:.1} s (rebalance {:.1} s, del-node replica {:.2} s, del-node master {:.2} s)",
@@ -889,7 +882,7 @@ fn ratio(ours: &Step, cli: &Step) -> String {
     )
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "benchmark on the local cluster, alone: make bench-scale"]
 async fn bench_scale_3_4_3() {
     let data = dataset();
