@@ -1,0 +1,230 @@
+//! Failover steps: graceful, FORCE and TAKEOVER, with the proof built from a fresh observation
+//! and the per-shard FORCE rate limit (S20).
+
+use std::collections::BTreeMap;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use kube::runtime::events::EventType;
+
+use super::{Executed, Scope, failed};
+use crate::controller::events::publish;
+use crate::controller::plan::FailoverKind;
+use crate::redis::ids::NodeId;
+use crate::redis::ops::failover::{AcceptedRisk, FailoverMode, LeaderGone, RiskKind};
+
+/// How soon a FORCE failover of a shard may follow the previous one: masters that voted are
+/// locked for 2 × cluster-node-timeout (reference S20).
+const FORCE_RETRY: Duration = Duration::from_millis(2 * crate::controller::config::NODE_TIMEOUT_MS);
+
+/// When each shard's last FORCE failover was sent, per cluster, in this operator process.
+///
+/// A second FORCE of the same shard within [`FORCE_RETRY`] — after one that failed, or after
+/// the leader it promoted died at once (S20) — meets masters that still refuse to vote and only
+/// locks their votes again. The plan is stateless and any Pod event wakes a reconcile at once
+/// (a dying leader's Pod changes several times), so the requeue delay after a failed FORCE
+/// does not hold the next one back: this does, right before a FORCE is sent. An operator
+/// restarted within the window forgets it (the restart itself takes most of it).
+#[derive(Debug, Default)]
+pub struct ForceLimiter {
+    last: BTreeMap<(String, String, usize), Instant>,
+}
+
+impl ForceLimiter {
+    /// An empty record.
+    pub const fn new() -> Self {
+        Self {
+            last: BTreeMap::new(),
+        }
+    }
+
+    /// Whether a FORCE of `shard` of cluster `ns/name` may be sent at `now`: if so it is
+    /// recorded; if not, how long until it may.
+    ///
+    /// # Errors
+    /// The time left until [`FORCE_RETRY`] after the previous FORCE of the shard has passed.
+    pub fn admit(
+        &mut self,
+        ns: &str,
+        name: &str,
+        shard: usize,
+        now: Instant,
+    ) -> Result<(), Duration> {
+        let key = (ns.to_string(), name.to_string(), shard);
+        if let Some(prev) = self.last.get(&key) {
+            let since = now.saturating_duration_since(*prev);
+            if since < FORCE_RETRY {
+                return Err(FORCE_RETRY - since);
+            }
+        }
+        self.last
+            .retain(|_, t| now.saturating_duration_since(*t) < FORCE_RETRY);
+        self.last.insert(key, now);
+        Ok(())
+    }
+}
+
+/// The process's record of FORCE failovers (every cluster this operator manages).
+static FORCED: Mutex<ForceLimiter> = Mutex::new(ForceLimiter::new());
+
+pub(super) async fn failover(
+    scope: &Scope<'_>,
+    shard: usize,
+    to: &NodeId,
+    kind: FailoverKind,
+    reason: &str,
+) -> Executed {
+    let (cluster, ctx) = (scope.cluster, scope.ctx);
+    let mode = match kind {
+        FailoverKind::Graceful => FailoverMode::Graceful,
+        FailoverKind::Force | FailoverKind::Takeover => {
+            // The proof is built from a fresh observation; `failover` checks it again.
+            let view = scope.admin.observe().await;
+            let Some(leader) = view.node(to).and_then(|n| n.myself.master_id.clone()) else {
+                return Executed::Failed {
+                    reason: "FailoverFailed",
+                    message: format!("{} no longer follows a leader", to.short()),
+                    transient: true,
+                    retry_after: Duration::ZERO,
+                };
+            };
+            match LeaderGone::establish(&view, &leader) {
+                Ok(proof) if kind == FailoverKind::Force => FailoverMode::Force {
+                    proof,
+                    risk: AcceptedRisk {
+                        kind: RiskKind::LoseUnreplicatedWrites,
+                        reason: reason.to_string(),
+                    },
+                },
+                Ok(proof) => FailoverMode::Takeover {
+                    proof,
+                    risk: AcceptedRisk {
+                        kind: RiskKind::SplitBrainAndEpochCollision,
+                        reason: reason.to_string(),
+                    },
+                },
+                Err(e) => {
+                    return failed(
+                        "FailoverFailed",
+                        format!("shard {shard}: not promoting {}: {e}", to.short()),
+                        &e,
+                    );
+                }
+            }
+        }
+    };
+    if kind == FailoverKind::Force {
+        let admitted = FORCED.lock().unwrap_or_else(PoisonError::into_inner).admit(
+            scope.ns,
+            scope.name,
+            shard,
+            Instant::now(),
+        );
+        if let Err(wait) = admitted {
+            return Executed::Failed {
+                reason: "FailoverDeferred",
+                message: format!(
+                    "shard {shard}: FORCE failover to {} deferred {:.1} s: this shard was forced less than 2 × node timeout ago, and masters that voted then do not vote for it again before",
+                    to.short(),
+                    wait.as_secs_f64()
+                ),
+                transient: true,
+                retry_after: wait,
+            };
+        }
+    }
+    let (label, severity) = match kind {
+        FailoverKind::Graceful => ("graceful", EventType::Normal),
+        FailoverKind::Force => ("FORCE", EventType::Warning),
+        FailoverKind::Takeover => ("TAKEOVER", EventType::Warning),
+    };
+    publish(
+        ctx,
+        cluster,
+        severity,
+        "FailoverStarted",
+        &format!(
+            "shard {shard}: {label} failover to {}: {reason}",
+            to.short()
+        ),
+    )
+    .await;
+    match scope.admin.failover(to, mode).await {
+        Ok(outcome) => {
+            let note = format!(
+                "shard {shard}: {} leads now ({label}, {} ms{})",
+                to.short(),
+                outcome.elapsed.as_millis(),
+                if outcome.old_leader_demoted {
+                    ", the old leader follows it"
+                } else {
+                    ""
+                }
+            );
+            publish(ctx, cluster, EventType::Normal, "FailoverCompleted", &note).await;
+            Executed::Applied(note)
+        }
+        Err(e) => {
+            let note = format!(
+                "shard {shard}: {label} failover to {} failed: {e}",
+                to.short()
+            );
+            publish(ctx, cluster, EventType::Warning, "FailoverFailed", &note).await;
+            Executed::Failed {
+                reason: "FailoverFailed",
+                message: note,
+                transient: e.is_transient(),
+                retry_after: if kind != FailoverKind::Graceful {
+                    FORCE_RETRY
+                } else {
+                    Duration::ZERO
+                },
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_shard_is_forced_again_no_sooner_than_the_vote_lock_allows() {
+        let mut forced = ForceLimiter::new();
+        let t0 = Instant::now();
+        assert_eq!(forced.admit("ns", "c", 0, t0), Ok(()));
+        // The promoted leader died at once (or the FORCE failed): every earlier retry is
+        // deferred by exactly the rest of 2 × node timeout, however often it is asked.
+        for after_ms in [0, 100, 1_000, 5_000, 9_999] {
+            let now = t0 + Duration::from_millis(after_ms);
+            assert_eq!(
+                forced.admit("ns", "c", 0, now),
+                Err(FORCE_RETRY - Duration::from_millis(after_ms)),
+                "{after_ms} ms after the first FORCE"
+            );
+        }
+        // Other shards, and the same shard of another cluster, are not held back.
+        assert_eq!(
+            forced.admit("ns", "c", 1, t0 + Duration::from_secs(1)),
+            Ok(())
+        );
+        assert_eq!(forced.admit("ns", "other", 0, t0), Ok(()));
+        assert_eq!(forced.admit("ns2", "c", 0, t0), Ok(()));
+        // Once the lock has expired the shard may be forced again, and the window restarts.
+        let t1 = t0 + FORCE_RETRY;
+        assert_eq!(forced.admit("ns", "c", 0, t1), Ok(()));
+        assert_eq!(
+            forced.admit("ns", "c", 0, t1 + Duration::from_secs(1)),
+            Err(FORCE_RETRY - Duration::from_secs(1))
+        );
+    }
+
+    #[test]
+    fn the_force_window_is_two_node_timeouts() {
+        assert_eq!(
+            FORCE_RETRY,
+            Duration::from_millis(2 * crate::controller::config::NODE_TIMEOUT_MS)
+        );
+        assert_eq!(FORCE_RETRY, Duration::from_secs(10));
+    }
+}

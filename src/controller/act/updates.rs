@@ -1,0 +1,180 @@
+//! Steps that carry out spec changes: runtime config (`CONFIG SET`) and reshard batches.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::Api;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::events::EventType;
+
+use super::{Executed, Scope, failed};
+use crate::controller::Error;
+use crate::controller::events::publish;
+use crate::controller::labels::MANAGER;
+
+/// `CONFIG SET` on each member, then records what its process now runs on its Pod. A refused
+/// value is the user's to fix: it is reported (Warning Event, condition) and not retried soon.
+pub(super) async fn apply_config(
+    scope: &Scope<'_>,
+    members: &[(String, SocketAddr, i32)],
+    config: &BTreeMap<String, String>,
+) -> Result<Executed, Error> {
+    let api: Api<Pod> = Api::namespaced(scope.ctx.client.clone(), scope.ns);
+    let runtime: BTreeMap<String, String> = config
+        .iter()
+        .map(|(k, v)| (k.clone(), crate::controller::config::runtime_value(v)))
+        .collect();
+    let mut done = Vec::new();
+    for (pod, addr, restarts) in members {
+        if let Err(e) = scope.admin.config_set(*addr, &runtime).await {
+            let note = format!("CONFIG SET on {pod}: {e}");
+            let executed = failed("ConfigRejected", note.clone(), &e);
+            if !e.is_transient() {
+                publish(
+                    scope.ctx,
+                    scope.cluster,
+                    EventType::Warning,
+                    "ConfigRejected",
+                    &note,
+                )
+                .await;
+            }
+            return Ok(executed);
+        }
+        let applied = crate::controller::revision::LiveApplied {
+            restarts: *restarts,
+            config: config.clone(),
+        };
+        let patch = serde_json::json!({"metadata": {"annotations": {
+            crate::controller::labels::LIVE_CONFIG_ANNOTATION: applied.to_annotation()
+        }}});
+        match api
+            .patch(pod, &PatchParams::apply(MANAGER), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => done.push(pod.clone()),
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if done.is_empty() {
+        return Ok(Executed::Nothing);
+    }
+    let keys: Vec<String> = config.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let note = format!(
+        "applied {} live (no restart) on {}",
+        if keys.is_empty() {
+            "the default config".to_string()
+        } else {
+            keys.join(" ")
+        },
+        done.join(", ")
+    );
+    publish(
+        scope.ctx,
+        scope.cluster,
+        EventType::Normal,
+        "ConfigApplied",
+        &note,
+    )
+    .await;
+    Ok(Executed::Applied(note))
+}
+
+/// Moves one batch of slots with the resumable reshard, with an Event per batch and one when
+/// the last batch is done.
+pub(super) async fn reshard(
+    scope: &Scope<'_>,
+    moves: &[crate::redis::ops::distribution::SlotMove],
+    remaining: usize,
+    to_leaders: usize,
+) -> Executed {
+    // The first batch of a reshard (the last status shows none under way for this target).
+    let under_way = scope
+        .cluster
+        .status
+        .as_ref()
+        .and_then(|s| s.reshard.as_ref())
+        .is_some_and(|r| {
+            usize::try_from(r.to_leaders).ok() == Some(to_leaders)
+                && r.slots_moved < r.slots_to_move
+        });
+    if !under_way {
+        publish(
+            scope.ctx,
+            scope.cluster,
+            EventType::Normal,
+            "ReshardStarted",
+            &format!("{remaining} slot(s) to move to spread them evenly over {to_leaders} shards"),
+        )
+        .await;
+    }
+    let pairs: Vec<String> = crate::redis::ops::distribution::summarize(moves)
+        .iter()
+        .map(|(from, to, ranges)| {
+            let list: Vec<String> = ranges.iter().map(ToString::to_string).collect();
+            format!(
+                "{} -> {}: {}",
+                from.as_ref().map_or("unassigned", |f| f.short()),
+                to.short(),
+                list.join(",")
+            )
+        })
+        .collect();
+    match scope
+        .admin
+        .reshard(
+            moves,
+            &crate::redis::ops::reshard::ReshardOptions::default(),
+            None,
+        )
+        .await
+    {
+        Ok(report) => {
+            let left = remaining.saturating_sub(moves.len());
+            let note = format!(
+                "moved {} slot(s) and {} key(s) in {} ms ({}); {left} slot(s) left to move",
+                report.slots_moved + report.slots_added,
+                report.keys_moved,
+                report.elapsed.as_millis(),
+                pairs.join("; ")
+            );
+            publish(
+                scope.ctx,
+                scope.cluster,
+                EventType::Normal,
+                "SlotsMoved",
+                &note,
+            )
+            .await;
+            if left == 0 {
+                publish(
+                    scope.ctx,
+                    scope.cluster,
+                    EventType::Normal,
+                    "ReshardCompleted",
+                    &format!("each of the {to_leaders} shards owns an even share of the slots"),
+                )
+                .await;
+            }
+            Executed::Resharded {
+                message: note,
+                slots: report.slots_moved + report.slots_added + report.slots_already_done,
+                keys: report.keys_moved,
+            }
+        }
+        Err(e) => {
+            let note = format!("moving slots ({}): {e}", pairs.join("; "));
+            publish(
+                scope.ctx,
+                scope.cluster,
+                EventType::Warning,
+                "ReshardFailed",
+                &note,
+            )
+            .await;
+            failed("ReshardFailed", note, &e)
+        }
+    }
+}
