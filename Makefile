@@ -138,7 +138,7 @@ bench-zones: build
 
 # Rolling update (redis:7.0 -> redis:7.2) of a 3x1 and a 5x2 cluster with ~100 MB per shard under
 # writes, the operator vs a naive OnDelete rollout that deletes each Pod in order (issue 11; about
-# 15 minutes). Like bench-recovery: uses the running local cluster if it is up (and leaves it
+# 8 minutes). Like bench-recovery: uses the running local cluster if it is up (and leaves it
 # up), else starts one and tears it down after. Run nothing else on the cluster meanwhile.
 .PHONY: bench-rollout
 BENCH_ROLLOUT_OUT ?= $(CURDIR)/target/bench-rollout.md
@@ -164,9 +164,9 @@ bench-rollout: build
 	exit $$status
 
 # leaders 3 -> 4 -> 3 with 1,000,000 keys of 16 B and 20 values of 1 MiB, the operator vs
-# redis-cli --cluster add-node/rebalance/del-node on an identical cluster (issue 12; about 10
-# minutes). Release build: a throughput comparison with redis-cli. Uses the running local cluster
-# if it is up (and leaves it up), else starts one and tears it down after.
+# redis-cli --cluster add-node/rebalance/del-node on an identical cluster (issue 12; about 3
+# minutes after the release build, a throughput comparison with redis-cli). Uses the running
+# local cluster if it is up (and leaves it up), else starts one and tears it down after.
 .PHONY: bench-scale
 BENCH_SCALE_OUT ?= $(CURDIR)/target/bench-scale.md
 bench-scale:
