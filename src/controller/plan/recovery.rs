@@ -170,6 +170,18 @@ fn repoint(obs: &Observed, gone: &[Gone]) -> Option<Plan> {
 /// that could bring them back. Forgotten on every member within the ban window. A follower
 /// lost together with its leader is kept while its volume exists: with the leader's, it is
 /// what may bring the shard's data back (`loss::awaited`), even from a node that is down now.
+/// A member of a shard beyond `spec.leaders` whose Pod is gone or going: the members planner
+/// deletes those only once drained (no slot, no key), so it is gone for good and is forgotten
+/// at once, without waiting a node timeout for the masters to report it.
+fn removed_by_scale_in(obs: &Observed, g: &Gone) -> bool {
+    let shard = g
+        .addr
+        .and_then(|a| obs.member_at(a))
+        .map(|m| m.shard)
+        .or_else(|| super::health::shard_of(obs, &g.id));
+    g.k8s.is_some() && shard.is_some_and(|s| s >= obs.shape.leaders)
+}
+
 fn forget(obs: &Observed, gone: &[Gone]) -> Option<Plan> {
     let awaited: Vec<_> = super::loss::awaited(obs, gone)
         .into_iter()
@@ -177,7 +189,8 @@ fn forget(obs: &Observed, gone: &[Gone]) -> Option<Plan> {
         .collect();
     let ids: Vec<_> = gone
         .iter()
-        .filter(|g| g.slots == 0 && g.followers.is_empty() && g.confirmed())
+        .filter(|g| g.slots == 0 && g.followers.is_empty())
+        .filter(|g| g.confirmed() || removed_by_scale_in(obs, g))
         .filter(|g| g.may_return.is_none() && !awaited.contains(&g.id))
         .map(|g| (g.id.clone(), g.describe()))
         .collect();

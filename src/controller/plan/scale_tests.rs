@@ -164,3 +164,33 @@ fn reshard_progress_keeps_its_total_across_batches() {
     let s3 = reshard_status(Some(&s2), None, &Executed::Nothing).unwrap();
     assert_eq!((s3.slots_moved, s3.progress.as_str()), (4096, "100%"));
 }
+
+#[test]
+fn removed_members_of_a_drained_shard_are_forgotten_at_once() {
+    let mut fx = with_fourth_shard(healthy(), "");
+    // Their Pods deleted by the members planner a moment ago (still terminating, redis
+    // stopped): no master reports them unreachable yet.
+    for c in ['7', '8'] {
+        let m = fx.get(c);
+        m.pod = Some(super::tests::PodState::Deleting(1));
+        m.answers = false;
+    }
+    let plan = super::plan(&observed(&fx, 3));
+    match &plan.action {
+        Action::Forget(ids) => {
+            let mut ids: Vec<&str> = ids.iter().map(|(id, _)| id.as_str()).collect();
+            ids.sort_unstable();
+            assert_eq!(ids, vec![id('7').as_str(), id('8').as_str()]);
+        }
+        other => panic!("expected the removed shard forgotten, got {other:?}"),
+    }
+    // A member of a wanted shard that stops answering is not forgotten that fast.
+    let mut fx = healthy();
+    let e = fx.get('e');
+    e.pod = None;
+    e.answers = false;
+    assert!(!matches!(
+        super::plan(&fx.observed()).action,
+        Action::Forget(_)
+    ));
+}
