@@ -78,31 +78,15 @@ bench-e2e: deps
 	hack/bench-local-cluster.sh
 	hack/bench-operator.sh --runs 5
 
+# A benchmark crate against the local cluster, its table printed (hack/bench-on-local-cluster.sh).
+BENCH = TEST_ZONES=$(TEST_ZONES) TEST_NODES_PER_ZONE=$(TEST_NODES_PER_ZONE) CARGO=$(CARGO) hack/bench-on-local-cluster.sh
+
 # Recovery of a 3x1 cluster with ~100 MB per shard, operator vs Redis alone (about 15 minutes).
 # Uses the local cluster if it is up (and leaves it up), else starts one and tears it down after.
-# Crashes one of its own nodes: run nothing else on the cluster meanwhile. (The status is captured
-# before matching: under pipefail `status | grep -q` fails by SIGPIPE when grep matches early.)
-BENCH_RECOVERY_OUT ?= $(CURDIR)/target/bench-recovery.md
+# Crashes one of its own nodes: run nothing else on the cluster meanwhile.
 bench-recovery: build
-	status=0; started=; \
-	components="$$($(LOCAL_CLUSTER) status 2>/dev/null || true)"; \
-	case "$$components" in \
-	  *'kube-apiserver running'*) echo "using the running local cluster (left up)" ;; \
-	  *) $(LOCAL_CLUSTER) up --zones $(TEST_ZONES) --nodes-per-zone $(TEST_NODES_PER_ZONE) && started=1 || exit 1 ;; \
-	esac; \
-	eval "$$($(LOCAL_CLUSTER) env)"; \
-	kubectl apply -f crds/ -f manifests/namespace.yaml -f manifests/rbac.yaml >/dev/null && \
-	kubectl wait --for=condition=Established crd/redisclusters.redis.redis-operator.dev --timeout=60s >/dev/null && \
-	hack/operator-kubeconfig.sh target/operator.kubeconfig && \
-	rm -f $(BENCH_RECOVERY_OUT) && \
-	BENCH_RECOVERY_OUT=$(BENCH_RECOVERY_OUT) OPERATOR_KUBECONFIG=$$PWD/target/operator.kubeconfig \
-	  $(CARGO) test --test bench_recovery -- --ignored --nocapture --test-threads=1 || status=$$?; \
-	echo; echo "Recovery benchmark, $$(date -u +%F), $$(nproc) cores, $$(free -h | awk '/^Mem:/ {print $$2}') RAM, make bench-recovery"; echo; \
-	echo '| fault | mode | run | write pause (SET) | acknowledged-write pause (SET + WAIT 1) | fault → full redundancy | acknowledged writes lost | acknowledged / indeterminate |'; \
-	echo '|---|---|---|---|---|---|---|---|'; \
-	cat $(BENCH_RECOVERY_OUT) 2>/dev/null; \
-	if [ -n "$$started" ]; then $(LOCAL_CLUSTER) down || status=$$?; fi; \
-	exit $$status
+	$(BENCH) bench_recovery "Recovery benchmark" \
+	  '| fault | mode | run | write pause (SET) | acknowledged-write pause (SET + WAIT 1) | fault → full redundancy | acknowledged writes lost | acknowledged / indeterminate |'
 
 cluster-up:
 	$(LOCAL_CLUSTER) up
@@ -114,79 +98,26 @@ cluster-down:
 # 20 minutes). Like bench-recovery: uses the running local cluster if it is up (and leaves it up),
 # else starts one and tears it down after. Takes whole zones down: run nothing else meanwhile.
 .PHONY: bench-zones
-BENCH_ZONES_OUT ?= $(CURDIR)/target/bench-zones.md
 bench-zones: build
-	status=0; started=; \
-	components="$$($(LOCAL_CLUSTER) status 2>/dev/null || true)"; \
-	case "$$components" in \
-	  *'kube-apiserver running'*) echo "using the running local cluster (left up)" ;; \
-	  *) $(LOCAL_CLUSTER) up --zones $(TEST_ZONES) --nodes-per-zone $(TEST_NODES_PER_ZONE) && started=1 || exit 1 ;; \
-	esac; \
-	eval "$$($(LOCAL_CLUSTER) env)"; \
-	kubectl apply -f crds/ -f manifests/namespace.yaml -f manifests/rbac.yaml >/dev/null && \
-	kubectl wait --for=condition=Established crd/redisclusters.redis.redis-operator.dev --timeout=60s >/dev/null && \
-	hack/operator-kubeconfig.sh target/operator.kubeconfig && \
-	rm -f $(BENCH_ZONES_OUT) && \
-	BENCH_ZONES_OUT=$(BENCH_ZONES_OUT) OPERATOR_KUBECONFIG=$$PWD/target/operator.kubeconfig \
-	  $(CARGO) test --test bench_zones -- --ignored --nocapture --test-threads=1 || status=$$?; \
-	echo; echo "Zone benchmark, $$(date -u +%F), $$(nproc) cores, $$(free -h | awk '/^Mem:/ {print $$2}') RAM, make bench-zones"; echo; \
-	echo '| fault | mode | run | all slots accept writes (SET) | acknowledged writes on every shard (SET + WAIT 1) | zone NotReady | full redundancy in the surviving zones | even spread after zone-up | acknowledged writes lost | acknowledged / indeterminate |'; \
-	echo '|---|---|---|---|---|---|---|---|---|---|'; \
-	cat $(BENCH_ZONES_OUT) 2>/dev/null; \
-	if [ -n "$$started" ]; then $(LOCAL_CLUSTER) down || status=$$?; fi; \
-	exit $$status
+	$(BENCH) bench_zones "Zone benchmark" \
+	  '| fault | mode | run | all slots accept writes (SET) | acknowledged writes on every shard (SET + WAIT 1) | zone NotReady | full redundancy in the surviving zones | even spread after zone-up | acknowledged writes lost | acknowledged / indeterminate |'
 
 # Rolling update (redis:7.0 -> redis:7.2) of a 3x1 and a 5x2 cluster with ~100 MB per shard under
 # writes, the operator vs a naive OnDelete rollout that deletes each Pod in order (issue 11; about
 # 8 minutes). Like bench-recovery: uses the running local cluster if it is up (and leaves it
 # up), else starts one and tears it down after. Run nothing else on the cluster meanwhile.
 .PHONY: bench-rollout
-BENCH_ROLLOUT_OUT ?= $(CURDIR)/target/bench-rollout.md
 bench-rollout: build
-	status=0; started=; \
-	components="$$($(LOCAL_CLUSTER) status 2>/dev/null || true)"; \
-	case "$$components" in \
-	  *'kube-apiserver running'*) echo "using the running local cluster (left up)" ;; \
-	  *) $(LOCAL_CLUSTER) up --zones $(TEST_ZONES) --nodes-per-zone $(TEST_NODES_PER_ZONE) && started=1 || exit 1 ;; \
-	esac; \
-	eval "$$($(LOCAL_CLUSTER) env)"; \
-	kubectl apply -f crds/ -f manifests/namespace.yaml -f manifests/rbac.yaml >/dev/null && \
-	kubectl wait --for=condition=Established crd/redisclusters.redis.redis-operator.dev --timeout=60s >/dev/null && \
-	hack/operator-kubeconfig.sh target/operator.kubeconfig && \
-	rm -f $(BENCH_ROLLOUT_OUT) && \
-	BENCH_ROLLOUT_OUT=$(BENCH_ROLLOUT_OUT) OPERATOR_KUBECONFIG=$$PWD/target/operator.kubeconfig \
-	  $(CARGO) test --test bench_rollout -- --ignored --nocapture --test-threads=1 || status=$$?; \
-	echo; echo "Rollout benchmark, $$(date -u +%F), $$(nproc) cores, $$(free -h | awk '/^Mem:/ {print $$2}') RAM, make bench-rollout"; echo; \
-	echo '| cluster | rollout | spec patch → every member updated, Ready | longest write pause per shard, SET: p50 / p99 / max | acknowledged (SET + WAIT 1): p50 / p99 / max | acknowledged writes lost | acknowledged / indeterminate |'; \
-	echo '|---|---|---:|---:|---:|---:|---:|'; \
-	cat $(BENCH_ROLLOUT_OUT) 2>/dev/null; \
-	if [ -n "$$started" ]; then $(LOCAL_CLUSTER) down || status=$$?; fi; \
-	exit $$status
+	$(BENCH) bench_rollout "Rollout benchmark" \
+	  '| cluster | rollout | spec patch → every member updated, Ready | longest write pause per shard, SET: p50 / p99 / max | acknowledged (SET + WAIT 1): p50 / p99 / max | acknowledged writes lost | acknowledged / indeterminate |'
 
 # leaders 3 -> 4 -> 3 with 1,000,000 keys of 16 B and 20 values of 1 MiB, the operator vs
 # redis-cli --cluster add-node/rebalance/del-node on an identical cluster (issue 12; about 3
 # minutes after the release build, a throughput comparison with redis-cli). Uses the running
 # local cluster if it is up (and leaves it up), else starts one and tears it down after.
 .PHONY: bench-scale
-BENCH_SCALE_OUT ?= $(CURDIR)/target/bench-scale.md
 bench-scale:
 	$(CARGO) build --release --bins
-	status=0; started=; \
-	components="$$($(LOCAL_CLUSTER) status 2>/dev/null || true)"; \
-	case "$$components" in \
-	  *'kube-apiserver running'*) echo "using the running local cluster (left up)" ;; \
-	  *) $(LOCAL_CLUSTER) up --zones $(TEST_ZONES) --nodes-per-zone $(TEST_NODES_PER_ZONE) && started=1 || exit 1 ;; \
-	esac; \
-	eval "$$($(LOCAL_CLUSTER) env)"; \
-	kubectl apply -f crds/ -f manifests/namespace.yaml -f manifests/rbac.yaml >/dev/null && \
-	kubectl wait --for=condition=Established crd/redisclusters.redis.redis-operator.dev --timeout=60s >/dev/null && \
-	hack/operator-kubeconfig.sh target/operator.kubeconfig && \
-	rm -f $(BENCH_SCALE_OUT) && \
-	BENCH_SCALE_OUT=$(BENCH_SCALE_OUT) OPERATOR_KUBECONFIG=$$PWD/target/operator.kubeconfig \
-	  $(CARGO) test --release --test bench_scale -- --ignored --nocapture --test-threads=1 || status=$$?; \
-	echo; echo "Scaling benchmark, $$(date -u +%F), $$(nproc) cores, $$(free -h | awk '/^Mem:/ {print $$2}') RAM, make bench-scale"; echo; \
-	echo '| leaders | by | wall time | of which moving slots | data keys moved | keys/s (wall) | keys/s (moving) | data keys lost | longest write stall per shard, max: SET / SET + WAIT 1 |'; \
-	echo '|---|---|---:|---:|---:|---:|---:|---:|---:|'; \
-	cat $(BENCH_SCALE_OUT) 2>/dev/null; \
-	if [ -n "$$started" ]; then $(LOCAL_CLUSTER) down || status=$$?; fi; \
-	exit $$status
+	$(BENCH) bench_scale "Scaling benchmark" \
+	  '| leaders | by | wall time | of which moving slots | data keys moved | keys/s (wall) | keys/s (moving) | data keys lost | longest write stall per shard, max: SET / SET + WAIT 1 |' \
+	  --release
