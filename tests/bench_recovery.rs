@@ -21,7 +21,6 @@ mod support {
     pub mod chaos;
 }
 
-use std::io::Write;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -255,17 +254,7 @@ async fn bench(fault: Fault) {
             rows.push(row);
         }
     }
-    let path = std::env::var("BENCH_RECOVERY_OUT")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|_| repo().join("target/bench-recovery.md"));
-    let mut out = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .expect("results file");
-    for row in rows {
-        writeln!(out, "{row}").expect("write results");
-    }
+    support::bench::append_rows("bench_recovery", &rows);
 }
 
 #[tokio::test]

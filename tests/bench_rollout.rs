@@ -25,10 +25,10 @@
 mod kube_support;
 mod support {
     pub mod ack_writer;
+    pub mod bench;
     pub mod chaos;
 }
 
-use std::io::Write;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -164,41 +164,6 @@ impl World {
         }
         eprintln!("namespace {name} still present after 180 s");
     }
-}
-
-/// Writes about `keys` KiB of 1 KiB values over the cluster with redis-benchmark (random keys,
-/// pipelined), as the recovery benchmark does, and prints what each leader holds.
-fn preload(members: &Members, leaders: usize, pass: &str, keys: usize) {
-    let begun = Instant::now();
-    let out = std::process::Command::new("timeout")
-        .args(["600", "redis-benchmark", "--cluster", "-h"])
-        .arg(&members.leader(0).ip)
-        .args(["-p", "6379", "-a", pass, "-t", "set", "-d", "1024"])
-        .args(["-n", &keys.to_string(), "-r", "100000000", "-P", "32", "-q"])
-        .output()
-        .expect("run redis-benchmark");
-    assert!(
-        out.status.success(),
-        "redis-benchmark: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let sizes: Vec<String> = (0..leaders)
-        .map(|s| {
-            let ip = &members.leader(s).ip;
-            let n = cli_soft(ip, pass, &["dbsize"]).unwrap_or_default();
-            let used = cli_soft(ip, pass, &["info", "memory"])
-                .unwrap_or_default()
-                .lines()
-                .find_map(|l| l.strip_prefix("used_memory_human:").map(str::to_owned))
-                .unwrap_or_default();
-            format!("s{s}: {n} keys, {used}")
-        })
-        .collect();
-    println!(
-        "preloaded {keys} keys in {:.1} s: {}",
-        begun.elapsed().as_secs_f64(),
-        sizes.join("; ")
-    );
 }
 
 /// Per shard, the longest gap between two successes of the tags its leader owned when the
@@ -519,7 +484,7 @@ async fn run(shape: (usize, usize), mode: Mode) -> Outcome {
         extra["updateStrategy"] = json!({"type": "OnDelete"});
     }
     let (world, members) = World::create(&prefix, shape, extra).await;
-    preload(&members, shape.0, &world.pass, keys_per_shard() * shape.0);
+    support::bench::preload_keys(&members, shape.0, &world.pass, keys_per_shard() * shape.0);
     // The followers have caught up with the preload (Ready needs them in sync).
     let members = world.recovered(SETUP, |_| {}).await;
     print_roles(&world.ns.name, "before", &members);
@@ -623,17 +588,7 @@ async fn bench(shape: (usize, usize)) {
         println!("{row}");
         rows.push(row);
     }
-    let path = std::env::var("BENCH_ROLLOUT_OUT")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|_| repo().join("target/bench-rollout.md"));
-    let mut out = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .expect("results file");
-    for row in rows {
-        writeln!(out, "{row}").expect("write results");
-    }
+    support::bench::append_rows("bench_rollout", &rows);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

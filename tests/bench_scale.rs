@@ -33,12 +33,12 @@
 mod kube_support;
 mod support {
     pub mod ack_writer;
+    pub mod bench;
     pub mod chaos;
     pub mod redis_data;
 }
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -901,19 +901,8 @@ async fn bench_scale_3_4_3() {
     for r in &ratios {
         println!("{r}");
     }
-    let path = std::env::var("BENCH_SCALE_OUT")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|_| repo().join("target/bench-scale.md"));
-    let mut out = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .expect("results file");
-    for l in lines {
-        writeln!(out, "{l}").expect("write results");
-    }
-    writeln!(out).expect("write results");
-    for r in ratios {
-        writeln!(out, "{r}  ").expect("write results");
-    }
+    let mut rows = lines;
+    rows.push(String::new());
+    rows.extend(ratios.iter().map(|r| format!("{r}  ")));
+    support::bench::append_rows("bench_scale", &rows);
 }

@@ -26,7 +26,6 @@ mod support {
     pub mod chaos;
 }
 
-use std::io::Write;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -344,17 +343,7 @@ async fn bench(fault: Fault) {
             rows.push(row);
         }
     }
-    let path = std::env::var("BENCH_ZONES_OUT")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|_| repo().join("target/bench-zones.md"));
-    let mut out = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .expect("results file");
-    for row in rows {
-        writeln!(out, "{row}").expect("write results");
-    }
+    support::bench::append_rows("bench_zones", &rows);
 }
 
 #[tokio::test]

@@ -1,6 +1,6 @@
-//! What the benchmarks on the local cluster share (`bench_recovery.rs`, `bench_zones.rs`): the
-//! preload of about 100 MB per shard, the pauses read from a writer's report, and how numbers
-//! are printed. Nothing here asserts anything but that the preload ran.
+//! What the benchmarks on the local cluster share (`bench_recovery.rs`, `bench_zones.rs`,
+//! `bench_rollout.rs`, `bench_scale.rs`): the preload of about 100 MB per shard, the pauses read
+//! from a writer's report, how numbers are printed and where the rows go. Nothing here asserts anything but that the preload ran.
 //!
 //! Declared by a benchmark crate as `mod support { pub mod ack_writer; pub mod bench; pub mod
 //! chaos; }` next to `mod kube_support;`.
@@ -34,14 +34,20 @@ pub fn pause(p: Result<Duration, Duration>) -> String {
     }
 }
 
-/// Writes about 100 MB per shard with redis-benchmark (1 KiB values, random keys, pipelined).
+/// Writes about 100 MB per shard of a 3-shard cluster with redis-benchmark.
 pub fn preload(members: &Members, pass: &str) {
+    preload_keys(members, LEADERS, pass, PRELOAD_KEYS.parse().unwrap());
+}
+
+/// Writes `keys` values of 1 KiB over the cluster with redis-benchmark (random keys,
+/// pipelined), and prints what each of the `leaders` shards' leaders holds.
+pub fn preload_keys(members: &Members, leaders: usize, pass: &str, keys: usize) {
     let begun = Instant::now();
     let out = std::process::Command::new("timeout")
-        .args(["300", "redis-benchmark", "--cluster", "-h"])
+        .args(["600", "redis-benchmark", "--cluster", "-h"])
         .arg(&members.leader(0).ip)
         .args(["-p", "6379", "-a", pass, "-t", "set", "-d", "1024"])
-        .args(["-n", PRELOAD_KEYS, "-r", "100000000", "-P", "32", "-q"])
+        .args(["-n", &keys.to_string(), "-r", "100000000", "-P", "32", "-q"])
         .output()
         .expect("run redis-benchmark");
     assert!(
@@ -49,23 +55,41 @@ pub fn preload(members: &Members, pass: &str) {
         "redis-benchmark: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let sizes: Vec<String> = (0..LEADERS)
+    let sizes: Vec<String> = (0..leaders)
         .map(|s| {
             let ip = &members.leader(s).ip;
-            let keys = cli_soft(ip, pass, &["dbsize"]).unwrap_or_default();
+            let n = cli_soft(ip, pass, &["dbsize"]).unwrap_or_default();
             let used = cli_soft(ip, pass, &["info", "memory"])
                 .unwrap_or_default()
                 .lines()
                 .find_map(|l| l.strip_prefix("used_memory_human:").map(str::to_owned))
                 .unwrap_or_default();
-            format!("s{s}: {keys} keys, {used}")
+            format!("s{s}: {n} keys, {used}")
         })
         .collect();
     println!(
-        "preloaded in {:.1} s: {}",
+        "preloaded {keys} keys in {:.1} s: {}",
         begun.elapsed().as_secs_f64(),
         sizes.join("; ")
     );
+}
+
+/// Appends a benchmark's table rows to `$<NAME>_OUT` (as `hack/bench-on-local-cluster.sh`
+/// sets it), else to `target/<name>.md` (`bench_zones` → `BENCH_ZONES_OUT`,
+/// `target/bench-zones.md`).
+pub fn append_rows(name: &str, rows: &[String]) {
+    use std::io::Write;
+    let path = std::env::var(format!("{}_OUT", name.to_ascii_uppercase()))
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| repo().join(format!("target/{}.md", name.replace('_', "-"))));
+    let mut out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .expect("results file");
+    for row in rows {
+        writeln!(out, "{row}").expect("write results");
+    }
 }
 
 /// The affected shard's pause in a writer's report: the longest gap between two successes of
