@@ -166,26 +166,6 @@ impl World {
     }
 }
 
-/// Per shard, the longest gap between two successes of the tags its leader owned when the
-/// writer started; a shard with a tag that had no success in its last second or more counts
-/// that trailing time (its writes had not resumed when the writer stopped).
-fn shard_pauses(report: &Report, leaders: &[SocketAddr]) -> Vec<Duration> {
-    leaders
-        .iter()
-        .map(|leader| {
-            let mut worst = Duration::ZERO;
-            for t in report.tags.iter().filter(|t| t.first_owner == *leader) {
-                let trailing = t.ended_at.saturating_sub(t.outage.last.unwrap_or_default());
-                if trailing > Duration::from_secs(1) {
-                    worst = worst.max(trailing);
-                }
-                worst = worst.max(t.outage.longest.map(|g| g.len()).unwrap_or_default());
-            }
-            worst
-        })
-        .collect()
-}
-
 /// Where each shard's longest gap was, as offsets from `patched` (the writer's offset at the
 /// spec patch): e.g. `s0 0.41 s at +12.3 s`.
 fn where_pauses(report: &Report, leaders: &[SocketAddr], patched: Duration) -> String {
@@ -565,8 +545,8 @@ async fn run(shape: (usize, usize), mode: Mode) -> Outcome {
     }
     let outcome = Outcome {
         total,
-        set_pauses: shard_pauses(&plain_report, &leaders),
-        acked_pauses: shard_pauses(&report, &leaders),
+        set_pauses: support::bench::shard_pauses(&plain_report, &leaders),
+        acked_pauses: support::bench::shard_pauses(&report, &leaders),
         lost: report.lost().unwrap_or(u64::MAX),
         acknowledged: report.acknowledged(),
         indeterminate: report.indeterminate(),

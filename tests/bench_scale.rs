@@ -52,9 +52,7 @@ use redis_operator::redis::AdminOptions;
 use redis_operator::redis::ids::SLOT_COUNT;
 use redis_operator::redis::model;
 use serde_json::{Value, json};
-use support::ack_writer::{
-    AckWriter, AckWriterHandle, AckWriterOptions, ReadBackOptions, Report, keyslot,
-};
+use support::ack_writer::{AckWriter, AckWriterHandle, AckWriterOptions, ReadBackOptions, keyslot};
 use support::chaos::{acked_at_least, print_roles};
 use support::redis_data::DataClient;
 
@@ -361,8 +359,8 @@ impl Writers {
                 },
             )
             .await;
-        let set = stalls(&plain, &self.leaders);
-        let waited = stalls(&acked, &self.leaders);
+        let set = support::bench::shard_pauses(&plain, &self.leaders);
+        let waited = support::bench::shard_pauses(&acked, &self.leaders);
         println!(
             "{what}:\n{acked}writes without WAIT:\n{plain}longest stall per shard: SET {}; SET + WAIT 1 {}",
             list(&set),
@@ -385,25 +383,6 @@ fn list(d: &[Duration]) -> String {
         .map(|(s, d)| format!("s{s} {}", secs(*d)))
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// Per shard (its leader when the writer started), the longest gap between two successes of
-/// its tags, or the trailing time without one when longer than a second.
-fn stalls(report: &Report, leaders: &[SocketAddr]) -> Vec<Duration> {
-    leaders
-        .iter()
-        .map(|leader| {
-            let mut worst = Duration::ZERO;
-            for t in report.tags.iter().filter(|t| t.first_owner == *leader) {
-                let trailing = t.ended_at.saturating_sub(t.outage.last.unwrap_or_default());
-                if trailing > Duration::from_secs(1) {
-                    worst = worst.max(trailing);
-                }
-                worst = worst.max(t.outage.longest.map(|g| g.len()).unwrap_or_default());
-            }
-            worst
-        })
-        .collect()
 }
 
 /// What one step measured.

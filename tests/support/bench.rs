@@ -92,6 +92,26 @@ pub fn append_rows(name: &str, rows: &[String]) {
     }
 }
 
+/// Per shard (its leader when the writer started), the longest gap between two successes of
+/// its tags, or the trailing time without one when longer than a second (its writes had not
+/// resumed when the writer stopped).
+pub fn shard_pauses(report: &Report, leaders: &[SocketAddr]) -> Vec<Duration> {
+    leaders
+        .iter()
+        .map(|leader| {
+            let mut worst = Duration::ZERO;
+            for t in report.tags.iter().filter(|t| t.first_owner == *leader) {
+                let trailing = t.ended_at.saturating_sub(t.outage.last.unwrap_or_default());
+                if trailing > Duration::from_secs(1) {
+                    worst = worst.max(trailing);
+                }
+                worst = worst.max(t.outage.longest.map(|g| g.len()).unwrap_or_default());
+            }
+            worst
+        })
+        .collect()
+}
+
 /// The affected shard's pause in a writer's report: the longest gap between two successes of
 /// the tags whose slot the shard's leader owned at the start. `Err(d)`: some tag had no
 /// success in its last `d` (more than a second before the writer stopped), i.e. its writes
