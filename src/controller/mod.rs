@@ -6,24 +6,15 @@
 //! at any instant resumes from what the cluster shows.
 
 pub mod act;
-pub mod auth;
 pub mod build;
 pub mod config;
 pub mod context;
 pub mod error;
-pub mod events;
 pub mod labels;
-pub mod members;
-pub mod objects;
 pub mod observe;
-pub mod placement_input;
 pub mod plan;
 pub mod reconcile;
-pub mod redis_view;
-pub mod revision;
-pub mod shard_status;
 pub mod status;
-pub mod status_patch;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,5 +1,5 @@
 //! One reconcile of one RedisCluster: observe → plan → one step → status. The only function
-//! that strings the I/O together; every decision is in [`super::plan`].
+//! that strings the I/O together; every decision is in [`crate::controller::plan`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,17 +8,17 @@ use kube::ResourceExt;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 
-use super::act::{self, Executed, Scope};
-use super::auth::{ensure_auth_secret, read_password};
-use super::config;
-use super::events::{publish_new_problem, publish_once};
-use super::objects::{MemberInputs, apply_support_objects};
-use super::observe::{self, Observed};
-use super::plan::{self, PlacementState, Plan};
-use super::redis_view;
-use super::status::{self, Desired, types};
-use super::status_patch::{summary, write_status};
-use super::{Context, Error, REQUEUE_BUSY, REQUEUE_IDLE, REQUEUE_REDIS, REQUEUE_WAIT};
+use crate::controller::act::auth::{ensure_auth_secret, read_password};
+use crate::controller::act::events::{publish_new_problem, publish_once};
+use crate::controller::act::objects::{MemberInputs, apply_support_objects};
+use crate::controller::act::{self, Executed, Scope};
+use crate::controller::config;
+use crate::controller::observe::redis as redis_view;
+use crate::controller::observe::{self, Observed};
+use crate::controller::plan::{self, PlacementState, Plan};
+use crate::controller::status::patch::{summary, write_status};
+use crate::controller::status::{self, Desired, types};
+use crate::controller::{Context, Error, REQUEUE_BUSY, REQUEUE_IDLE, REQUEUE_REDIS, REQUEUE_WAIT};
 use crate::crd::RedisCluster;
 use crate::redis::ops::ClusterAdmin;
 
@@ -113,7 +113,7 @@ async fn drive(
         Executed::Nothing
     } else {
         let rendered = config::render(&cluster.spec.config);
-        let live_config = super::revision::LiveApplied {
+        let live_config = crate::controller::observe::revision::LiveApplied {
             restarts: 0,
             config: obs.target.live.clone(),
         }

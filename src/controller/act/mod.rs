@@ -2,7 +2,10 @@
 //! (which re-checks every precondition on a fresh observation right before it sends anything),
 //! publishes an Event for every change, and returns what happened. Nothing here decides.
 
+pub mod auth;
+pub mod events;
 mod failover;
+pub mod objects;
 mod updates;
 
 use std::time::Duration;
@@ -12,16 +15,16 @@ use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::runtime::events::EventType;
 
-use super::events::publish;
-use super::labels::{MANAGER, NODE_ID_ANNOTATION};
-use super::objects::{MemberInputs, create_member};
-use super::plan::Action;
-use super::{Context, Error};
+use crate::controller::labels::{MANAGER, NODE_ID_ANNOTATION};
+use crate::controller::plan::Action;
+use crate::controller::{Context, Error};
 use crate::crd::RedisCluster;
 use crate::redis::ids::{NodeId, SlotRange};
 use crate::redis::ops::forget::ForgetPolicy;
 use crate::redis::ops::repair::RepairOptions;
 use crate::redis::ops::{ClusterAdmin, OpError, StepOutcome};
+use events::publish;
+use objects::{MemberInputs, create_member};
 
 /// What the step did.
 #[derive(Debug, Clone, PartialEq, Eq)]

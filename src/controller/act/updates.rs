@@ -10,7 +10,7 @@ use kube::runtime::events::EventType;
 
 use super::{Executed, Scope, failed};
 use crate::controller::Error;
-use crate::controller::events::publish;
+use crate::controller::act::events::publish;
 use crate::controller::labels::MANAGER;
 
 /// `CONFIG SET` on each member, then records what its process now runs on its Pod. A refused
@@ -42,7 +42,7 @@ pub(super) async fn apply_config(
             }
             return Ok(executed);
         }
-        let applied = crate::controller::revision::LiveApplied {
+        let applied = crate::controller::observe::revision::LiveApplied {
             restarts: *restarts,
             config: config.clone(),
         };

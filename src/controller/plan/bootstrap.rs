@@ -11,7 +11,7 @@ use redis_scheduler::{Placement, Role};
 use super::health::in_sync;
 use super::{Action, Plan};
 use crate::controller::observe::Observed;
-use crate::controller::redis_view::NodeView;
+use crate::controller::observe::redis::NodeView;
 use crate::redis::ids::{NodeId, SLOT_COUNT, SlotRange, even_ranges, ranges_from_slots};
 
 /// A member as the planner needs it.

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 
 use crate::controller::observe::Observed;
-use crate::controller::redis_view::NodeView;
+use crate::controller::observe::redis::NodeView;
 use crate::redis::ids::NodeId;
 
 /// How far a follower's offset may trail its leader's and still count as in sync.

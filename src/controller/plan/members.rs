@@ -8,7 +8,7 @@ use super::health::{Gone, in_sync};
 use super::loss::Awaited;
 use super::recovery::shard_leader;
 use super::{Action, FailoverKind, NewMember, Plan};
-use crate::controller::members::Member;
+use crate::controller::observe::pods::Member;
 use crate::controller::observe::{Claim, Observed};
 use crate::crd::PvcRetentionPolicy;
 use crate::redis::ids::NodeId;
@@ -252,7 +252,7 @@ fn next_change(obs: &Observed, placement: &Placement, awaited: &[Awaited<'_>]) -
                 // A member about to be replaced by the rolling update does not take the lead:
                 // it would hand it straight back. The move happens once it is updated.
                 if super::rollout::rolling(obs)
-                    && crate::controller::revision::outdated(target_member, &obs.target)
+                    && crate::controller::observe::revision::outdated(target_member, &obs.target)
                 {
                     break;
                 }

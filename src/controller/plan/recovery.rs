@@ -11,7 +11,7 @@ use std::time::Duration;
 use super::health::{Gone, in_sync};
 use super::{Action, FailoverKind, Plan};
 use crate::controller::observe::Observed;
-use crate::controller::redis_view::NodeView;
+use crate::controller::observe::redis::NodeView;
 
 /// How long after its followers lost a leader that Redis already flagged FAIL the operator
 /// lets Redis's own election run before it forces one: 2 × node timeout + 3 s (reference S3).

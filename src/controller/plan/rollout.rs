@@ -15,10 +15,10 @@ use std::collections::BTreeMap;
 use super::health::in_sync;
 use super::recovery::shard_leader;
 use super::{Action, FailoverKind, Plan};
-use crate::controller::members::Member;
 use crate::controller::observe::Observed;
-use crate::controller::redis_view::addr_of;
-use crate::controller::revision::{needs_live_config, outdated};
+use crate::controller::observe::pods::Member;
+use crate::controller::observe::redis::addr_of;
+use crate::controller::observe::revision::{needs_live_config, outdated};
 
 /// Where the rollout stands, for status.
 #[derive(Debug, Clone, PartialEq, Eq)]

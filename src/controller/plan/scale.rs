@@ -53,7 +53,7 @@ pub fn moves(obs: &Observed) -> Option<Vec<SlotMove>> {
 /// Scale in is refused when the data on the shards to drain would not fit in what the
 /// remaining leaders' `maxmemory` leaves free (only when every remaining leader has one).
 fn capacity_problem(obs: &Observed, masters: &[NodeId]) -> Option<String> {
-    let drained: Vec<&crate::controller::redis_view::NodeView> = obs
+    let drained: Vec<&crate::controller::observe::redis::NodeView> = obs
         .view
         .masters()
         .filter(|v| !masters.contains(v.id()) && v.myself.slot_count() > 0)

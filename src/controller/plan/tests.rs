@@ -9,7 +9,7 @@ use redis_scheduler::{Capacity, Node, NodeStatus, Request, Topology};
 
 use super::*;
 use crate::controller::act::Executed;
-use crate::controller::members::Member;
+use crate::controller::observe::pods::Member;
 use crate::controller::observe::{Claim, NodeInfo, Observed, Shape};
 use crate::controller::status::{conditions, types};
 use crate::crd::PvcRetentionPolicy;
@@ -108,7 +108,7 @@ pub(super) fn healthy() -> Fx {
         storage: false,
         claims: Vec::new(),
         break_glass: loss::BreakGlass::default(),
-        target: crate::controller::revision::Target {
+        target: crate::controller::observe::revision::Target {
             revision: REV.into(),
             rolling: true,
             ..Default::default()
@@ -130,7 +130,7 @@ pub(super) struct Fx {
     pub(super) claims: Vec<Claim>,
     pub(super) break_glass: loss::BreakGlass,
     /// What the spec asks members to run.
-    pub(super) target: crate::controller::revision::Target,
+    pub(super) target: crate::controller::observe::revision::Target,
 }
 
 impl Fx {

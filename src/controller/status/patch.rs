@@ -4,9 +4,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Resource};
 
-use super::observe::Observed;
-use super::status::{self, Desired};
-use super::{Context, Error};
+use super::{self as status, Desired};
+use crate::controller::observe::Observed;
+use crate::controller::{Context, Error};
 use crate::crd::{RedisCluster, RedisClusterStatus};
 
 /// What the status shows besides the conditions.
@@ -29,8 +29,9 @@ pub fn summary(
     zones.sort();
     zones.dedup();
     let views = obs.views_by_pod();
-    let shards = super::shard_status::shards(&live, &views, &zone_of, cluster.spec.leaders);
-    let placement = super::shard_status::compact_placement(&shards);
+    let shards =
+        crate::controller::status::shards::shards(&live, &views, &zone_of, cluster.spec.leaders);
+    let placement = crate::controller::status::shards::compact_placement(&shards);
     RedisClusterStatus {
         observed_generation: cluster.metadata.generation,
         phase: Some(status::phase(conditions)),
@@ -39,15 +40,16 @@ pub fn summary(
         updated_members: Some(format!(
             "{}/{}",
             live.iter()
-                .filter(|m| !super::revision::outdated(m, &obs.target))
+                .filter(|m| !crate::controller::observe::revision::outdated(m, &obs.target))
                 .count(),
             obs.shape.members()
         )),
         revision: Some(obs.target.revision.clone()),
         reshard,
         zones: i32::try_from(zones.len()).ok(),
-        zone_loss_safe: (!shards.is_empty())
-            .then(|| super::shard_status::zone_loss_safe(&shards, cluster.spec.leaders)),
+        zone_loss_safe: (!shards.is_empty()).then(|| {
+            crate::controller::status::shards::zone_loss_safe(&shards, cluster.spec.leaders)
+        }),
         placement: (!placement.is_empty()).then_some(placement),
         shards,
         orphaned_claims,

@@ -2,10 +2,10 @@
 
 use std::collections::BTreeMap;
 
-use super::members::Member;
-use super::plan::health::in_sync;
-use super::redis_view::NodeView;
-use super::status::short_zone;
+use crate::controller::observe::pods::Member;
+use crate::controller::observe::redis::NodeView;
+use crate::controller::plan::health::in_sync;
+use crate::controller::status::short_zone;
 use crate::crd::{MemberStatus, ShardStatus};
 
 /// Shard statuses for shards `0..leaders`, leader first as Redis reports it.

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 
-use super::build::pod::member_of;
-use super::labels::CLUSTER_LABEL;
+use crate::controller::build::pod::member_of;
+use crate::controller::labels::CLUSTER_LABEL;
 
 /// One member incarnation (a Pod) of the cluster.
 #[derive(Debug, Clone)]
@@ -97,12 +97,12 @@ impl Member {
     }
     /// The revision the Pod was built from (annotation), if any.
     pub fn revision(&self) -> Option<&str> {
-        self.annotation(super::labels::REVISION_ANNOTATION)
+        self.annotation(crate::controller::labels::REVISION_ANNOTATION)
     }
     /// The runtime config recorded as applied to its process, if any.
-    pub fn live_applied(&self) -> Option<super::revision::LiveApplied> {
-        super::revision::LiveApplied::from_annotation(
-            self.annotation(super::labels::LIVE_CONFIG_ANNOTATION)?,
+    pub fn live_applied(&self) -> Option<crate::controller::observe::revision::LiveApplied> {
+        crate::controller::observe::revision::LiveApplied::from_annotation(
+            self.annotation(crate::controller::labels::LIVE_CONFIG_ANNOTATION)?,
         )
     }
     /// How often the redis container was restarted in this Pod.

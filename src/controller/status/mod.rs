@@ -1,9 +1,12 @@
 //! Pure status computation: conditions in the standard shape and the summary fields.
 
+pub mod patch;
+pub mod shards;
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-use super::act::Executed;
-use super::plan::{PlacementState, Plan, Problem};
+use crate::controller::act::Executed;
+use crate::controller::plan::{PlacementState, Plan, Problem};
 use crate::crd::{Phase, RedisClusterStatus, ReshardStatus};
 
 /// Condition types.
@@ -157,7 +160,7 @@ pub fn conditions(plan: &Plan, executed: &Executed) -> Vec<Desired> {
 /// The last finished reshard stays as a record until the next one begins.
 pub fn reshard_status(
     prev: Option<&ReshardStatus>,
-    now: Option<&super::plan::scale::Reshard>,
+    now: Option<&crate::controller::plan::scale::Reshard>,
     executed: &Executed,
 ) -> Option<ReshardStatus> {
     let (slots, keys) = match executed {

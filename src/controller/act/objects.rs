@@ -5,10 +5,10 @@ use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams};
 
-use super::build::{self, pod::MemberPod};
-use super::labels::{self, MANAGER, Names};
-use super::plan::NewMember;
-use super::{Context, Error};
+use crate::controller::build::{self, pod::MemberPod};
+use crate::controller::labels::{self, MANAGER, Names};
+use crate::controller::plan::NewMember;
+use crate::controller::{Context, Error};
 use crate::crd::RedisCluster;
 
 pub async fn apply_support_objects(

@@ -3,7 +3,7 @@
 use kube::Resource;
 use kube::runtime::events::{Event as KubeEvent, EventType};
 
-use super::Context;
+use crate::controller::Context;
 use crate::crd::RedisCluster;
 
 pub async fn publish(

@@ -5,11 +5,11 @@ use kube::Api;
 use kube::api::PostParams;
 use kube::runtime::events::EventType;
 
-use super::build;
-use super::config;
-use super::events::publish;
-use super::labels::{MANAGER, Names};
-use super::{Context, Error};
+use crate::controller::act::events::publish;
+use crate::controller::build;
+use crate::controller::config;
+use crate::controller::labels::{MANAGER, Names};
+use crate::controller::{Context, Error};
 use crate::crd::RedisCluster;
 
 pub async fn ensure_auth_secret(

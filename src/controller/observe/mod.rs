@@ -3,6 +3,11 @@
 //! an IP (Terminating ones included: a leader being deleted still has to hand over). Nothing
 //! here decides anything.
 
+pub mod placement_input;
+pub mod pods;
+pub mod redis;
+pub mod revision;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
@@ -10,17 +15,17 @@ use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use kube::ResourceExt;
 use redis_scheduler::{Request, Topology};
 
-use super::Context;
-use super::build::pod::member_of;
-use super::labels::NODE_ID_ANNOTATION;
-use super::members::{self, Member};
-use super::plan::loss::BreakGlass;
-use super::redis_view::{self, NodeView};
-use super::revision::Target;
+use crate::controller::Context;
+use crate::controller::build::pod::member_of;
+use crate::controller::labels::NODE_ID_ANNOTATION;
+use crate::controller::observe::revision::Target;
+use crate::controller::plan::loss::BreakGlass;
 use crate::crd::{PvcRetentionPolicy, RedisCluster};
 use crate::redis::client::AdminOptions;
 use crate::redis::ids::NodeId;
 use crate::redis::model::{self, ClusterView};
+use pods::Member;
+use redis::NodeView;
 
 /// A member's PVC.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,7 +110,7 @@ impl Observed {
 
     /// What the member's Redis reported, if it answered.
     pub fn view_of(&self, m: &Member) -> Option<&NodeView> {
-        let addr = redis_view::addr_of(m)?;
+        let addr = redis::addr_of(m)?;
         self.view.node_at(addr)
     }
 
@@ -114,7 +119,7 @@ impl Observed {
         self.members
             .iter()
             .filter(|m| !m.finished())
-            .find(|m| redis_view::addr_of(m) == Some(addr))
+            .find(|m| redis::addr_of(m) == Some(addr))
     }
 
     /// The member answering as Redis node `id`.
@@ -151,8 +156,8 @@ pub async fn observe(
     name: &str,
     options: Option<&AdminOptions>,
 ) -> Observed {
-    let members = members::members(&ctx.pods.state(), ns, name);
-    let claims = members::claims(&ctx.pvcs.state(), ns, name)
+    let members = pods::members(&ctx.pods.state(), ns, name);
+    let claims = pods::claims(&ctx.pvcs.state(), ns, name)
         .values()
         .filter_map(|pvc| claim(pvc))
         .collect();
@@ -179,7 +184,7 @@ pub async fn observe(
     let addrs: Vec<SocketAddr> = members
         .iter()
         .filter(|m| !m.finished())
-        .filter_map(redis_view::addr_of)
+        .filter_map(redis::addr_of)
         .collect();
     let view = match options {
         Some(options) => model::observe(&addrs, options).await,
@@ -200,10 +205,10 @@ pub async fn observe(
         members,
         claims,
         nodes,
-        topology: super::placement_input::topology(&node_objs, cluster),
-        request: super::placement_input::request(cluster),
+        topology: crate::controller::observe::placement_input::topology(&node_objs, cluster),
+        request: crate::controller::observe::placement_input::request(cluster),
         view,
-        target: super::revision::target(cluster),
+        target: crate::controller::observe::revision::target(cluster),
         now: jiff::Timestamp::now(),
     }
 }
@@ -215,7 +220,7 @@ fn claim(pvc: &PersistentVolumeClaim) -> Option<Claim> {
         name: pvc.metadata.name.clone()?,
         shard,
         member,
-        node: members::claim_node(pvc).map(str::to_string),
+        node: pods::claim_node(pvc).map(str::to_string),
         node_id: pvc
             .metadata
             .annotations

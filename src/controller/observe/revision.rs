@@ -10,9 +10,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::build::pod::{self, MemberPod};
-use super::config;
-use super::members::Member;
+use crate::controller::build::pod::{self, MemberPod};
+use crate::controller::config;
+use crate::controller::observe::pods::Member;
 use crate::crd::{RedisCluster, UpdateStrategyType};
 
 /// What members should run, from the spec.

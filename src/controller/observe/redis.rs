@@ -3,8 +3,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::config::REDIS_PORT;
-use super::members::Member;
+use crate::controller::config::REDIS_PORT;
+use crate::controller::observe::pods::Member;
 use crate::redis::client::{AdminOptions, Auth, Timeouts};
 use crate::redis::model;
 
