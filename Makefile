@@ -48,7 +48,7 @@ unit:
 	$(CARGO) test --workspace
 
 # Everything that needs the local Kubernetes: one cluster for the whole suite.
-e2e: build
+e2e: build image
 	$(LOCAL_CLUSTER) up --zones $(TEST_ZONES) --nodes-per-zone $(TEST_NODES_PER_ZONE)
 	set -o pipefail; status=0; \
 	export LOCAL_CLUSTER_ZONES=$(TEST_ZONES) LOCAL_CLUSTER_NODES_PER_ZONE=$(TEST_NODES_PER_ZONE); \
@@ -69,6 +69,16 @@ e2e: build
 	$(LOCAL_CLUSTER) down || status=$$?; \
 	if [ $$status -eq 0 ]; then $(CARGO) test --test local_cluster_down -- --ignored || status=$$?; fi; \
 	exit $$status
+
+# The operator's OCI image archive, built without a container daemon: target/oci/redis-operator.oci.tar
+# (IMAGE_REF=... to name it). image-check builds it twice and fails unless the digests match and
+# it stays within 20 MB. `hack/local-cluster load-image` gives it to the local cluster.
+.PHONY: image image-check
+image:
+	hack/image/build.sh
+
+image-check:
+	hack/image/build.sh --check
 
 bench:
 	$(CARGO) bench -p redis-scheduler
