@@ -7,5 +7,7 @@
 pub mod cli;
 pub mod controller;
 pub mod crd;
+pub mod http;
+pub mod leader;
 pub mod redis;
 pub mod topology;

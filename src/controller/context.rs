@@ -18,4 +18,8 @@ pub struct Context {
     pub pvcs: Store<PersistentVolumeClaim>,
     /// Every Node: placement needs zones, readiness, taints and allocatable resources.
     pub nodes: Store<Node>,
+    /// Whether this replica may act now (the leader Lease holder within its renew deadline;
+    /// always with `--leader-election=false`). Check `may_act()` right before acting and
+    /// before every status write or Event.
+    pub leadership: crate::leader::Leadership,
 }

@@ -31,12 +31,30 @@ use crate::crd::RedisCluster;
 pub use context::Context;
 pub use error::Error;
 
+/// How `redis-operator run` wires the controller to leader election and the probe endpoint.
+pub struct RunOptions {
+    /// Only this namespace (None: all).
+    pub namespace: Option<String>,
+    /// Whether this replica may act; also names it in Events and logs.
+    pub leadership: crate::leader::Leadership,
+    /// Yields whenever this replica becomes the leader: every RedisCluster is reconciled then
+    /// (a standby's reconciles did nothing, and its caches are warm).
+    pub acquisitions: futures::stream::BoxStream<'static, ()>,
+    /// Set once every reflector cache has synced (`/readyz`).
+    pub readiness: crate::http::Readiness,
+}
+
 /// Runs the controller until SIGTERM/Ctrl-C.
 ///
 /// # Errors
-/// When the Kubernetes client cannot be built or the RedisCluster CRD is not installed.
-pub async fn run(namespace: Option<String>) -> Result<(), Error> {
-    let client = Client::try_default().await.map_err(Error::Kube)?;
+/// When the RedisCluster CRD is not installed.
+pub async fn run(client: Client, options: RunOptions) -> Result<(), Error> {
+    let RunOptions {
+        namespace,
+        leadership,
+        acquisitions,
+        readiness,
+    } = options;
     let clusters: Api<RedisCluster> = scoped(&client, namespace.as_deref());
     // Fail fast with a clear message instead of a watch error loop when the CRD is missing.
     clusters
@@ -79,10 +97,18 @@ pub async fn run(namespace: Option<String>) -> Result<(), Error> {
 
     let ctx = Arc::new(Context {
         client: client.clone(),
-        recorder: Recorder::new(client.clone(), Reporter::from(labels::MANAGER)),
-        pods,
-        pvcs,
+        // Events name the replica that acted (reportingInstance).
+        recorder: Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: labels::MANAGER.into(),
+                instance: Some(leadership.identity().into()),
+            },
+        ),
+        pods: pods.clone(),
+        pvcs: pvcs.clone(),
         nodes: nodes.clone(),
+        leadership: leadership.clone(),
     });
     nodes
         .wait_until_ready()
@@ -93,7 +119,21 @@ pub async fn run(namespace: Option<String>) -> Result<(), Error> {
         "redis-operator started"
     );
 
-    Controller::new(clusters, watcher::Config::default().any_semantic())
+    let controller = Controller::new(clusters, watcher::Config::default().any_semantic());
+    let clusters_cache = controller.store();
+    tokio::spawn(async move {
+        let synced = futures::future::try_join4(
+            clusters_cache.wait_until_ready(),
+            pods.wait_until_ready(),
+            pvcs.wait_until_ready(),
+            nodes.wait_until_ready(),
+        );
+        if synced.await.is_ok() {
+            tracing::info!("caches synced: ready");
+            readiness.set_ready();
+        }
+    });
+    controller
         .owns_stream(pod_stream)
         .owns_stream(pvc_stream)
         .owns(
@@ -113,6 +153,7 @@ pub async fn run(namespace: Option<String>) -> Result<(), Error> {
                 .concurrency(8)
                 .debounce(Duration::from_millis(200)),
         )
+        .reconcile_all_on(acquisitions)
         .shutdown_on_signal()
         .run(reconcile::reconcile, reconcile::error_policy, ctx)
         .for_each(|res| async move {

@@ -31,6 +31,10 @@ const REQUEUE_DEGRADED: Duration = Duration::from_secs(1);
 /// # Errors
 /// Kubernetes API failures; the controller retries them with backoff.
 pub async fn reconcile(cluster: Arc<RedisCluster>, ctx: Arc<Context>) -> Result<Action, Error> {
+    // Leader election gate (crate::leader): a standby does nothing; it reconciles all on takeover.
+    if !ctx.leadership.may_act() {
+        return Ok(Action::await_change());
+    }
     if cluster.metadata.deletion_timestamp.is_some() {
         // Owner references garbage-collect everything; Retain PVCs are deliberately unowned.
         return Ok(Action::await_change());
