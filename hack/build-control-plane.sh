@@ -1,31 +1,36 @@
 #!/usr/bin/env bash
-# Builds kube-apiserver, kube-controller-manager, kube-scheduler, kubectl (k8s.io/kubernetes) and
-# etcd from the Go module proxy into a cache keyed by version. A warm cache rebuilds nothing.
+# Builds kube-apiserver, kube-controller-manager, kube-scheduler, kube-proxy, kubectl
+# (k8s.io/kubernetes), etcd and CoreDNS from the Go module proxy into a cache keyed by version. A
+# warm cache rebuilds nothing; a cache missing some binaries builds only those.
 #
 # k8s.io/kubernetes cannot be `go install`ed (its go.mod has replace directives), so each build
-# goes through a wrapper module (hack/k8s, hack/etcd) whose replace list is derived from the
-# upstream go.mod of the chosen version.
+# goes through a wrapper module (hack/k8s, hack/etcd, hack/coredns) whose replace list is derived
+# from the upstream go.mod of the chosen version. CoreDNS is built with only the plugins the local
+# cluster uses (hack/coredns/main.go).
 set -euo pipefail
 
 K8S_VERSION="${K8S_VERSION:-v1.36.3}"
 ETCD_VERSION="${ETCD_VERSION:-v3.6.16}"
+COREDNS_VERSION="${COREDNS_VERSION:-v1.15.0}"
 HACK_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 CACHE_ROOT="${REDIS_OPERATOR_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/redis-operator}"
 BIN_DIR="$CACHE_ROOT/bin/k8s-$K8S_VERSION-etcd-$ETCD_VERSION"
+COREDNS_BIN="$CACHE_ROOT/bin/coredns-$COREDNS_VERSION/coredns"
 export GOTOOLCHAIN=local GOFLAGS=-mod=mod CGO_ENABLED=0
 
 if [[ "${1:-}" == "--print-bin-dir" ]]; then echo "$BIN_DIR"; exit 0; fi
+if [[ "${1:-}" == "--print-coredns-bin" ]]; then echo "$COREDNS_BIN"; exit 0; fi
 
 need_go() {
   if ! command -v go >/dev/null; then echo "go is required (Go >= 1.26)" >&2; exit 1; fi
 }
 
 build_k8s() {
-  local have=1
-  for b in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
-    [[ -x "$BIN_DIR/$b" ]] || have=0
+  local missing=()
+  for b in kube-apiserver kube-controller-manager kube-scheduler kube-proxy kubectl; do
+    [[ -x "$BIN_DIR/$b" ]] || missing+=("k8s.io/kubernetes/cmd/$b")
   done
-  [[ $have == 1 ]] && return 0
+  ((${#missing[@]})) || return 0
   need_go
   local work; work="$(mktemp -d)"
   trap 'rm -rf "$work"' RETURN
@@ -49,9 +54,7 @@ build_k8s() {
       ld+=" -X '$pkg.gitTreeState=clean' -X '$pkg.buildDate=2026-01-01T00:00:00Z'"
     done
     mkdir -p "$BIN_DIR.tmp"
-    go build -trimpath -tags selinux,notest,grpcnotrace -ldflags "$ld" -o "$BIN_DIR.tmp/" \
-      k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
-      k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl
+    go build -trimpath -tags selinux,notest,grpcnotrace -ldflags "$ld" -o "$BIN_DIR.tmp/" "${missing[@]}"
   )
   mkdir -p "$BIN_DIR"
   mv "$BIN_DIR.tmp"/* "$BIN_DIR/"
@@ -78,6 +81,28 @@ build_etcd() {
   rmdir "$BIN_DIR.etcd"
 }
 
+build_coredns() {
+  [[ -x "$COREDNS_BIN" ]] && return 0
+  need_go
+  local work; work="$(mktemp -d)"
+  trap 'rm -rf "$work"' RETURN
+  cp "$HACK_DIR/coredns/main.go" "$work/"
+  (
+    cd "$work"
+    go mod init local/coredns-wrapper >/dev/null 2>&1
+    go mod edit -go=1.26.0
+    go mod edit -require="github.com/coredns/coredns@$COREDNS_VERSION"
+    go mod tidy >/dev/null
+    mkdir -p "$(dirname "$COREDNS_BIN").tmp"
+    go build -trimpath -ldflags "-s -w -X 'github.com/coredns/coredns/coremain.GitCommit=$COREDNS_VERSION'" \
+      -o "$(dirname "$COREDNS_BIN").tmp/coredns" .
+  )
+  mkdir -p "$(dirname "$COREDNS_BIN")"
+  mv "$(dirname "$COREDNS_BIN").tmp/coredns" "$COREDNS_BIN"
+  rmdir "$(dirname "$COREDNS_BIN").tmp"
+}
+
 build_etcd
 build_k8s
+build_coredns
 echo "$BIN_DIR"

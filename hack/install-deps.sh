@@ -13,6 +13,10 @@ command -v unshare >/dev/null || need_apt+=(util-linux)
 command -v findmnt >/dev/null || need_apt+=(util-linux)
 command -v python3 >/dev/null || need_apt+=(python3)
 command -v bc >/dev/null || need_apt+=(bc) # benchmark scripts
+# kube-proxy's nftables mode drives the kernel through `nft` (iptables is not needed); dig
+# queries the cluster DNS (hack/local-cluster up and dns).
+command -v nft >/dev/null || need_apt+=(nftables)
+command -v dig >/dev/null || need_apt+=(dnsutils)
 
 if ((${#need_apt[@]})); then
   echo "[install-deps] apt-get install ${need_apt[*]}" >&2
