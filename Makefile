@@ -32,12 +32,15 @@ deps:
 build:
 	$(CARGO) build --bins
 
+# manifests/crds/ holds a copy for kustomize (which loads nothing outside manifests/).
 crds:
 	$(CARGO) run -q --bin crdgen > $(CRD)
+	cp $(CRD) manifests/$(CRD)
 
-# CI fails when crds/ does not match the Rust types.
+# CI fails when crds/ (or its copy in manifests/crds/) does not match the Rust types.
 check-crds:
 	@$(CARGO) run -q --bin crdgen | diff -u $(CRD) - || { echo "crds/ is stale: run 'make crds'"; exit 1; }
+	@diff -u $(CRD) manifests/$(CRD) || { echo "manifests/crds/ is stale: run 'make crds'"; exit 1; }
 
 lint:
 	$(CARGO) fmt --all -- --check
