@@ -275,6 +275,14 @@ pub struct ReshardStatus {
     pub waiting: Option<String>,
 }
 
+impl ReshardStatus {
+    /// "Is a reshard under way" (one definition): one towards `to_leaders` has begun and not
+    /// moved its last slot.
+    pub fn under_way_to(&self, to_leaders: i32) -> bool {
+        self.to_leaders == to_leaders && self.slots_moved < self.slots_to_move
+    }
+}
+
 /// Summary phase of a cluster.
 #[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Phase {
@@ -349,4 +357,16 @@ fn conditions_schema(generator: &mut schemars::generate::SchemaGenerator) -> sch
         serde_json::json!(["type"]),
     );
     schema
+}
+
+/// The condition types of a RedisCluster's status.
+pub mod conditions {
+    /// Every slot is served and every follower is in sync.
+    pub const READY: &str = "Ready";
+    /// The operator is creating or changing something.
+    pub const PROGRESSING: &str = "Progressing";
+    /// The cluster serves, but something needs repair.
+    pub const DEGRADED: &str = "Degraded";
+    /// The placement constraints can be met with the current nodes.
+    pub const PLACEMENT_SATISFIED: &str = "PlacementSatisfied";
 }

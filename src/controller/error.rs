@@ -14,9 +14,9 @@ pub enum Error {
     /// A reflector cache never became ready.
     #[error("the node cache did not become ready")]
     CacheNotReady,
-    /// A Redis command failed.
-    #[error("redis: {0}")]
-    Redis(String),
+    /// The namespace is being deleted: nothing can be created in it any more.
+    #[error("the namespace is being deleted")]
+    NamespaceTerminating,
     /// The object lacks a name or namespace (never true for objects from the API server).
     #[error("object without name or namespace")]
     MissingMetadata,
@@ -27,6 +27,7 @@ impl Error {
     /// about to go with it, so there is nothing to retry.
     pub fn is_namespace_terminating(&self) -> bool {
         match self {
+            Error::NamespaceTerminating => true,
             Error::Kube(kube::Error::Api(status)) => {
                 status.code == 403
                     && status.details.as_ref().is_some_and(|d| {
@@ -43,7 +44,7 @@ impl Error {
             Error::Kube(_) => "KubeError",
             Error::CrdMissing(_) => "CrdMissing",
             Error::CacheNotReady => "CacheNotReady",
-            Error::Redis(_) => "RedisError",
+            Error::NamespaceTerminating => "NamespaceTerminating",
             Error::MissingMetadata => "MissingMetadata",
         }
     }

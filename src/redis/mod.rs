@@ -16,6 +16,7 @@ pub mod model;
 pub mod ops;
 pub mod parse;
 pub mod reply;
+pub mod sync;
 
 pub use client::{AdminOptions, Auth, Client, Timeouts};
 pub use error::RedisError;

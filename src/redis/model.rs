@@ -327,52 +327,9 @@ impl ClusterView {
             .collect()
     }
 
-    /// For each slot, the observed masters whose own `myself` line claims it.
-    fn claims(&self) -> Vec<Vec<&NodeId>> {
-        let mut claims: Vec<Vec<&NodeId>> = vec![Vec::new(); usize::from(SLOT_COUNT)];
-        for node in self.masters() {
-            for range in &node.myself.slots {
-                for slot in range.slots() {
-                    if let Some(c) = claims.get_mut(usize::from(slot)) {
-                        c.push(node.id());
-                    }
-                }
-            }
-        }
-        claims
-    }
-
-    /// The owner of every slot. A slot claimed by exactly one observed master belongs to it.
-    /// A slot no observed master claims (its owner may be down) belongs to whichever node most
-    /// observers name. Slots claimed by several masters at once are `None`, like unassigned
-    /// ones; see [`ClusterView::conflicting_slots`].
+    /// The owner of every slot: the one definition, see [`slot_owners_of`].
     pub fn slot_owners(&self) -> Vec<Option<NodeId>> {
-        let claims = self.claims();
-        let mut hearsay: Vec<BTreeMap<&NodeId, usize>> =
-            vec![BTreeMap::new(); usize::from(SLOT_COUNT)];
-        for node in &self.nodes {
-            for entry in std::iter::once(&node.myself).chain(node.peers.iter()) {
-                for range in &entry.slots {
-                    for slot in range.slots() {
-                        if let Some(votes) = hearsay.get_mut(usize::from(slot)) {
-                            *votes.entry(&entry.id).or_default() += 1;
-                        }
-                    }
-                }
-            }
-        }
-        claims
-            .iter()
-            .zip(hearsay.iter())
-            .map(|(claimed, heard)| match claimed.as_slice() {
-                [one] => Some((*one).clone()),
-                [] => heard
-                    .iter()
-                    .max_by_key(|(_, votes)| **votes)
-                    .map(|(id, _)| (*id).clone()),
-                _ => None,
-            })
-            .collect()
+        slot_owners_of(&self.nodes.iter().collect::<Vec<_>>())
     }
 
     /// The owner of one slot (see [`ClusterView::slot_owners`]).
@@ -382,7 +339,7 @@ impl ClusterView {
 
     /// Slots claimed by more than one observed master.
     pub fn conflicting_slots(&self) -> Vec<u16> {
-        self.claims()
+        claims(&self.nodes.iter().collect::<Vec<_>>())
             .iter()
             .enumerate()
             .filter(|(_, c)| c.len() > 1)
@@ -506,6 +463,14 @@ impl ClusterView {
         self.slot_owners().into_iter().flatten().collect()
     }
 
+    /// Whether some answering node flags `id` FAIL: the cluster agreed it failed, so Redis's
+    /// own election of a follower is under way.
+    pub fn flagged_fail(&self, id: &NodeId) -> bool {
+        self.nodes
+            .iter()
+            .any(|n| n.sees(id).is_some_and(|e| e.flags.fail))
+    }
+
     /// Votes needed for FAIL agreement and elections: `voters/2 + 1`.
     pub fn quorum(&self) -> usize {
         self.voting_masters().len() / 2 + 1
@@ -525,6 +490,60 @@ impl ClusterView {
             && self.uncovered_slots().is_empty()
             && self.nodes.iter().all(|n| n.info.state_ok)
     }
+}
+
+/// For each slot, the observed masters whose own `myself` line claims it.
+fn claims<'a>(nodes: &[&'a NodeObservation]) -> Vec<Vec<&'a NodeId>> {
+    let mut claims: Vec<Vec<&NodeId>> = vec![Vec::new(); usize::from(SLOT_COUNT)];
+    for node in nodes.iter().filter(|n| n.is_master()) {
+        for range in &node.myself.slots {
+            for slot in range.slots() {
+                if let Some(c) = claims.get_mut(usize::from(slot)) {
+                    c.push(node.id());
+                }
+            }
+        }
+    }
+    claims
+}
+
+/// "Who owns a slot", as the answering `nodes` report it: the one definition. A slot claimed
+/// by exactly one observed master belongs to it. A slot no observed master claims (its owner
+/// may be down) belongs to whichever node most observers name: a slot some member still
+/// attributes to a node that is gone belongs to that node's shard, whose follower may take
+/// over with the data. Slots claimed by several masters at once are `None`, like unassigned
+/// ones; see [`ClusterView::conflicting_slots`].
+pub fn slot_owners_of(nodes: &[&NodeObservation]) -> Vec<Option<NodeId>> {
+    let claims = claims(nodes);
+    let mut hearsay: Vec<BTreeMap<&NodeId, usize>> = vec![BTreeMap::new(); usize::from(SLOT_COUNT)];
+    for node in nodes {
+        for entry in std::iter::once(&node.myself).chain(node.peers.iter()) {
+            for range in &entry.slots {
+                for slot in range.slots() {
+                    if let Some(votes) = hearsay.get_mut(usize::from(slot)) {
+                        *votes.entry(&entry.id).or_default() += 1;
+                    }
+                }
+            }
+        }
+    }
+    claims
+        .iter()
+        .zip(hearsay.iter())
+        .map(|(claimed, heard)| match claimed.as_slice() {
+            [one] => Some((*one).clone()),
+            [] => heard
+                .iter()
+                .max_by_key(|(_, votes)| **votes)
+                .map(|(id, _)| (*id).clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Slots claimed by more than one of the answering `nodes`' own `myself` lines.
+pub fn conflicting_slots_of(nodes: &[&NodeObservation]) -> usize {
+    claims(nodes).iter().filter(|c| c.len() > 1).count()
 }
 
 #[cfg(test)]

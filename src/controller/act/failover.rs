@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use kube::runtime::events::EventType;
 
+use super::events::publish;
 use super::{Executed, Scope, failed};
-use crate::controller::act::events::publish;
 use crate::controller::plan::FailoverKind;
 use crate::redis::ids::NodeId;
 use crate::redis::ops::failover::{AcceptedRisk, FailoverMode, LeaderGone, RiskKind};
@@ -86,6 +86,7 @@ pub(super) async fn failover(
                     message: format!("{} no longer follows a leader", to.short()),
                     transient: true,
                     retry_after: Duration::ZERO,
+                    error: None,
                 };
             };
             match LeaderGone::establish(&view, &leader) {
@@ -107,7 +108,7 @@ pub(super) async fn failover(
                     return failed(
                         "FailoverFailed",
                         format!("shard {shard}: not promoting {}: {e}", to.short()),
-                        &e,
+                        e,
                     );
                 }
             }
@@ -130,6 +131,7 @@ pub(super) async fn failover(
                 ),
                 transient: true,
                 retry_after: wait,
+                error: None,
             };
         }
     }
@@ -169,17 +171,13 @@ pub(super) async fn failover(
                 "shard {shard}: {label} failover to {} failed: {e}",
                 to.short()
             );
-            publish(ctx, cluster, EventType::Warning, "FailoverFailed", &note).await;
-            Executed::Failed {
-                reason: "FailoverFailed",
-                message: note,
-                transient: e.is_transient(),
-                retry_after: if kind != FailoverKind::Graceful {
-                    FORCE_RETRY
-                } else {
-                    Duration::ZERO
-                },
+            let mut executed = failed("FailoverFailed", note, e);
+            if let Executed::Failed { retry_after, .. } = &mut executed
+                && kind != FailoverKind::Graceful
+            {
+                *retry_after = FORCE_RETRY;
             }
+            executed
         }
     }
 }
@@ -220,11 +218,16 @@ mod tests {
     }
 
     #[test]
-    fn the_force_window_is_two_node_timeouts() {
-        assert_eq!(
-            FORCE_RETRY,
-            Duration::from_millis(2 * crate::controller::config::NODE_TIMEOUT_MS)
-        );
-        assert_eq!(FORCE_RETRY, Duration::from_secs(10));
+    fn the_force_window_is_the_vote_lock_of_the_node_timeout_members_run_with() {
+        // The window must match what members really run with: the rendered redis.conf's
+        // cluster-node-timeout, doubled (a master that voted does not vote again for that
+        // long, S20), not a constant compared with its own definition.
+        let rendered = crate::controller::config::render(&Default::default());
+        let node_timeout_ms: u64 = rendered
+            .lines()
+            .find_map(|l| l.strip_prefix("cluster-node-timeout "))
+            .and_then(|v| v.trim().parse().ok())
+            .expect("cluster-node-timeout in the rendered redis.conf");
+        assert_eq!(FORCE_RETRY, Duration::from_millis(2 * node_timeout_ms));
     }
 }

@@ -1,6 +1,7 @@
 //! Act: carries out the one step a plan chose, through the Kubernetes API or [`ClusterAdmin`]
 //! (which re-checks every precondition on a fresh observation right before it sends anything),
-//! publishes an Event for every change, and returns what happened. Nothing here decides.
+//! publishes an Event for every change and a Warning Event for every failure, and returns what
+//! happened with its typed error. Nothing here decides.
 
 pub mod auth;
 pub mod events;
@@ -8,6 +9,7 @@ mod failover;
 pub mod objects;
 mod updates;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
@@ -16,18 +18,33 @@ use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::runtime::events::EventType;
 
 use crate::controller::labels::{MANAGER, NODE_ID_ANNOTATION};
-use crate::controller::plan::Action;
+use crate::controller::observe::Observed;
+use crate::controller::observe::redis::{addr_of, admin_options};
+use crate::controller::observe::revision::LiveApplied;
+use crate::controller::plan::{Action, PlacementState, Plan};
 use crate::controller::{Context, Error};
 use crate::crd::RedisCluster;
+use crate::crd::conditions as types;
 use crate::redis::ids::{NodeId, SlotRange};
 use crate::redis::ops::forget::ForgetPolicy;
 use crate::redis::ops::repair::RepairOptions;
 use crate::redis::ops::{ClusterAdmin, OpError, StepOutcome};
-use events::publish;
-use objects::{MemberInputs, create_member};
+use events::{publish, publish_new_problem, publish_once};
+use objects::MemberInputs;
+
+/// Why a step failed, typed by where it failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ActError {
+    /// A Redis operation refused or failed.
+    #[error("{0}")]
+    Redis(Arc<OpError>),
+    /// A Kubernetes API call failed.
+    #[error("kubernetes API: {0}")]
+    Kube(Arc<kube::Error>),
+}
 
 /// What the step did.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Executed {
     /// Nothing was sent.
     Nothing,
@@ -44,7 +61,7 @@ pub enum Executed {
     },
     /// The step (or part of it) failed; `transient` when retrying soon is the right reaction.
     Failed {
-        /// CamelCase reason for the condition.
+        /// CamelCase reason for the condition and the Warning Event.
         reason: &'static str,
         /// What failed, for humans.
         message: String,
@@ -52,15 +69,35 @@ pub enum Executed {
         transient: bool,
         /// At least how long to wait before the same step may be tried again.
         retry_after: Duration,
+        /// The error, when one was raised (a precondition the plan's data no longer meets
+        /// has none).
+        error: Option<ActError>,
     },
 }
 
-pub(super) fn failed(reason: &'static str, message: String, e: &OpError) -> Executed {
+pub(super) fn failed(reason: &'static str, message: String, e: OpError) -> Executed {
     Executed::Failed {
         reason,
         message,
         transient: e.is_transient(),
         retry_after: Duration::ZERO,
+        error: Some(ActError::Redis(Arc::new(e))),
+    }
+}
+
+/// A Kubernetes API failure of a step, as a failed step: retried soon when the API server is
+/// busy or unavailable, backed off when it refused the request (the message says why).
+pub(super) fn kube_failed(reason: &'static str, what: &str, e: kube::Error) -> Executed {
+    let transient = match &e {
+        kube::Error::Api(s) => s.code >= 500 || s.code == 429 || s.code == 409,
+        _ => true,
+    };
+    Executed::Failed {
+        reason,
+        message: format!("{what}: {e}"),
+        transient,
+        retry_after: Duration::ZERO,
+        error: Some(ActError::Kube(Arc::new(e))),
     }
 }
 
@@ -80,65 +117,169 @@ pub struct Scope<'a> {
     pub inputs: MemberInputs<'a>,
 }
 
-/// Executes `action`.
+/// Publishes what the plan found that a human must hear about once: a refusal, a placement
+/// that cannot be met, and the losses only a human can accept.
+async fn announce(ctx: &Context, cluster: &RedisCluster, plan: &Plan) {
+    if plan.refused {
+        let condition = if plan.invalid_spec() {
+            types::READY
+        } else {
+            types::PROGRESSING
+        };
+        publish_once(
+            ctx,
+            cluster,
+            EventType::Warning,
+            plan.reason,
+            &plan.message,
+            condition,
+        )
+        .await;
+    } else if let PlacementState::Unsatisfiable(reason) = &plan.placement {
+        publish_once(
+            ctx,
+            cluster,
+            EventType::Warning,
+            "PlacementUnsatisfiable",
+            reason,
+            types::PLACEMENT_SATISFIED,
+        )
+        .await;
+    }
+    for p in plan
+        .problems
+        .iter()
+        .filter(|p| matches!(p.reason, "DataLoss" | "QuorumLost"))
+    {
+        publish_new_problem(ctx, cluster, p.reason, &p.message).await;
+    }
+}
+
+/// Carries out `plan`: its announcements, the support objects when it applies them, and its
+/// step. Every failure is a Warning Event and comes back as [`Executed::Failed`].
 ///
 /// # Errors
-/// Kubernetes API failures (the controller retries them with backoff).
-pub async fn act(scope: &Scope<'_>, action: &Action) -> Result<Executed, Error> {
-    let (cluster, ctx) = (scope.cluster, scope.ctx);
-    let executed = match action {
-        Action::Wait => Executed::Nothing,
-        Action::CreateMembers(news) => {
-            let formed = news.iter().any(|n| n.reuse_claim.is_some())
-                || scope.admin.addrs().len() > news.len();
-            let mut done = Vec::new();
-            for new in news {
-                let pod =
-                    create_member(cluster, ctx, scope.ns, scope.name, new, &scope.inputs).await?;
-                let note = format!(
-                    "shard {} member {}: pod {pod} on node {} ({}): {}",
-                    new.shard, new.member, new.node, new.zone, new.reason
-                );
-                let reason = if formed {
-                    "MemberReplaced"
-                } else {
-                    "MemberCreated"
-                };
-                publish(ctx, cluster, EventType::Normal, reason, &note).await;
-                done.push(pod);
-            }
-            Executed::Applied(format!("created pods {}", done.join(", ")))
+/// Only when the namespace is being deleted (nothing can be created in it any more).
+pub async fn act(
+    cluster: &RedisCluster,
+    ctx: &Context,
+    obs: &Observed,
+    plan: &Plan,
+) -> Result<Executed, Error> {
+    announce(ctx, cluster, plan).await;
+    let ns = cluster.metadata.namespace.as_deref().unwrap_or_default();
+    let executed = if plan.refused || matches!(plan.placement, PlacementState::Unsatisfiable(_)) {
+        Executed::Nothing
+    } else {
+        let admin = ClusterAdmin::new(
+            obs.members
+                .iter()
+                .filter(|m| !m.finished())
+                .filter_map(addr_of),
+            admin_options(obs.auth.password().unwrap_or_default()),
+        );
+        let secret = obs.auth.secret().cloned().unwrap_or_default();
+        let live_config = LiveApplied {
+            restarts: 0,
+            config: obs.target.live.clone(),
         }
+        .to_annotation();
+        let scope = Scope {
+            cluster,
+            ctx,
+            ns,
+            name: &obs.name,
+            admin: &admin,
+            inputs: MemberInputs {
+                secret_name: &secret.name,
+                secret_key: &secret.key,
+                revision: &obs.target.revision,
+                live_config: &live_config,
+            },
+        };
+        match support(&scope, plan).await {
+            Some(failure) => failure,
+            None => step(&scope, &plan.action).await,
+        }
+    };
+    report(ctx, cluster, &obs.name, &executed).await;
+    match &executed {
+        Executed::Failed {
+            error: Some(ActError::Kube(e)),
+            ..
+        } if is_namespace_terminating(e) => Err(Error::NamespaceTerminating),
+        _ => Ok(executed),
+    }
+}
+
+/// Applies the support objects when the plan says so; the failure, if any.
+async fn support(scope: &Scope<'_>, plan: &Plan) -> Option<Executed> {
+    if !plan.applies_support_objects() {
+        return None;
+    }
+    let rendered = crate::controller::config::render(&scope.cluster.spec.config);
+    objects::apply_support_objects(scope.cluster, scope.ctx, scope.ns, &rendered)
+        .await
+        .err()
+        .map(|e| kube_failed("ApplyFailed", "applying the ConfigMap, Services and PDB", e))
+}
+
+/// Logs what happened and publishes a Warning Event for a failure.
+async fn report(ctx: &Context, cluster: &RedisCluster, name: &str, executed: &Executed) {
+    match executed {
+        Executed::Applied(msg) | Executed::Resharded { message: msg, .. } => {
+            tracing::info!(cluster = %name, "{msg}");
+        }
+        Executed::Failed {
+            reason, message, ..
+        } => {
+            tracing::warn!(cluster = %name, reason, "step failed: {message}");
+            publish(ctx, cluster, EventType::Warning, reason, message).await;
+        }
+        Executed::Nothing => {}
+    }
+}
+
+fn is_namespace_terminating(e: &kube::Error) -> bool {
+    match e {
+        kube::Error::Api(status) => {
+            status.code == 403
+                && status
+                    .details
+                    .as_ref()
+                    .is_some_and(|d| d.causes.iter().any(|c| c.reason == "NamespaceTerminating"))
+        }
+        _ => false,
+    }
+}
+
+/// Executes one action.
+async fn step(scope: &Scope<'_>, action: &Action) -> Executed {
+    let ctx = scope.ctx;
+    match action {
+        Action::Wait => Executed::Nothing,
+        Action::CreateAuthSecret => auth::create(scope.cluster, ctx, scope.ns)
+            .await
+            .unwrap_or_else(|e| kube_failed("CreateFailed", "creating the password Secret", e)),
+        Action::CreateMembers(news) => objects::create_members(scope, news)
+            .await
+            .unwrap_or_else(|(what, e)| kube_failed("CreateFailed", &what, e)),
         Action::DeletePods(pods) => {
             let api: Api<Pod> = Api::namespaced(ctx.client.clone(), scope.ns);
-            delete_all(scope, &api, pods, "MemberRemoved", "pod").await?
+            delete_all(scope, &api, pods, "MemberRemoved", "pod").await
         }
         Action::Restart(pods) => {
             let api: Api<Pod> = Api::namespaced(ctx.client.clone(), scope.ns);
-            delete_all(scope, &api, pods, "MemberRestarted", "pod").await?
+            delete_all(scope, &api, pods, "MemberRestarted", "pod").await
         }
         Action::ApplyConfig { members, config } => {
-            updates::apply_config(scope, members, config).await?
+            updates::apply_config(scope, members, config).await
         }
         Action::DeleteClaims(claims) => {
             let api: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), scope.ns);
-            delete_all(scope, &api, claims, "VolumeDeleted", "PVC").await?
+            delete_all(scope, &api, claims, "VolumeDeleted", "PVC").await
         }
-        Action::RecordIdentities(records) => {
-            let api: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), scope.ns);
-            for (claim, id) in records {
-                let patch = serde_json::json!({"metadata": {"annotations": {NODE_ID_ANNOTATION: id.as_str()}}});
-                match api
-                    .patch(claim, &PatchParams::apply(MANAGER), &Patch::Merge(&patch))
-                    .await
-                {
-                    Ok(_) => {}
-                    Err(kube::Error::Api(s)) if s.code == 404 => {}
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            Executed::Nothing
-        }
+        Action::RecordIdentities(records) => record_identities(scope, records).await,
         Action::Failover {
             shard,
             to,
@@ -149,12 +290,12 @@ pub async fn act(scope: &Scope<'_>, action: &Action) -> Result<Executed, Error> 
         Action::ReleaseSlots(ids) => {
             forget(scope, ids, ForgetPolicy::ReleaseSlotsOfFailedNode).await
         }
-        Action::Meet => match scope.admin.meet().await {
+        Action::Meet(pairs) => match scope.admin.meet_pairs(pairs).await {
             Ok(StepOutcome::Applied) => {
                 Executed::Applied("introduced members to each other (CLUSTER MEET)".into())
             }
             Ok(StepOutcome::AlreadyDone) => Executed::Nothing,
-            Err(e) => failed("MeetFailed", format!("CLUSTER MEET: {e}"), &e),
+            Err(e) => failed("MeetFailed", format!("CLUSTER MEET: {e}"), e),
         },
         Action::AddSlots(assignments) => add_slots(scope, assignments).await,
         Action::Replicate(attach) => replicate(scope, attach).await,
@@ -167,22 +308,39 @@ pub async fn act(scope: &Scope<'_>, action: &Action) -> Result<Executed, Error> 
             Ok(done) if done.is_empty() => Executed::Nothing,
             Ok(done) => {
                 let note = format!("{} repair step(s): {done:?}", done.len());
-                publish(ctx, cluster, EventType::Normal, "SlotsRepaired", &note).await;
+                publish(
+                    ctx,
+                    scope.cluster,
+                    EventType::Normal,
+                    "SlotsRepaired",
+                    &note,
+                )
+                .await;
                 Executed::Applied(note)
             }
-            Err(e) => failed("RepairFailed", format!("closing open slots: {e}"), &e),
+            Err(e) => failed("RepairFailed", format!("closing open slots: {e}"), e),
         },
-    };
-    match &executed {
-        Executed::Applied(msg) | Executed::Resharded { message: msg, .. } => {
-            tracing::info!(cluster = %scope.name, "{msg}");
-        }
-        Executed::Failed { message, .. } => {
-            tracing::warn!(cluster = %scope.name, "step failed: {message}");
-        }
-        Executed::Nothing => {}
     }
-    Ok(executed)
+}
+
+/// Records each member's identity on its claim (a claim already gone is fine).
+async fn record_identities(scope: &Scope<'_>, records: &[(String, NodeId)]) -> Executed {
+    let api: Api<PersistentVolumeClaim> = Api::namespaced(scope.ctx.client.clone(), scope.ns);
+    for (claim, id) in records {
+        let patch =
+            serde_json::json!({"metadata": {"annotations": {NODE_ID_ANNOTATION: id.as_str()}}});
+        match api
+            .patch(claim, &PatchParams::apply(MANAGER), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) => {
+                return kube_failed("RecordFailed", &format!("recording {id} on PVC {claim}"), e);
+            }
+        }
+    }
+    Executed::Nothing
 }
 
 /// Deletes each named object (already gone is fine), with an Event per deletion.
@@ -192,7 +350,7 @@ pub(super) async fn delete_all<K>(
     objects: &[(String, String)],
     reason: &str,
     kind: &str,
-) -> Result<Executed, Error>
+) -> Executed
 where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
@@ -200,15 +358,12 @@ where
         match api.delete(name, &DeleteParams::default()).await {
             Ok(_) => {}
             Err(kube::Error::Api(s)) if s.code == 404 => continue,
-            Err(e) => return Err(e.into()),
+            Err(e) => return kube_failed("DeleteFailed", &format!("deleting {kind} {name}"), e),
         }
         let note = format!("{kind} {name}: {why}");
         publish(scope.ctx, scope.cluster, EventType::Normal, reason, &note).await;
     }
-    Ok(Executed::Applied(format!(
-        "deleted {} {kind}(s)",
-        objects.len()
-    )))
+    Executed::Applied(format!("deleted {} {kind}(s)", objects.len()))
 }
 
 async fn forget(scope: &Scope<'_>, ids: &[(NodeId, String)], policy: ForgetPolicy) -> Executed {
@@ -232,11 +387,7 @@ async fn forget(scope: &Scope<'_>, ids: &[(NodeId, String)], policy: ForgetPolic
             }
             Ok(StepOutcome::AlreadyDone) => {}
             Err(e) => {
-                return failed(
-                    "ForgetFailed",
-                    format!("forgetting {}: {e}", id.short()),
-                    &e,
-                );
+                return failed("ForgetFailed", format!("forgetting {}: {e}", id.short()), e);
             }
         }
     }
@@ -247,88 +398,85 @@ async fn forget(scope: &Scope<'_>, ids: &[(NodeId, String)], policy: ForgetPolic
     }
 }
 
+/// Per-member results of a step applied to several members.
+#[derive(Default)]
+struct Outcomes {
+    done: Vec<String>,
+    errors: Vec<String>,
+    first: Option<OpError>,
+}
+
+impl Outcomes {
+    fn record(&mut self, result: Result<StepOutcome, OpError>, done: String, what: String) {
+        match result {
+            Ok(StepOutcome::Applied) => self.done.push(done),
+            Ok(StepOutcome::AlreadyDone) => {}
+            Err(e) => {
+                self.errors.push(format!("{what}: {e}"));
+                // Transient only if every error is; the first one is kept typed.
+                let transient =
+                    e.is_transient() && self.first.as_ref().is_none_or(OpError::is_transient);
+                if self.first.is_none() || !transient {
+                    self.first = Some(e);
+                }
+            }
+        }
+    }
+
+    /// The Event for what was done, then the outcome.
+    async fn finish(
+        self,
+        scope: &Scope<'_>,
+        done_reason: &str,
+        failed_reason: &'static str,
+    ) -> Executed {
+        if !self.done.is_empty() {
+            let note = self.done.join("; ");
+            publish(
+                scope.ctx,
+                scope.cluster,
+                EventType::Normal,
+                done_reason,
+                &note,
+            )
+            .await;
+        }
+        match self.first {
+            Some(e) => failed(failed_reason, self.errors.join("; "), e),
+            None if self.done.is_empty() => Executed::Nothing,
+            None => Executed::Applied(self.done.join("; ")),
+        }
+    }
+}
+
 async fn add_slots(
     scope: &Scope<'_>,
     assignments: &[(std::net::SocketAddr, usize, Vec<SlotRange>)],
 ) -> Executed {
-    let mut done = Vec::new();
-    let mut errors = Vec::new();
-    let mut transient = true;
+    let mut out = Outcomes::default();
     for (addr, shard, ranges) in assignments {
-        match scope.admin.add_slot_ranges(*addr, ranges).await {
-            Ok(StepOutcome::Applied) => {
-                let list: Vec<String> = ranges.iter().map(ToString::to_string).collect();
-                done.push(format!("shard {shard} ({addr}): {}", list.join(",")));
-            }
-            Ok(StepOutcome::AlreadyDone) => {}
-            Err(e) => {
-                transient &= e.is_transient();
-                errors.push(format!("shard {shard} slots on {addr}: {e}"));
-            }
-        }
+        let list: Vec<String> = ranges.iter().map(ToString::to_string).collect();
+        out.record(
+            scope.admin.add_slot_ranges(*addr, ranges).await,
+            format!("shard {shard} ({addr}): {}", list.join(",")),
+            format!("shard {shard} slots on {addr}"),
+        );
     }
-    if !done.is_empty() {
-        publish(
-            scope.ctx,
-            scope.cluster,
-            EventType::Normal,
-            "SlotsAssigned",
-            &done.join("; "),
-        )
-        .await;
-    }
-    summarize("AssignSlotsFailed", done, errors, transient)
+    out.finish(scope, "SlotsAssigned", "AssignSlotsFailed")
+        .await
 }
 
 async fn replicate(
     scope: &Scope<'_>,
     attach: &[(std::net::SocketAddr, usize, NodeId)],
 ) -> Executed {
-    let mut done = Vec::new();
-    let mut errors = Vec::new();
-    let mut transient = true;
+    let mut out = Outcomes::default();
     for (addr, shard, leader) in attach {
-        match scope.admin.replicate(*addr, leader).await {
-            Ok(StepOutcome::Applied) => done.push(format!(
-                "{addr} follows shard {shard} leader {}",
-                leader.short()
-            )),
-            Ok(StepOutcome::AlreadyDone) => {}
-            Err(e) => {
-                transient &= e.is_transient();
-                errors.push(format!("{addr} to follow {}: {e}", leader.short()));
-            }
-        }
+        out.record(
+            scope.admin.replicate(*addr, leader).await,
+            format!("{addr} follows shard {shard} leader {}", leader.short()),
+            format!("{addr} to follow {}", leader.short()),
+        );
     }
-    if !done.is_empty() {
-        publish(
-            scope.ctx,
-            scope.cluster,
-            EventType::Normal,
-            "FollowerAttached",
-            &done.join("; "),
-        )
-        .await;
-    }
-    summarize("AttachFailed", done, errors, transient)
-}
-
-fn summarize(
-    reason: &'static str,
-    done: Vec<String>,
-    errors: Vec<String>,
-    transient: bool,
-) -> Executed {
-    if !errors.is_empty() {
-        Executed::Failed {
-            reason,
-            message: errors.join("; "),
-            transient,
-            retry_after: Duration::ZERO,
-        }
-    } else if done.is_empty() {
-        Executed::Nothing
-    } else {
-        Executed::Applied(done.join("; "))
-    }
+    out.finish(scope, "FollowerAttached", "AttachFailed").await
 }

@@ -8,7 +8,11 @@ use kube::api::{Patch, PatchParams, PostParams};
 use crate::controller::build::{self, pod::MemberPod};
 use crate::controller::labels::{self, MANAGER, Names};
 use crate::controller::plan::NewMember;
-use crate::controller::{Context, Error};
+use kube::runtime::events::EventType;
+
+use super::events::publish;
+use super::{Executed, Scope};
+use crate::controller::Context;
 use crate::crd::RedisCluster;
 
 pub async fn apply_support_objects(
@@ -16,7 +20,7 @@ pub async fn apply_support_objects(
     ctx: &Context,
     ns: &str,
     rendered: &str,
-) -> Result<(), Error> {
+) -> Result<(), kube::Error> {
     let pp = PatchParams::apply(MANAGER).force();
     let client = ctx.client.clone();
     let cm = build::config_map::build(cluster, rendered);
@@ -59,16 +63,59 @@ pub struct MemberInputs<'a> {
     pub live_config: &'a str,
 }
 
+/// Creates the planned members, with an Event each (`MemberReplaced` once the cluster has
+/// formed, `MemberCreated` before). A failure names what could not be created.
+pub async fn create_members(
+    scope: &Scope<'_>,
+    news: &[NewMember],
+) -> Result<Executed, (String, kube::Error)> {
+    let formed =
+        news.iter().any(|n| n.reuse_claim.is_some()) || scope.admin.addrs().len() > news.len();
+    let mut done = Vec::new();
+    for new in news {
+        let pod = create_member(
+            scope.cluster,
+            scope.ctx,
+            scope.ns,
+            scope.name,
+            new,
+            &scope.inputs,
+        )
+        .await
+        .map_err(|e| {
+            (
+                format!("creating shard {} member {}", new.shard, new.member),
+                e,
+            )
+        })?;
+        let note = format!(
+            "shard {} member {}: pod {pod} on node {} ({}): {}",
+            new.shard, new.member, new.node, new.zone, new.reason
+        );
+        let reason = if formed {
+            "MemberReplaced"
+        } else {
+            "MemberCreated"
+        };
+        publish(scope.ctx, scope.cluster, EventType::Normal, reason, &note).await;
+        done.push(pod);
+    }
+    Ok(Executed::Applied(format!(
+        "created pods {}",
+        done.join(", ")
+    )))
+}
+
 /// Creates one member: its PVC (unless one is reused) and its Pod pinned to the planned node.
 /// Returns the Pod's name.
-pub async fn create_member(
+async fn create_member(
     cluster: &RedisCluster,
     ctx: &Context,
     ns: &str,
     name: &str,
     new: &NewMember,
     inputs: &MemberInputs<'_>,
-) -> Result<String, Error> {
+) -> Result<String, kube::Error> {
     let pod_api: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
     let pvc_api: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), ns);
     let pp = PostParams {

@@ -8,9 +8,8 @@ use kube::Api;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::events::EventType;
 
-use super::{Executed, Scope, failed};
-use crate::controller::Error;
-use crate::controller::act::events::publish;
+use super::events::publish;
+use super::{Executed, Scope, failed, kube_failed};
 use crate::controller::labels::MANAGER;
 
 /// `CONFIG SET` on each member, then records what its process now runs on its Pod. A refused
@@ -19,7 +18,7 @@ pub(super) async fn apply_config(
     scope: &Scope<'_>,
     members: &[(String, SocketAddr, i32)],
     config: &BTreeMap<String, String>,
-) -> Result<Executed, Error> {
+) -> Executed {
     let api: Api<Pod> = Api::namespaced(scope.ctx.client.clone(), scope.ns);
     let runtime: BTreeMap<String, String> = config
         .iter()
@@ -28,19 +27,9 @@ pub(super) async fn apply_config(
     let mut done = Vec::new();
     for (pod, addr, restarts) in members {
         if let Err(e) = scope.admin.config_set(*addr, &runtime).await {
-            let note = format!("CONFIG SET on {pod}: {e}");
-            let executed = failed("ConfigRejected", note.clone(), &e);
-            if !e.is_transient() {
-                publish(
-                    scope.ctx,
-                    scope.cluster,
-                    EventType::Warning,
-                    "ConfigRejected",
-                    &note,
-                )
-                .await;
-            }
-            return Ok(executed);
+            // A refused value is the user's to fix (the Warning Event and the condition say
+            // which); a member that did not answer is retried soon.
+            return failed("ConfigRejected", format!("CONFIG SET on {pod}: {e}"), e);
         }
         let applied = crate::controller::observe::revision::LiveApplied {
             restarts: *restarts,
@@ -55,11 +44,13 @@ pub(super) async fn apply_config(
         {
             Ok(_) => done.push(pod.clone()),
             Err(kube::Error::Api(s)) if s.code == 404 => {}
-            Err(e) => return Err(e.into()),
+            Err(e) => {
+                return kube_failed("PatchFailed", &format!("recording the config on {pod}"), e);
+            }
         }
     }
     if done.is_empty() {
-        return Ok(Executed::Nothing);
+        return Executed::Nothing;
     }
     let keys: Vec<String> = config.iter().map(|(k, v)| format!("{k}={v}")).collect();
     let note = format!(
@@ -79,7 +70,7 @@ pub(super) async fn apply_config(
         &note,
     )
     .await;
-    Ok(Executed::Applied(note))
+    Executed::Applied(note)
 }
 
 /// Moves one batch of slots with the resumable reshard, with an Event per batch and one when
@@ -96,10 +87,7 @@ pub(super) async fn reshard(
         .status
         .as_ref()
         .and_then(|s| s.reshard.as_ref())
-        .is_some_and(|r| {
-            usize::try_from(r.to_leaders).ok() == Some(to_leaders)
-                && r.slots_moved < r.slots_to_move
-        });
+        .is_some_and(|r| r.under_way_to(i32::try_from(to_leaders).unwrap_or(i32::MAX)));
     if !under_way {
         publish(
             scope.ctx,
@@ -164,17 +152,10 @@ pub(super) async fn reshard(
                 keys: report.keys_moved,
             }
         }
-        Err(e) => {
-            let note = format!("moving slots ({}): {e}", pairs.join("; "));
-            publish(
-                scope.ctx,
-                scope.cluster,
-                EventType::Warning,
-                "ReshardFailed",
-                &note,
-            )
-            .await;
-            failed("ReshardFailed", note, &e)
-        }
+        Err(e) => failed(
+            "ReshardFailed",
+            format!("moving slots ({}): {e}", pairs.join("; ")),
+            e,
+        ),
     }
 }

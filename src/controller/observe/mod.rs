@@ -3,6 +3,8 @@
 //! an IP (Terminating ones included: a leader being deleted still has to hand over). Nothing
 //! here decides anything.
 
+pub mod auth;
+pub mod break_glass;
 pub mod placement_input;
 pub mod pods;
 pub mod redis;
@@ -19,11 +21,11 @@ use crate::controller::Context;
 use crate::controller::build::pod::member_of;
 use crate::controller::labels::NODE_ID_ANNOTATION;
 use crate::controller::observe::revision::Target;
-use crate::controller::plan::loss::BreakGlass;
 use crate::crd::{PvcRetentionPolicy, RedisCluster};
-use crate::redis::client::AdminOptions;
 use crate::redis::ids::NodeId;
 use crate::redis::model::{self, ClusterView};
+use auth::Auth;
+use break_glass::BreakGlass;
 use pods::Member;
 use redis::NodeView;
 
@@ -82,6 +84,14 @@ pub struct Observed {
     pub shape: Shape,
     /// Losses the user accepted by annotation.
     pub break_glass: BreakGlass,
+    /// The password Secret as it is now.
+    pub auth: Auth,
+    /// The spec's redis.conf overrides, as written.
+    pub config: BTreeMap<String, String>,
+    /// The shard each Redis identity had in the last written status: where a lost member
+    /// belonged once nothing of its shard is left (its slots do not say: resharding moves
+    /// them).
+    pub recorded_shards: BTreeMap<NodeId, usize>,
     /// Every member Pod, Terminating and finished ones included, sorted by (shard, member).
     pub members: Vec<Member>,
     /// Every member PVC.
@@ -148,14 +158,18 @@ impl Observed {
     }
 }
 
-/// Reads everything for one cluster.
+/// Reads everything for one cluster: the password Secret, the cached Pods, PVCs and Nodes,
+/// and, once the password is known, every member as Redis sees it.
+///
+/// # Errors
+/// Kubernetes API failures reading the password Secret.
 pub async fn observe(
     cluster: &RedisCluster,
     ctx: &Context,
     ns: &str,
     name: &str,
-    options: Option<&AdminOptions>,
-) -> Observed {
+) -> Result<Observed, crate::controller::Error> {
+    let auth = auth::read(cluster, ctx, ns).await?;
     let members = pods::members(&ctx.pods.state(), ns, name);
     let claims = pods::claims(&ctx.pvcs.state(), ns, name)
         .values()
@@ -186,16 +200,19 @@ pub async fn observe(
         .filter(|m| !m.finished())
         .filter_map(redis::addr_of)
         .collect();
-    let view = match options {
-        Some(options) => model::observe(&addrs, options).await,
+    let view = match auth.password() {
+        Some(password) => model::observe(&addrs, &redis::admin_options(password)).await,
         None => ClusterView::default(),
     };
     for u in &view.unreachable {
         tracing::debug!(addr = %u.addr, error = %u.error, "member not answering");
     }
-    Observed {
+    Ok(Observed {
         name: name.to_string(),
         break_glass: BreakGlass::from_annotations(cluster.annotations()),
+        auth,
+        config: cluster.spec.config.clone(),
+        recorded_shards: recorded_shards(cluster),
         shape: Shape {
             leaders: usize::try_from(cluster.spec.leaders).unwrap_or(0),
             followers: usize::try_from(cluster.spec.followers_per_leader).unwrap_or(0),
@@ -210,7 +227,21 @@ pub async fn observe(
         view,
         target: crate::controller::observe::revision::target(cluster),
         now: jiff::Timestamp::now(),
-    }
+    })
+}
+
+/// Node id → shard, from the shards of the last written status.
+fn recorded_shards(cluster: &RedisCluster) -> BTreeMap<NodeId, usize> {
+    let shards = cluster.status.iter().flat_map(|s| s.shards.iter());
+    shards
+        .flat_map(|s| {
+            let index = usize::try_from(s.index).ok();
+            s.leader
+                .iter()
+                .chain(s.followers.iter())
+                .filter_map(move |m| Some((m.node_id.parse::<NodeId>().ok()?, index?)))
+        })
+        .collect()
 }
 
 fn claim(pvc: &PersistentVolumeClaim) -> Option<Claim> {

@@ -1,121 +1,131 @@
-//! Plan: pure decisions from one [`Observed`]. Each concern is a module tried in a fixed order
-//! (repair → recovery → loss → members → bootstrap, then live config, scaling and the rolling
-//! update only when nothing else is to be done); the first with work decides the one step this
-//! reconcile takes. What is wrong right now (the `Degraded` condition) is computed once, from
-//! the observation, independently of which step is taken.
+//! Plan: pure decisions from one observation. The shared facts are computed once
+//! ([`facts::Facts`]); then each concern of [`CONCERNS`] is asked in priority order, behind its
+//! gate, and the first with work decides the one step this reconcile takes. Nothing overrides
+//! that decision afterwards. What is wrong right now (the `Degraded` condition) and whether
+//! the cluster is Ready come from the facts, whichever step is taken.
 
 pub mod bootstrap;
-pub mod health;
+pub mod config;
+pub mod facts;
 pub mod loss;
 pub mod members;
 pub mod recovery;
 pub mod repair;
 pub mod rollout;
 pub mod scale;
-
-use std::net::SocketAddr;
+pub mod spec;
+pub mod step;
+pub mod volumes;
 
 use redis_scheduler::Placement;
 
-use super::observe::Observed;
-use crate::redis::ids::{NodeId, SlotRange};
+use crate::controller::observe::Observed;
+use facts::Facts;
+pub use step::{Action, FailoverKind, NewMember, Problem, Step};
 
-/// A member to create: where, with which identity and volume.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewMember {
-    /// Shard index.
-    pub shard: usize,
-    /// Member ordinal.
-    pub member: usize,
-    /// Node the placement chose.
-    pub node: String,
-    /// Its zone.
-    pub zone: String,
-    /// An existing PVC to reuse (identity and data), or `None` for a new one.
-    pub reuse_claim: Option<String>,
-    /// Why (for the Event).
-    pub reason: String,
-}
-
-/// How a failover is done.
+/// When a concern may be asked at all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FailoverKind {
-    /// `CLUSTER FAILOVER`: the leader is alive and hands over with no write lost.
-    Graceful,
-    /// `CLUSTER FAILOVER FORCE`: the leader's death is confirmed by Kubernetes and by a
-    /// majority of the voting masters.
-    Force,
-    /// `CLUSTER FAILOVER TAKEOVER`: no majority is left to vote; only with the user's
-    /// explicit acceptance ([`loss::ACCEPT_TAKEOVER`]).
-    Takeover,
+pub enum Gate {
+    /// Always.
+    Always,
+    /// Once a placement exists (every concern that creates, moves or judges members).
+    Placed,
+    /// Once the cluster has served slots (a cluster still being built is the bootstrap's).
+    Formed,
+    /// The cluster is Ready (a zone may be down).
+    Ready,
+    /// A healthy cluster: Ready and nothing wrong, a zone down included.
+    Healthy,
 }
 
-/// The one step a reconcile takes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Action {
-    /// Nothing to change: the cluster is healthy, or it converges by itself, or it waits on
-    /// something outside the operator's reach (the message says what).
-    Wait,
-    /// Create member Pods (and PVCs).
-    CreateMembers(Vec<NewMember>),
-    /// Delete member Pods: (pod, why).
-    DeletePods(Vec<(String, String)>),
-    /// Replace outdated member Pods (rolling update): delete them, so they come back from the
-    /// current spec (on their volume's node when they have one): (pod, why).
-    Restart(Vec<(String, String)>),
-    /// Apply runtime-settable config (`CONFIG SET`) and record it on each Pod:
-    /// (pod, address, container restart count).
-    ApplyConfig {
-        /// Members to apply it to.
-        members: Vec<(String, SocketAddr, i32)>,
-        /// The settings.
-        config: std::collections::BTreeMap<String, String>,
-    },
-    /// Delete PVCs no member uses any more (retention policy Delete): (claim, why).
-    DeleteClaims(Vec<(String, String)>),
-    /// Promote `to` (a follower of `shard`).
-    Failover {
-        /// Shard.
-        shard: usize,
-        /// The follower to promote.
-        to: NodeId,
-        /// Graceful or FORCE.
-        kind: FailoverKind,
-        /// Why, for the Event.
-        reason: String,
-    },
-    /// Forget identities that are gone for good, on every member.
-    Forget(Vec<(NodeId, String)>),
-    /// Forget leaders lost with their data, releasing their slots to be served empty (only
-    /// with the user's explicit acceptance, [`loss::ACCEPT_DATA_LOSS`]).
-    ReleaseSlots(Vec<(NodeId, String)>),
-    /// Introduce members that do not know each other (or each other's current address).
-    Meet,
-    /// Assign slot ranges to shard leaders: (leader address, shard, ranges).
-    AddSlots(Vec<(SocketAddr, usize, Vec<SlotRange>)>),
-    /// Attach followers: (follower address, shard, leader id).
-    Replicate(Vec<(SocketAddr, usize, NodeId)>),
-    /// Close slots left open by an interrupted migration.
-    FixOpenSlots,
-    /// Move a batch of slots (scaling): the moves, and how many remain including them.
-    Reshard {
-        /// This step's moves.
-        moves: Vec<crate::redis::ops::distribution::SlotMove>,
-        /// Slots still to move before this step.
-        remaining: usize,
-        /// The number of shards the slots are spread over when done.
-        to_leaders: usize,
-    },
-    /// Record each member's Redis identity on its PVC: (claim, id).
-    RecordIdentities(Vec<(String, NodeId)>),
+/// One concern: its name, its gate, whether its step keeps a Ready cluster Ready (work on a
+/// whole cluster, as opposed to healing), and the decision.
+pub struct Concern {
+    /// For logs and the README map.
+    pub name: &'static str,
+    /// When it may be asked.
+    pub gate: Gate,
+    /// Its step leaves `Ready` as the facts say (else a pass it decides is not Ready).
+    pub keeps_ready: bool,
+    /// The decision.
+    pub decide: fn(&Facts<'_>) -> Option<Step>,
 }
 
-impl Action {
-    /// Whether the step changes anything.
-    pub fn is_change(&self) -> bool {
-        !matches!(self, Action::Wait)
-    }
-}
+/// The concerns, in priority order: the first with work decides.
+pub const CONCERNS: &[Concern] = &[
+    Concern {
+        name: "spec",
+        gate: Gate::Always,
+        keeps_ready: false,
+        decide: spec::validate,
+    },
+    Concern {
+        name: "auth",
+        gate: Gate::Always,
+        keeps_ready: false,
+        decide: spec::auth_secret,
+    },
+    Concern {
+        name: "repair",
+        gate: Gate::Placed,
+        keeps_ready: false,
+        decide: repair::step,
+    },
+    Concern {
+        name: "recovery",
+        gate: Gate::Formed,
+        keeps_ready: false,
+        decide: recovery::step,
+    },
+    Concern {
+        name: "loss",
+        gate: Gate::Placed,
+        keeps_ready: false,
+        decide: loss::step,
+    },
+    Concern {
+        name: "members",
+        gate: Gate::Placed,
+        keeps_ready: false,
+        decide: members::step,
+    },
+    Concern {
+        name: "bootstrap",
+        gate: Gate::Placed,
+        keeps_ready: false,
+        decide: bootstrap::step,
+    },
+    Concern {
+        name: "identities",
+        gate: Gate::Placed,
+        keeps_ready: true,
+        decide: volumes::record_identities,
+    },
+    Concern {
+        name: "config",
+        gate: Gate::Placed,
+        keeps_ready: true,
+        decide: config::step,
+    },
+    Concern {
+        name: "scale",
+        gate: Gate::Healthy,
+        keeps_ready: true,
+        decide: scale::step,
+    },
+    Concern {
+        name: "rollout",
+        gate: Gate::Healthy,
+        keeps_ready: true,
+        decide: rollout::step,
+    },
+    Concern {
+        name: "volumes",
+        gate: Gate::Ready,
+        keeps_ready: false,
+        decide: volumes::delete_orphans,
+    },
+];
 
 /// Whether and how the placement constraints can be met.
 #[derive(Debug, Clone)]
@@ -131,6 +141,8 @@ pub enum PlacementState {
 /// What one reconcile decided.
 #[derive(Debug, Clone)]
 pub struct Plan {
+    /// The concern that decided (`None` when none had work).
+    pub concern: Option<&'static str>,
     /// The step to take.
     pub action: Action,
     /// CamelCase reason of the step (or of what is awaited).
@@ -154,214 +166,141 @@ pub struct Plan {
     pub reshard: Option<scale::Reshard>,
 }
 
-/// One thing that is wrong, with a CamelCase reason.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    /// Reason for the Degraded condition when this is the most severe problem.
-    pub reason: &'static str,
-    /// In words.
-    pub message: String,
-}
-
-impl Problem {
-    fn new(reason: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            reason,
-            message: message.into(),
-        }
-    }
-}
-
 impl Plan {
-    fn step(action: Action, reason: &'static str, message: impl Into<String>) -> Self {
+    /// Whether the spec was refused as invalid (nothing is created, changed or deleted).
+    pub fn invalid_spec(&self) -> bool {
+        self.refused && self.reason == spec::INVALID_SPEC
+    }
+
+    /// Whether the support objects (ConfigMap, Services, PDB) are applied before the step:
+    /// not for a spec that was refused, and not while no placement exists.
+    pub fn applies_support_objects(&self) -> bool {
+        !self.refused
+            && !matches!(self.placement, PlacementState::Unsatisfiable(_))
+            && self.action != Action::CreateAuthSecret
+    }
+
+    fn from_step(step: Step, concern: Option<&'static str>) -> Self {
         Self {
-            action,
-            reason,
-            message: message.into(),
-            problems: Vec::new(),
+            concern,
+            action: step.action,
+            reason: step.reason,
+            message: step.message,
+            problems: step.problem.into_iter().collect(),
             ready: false,
             placement: PlacementState::Unknown,
             orphaned_claims: Vec::new(),
-            refused: false,
+            refused: step.refused,
             rollout: None,
             reshard: None,
         }
     }
+}
 
-    fn wait(reason: &'static str, message: impl Into<String>) -> Self {
-        Self::step(Action::Wait, reason, message)
+/// Decides the next step from an observation.
+pub fn plan(obs: &Observed) -> Plan {
+    decide(&Facts::of(obs))
+}
+
+/// Whether a concern's gate is open, and if not, why (for the states that report it).
+fn gate_open(gate: Gate, f: &Facts<'_>) -> bool {
+    match gate {
+        Gate::Always => true,
+        Gate::Placed => f.placement.is_ok(),
+        Gate::Formed => f.placement.is_ok() && !f.obs.view.voting_masters().is_empty(),
+        Gate::Ready => f.placement.is_ok() && f.health.ready,
+        Gate::Healthy => f.placement.is_ok() && unhealthy(f).is_none(),
     }
 }
 
-/// Decides the next step.
-pub fn plan(obs: &Observed) -> Plan {
-    let placement = match members::placement(obs) {
-        Ok(p) => p,
-        Err(reason) => {
-            let mut plan = Plan::wait("PlacementUnsatisfiable", reason.clone());
-            plan.placement = PlacementState::Unsatisfiable(reason.clone());
-            if obs.live().next().is_some() {
-                plan.problems
-                    .push(Problem::new("PlacementUnsatisfiable", reason));
-            }
-            return plan;
-        }
-    };
-    let gone = health::gone_identities(obs);
-    let mut plan = repair::plan(obs)
-        .or_else(|| recovery::plan(obs, &gone))
-        .or_else(|| loss::plan(obs, &gone))
-        .or_else(|| members::plan(obs, &placement, &gone))
-        .unwrap_or_else(|| bootstrap::plan(obs, &placement));
-    // Losses only a human can accept come first: they are the Degraded reason.
-    let mut all = loss::problems(obs, &gone, &obs.name);
-    all.append(&mut plan.problems);
-    all.extend(problems(obs, &gone, &loss::covered(obs, &gone)));
-    plan.problems = all;
-    plan.orphaned_claims = members::orphaned_claims(obs);
-    // A zone without ready nodes is worth saying (Degraded) but does not make a cluster that
-    // is whole again in the surviving zones un-ready.
-    plan.ready = plan.ready && plan.problems.iter().all(|p| p.reason == "ZoneUnavailable");
-    if plan.action == Action::Wait {
-        // Bookkeeping is the lowest priority: only when nothing else is to be done.
-        let unrecorded = members::unrecorded_identities(obs);
-        if !unrecorded.is_empty() {
-            plan.action = Action::RecordIdentities(unrecorded);
-        }
+/// Why the cluster is not healthy enough for planned changes (scale, rollout), if it is not.
+fn unhealthy(f: &Facts<'_>) -> Option<String> {
+    if !f.health.ready {
+        Some(f.health.message.clone())
+    } else {
+        f.problems(false).first().map(|p| p.message.clone())
     }
-    if plan.action == Action::Wait
-        && let Some(live) = rollout::live_config(obs)
+}
+
+/// Asks the concerns in order; the first with work decides.
+pub fn decide(f: &Facts<'_>) -> Plan {
+    let chosen = CONCERNS
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| gate_open(c.gate, f))
+        .find_map(|(i, c)| Some((i, c, (c.decide)(f)?)));
+    if let Some((_, c, step)) = &chosen
+        && matches!(c.name, "spec" | "auth")
     {
-        plan.action = live.action;
-        plan.reason = live.reason;
-        plan.message = live.message;
+        return Plan::from_step(step.clone(), Some(c.name));
     }
-    // The rollout moves only when nothing else is to be done and nothing is wrong (a zone
-    // down included): recovery always comes first.
-    let unhealthy = if !plan.ready {
-        Some(plan.message.clone())
-    } else if let Some(p) = plan.problems.first() {
-        Some(p.message.clone())
-    } else if plan.action != Action::Wait {
-        Some(plan.message.clone())
-    } else {
-        None
+    let placement = match &f.placement {
+        Ok(p) => p.clone(),
+        Err(reason) => return unsatisfiable(f, reason),
     };
-    // Scaling first (an explicit change of shape), then the rolling update.
-    let (scale_step, reshard) = scale::plan(obs, unhealthy.as_deref());
-    plan.reshard = reshard;
-    let (step, state) = if scale_step.is_some() {
-        (
-            scale_step,
-            rollout::plan(obs, Some("slots are being moved")).1,
-        )
-    } else {
-        rollout::plan(obs, unhealthy.as_deref())
+    let bootstrap_at = CONCERNS.iter().position(|c| c.name == "bootstrap");
+    let mut plan = match &chosen {
+        Some((_, c, step)) => Plan::from_step(step.clone(), Some(c.name)),
+        None => Plan::from_step(
+            Step::new(Action::Wait, f.health.waiting, f.health.message.clone()),
+            None,
+        ),
     };
-    if let Some(mut step) = step {
-        plan.action = step.action;
-        plan.reason = step.reason;
-        plan.message = step.message;
-        plan.refused = step.refused;
-        plan.problems.append(&mut step.problems);
-    }
-    plan.rollout = Some(state);
-    if let (Action::Wait, true) = (&plan.action, plan.ready) {
-        let orphans = members::deletable_claims(obs, &plan.orphaned_claims);
-        if !orphans.is_empty() {
-            plan.action = Action::DeleteClaims(orphans);
-            plan.ready = false;
-            plan.reason = "ReleasingVolumes";
-            plan.message =
-                "deleting PVCs of members that were re-placed (pvcRetentionPolicy Delete)".into();
-        }
-    }
+    // The formation's block is a problem once the bootstrap's turn came (an earlier concern
+    // with work may be what resolves it).
+    let reached_bootstrap = chosen
+        .as_ref()
+        .is_none_or(|(i, _, _)| Some(*i) >= bootstrap_at);
+    let problems = f.problems(reached_bootstrap);
+    let blocked = blocked(f, &chosen, &problems);
+    plan.problems = problems.into_iter().chain(plan.problems).collect();
+    plan.ready = f.health.ready && chosen.as_ref().is_none_or(|(_, c, _)| c.keeps_ready);
+    plan.reshard = scale::state(f, blocked.as_deref());
+    let rollout_blocked = match &chosen {
+        Some((_, c, _)) if c.name == "scale" => Some("slots are being moved".to_string()),
+        _ => blocked,
+    };
+    plan.rollout = Some(rollout::state(f, rollout_blocked.as_deref()));
+    plan.orphaned_claims = f.orphaned_claims.clone();
     plan.placement = PlacementState::Satisfied(placement);
     plan
 }
 
-/// Zones that hold (or held) members of this cluster and have no ready node now.
-fn unavailable_zones(obs: &Observed) -> Vec<String> {
-    let mut zones: Vec<String> = obs
-        .members
-        .iter()
-        .filter_map(|m| m.node())
-        .chain(obs.claims.iter().filter_map(|c| c.node.as_deref()))
-        .map(|n| obs.zone_of(n).to_string())
-        .filter(|z| !z.is_empty())
-        .filter(|z| !obs.nodes.values().any(|n| n.ready && &n.zone == z))
-        .collect();
-    zones.sort();
-    zones.dedup();
-    zones
+/// Why scale and the rollout do not move in this pass, for their states: the cluster is not
+/// Ready (what it waits for, or what an earlier concern does about it), something is wrong,
+/// or an earlier concern has work.
+fn blocked(
+    f: &Facts<'_>,
+    chosen: &Option<(usize, &Concern, Step)>,
+    problems: &[Problem],
+) -> Option<String> {
+    let earlier = chosen
+        .as_ref()
+        .filter(|(_, c, _)| !matches!(c.name, "scale" | "rollout" | "volumes"));
+    let ready = f.health.ready && earlier.is_none_or(|(_, c, _)| c.keeps_ready);
+    let message = earlier.map_or_else(|| f.health.message.clone(), |(_, _, s)| s.message.clone());
+    if !ready {
+        Some(message)
+    } else if let Some(p) = problems.first() {
+        Some(p.message.clone())
+    } else {
+        earlier.map(|_| message)
+    }
 }
 
-/// Everything that is wrong now, computed from the observation alone.
-fn problems(obs: &Observed, gone: &[health::Gone], covered: &[NodeId]) -> Vec<Problem> {
-    let mut out = Vec::new();
-    // A cluster still being built is not degraded; one that served slots (or whose volumes
-    // carry identities) and lost something is.
-    let formed =
-        !obs.view.voting_masters().is_empty() || obs.claims.iter().any(|c| c.node_id.is_some());
-    if !formed {
-        return out;
+/// No placement exists: nothing is created or moved; a formed cluster says so as a problem.
+fn unsatisfiable(f: &Facts<'_>, reason: &str) -> Plan {
+    let mut plan = Plan::from_step(
+        Step::new(Action::Wait, "PlacementUnsatisfiable", reason),
+        None,
+    );
+    plan.placement = PlacementState::Unsatisfiable(reason.to_string());
+    if f.obs.live().next().is_some() {
+        plan.problems
+            .push(Problem::new("PlacementUnsatisfiable", reason));
     }
-    let live: Vec<_> = obs.live().collect();
-    let want = obs.shape.members();
-    if live.len() < want && !live.is_empty() {
-        out.push(Problem::new(
-            "MembersMissing",
-            format!("{} of {want} members exist", live.len()),
-        ));
-    }
-    for zone in unavailable_zones(obs) {
-        out.push(Problem::new(
-            "ZoneUnavailable",
-            format!("zone {zone} has no ready node; its members are re-placed in the other zones"),
-        ));
-    }
-    for g in gone.iter().filter(|g| !covered.contains(&g.id)) {
-        if g.slots > 0 {
-            out.push(Problem::new(
-                "LeaderLost",
-                format!(
-                    "leader {} of {} slots is not answering: {}",
-                    g.id.short(),
-                    g.slots,
-                    g.describe()
-                ),
-            ));
-        } else {
-            out.push(Problem::new(
-                "StaleIdentity",
-                format!("gone member still listed by the cluster: {}", g.describe()),
-            ));
-        }
-    }
-    let silent: Vec<&str> = live
-        .iter()
-        .filter(|m| obs.view_of(m).is_none())
-        .map(|m| m.name())
-        .collect();
-    if !silent.is_empty() {
-        out.push(Problem::new(
-            "MembersNotAnswering",
-            format!("not answering: {}", silent.join(", ")),
-        ));
-    }
-    let open = obs.view.open_slots();
-    if !open.is_empty() {
-        out.push(Problem::new(
-            "OpenSlots",
-            format!("{} slot(s) left migrating or importing", open.len()),
-        ));
-    }
-    out
+    plan
 }
 
-#[cfg(test)]
-mod rollout_tests;
-#[cfg(test)]
-mod scale_tests;
 #[cfg(test)]
 mod tests;

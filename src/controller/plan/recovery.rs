@@ -1,6 +1,6 @@
 //! Recovery: members that lost each other, leaders that died, leaders being deleted, and
-//! identities that are gone for good. Runs once the cluster has served slots; a cluster still
-//! being built is the bootstrap's.
+//! identities that are gone for good. Gate: the cluster has served slots (a cluster still
+//! being built is the bootstrap's).
 //!
 //! Order matters and follows the peers' lessons: a dead leader's slots go to its best follower
 //! before anything else, and a dead identity is forgotten only once it owns nothing and nobody
@@ -8,10 +8,11 @@
 
 use std::time::Duration;
 
-use super::health::{Gone, in_sync};
-use super::{Action, FailoverKind, Plan};
-use crate::controller::observe::Observed;
-use crate::controller::observe::redis::NodeView;
+use super::facts::Facts;
+use super::facts::gone::Gone;
+use super::facts::promotion::{Why, follower_to_promote};
+use super::step::{Action, FailoverKind, Step};
+use crate::redis::ops::meet::pairs_to_introduce;
 
 /// How long after its followers lost a leader that Redis already flagged FAIL the operator
 /// lets Redis's own election run before it forces one: 2 × node timeout + 3 s (reference S3).
@@ -23,26 +24,16 @@ pub const ELECTION_GRACE: Duration =
 /// does it: both at once would be two manual failovers racing for one shard (S23).
 pub const HANDOVER_GRACE: Duration = Duration::from_secs(5);
 
-/// The serving leader of a shard, as its own member reports it.
-pub fn shard_leader(obs: &Observed, shard: usize) -> Option<&NodeView> {
-    obs.members
-        .iter()
-        .filter(|m| m.shard == shard && !m.finished())
-        .filter_map(|m| obs.view_of(m))
-        .find(|v| v.is_serving_master())
-}
-
 /// The next recovery step, if any.
-pub fn plan(obs: &Observed, gone: &[Gone]) -> Option<Plan> {
-    if obs.view.voting_masters().is_empty() {
-        return None;
-    }
+pub fn step(f: &Facts<'_>) -> Option<Step> {
+    let obs = f.obs;
     // Members that do not know each other, or not each other's current address (every Pod
     // restarted with a new IP, S17): nothing else can be judged until they do.
     let unknown = obs.view.unknown_pairs();
     if !unknown.is_empty() {
-        return Some(Plan::step(
-            Action::Meet,
+        let nodes: Vec<_> = obs.view.nodes.iter().collect();
+        return Some(Step::new(
+            Action::Meet(pairs_to_introduce(&nodes)),
             "JoiningMembers",
             format!(
                 "{} member pair(s) do not know each other's current address (CLUSTER MEET)",
@@ -50,10 +41,10 @@ pub fn plan(obs: &Observed, gone: &[Gone]) -> Option<Plan> {
             ),
         ));
     }
-    force_failover(obs, gone)
-        .or_else(|| handover(obs))
-        .or_else(|| repoint(obs, gone))
-        .or_else(|| forget(obs, gone))
+    force_failover(f)
+        .or_else(|| handover(f))
+        .or_else(|| repoint(f))
+        .or_else(|| forget(f))
 }
 
 /// A leader whose death is confirmed, with a follower that has its data: FORCE the follower
@@ -61,11 +52,12 @@ pub fn plan(obs: &Observed, gone: &[Gone]) -> Option<Plan> {
 /// the cluster has flagged the leader FAIL, Redis is electing a follower itself; the operator
 /// steps in only if that has not happened [`ELECTION_GRACE`] after the follower lost its
 /// leader (the follower's own `master_link_down_since_seconds` is the clock).
-fn force_failover(obs: &Observed, gone: &[Gone]) -> Option<Plan> {
-    for g in gone.iter().filter(|g| g.slots > 0 && g.confirmed()) {
-        let Some((best, shard)) = g.best_follower(obs) else {
+fn force_failover(f: &Facts<'_>) -> Option<Step> {
+    for g in f.gone.iter().filter(|g| g.slots > 0 && g.confirmed()) {
+        let Some((best, member)) = follower_to_promote(f.obs, Why::LeaderGone(g)) else {
             continue;
         };
+        let shard = member.shard;
         let orphaned_for = Duration::from_secs(
             best.replication
                 .replica_link()
@@ -75,7 +67,7 @@ fn force_failover(obs: &Observed, gone: &[Gone]) -> Option<Plan> {
         if g.flagged_fail && orphaned_for < ELECTION_GRACE {
             continue;
         }
-        return Some(Plan::step(
+        return Some(Step::new(
             Action::Failover {
                 shard,
                 to: best.id().clone(),
@@ -100,7 +92,8 @@ fn force_failover(obs: &Observed, gone: &[Gone]) -> Option<Plan> {
 
 /// A leader Pod being deleted that still leads after [`HANDOVER_GRACE`]: its preStop hook did
 /// not hand over, so the operator does, gracefully, to its best in-sync follower.
-fn handover(obs: &Observed) -> Option<Plan> {
+fn handover(f: &Facts<'_>) -> Option<Step> {
+    let obs = f.obs;
     for m in obs.members.iter().filter(|m| m.terminating()) {
         let Some(leader) = obs.view_of(m).filter(|v| v.is_serving_master()) else {
             continue;
@@ -112,13 +105,8 @@ fn handover(obs: &Observed) -> Option<Plan> {
         if waited < HANDOVER_GRACE {
             continue;
         }
-        let best = obs
-            .view
-            .replicas_of(leader.id())
-            .filter(|f| in_sync(f, leader))
-            .filter(|f| obs.member_at(f.addr).is_some_and(|fm| !fm.terminating()))
-            .max_by_key(|f| f.replication.master_repl_offset)?;
-        return Some(Plan::step(
+        let (best, _) = follower_to_promote(obs, Why::LeaderDeleted(leader))?;
+        return Some(Step::new(
             Action::Failover {
                 shard: m.shard,
                 to: best.id().clone(),
@@ -144,21 +132,23 @@ fn handover(obs: &Observed) -> Option<Plan> {
 
 /// Followers still attached to an identity that is gone and owns no slots (a chain to a dead
 /// leader that was already replaced): re-point them at their shard's leader.
-fn repoint(obs: &Observed, gone: &[Gone]) -> Option<Plan> {
+fn repoint(f: &Facts<'_>) -> Option<Step> {
     let mut attach = Vec::new();
-    for g in gone.iter().filter(|g| g.slots == 0) {
+    for g in f.gone.iter().filter(|g| g.slots == 0) {
         for id in &g.followers {
-            let Some(f) = obs.view.node(id) else { continue };
-            let Some(m) = obs.member_at(f.addr) else {
+            let Some(v) = f.obs.view.node(id) else {
                 continue;
             };
-            if let Some(leader) = shard_leader(obs, m.shard) {
-                attach.push((f.addr, m.shard, leader.id().clone()));
+            let Some(m) = f.obs.member_at(v.addr) else {
+                continue;
+            };
+            if let Some(leader) = f.leader(m.shard) {
+                attach.push((v.addr, m.shard, leader.id().clone()));
             }
         }
     }
     (!attach.is_empty()).then(|| {
-        Plan::step(
+        Step::new(
             Action::Replicate(attach),
             "AttachingFollowers",
             "re-pointing followers of a gone member at their shard's leader",
@@ -166,36 +156,34 @@ fn repoint(obs: &Observed, gone: &[Gone]) -> Option<Plan> {
     })
 }
 
-/// Identities gone for good: nothing owned, nobody following, death confirmed, and no volume
-/// that could bring them back. Forgotten on every member within the ban window. A follower
-/// lost together with its leader is kept while its volume exists: with the leader's, it is
-/// what may bring the shard's data back (`loss::awaited`), even from a node that is down now.
 /// A member of a shard beyond `spec.leaders` whose Pod is gone or going: the members planner
 /// deletes those only once drained (no slot, no key), so it is gone for good and is forgotten
 /// at once, without waiting a node timeout for the masters to report it.
-fn removed_by_scale_in(obs: &Observed, g: &Gone) -> bool {
+fn removed_by_scale_in(f: &Facts<'_>, g: &Gone) -> bool {
     let shard = g
         .addr
-        .and_then(|a| obs.member_at(a))
+        .and_then(|a| f.obs.member_at(a))
         .map(|m| m.shard)
-        .or_else(|| super::health::shard_of(obs, &g.id));
-    g.k8s.is_some() && shard.is_some_and(|s| s >= obs.shape.leaders)
+        .or_else(|| super::facts::shard_of(f.obs, &g.id));
+    g.k8s.is_some() && shard.is_some_and(|s| s >= f.obs.shape.leaders)
 }
 
-fn forget(obs: &Observed, gone: &[Gone]) -> Option<Plan> {
-    let awaited: Vec<_> = super::loss::awaited(obs, gone)
-        .into_iter()
-        .flat_map(|a| a.ids)
-        .collect();
-    let ids: Vec<_> = gone
+/// Identities gone for good: nothing owned, nobody following, death confirmed, and no volume
+/// that could bring them back. Forgotten on every member within the ban window. A follower
+/// lost together with its leader is kept while its volume exists: with the leader's, it is
+/// what may bring the shard's data back (awaited shards), even from a node that is down now.
+fn forget(f: &Facts<'_>) -> Option<Step> {
+    let awaited: Vec<_> = f.awaited.iter().flat_map(|a| a.ids.iter()).collect();
+    let ids: Vec<_> = f
+        .gone
         .iter()
         .filter(|g| g.slots == 0 && g.followers.is_empty())
-        .filter(|g| g.confirmed() || removed_by_scale_in(obs, g))
-        .filter(|g| g.may_return.is_none() && !awaited.contains(&g.id))
+        .filter(|g| g.confirmed() || removed_by_scale_in(f, g))
+        .filter(|g| g.may_return.is_none() && !awaited.contains(&&g.id))
         .map(|g| (g.id.clone(), g.describe()))
         .collect();
     (!ids.is_empty()).then(|| {
-        Plan::step(
+        Step::new(
             Action::Forget(ids),
             "ForgettingMembers",
             "removing identities of members that are gone from every member's node table",

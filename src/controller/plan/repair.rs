@@ -1,15 +1,15 @@
-//! Repair: slots a crash left open (MIGRATING/IMPORTING). This version starts no migration of
-//! its own, so any open slot is a leftover (an operator or `redis-cli` killed mid-move, S16)
-//! and is closed with `redis-cli --cluster fix` semantics before anything else happens.
+//! Repair: slots a crash left open (MIGRATING/IMPORTING). Any open slot is a leftover (an
+//! operator or `redis-cli` killed mid-move, S16; a reshard batch resumes from a clean map) and
+//! is closed with `redis-cli --cluster fix` semantics before anything else happens.
 
-use super::{Action, Plan};
-use crate::controller::observe::Observed;
+use super::facts::Facts;
+use super::step::{Action, Step};
 
 /// The repair step, if any slot is open.
-pub fn plan(obs: &Observed) -> Option<Plan> {
-    let open = obs.view.open_slots();
+pub fn step(f: &Facts<'_>) -> Option<Step> {
+    let open = f.obs.view.open_slots();
     (!open.is_empty()).then(|| {
-        Plan::step(
+        Step::new(
             Action::FixOpenSlots,
             "RepairingSlots",
             format!(

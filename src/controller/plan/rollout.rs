@@ -1,8 +1,7 @@
 //! Rollout: members built from an older revision are replaced one at a time, one shard at a
-//! time, and runtime-settable config is applied live. Only ever asked for a step when the
-//! cluster is healthy (every slot served, every member present and in sync, no open slots, no
-//! zone missing): recovery always comes first, and a rollout pauses by itself while anything
-//! is wrong and resumes when it is whole again.
+//! time. Gate: a healthy cluster (every slot served, every member present and in sync, no open
+//! slots, no zone missing): recovery always comes first, and a rollout pauses by itself while
+//! anything is wrong and resumes when it is whole again.
 //!
 //! Inside a shard: outdated followers first (the replacement reuses the member's volume on the
 //! same node and resyncs), then a graceful `CLUSTER FAILOVER` to an updated, in-sync follower,
@@ -10,15 +9,10 @@
 //! steps: the shard in progress is the lowest-index shard with an outdated member, which is
 //! what an operator restarted mid-rollout sees too.
 
-use std::collections::BTreeMap;
-
-use super::health::in_sync;
-use super::recovery::shard_leader;
-use super::{Action, FailoverKind, Plan};
-use crate::controller::observe::Observed;
+use super::facts::Facts;
+use super::facts::promotion::{Why, follower_to_promote};
+use super::step::{Action, FailoverKind, Step};
 use crate::controller::observe::pods::Member;
-use crate::controller::observe::redis::addr_of;
-use crate::controller::observe::revision::{needs_live_config, outdated};
 
 /// Where the rollout stands, for status.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,64 +35,30 @@ impl Rollout {
     }
 }
 
-/// Live members whose revision is not the spec's.
-fn outdated_members(obs: &Observed) -> Vec<&Member> {
-    obs.live().filter(|m| outdated(m, &obs.target)).collect()
-}
-
-/// Whether a rolling update is under way and allowed to move: the members planner then
-/// leaves leadership alone on members about to be replaced.
-pub fn rolling(obs: &Observed) -> bool {
-    obs.target.rolling && !obs.target.paused && !outdated_members(obs).is_empty()
-}
-
-/// Applies runtime-settable config to every up-to-date member that answers and lacks it.
-/// Not disruptive, so it needs no health gate.
-pub fn live_config(obs: &Observed) -> Option<Plan> {
-    let pending: Vec<(String, std::net::SocketAddr, i32)> = obs
-        .live()
-        .filter(|m| !outdated(m, &obs.target) && needs_live_config(m, &obs.target))
-        .filter(|m| obs.view_of(m).is_some())
-        .filter_map(|m| Some((m.name().to_string(), addr_of(m)?, m.restart_count())))
-        .collect();
-    if pending.is_empty() {
+/// The rollout's next step (the gate is checked by the plan).
+pub fn step(f: &Facts<'_>) -> Option<Step> {
+    if !f.rolling() {
         return None;
     }
-    let keys: Vec<&str> = obs.target.live.keys().map(String::as_str).collect();
-    let n = pending.len();
-    Some(Plan::step(
-        Action::ApplyConfig {
-            members: pending,
-            config: obs.target.live.clone(),
-        },
-        "ApplyingConfig",
-        format!(
-            "applying {} live on {n} member(s) (CONFIG SET, no restart)",
-            if keys.is_empty() {
-                "the config".to_string()
-            } else {
-                keys.join(", ")
-            }
-        ),
-    ))
+    let step = next_step(f);
+    step.action.is_change().then_some(step)
 }
 
-/// The rollout's state and, when `unhealthy` is `None` (the cluster is whole), its next step.
-pub fn plan(obs: &Observed, unhealthy: Option<&str>) -> (Option<Plan>, Rollout) {
-    let outdated = outdated_members(obs);
-    let desired = obs.shape.members();
-    let live = obs.live().count();
+/// Where the rollout stands; `blocked` says why it may not move now, if it may not.
+pub fn state(f: &Facts<'_>, blocked: Option<&str>) -> Rollout {
+    let desired = f.obs.shape.members();
+    let live = f.obs.live().count();
     let mut status = Rollout {
-        updated: live - outdated.len(),
+        updated: live - f.outdated.len(),
         desired,
         reason: None,
         message: String::new(),
     };
-    if outdated.is_empty() {
-        return (None, status);
+    if f.outdated.is_empty() {
+        return status;
     }
-    let names: Vec<&str> = outdated.iter().map(|m| m.name()).collect();
-    let (reason, message) = if !obs.target.rolling {
+    let names: Vec<&str> = f.outdated.iter().map(|m| m.name()).collect();
+    let (reason, message) = if !f.obs.target.rolling {
         (
             "OnDelete",
             format!(
@@ -107,7 +67,7 @@ pub fn plan(obs: &Observed, unhealthy: Option<&str>) -> (Option<Plan>, Rollout) 
                 names.join(", ")
             ),
         )
-    } else if obs.target.paused {
+    } else if f.obs.target.paused {
         (
             "RolloutPaused",
             format!(
@@ -115,71 +75,60 @@ pub fn plan(obs: &Observed, unhealthy: Option<&str>) -> (Option<Plan>, Rollout) 
                 names.len()
             ),
         )
-    } else if let Some(why) = unhealthy {
+    } else if let Some(why) = blocked {
         (
             "RolloutWaiting",
             format!("rolling update waits until the cluster is healthy again: {why}"),
         )
     } else {
-        let step = next_step(obs, &outdated);
-        status.reason = Some(step.reason);
-        status.message = step.message.clone();
-        let step = step.action.is_change().then_some(step);
-        return (step, status);
+        let step = next_step(f);
+        (step.reason, step.message)
     };
     status.reason = Some(reason);
     status.message = message;
-    (None, status)
+    status
 }
 
 /// The next rolling step in the lowest-index shard with an outdated member.
-fn next_step(obs: &Observed, outdated: &[&Member]) -> Plan {
-    let Some(shard) = outdated.iter().map(|m| m.shard).min() else {
-        return Plan::wait("RollingUpdate", "nothing outdated");
+fn next_step(f: &Facts<'_>) -> Step {
+    let obs = f.obs;
+    let Some(shard) = f.outdated.iter().map(|m| m.shard).min() else {
+        return Step::new(Action::Wait, "RollingUpdate", "nothing outdated");
     };
-    let Some(leader) = shard_leader(obs, shard) else {
-        return Plan::wait(
+    let Some(leader) = f.leader(shard) else {
+        return Step::new(
+            Action::Wait,
             "RolloutWaiting",
             format!("shard {shard} has no serving leader"),
         );
     };
     let is_leader = |m: &Member| obs.view_of(m).is_some_and(|v| v.id() == leader.id());
-    let mine: Vec<&&Member> = outdated.iter().filter(|m| m.shard == shard).collect();
-    let done = obs.live().count() - outdated.len();
+    let mine: Vec<&&Member> = f.outdated.iter().filter(|m| m.shard == shard).collect();
+    let done = obs.live().count() - f.outdated.len();
     let of = obs.shape.members();
-    if let Some(f) = mine.iter().find(|m| !is_leader(m)) {
-        return Plan::step(
+    if let Some(m) = mine.iter().find(|m| !is_leader(m)) {
+        return Step::new(
             Action::Restart(vec![(
-                f.name().to_string(),
+                m.name().to_string(),
                 format!("rolling update of shard {shard}: follower first ({done}/{of} updated)"),
             )]),
             "RollingUpdate",
             format!(
                 "shard {shard}: replacing follower {} ({done}/{of} members updated)",
-                f.name()
+                m.name()
             ),
         );
     }
     let Some(old) = mine.first() else {
-        return Plan::wait("RollingUpdate", "nothing outdated");
+        return Step::new(Action::Wait, "RollingUpdate", "nothing outdated");
     };
-    // Hand over to an updated, in-sync follower, preferring one in the zone with the fewest
-    // leaders so the spread is kept (or restored by the members planner afterwards).
-    let leaders_in = leader_zones(obs);
-    let best = obs
-        .live()
-        .filter(|m| m.shard == shard && !is_leader(m) && !mine.iter().any(|o| o.name() == m.name()))
-        .filter_map(|m| Some((m, obs.view_of(m)?)))
-        .filter(|(_, v)| in_sync(v, leader))
-        .min_by_key(|(m, v)| {
-            let zone = m.node().map_or("", |n| obs.zone_of(n));
-            (
-                leaders_in.get(zone).copied().unwrap_or(0),
-                std::cmp::Reverse(v.replication.master_repl_offset),
-            )
-        });
-    if let Some((m, v)) = best {
-        return Plan::step(
+    let why = Why::Rollout {
+        leader,
+        shard,
+        outdated: &f.outdated,
+    };
+    if let Some((v, m)) = follower_to_promote(obs, why) {
+        return Step::new(
             Action::Failover {
                 shard,
                 to: v.id().clone(),
@@ -199,13 +148,15 @@ fn next_step(obs: &Observed, outdated: &[&Member]) -> Plan {
         );
     }
     if obs.shape.followers > 0 {
-        return Plan::wait(
+        return Step::new(
+            Action::Wait,
             "RolloutWaiting",
             format!("shard {shard}: no updated follower in sync to hand over to yet"),
         );
     }
     if !obs.shape.storage {
-        return Plan::wait(
+        return Step::new(
+            Action::Wait,
             "RolloutBlocked",
             format!(
                 "shard {shard} has no follower and no volume: restarting its leader {} would lose its data; set followersPerLeader ≥ 1 or delete the pod yourself to accept it",
@@ -213,7 +164,7 @@ fn next_step(obs: &Observed, outdated: &[&Member]) -> Plan {
             ),
         );
     }
-    Plan::step(
+    Step::new(
         Action::Restart(vec![(
             old.name().to_string(),
             format!(
@@ -226,16 +177,4 @@ fn next_step(obs: &Observed, outdated: &[&Member]) -> Plan {
             old.name()
         ),
     )
-}
-
-/// Serving leaders per zone.
-fn leader_zones(obs: &Observed) -> BTreeMap<&str, usize> {
-    let mut out = BTreeMap::new();
-    for m in obs.live() {
-        if obs.view_of(m).is_some_and(|v| v.is_serving_master()) {
-            let zone = m.node().map_or("", |n| obs.zone_of(n));
-            *out.entry(zone).or_insert(0) += 1;
-        }
-    }
-    out
 }

@@ -1,18 +1,19 @@
 //! Scale: moving slots so that exactly the wanted shards own them, evenly. Scale out: the
-//! members planner places the new shards, they join and their followers sync (bootstrap), and
+//! members concern places the new shards, they join and their followers sync (bootstrap), and
 //! only then do slots move to them. Scale in: the highest-index shards are drained to the rest,
 //! refused up front when the remaining leaders could not hold the data; once their masters hold
-//! no slot and no key, the members planner removes them and recovery forgets them.
+//! no slot and no key, the members concern removes them and recovery forgets them.
 //!
-//! Only asked for a step when the cluster is healthy. Each step moves one bounded batch of
-//! slots with the resumable reshard of `redis::ops` (a killed run is finished by the next
-//! one: open slots are closed by the repair concern first), so progress shows in status
-//! between batches and recovery can interrupt a long reshard.
+//! Gate: a healthy cluster. Each step moves one bounded batch of slots with the resumable
+//! reshard of `redis::ops` (a killed run is finished by the next one: open slots are closed by
+//! the repair concern first), so progress shows in status between batches and recovery can
+//! interrupt a long reshard.
 
-use super::{Action, Plan};
-use crate::controller::observe::Observed;
+use super::facts::Facts;
+use super::step::{Action, Step};
+use crate::controller::observe::redis::NodeView;
 use crate::redis::ids::{NodeId, SLOT_COUNT};
-use crate::redis::ops::distribution::{SlotMove, plan_slot_distribution};
+use crate::redis::ops::distribution::{SlotMove, plan_slot_distribution, summarize};
 
 /// Slots moved by one step: large enough that per-step overhead (one observation, one plan)
 /// is noise, small enough that status and recovery get a turn every few seconds.
@@ -29,39 +30,47 @@ pub struct Reshard {
     pub blocked: Option<String>,
 }
 
-/// The master of each wanted shard (in shard order), if every wanted shard has one: the
-/// member of the shard that is a master (serving, or the empty master of a new shard).
-fn shard_masters(obs: &Observed) -> Option<Vec<NodeId>> {
-    (0..obs.shape.leaders)
+/// The master of each wanted shard (in shard order), if every wanted shard has one: its
+/// serving leader, else the empty master of a new shard.
+fn shard_masters(f: &Facts<'_>) -> Option<Vec<NodeId>> {
+    (0..f.obs.shape.leaders)
         .map(|s| {
-            obs.live()
-                .filter(|m| m.shard == s)
-                .filter_map(|m| obs.view_of(m))
-                .filter(|v| v.myself.is_master())
-                .max_by_key(|v| v.myself.slot_count())
+            f.leader(s)
+                .or_else(|| {
+                    f.obs
+                        .live()
+                        .filter(|m| m.shard == s)
+                        .filter_map(|m| f.obs.view_of(m))
+                        .find(|v| v.myself.is_master())
+                })
                 .map(|v| v.id().clone())
         })
         .collect()
 }
 
-/// The moves that make the wanted shards own every slot evenly (none when they already do).
-pub fn moves(obs: &Observed) -> Option<Vec<SlotMove>> {
-    let masters = shard_masters(obs)?;
-    Some(plan_slot_distribution(&obs.view.slot_owners(), &masters))
+/// The moves still to make, with the wanted masters, once every slot is served (a cluster
+/// still forming is the bootstrap's: it assigns the even ranges itself).
+fn pending(f: &Facts<'_>) -> Option<(Vec<NodeId>, Vec<SlotMove>)> {
+    if f.owners.iter().filter(|o| o.is_some()).count() < usize::from(SLOT_COUNT) {
+        return None;
+    }
+    let masters = shard_masters(f)?;
+    let all = plan_slot_distribution(&f.owners, &masters);
+    (!all.is_empty()).then_some((masters, all))
 }
 
 /// Scale in is refused when the data on the shards to drain would not fit in what the
 /// remaining leaders' `maxmemory` leaves free (only when every remaining leader has one).
-fn capacity_problem(obs: &Observed, masters: &[NodeId]) -> Option<String> {
-    let drained: Vec<&crate::controller::observe::redis::NodeView> = obs
-        .view
+fn capacity_problem(f: &Facts<'_>, masters: &[NodeId]) -> Option<String> {
+    let view = &f.obs.view;
+    let drained: Vec<&NodeView> = view
         .masters()
         .filter(|v| !masters.contains(v.id()) && v.myself.slot_count() > 0)
         .collect();
     if drained.is_empty() {
         return None;
     }
-    let kept: Vec<_> = masters.iter().filter_map(|id| obs.view.node(id)).collect();
+    let kept: Vec<_> = masters.iter().filter_map(|id| view.node(id)).collect();
     if kept.is_empty() || kept.iter().any(|v| v.memory.max == 0) {
         return None;
     }
@@ -85,48 +94,33 @@ fn capacity_problem(obs: &Observed, masters: &[NodeId]) -> Option<String> {
     })
 }
 
-/// The next reshard step when the cluster is healthy (`unhealthy` is `None`), and where the
-/// reshard stands (`None` when nothing is to move).
-pub fn plan(obs: &Observed, unhealthy: Option<&str>) -> (Option<Plan>, Option<Reshard>) {
-    // A cluster still forming is bootstrap's business: it assigns the even ranges itself.
-    let served = obs
-        .view
-        .slot_owners()
-        .iter()
-        .filter(|o| o.is_some())
-        .count();
-    if served < usize::from(SLOT_COUNT) {
-        return (None, None);
-    }
-    let Some(masters) = shard_masters(obs) else {
-        return (None, None);
+/// Where the reshard stands (`None` when nothing is to move); `blocked` says why it may not
+/// move now, if it may not.
+pub fn state(f: &Facts<'_>, blocked: Option<&str>) -> Option<Reshard> {
+    let (masters, all) = pending(f)?;
+    let blocked = match blocked {
+        Some(why) => Some(format!("waiting until the cluster is healthy: {why}")),
+        None => capacity_problem(f, &masters),
     };
-    let all = plan_slot_distribution(&obs.view.slot_owners(), &masters);
-    if all.is_empty() {
-        return (None, None);
-    }
-    let mut state = Reshard {
+    Some(Reshard {
         to_leaders: masters.len(),
         remaining: all.len(),
-        blocked: None,
-    };
-    if let Some(why) = unhealthy {
-        state.blocked = Some(format!("waiting until the cluster is healthy: {why}"));
-        return (None, Some(state));
+        blocked,
+    })
+}
+
+/// The next batch of slots to move, or the refusal of a scale-in that would not fit.
+pub fn step(f: &Facts<'_>) -> Option<Step> {
+    let (masters, all) = pending(f)?;
+    if let Some(why) = capacity_problem(f, &masters) {
+        return Some(Step::refuse("ScaleInRefused", why));
     }
-    if let Some(why) = capacity_problem(obs, &masters) {
-        state.blocked = Some(why.clone());
-        let mut plan = Plan::wait("ScaleInRefused", why.clone());
-        plan.refused = true;
-        plan.problems
-            .push(super::Problem::new("ScaleInRefused", why));
-        return (Some(plan), Some(state));
-    }
+    let remaining = all.len();
     let batch: Vec<SlotMove> = all.into_iter().take(BATCH_SLOTS).collect();
     let shard_of = |id: &NodeId| {
-        super::health::shard_of(obs, id).map_or_else(|| id.short().to_string(), |s| s.to_string())
+        super::facts::shard_of(f.obs, id).map_or_else(|| id.short().to_string(), |s| s.to_string())
     };
-    let mut pairs: Vec<String> = crate::redis::ops::distribution::summarize(&batch)
+    let mut pairs: Vec<String> = summarize(&batch)
         .iter()
         .map(|(from, to, ranges)| {
             let n: usize = ranges.iter().map(|r| r.len()).sum();
@@ -139,22 +133,18 @@ pub fn plan(obs: &Observed, unhealthy: Option<&str>) -> (Option<Plan>, Option<Re
         .collect();
     pairs.dedup();
     let message = format!(
-        "moving {} of {} remaining slot(s) to spread them over {} shards: {}",
+        "moving {} of {remaining} remaining slot(s) to spread them over {} shards: {}",
         batch.len(),
-        state.remaining,
         masters.len(),
         pairs.join(", ")
     );
-    (
-        Some(Plan::step(
-            Action::Reshard {
-                moves: batch,
-                remaining: state.remaining,
-                to_leaders: state.to_leaders,
-            },
-            "Resharding",
-            message,
-        )),
-        Some(state),
-    )
+    Some(Step::new(
+        Action::Reshard {
+            moves: batch,
+            remaining,
+            to_leaders: masters.len(),
+        },
+        "Resharding",
+        message,
+    ))
 }

@@ -2,24 +2,17 @@
 
 pub mod patch;
 pub mod shards;
+pub mod summary;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use crate::controller::act::Executed;
+use crate::controller::plan::facts::Facts;
 use crate::controller::plan::{PlacementState, Plan, Problem};
-use crate::crd::{Phase, RedisClusterStatus, ReshardStatus};
+use crate::crd::{Phase, RedisCluster, RedisClusterStatus, ReshardStatus};
 
-/// Condition types.
-pub mod types {
-    /// Every slot is served and every follower is in sync.
-    pub const READY: &str = "Ready";
-    /// The operator is creating or changing something.
-    pub const PROGRESSING: &str = "Progressing";
-    /// The cluster serves, but something needs repair.
-    pub const DEGRADED: &str = "Degraded";
-    /// The placement constraints can be met with the current nodes.
-    pub const PLACEMENT_SATISFIED: &str = "PlacementSatisfied";
-}
+/// Condition types (defined with the API, [`crate::crd::conditions`]).
+pub use crate::crd::conditions as types;
 
 /// A condition as the reconcile wants it now (transition time is decided against the old one).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,6 +42,44 @@ impl Desired {
             message: message.into(),
         }
     }
+}
+
+/// The status of a reconcile: the one place conditions are made. From the facts, what the
+/// plan decided, and what its step did.
+pub fn build(
+    cluster: &RedisCluster,
+    facts: &Facts<'_>,
+    plan: &Plan,
+    executed: &Executed,
+) -> (RedisClusterStatus, Vec<Desired>) {
+    let previous = cluster.status.as_ref().and_then(|s| s.reshard.as_ref());
+    if plan.invalid_spec() {
+        // Nothing was changed: Ready and Progressing say why; the last reshard stays shown.
+        let conditions = vec![
+            Desired::new(types::READY, false, plan.reason, plan.message.clone()),
+            Desired::new(
+                types::PROGRESSING,
+                false,
+                plan.reason,
+                "fix the spec; nothing was changed",
+            ),
+        ];
+        let status = summary::summary(cluster, facts, &conditions, Vec::new(), previous.cloned());
+        return (status, conditions);
+    }
+    let mut conditions = conditions(plan, executed);
+    let reshard = reshard_status(previous, plan.reshard.as_ref(), executed);
+    if let (Some(r), true) = (&reshard, plan.reshard.is_some()) {
+        with_reshard_progress(&mut conditions, r);
+    }
+    let status = summary::summary(
+        cluster,
+        facts,
+        &conditions,
+        plan.orphaned_claims.clone(),
+        reshard,
+    );
+    (status, conditions)
 }
 
 /// The conditions of a reconcile, from one place: what the plan found and decided, and what
@@ -176,7 +207,7 @@ pub fn reshard_status(
         });
     };
     let to_leaders = i32::try_from(now.to_leaders).unwrap_or(i32::MAX);
-    let same = prev.filter(|p| p.to_leaders == to_leaders && p.slots_moved < p.slots_to_move);
+    let same = prev.filter(|p| p.under_way_to(to_leaders));
     let remaining = i32::try_from(now.remaining.saturating_sub(slots)).unwrap_or(i32::MAX);
     let total = same
         .map_or(0, |p| p.slots_to_move)
@@ -201,7 +232,7 @@ pub fn reshard_status(
 }
 
 /// Appends the reshard's progress to a `Progressing=True` condition.
-pub fn with_reshard_progress(conditions: &mut [Desired], r: &ReshardStatus) {
+fn with_reshard_progress(conditions: &mut [Desired], r: &ReshardStatus) {
     if let Some(p) = conditions
         .iter_mut()
         .find(|d| d.type_ == types::PROGRESSING && d.status)

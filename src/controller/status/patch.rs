@@ -1,63 +1,19 @@
-//! Writes what a reconcile found to `.status` by server-side apply, only when it changed.
+//! Writes the status [`super::build`] made to `.status` by server-side apply, only when it
+//! changed.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Resource};
 
 use super::{self as status, Desired};
-use crate::controller::observe::Observed;
 use crate::controller::{Context, Error};
 use crate::crd::{RedisCluster, RedisClusterStatus};
 
-/// What the status shows besides the conditions.
-pub fn summary(
-    cluster: &RedisCluster,
-    obs: &Observed,
-    conditions: &[Desired],
-    orphaned_claims: Vec<String>,
-    reshard: Option<crate::crd::ReshardStatus>,
-) -> RedisClusterStatus {
-    let zone_of = |node: &str| obs.zone_of(node).to_string();
-    let live: Vec<_> = obs.live().collect();
-    let ready = live.iter().filter(|m| m.ready()).count();
-    let mut zones: Vec<String> = live
-        .iter()
-        .filter_map(|m| m.node())
-        .map(zone_of)
-        .filter(|z| !z.is_empty())
-        .collect();
-    zones.sort();
-    zones.dedup();
-    let views = obs.views_by_pod();
-    let shards =
-        crate::controller::status::shards::shards(&live, &views, &zone_of, cluster.spec.leaders);
-    let placement = crate::controller::status::shards::compact_placement(&shards);
-    RedisClusterStatus {
-        observed_generation: cluster.metadata.generation,
-        phase: Some(status::phase(conditions)),
-        conditions: Vec::new(),
-        ready_members: Some(format!("{ready}/{}", obs.shape.members())),
-        updated_members: Some(format!(
-            "{}/{}",
-            live.iter()
-                .filter(|m| !crate::controller::observe::revision::outdated(m, &obs.target))
-                .count(),
-            obs.shape.members()
-        )),
-        revision: Some(obs.target.revision.clone()),
-        reshard,
-        zones: i32::try_from(zones.len()).ok(),
-        zone_loss_safe: (!shards.is_empty()).then(|| {
-            crate::controller::status::shards::zone_loss_safe(&shards, cluster.spec.leaders)
-        }),
-        placement: (!placement.is_empty()).then_some(placement),
-        shards,
-        orphaned_claims,
-    }
-}
-
 /// Merges the conditions into the previous status and applies it if anything changed.
-pub async fn write_status(
+///
+/// # Errors
+/// Kubernetes API failures.
+pub async fn write(
     cluster: &RedisCluster,
     ctx: &Context,
     ns: &str,

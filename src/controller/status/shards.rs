@@ -1,17 +1,15 @@
 //! Pure: per-shard status (who leads, who follows, in sync, slots) from Pods and Redis views.
 
-use std::collections::BTreeMap;
-
+use super::short_zone;
+use crate::controller::observe::Observed;
 use crate::controller::observe::pods::Member;
-use crate::controller::observe::redis::NodeView;
-use crate::controller::plan::health::in_sync;
-use crate::controller::status::short_zone;
+use crate::controller::plan::facts::{in_sync, serving_leader};
 use crate::crd::{MemberStatus, ShardStatus};
 
 /// Shard statuses for shards `0..leaders`, leader first as Redis reports it.
 pub fn shards(
+    obs: &Observed,
     live: &[&Member],
-    views: &BTreeMap<String, NodeView>,
     zone_of: &dyn Fn(&str) -> String,
     leaders: i32,
 ) -> Vec<ShardStatus> {
@@ -22,12 +20,13 @@ pub fn shards(
             if in_shard.is_empty() {
                 return None;
             }
-            let view_of = |m: &Member| views.get(m.name());
+            let view_of = |m: &Member| obs.view_of(m);
+            // Who leads, by the one definition, among the shard's live members.
+            let leader_view = serving_leader(in_shard.iter().filter_map(|m| view_of(m)));
             let leader = in_shard
                 .iter()
-                .find(|m| view_of(m).is_some_and(NodeView::is_serving_master))
+                .find(|m| leader_view.is_some_and(|l| view_of(m).is_some_and(|v| v.id() == l.id())))
                 .copied();
-            let leader_view = leader.and_then(|m| view_of(m));
             let status_of = |m: &Member| {
                 let view = view_of(m);
                 let node = m.node().unwrap_or_default().to_string();

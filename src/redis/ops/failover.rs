@@ -83,7 +83,7 @@ impl LeaderGone {
                 fail_by += 1;
             } else if entry.flags.pfail {
                 pfail_by += 1;
-            } else if !entry.link_connected || entry.flags.noaddr || entry.addr.is_none() {
+            } else if entry.reports_unreachable() {
                 link_down_by += 1;
             } else {
                 return Err(OpError::Refused(format!(

@@ -54,23 +54,81 @@ fn has_entry_for(observer: &NodeObservation, target: &NodeObservation) -> bool {
             .any(|p| p.flags.handshake && p.addr == Some(target.addr))
 }
 
+/// One introduction: tell the node at `on` to `CLUSTER MEET` the node at `meet`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MeetPair {
+    /// The node that is told.
+    pub on: SocketAddr,
+    /// The node it is introduced to.
+    pub meet: SocketAddr,
+    /// That node's cluster bus port, when known.
+    pub bus_port: Option<u16>,
+}
+
+/// The introductions that make `nodes` one cluster: the one definition of "who meets whom",
+/// used by the planner (the step carries them) and by [`ClusterAdmin::meet`].
+///
+/// Every node with no entry for the seed (the first node) meets it, and the seed meets every
+/// node it has no entry for: gossip through the seed then introduces everyone to everyone.
+/// A pair that gossip left unknown (its handshake expired) is introduced directly, once both
+/// already know the seed. Pairs known or in handshake are left alone, so repeating is safe.
+pub fn pairs_to_introduce(nodes: &[&NodeObservation]) -> Vec<MeetPair> {
+    let Some(seed) = nodes.first() else {
+        return Vec::new();
+    };
+    let pair = |on: &NodeObservation, meet: &NodeObservation| MeetPair {
+        on: on.addr,
+        meet: meet.addr,
+        bus_port: meet.myself.bus_port,
+    };
+    let mut out = Vec::new();
+    for node in nodes.iter().skip(1) {
+        if !has_entry_for(node, seed) {
+            out.push(pair(node, seed));
+        }
+        if !has_entry_for(seed, node) {
+            out.push(pair(seed, node));
+        }
+    }
+    for a in nodes.iter().skip(1) {
+        for b in nodes.iter().skip(1) {
+            if a.id() != b.id()
+                && !a.knows_at(b)
+                && !has_entry_for(a, b)
+                && a.sees(seed.id()).is_some_and(|e| !e.flags.handshake)
+            {
+                out.push(pair(a, b));
+            }
+        }
+    }
+    out
+}
+
 impl ClusterAdmin {
-    /// One MEET step: every reachable node that has no entry for the seed (the first reachable
-    /// address) is told to MEET it, and the seed is told to MEET nodes it has no entry for.
-    /// Gossip through the seed then introduces everyone to everyone. When every reachable
-    /// node is fresh (knows nobody, epoch 0), distinct config epochs are set first, as
-    /// `redis-cli --cluster create` does, so the new masters do not start with an epoch
-    /// collision.
+    /// One MEET step over a fresh observation: the introductions [`pairs_to_introduce`] finds.
     ///
     /// Returns `AlreadyDone` when the nodes already know each other.
     pub async fn meet(&self) -> Result<StepOutcome, OpError> {
         let view = self.observe().await;
+        let nodes: Vec<&NodeObservation> = view.nodes.iter().collect();
+        self.meet_pairs(&pairs_to_introduce(&nodes)).await
+    }
+
+    /// Sends the planned introductions that are still needed. Preconditions are re-checked on
+    /// a fresh observation: a pair whose node already has an entry for the other (settled or in
+    /// handshake) is skipped. When every reachable node is fresh (knows nobody, epoch 0),
+    /// distinct config epochs are set first, as `redis-cli --cluster create` does, so the new
+    /// masters do not start with an epoch collision.
+    ///
+    /// Returns `AlreadyDone` when nothing was left to send.
+    pub async fn meet_pairs(&self, pairs: &[MeetPair]) -> Result<StepOutcome, OpError> {
+        let view = self.observe().await;
         if MeetStatus::of(&view).converged() {
             return Ok(StepOutcome::AlreadyDone);
         }
-        let Some(seed) = view.nodes.first() else {
+        if view.nodes.is_empty() {
             return Err(OpError::Precondition("no node is reachable".to_owned()));
-        };
+        }
         let all_fresh = view
             .nodes
             .iter()
@@ -78,33 +136,18 @@ impl ClusterAdmin {
         if all_fresh && view.nodes.len() > 1 {
             self.set_distinct_epochs(&view).await?;
         }
-        let mut meets: Vec<(SocketAddr, Cmd)> = Vec::new();
-        for node in view.nodes.iter().skip(1) {
-            if !has_entry_for(node, seed) {
-                meets.push((
-                    node.addr,
-                    Cmd::cluster_meet(seed.addr, seed.myself.bus_port),
-                ));
-            }
-            if !has_entry_for(seed, node) {
-                meets.push((
-                    seed.addr,
-                    Cmd::cluster_meet(node.addr, node.myself.bus_port),
-                ));
-            }
-        }
-        // Gossip normally fills in the remaining pairs; if a pair stays unknown (e.g. its
-        // handshake expired), introduce it directly.
-        for (observer, unknown) in view.unknown_pairs() {
-            if let (Some(a), Some(b)) = (view.node(&observer), view.node(&unknown))
-                && !has_entry_for(a, b)
-                && a.id() != seed.id()
-                && b.id() != seed.id()
-                && a.sees(seed.id()).is_some_and(|e| !e.flags.handshake)
-            {
-                meets.push((a.addr, Cmd::cluster_meet(b.addr, b.myself.bus_port)));
-            }
-        }
+        let needed = |p: &&MeetPair| match (view.node_at(p.on), view.node_at(p.meet)) {
+            (Some(on), Some(meet)) => !has_entry_for(on, meet),
+            // The target did not answer this time: introducing it costs nothing and is what
+            // the plan saw as needed.
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        let meets: Vec<(SocketAddr, Cmd)> = pairs
+            .iter()
+            .filter(needed)
+            .map(|p| (p.on, Cmd::cluster_meet(p.meet, p.bus_port)))
+            .collect();
         if meets.is_empty() {
             // Everything is in flight already; only time (gossip) is needed.
             return Ok(StepOutcome::AlreadyDone);

@@ -40,10 +40,16 @@ impl SyncState {
     /// over a live link, on the same history (a replica adopts its leader's replid only when a
     /// sync completes, so this also rules out a follower that never synced).
     pub fn in_sync(&self) -> bool {
-        self.link_up
-            && !self.sync_in_progress
-            && self.same_history
-            && self.follower_offset >= self.leader_offset
+        crate::redis::sync::in_sync(
+            &crate::redis::sync::Replication {
+                link_up: self.link_up,
+                sync_in_progress: self.sync_in_progress,
+                same_history: Some(self.same_history),
+                leader_offset: self.leader_offset,
+                follower_offset: self.follower_offset,
+            },
+            crate::redis::sync::SyncBar::CaughtUp,
+        )
     }
 }
 

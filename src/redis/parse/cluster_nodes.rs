@@ -112,6 +112,13 @@ impl NodeEntry {
         self.flags.master && !self.flags.replica
     }
 
+    /// Whether the answering node reports this node unreachable on the cluster bus: flagged
+    /// PFAIL/FAIL, its link down, or no address for it. The one definition both the planner
+    /// ("who says it is gone") and the failover proof count.
+    pub fn reports_unreachable(&self) -> bool {
+        self.flags.failing() || !self.link_connected || self.flags.noaddr || self.addr.is_none()
+    }
+
     /// Number of slots the node serves.
     pub fn slot_count(&self) -> usize {
         self.slots.iter().map(SlotRange::len).sum()

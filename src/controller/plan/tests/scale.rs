@@ -1,11 +1,11 @@
-//! Scaling: table tests on the plan fixture of `tests.rs`.
+//! Scaling: table tests on the plan fixture (`fixture.rs`).
 
 use redis_scheduler::Request;
 
-use super::tests::{Fx, healthy, id};
-use super::*;
+use super::fixture::{Fx, healthy, id};
 use crate::controller::act::Executed;
 use crate::controller::observe::Observed;
+use crate::controller::plan::*;
 use crate::controller::status::{conditions, reshard_status, types};
 use crate::redis::model::MemoryInfo;
 
@@ -37,7 +37,7 @@ fn reshard_moves(plan: &Plan) -> &[crate::redis::ops::distribution::SlotMove] {
 #[test]
 fn scale_out_moves_slots_to_the_new_shard_once_it_is_joined_and_synced() {
     let fx = with_fourth_shard(healthy(), "");
-    let plan = super::plan(&observed(&fx, 4));
+    let plan = crate::controller::plan::plan(&observed(&fx, 4));
     let moves = reshard_moves(&plan);
     assert_eq!(moves.len(), scale::BATCH_SLOTS);
     assert!(moves.iter().all(|m| m.to.as_str() == id('7')), "{moves:?}");
@@ -53,13 +53,13 @@ fn scale_out_moves_slots_to_the_new_shard_once_it_is_joined_and_synced() {
     fx.get('8').offset = 0;
     fx.get('8').keys = 0;
     fx.get('7').offset = 10_000_000;
-    let plan = super::plan(&observed(&fx, 4));
+    let plan = crate::controller::plan::plan(&observed(&fx, 4));
     assert!(!matches!(plan.action, Action::Reshard { .. }), "{plan:?}");
 }
 
 #[test]
 fn scale_out_creates_the_new_shard_first() {
-    let plan = super::plan(&observed(&healthy(), 4));
+    let plan = crate::controller::plan::plan(&observed(&healthy(), 4));
     match &plan.action {
         Action::CreateMembers(news) => assert!(news.iter().all(|n| n.shard == 3), "{news:?}"),
         other => panic!("expected the new shard's members, got {other:?}"),
@@ -72,7 +72,7 @@ fn scale_in_drains_the_highest_shard_and_keeps_its_members_until_drained() {
     fx.get('a').slots = "0-4095";
     fx.get('b').slots = "4096-8191";
     fx.get('c').slots = "8192-12287";
-    let plan = super::plan(&observed(&fx, 3));
+    let plan = crate::controller::plan::plan(&observed(&fx, 3));
     let moves = reshard_moves(&plan);
     assert!(
         moves
@@ -86,7 +86,7 @@ fn scale_in_drains_the_highest_shard_and_keeps_its_members_until_drained() {
     fx.get('a').slots = "0-5461";
     fx.get('b').slots = "5462-10922";
     fx.get('c').slots = "10923-16383";
-    let plan = super::plan(&observed(&fx, 3));
+    let plan = crate::controller::plan::plan(&observed(&fx, 3));
     match &plan.action {
         Action::DeletePods(pods) => {
             let names: Vec<&str> = pods.iter().map(|(p, _)| p.as_str()).collect();
@@ -109,7 +109,7 @@ fn scale_in_is_refused_before_any_move_when_the_rest_cannot_hold_the_data() {
             max: 100 << 20,
         };
     }
-    let plan = super::plan(&obs);
+    let plan = crate::controller::plan::plan(&obs);
     assert_eq!(plan.action, Action::Wait, "{plan:?}");
     assert_eq!(plan.reason, "ScaleInRefused");
     let c = conditions(&plan, &Executed::Nothing);
@@ -124,7 +124,10 @@ fn scale_in_is_refused_before_any_move_when_the_rest_cannot_hold_the_data() {
             max: 100 << 20,
         };
     }
-    assert!(matches!(super::plan(&obs).action, Action::Reshard { .. }));
+    assert!(matches!(
+        crate::controller::plan::plan(&obs).action,
+        Action::Reshard { .. }
+    ));
 }
 
 fn cond<'a>(
@@ -172,10 +175,10 @@ fn removed_members_of_a_drained_shard_are_forgotten_at_once() {
     // stopped): no master reports them unreachable yet.
     for c in ['7', '8'] {
         let m = fx.get(c);
-        m.pod = Some(super::tests::PodState::Deleting(1));
+        m.pod = Some(super::fixture::PodState::Deleting(1));
         m.answers = false;
     }
-    let plan = super::plan(&observed(&fx, 3));
+    let plan = crate::controller::plan::plan(&observed(&fx, 3));
     match &plan.action {
         Action::Forget(ids) => {
             let mut ids: Vec<&str> = ids.iter().map(|(id, _)| id.as_str()).collect();
@@ -190,7 +193,7 @@ fn removed_members_of_a_drained_shard_are_forgotten_at_once() {
     e.pod = None;
     e.answers = false;
     assert!(!matches!(
-        super::plan(&fx.observed()).action,
+        crate::controller::plan::plan(&fx.observed()).action,
         Action::Forget(_)
     ));
 }

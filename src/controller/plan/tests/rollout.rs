@@ -1,13 +1,13 @@
-//! Rolling update and live config: table tests on the plan fixture of `tests.rs`.
+//! Rolling update and live config: table tests on the plan fixture (`fixture.rs`).
 
 use std::sync::Arc;
 
 use redis_scheduler::Request;
 
-use super::tests::{Fx, PodState, cond, healthy, id};
-use super::*;
+use super::fixture::{Fx, PodState, cond, healthy, id};
 use crate::controller::act::Executed;
 use crate::controller::labels::LIVE_CONFIG_ANNOTATION;
+use crate::controller::plan::*;
 use crate::controller::status::{conditions, types};
 
 /// The spec moved on to a new revision.
@@ -40,7 +40,7 @@ fn with_live(obs: &mut crate::controller::observe::Observed, pod: &str, config: 
 #[test]
 fn followers_of_the_first_shard_are_replaced_first() {
     let fx = new_revision(healthy());
-    let plan = plan(&fx.observed());
+    let plan = crate::controller::plan::plan(&fx.observed());
     assert_eq!(restarted(&plan), vec!["p-s0-m1-d".to_string()]);
     assert_eq!(plan.reason, "RollingUpdate");
     // A rolling update of a ready cluster: still Ready, and Progressing says how far it got.
@@ -55,7 +55,7 @@ fn followers_of_the_first_shard_are_replaced_first() {
 fn the_leader_hands_over_to_an_updated_in_sync_follower_before_it_restarts() {
     let mut fx = new_revision(healthy());
     fx.get('d').rev = "rev-2";
-    let plan = plan(&fx.observed());
+    let plan = crate::controller::plan::plan(&fx.observed());
     match &plan.action {
         Action::Failover {
             shard: 0, to, kind, ..
@@ -73,7 +73,7 @@ fn no_handover_to_a_follower_out_of_sync() {
     fx.get('d').rev = "rev-2";
     // d trails its leader by more than the in-sync lag.
     fx.get('a').offset = 10_000_000;
-    let plan = plan(&fx.observed());
+    let plan = crate::controller::plan::plan(&fx.observed());
     assert!(!matches!(plan.action, Action::Failover { .. }), "{plan:?}");
     assert_eq!(plan.rollout.unwrap().reason, Some("RolloutWaiting"));
 }
@@ -88,13 +88,13 @@ fn the_old_leader_is_replaced_once_it_follows_and_leadership_is_not_handed_back_
     fx.get('d').slots = "0-5461";
     fx.get('a').slots = "";
     fx.get('a').master = Some(id('d'));
-    let plan = plan(&fx.observed());
+    let plan = crate::controller::plan::plan(&fx.observed());
     assert_eq!(restarted(&plan), vec!["p-s0-m0-a".to_string()]);
 
     // a came back updated and in sync: leadership returns to zone-a first (members planner),
     // then the next shard's follower.
     fx.get('a').rev = "rev-2";
-    let plan = super::plan(&fx.observed());
+    let plan = crate::controller::plan::plan(&fx.observed());
     match &plan.action {
         Action::Failover { shard: 0, to, .. } => assert_eq!(to.as_str(), id('a')),
         other => panic!("expected the spread restored first, got {other:?}"),
@@ -103,7 +103,7 @@ fn the_old_leader_is_replaced_once_it_follows_and_leadership_is_not_handed_back_
     fx.get('a').slots = "0-5461";
     fx.get('d').master = Some(id('a'));
     fx.get('d').slots = "";
-    let plan = super::plan(&fx.observed());
+    let plan = crate::controller::plan::plan(&fx.observed());
     assert_eq!(restarted(&plan), vec!["p-s1-m1-e".to_string()]);
 }
 
@@ -111,7 +111,7 @@ fn the_old_leader_is_replaced_once_it_follows_and_leadership_is_not_handed_back_
 fn the_rollout_waits_while_anything_is_wrong() {
     let mut fx = new_revision(healthy());
     fx.lose('e', Some(PodState::Down));
-    let plan = plan(&fx.observed());
+    let plan = crate::controller::plan::plan(&fx.observed());
     assert!(!matches!(plan.action, Action::Restart(_)), "{plan:?}");
     let r = plan.rollout.unwrap();
     assert_eq!(r.reason, Some("RolloutWaiting"));
@@ -121,7 +121,7 @@ fn the_rollout_waits_while_anything_is_wrong() {
 fn paused_and_on_delete_only_say_so() {
     let mut fx = new_revision(healthy());
     fx.target.paused = true;
-    let plan = plan(&fx.observed());
+    let plan = crate::controller::plan::plan(&fx.observed());
     assert_eq!(plan.action, Action::Wait);
     let c = conditions(&plan, &Executed::Nothing);
     let p = cond(&c, types::PROGRESSING);
@@ -129,7 +129,7 @@ fn paused_and_on_delete_only_say_so() {
 
     let mut fx = new_revision(healthy());
     fx.target.rolling = false;
-    let plan = super::plan(&fx.observed());
+    let plan = crate::controller::plan::plan(&fx.observed());
     assert_eq!(plan.action, Action::Wait);
     let c = conditions(&plan, &Executed::Nothing);
     assert_eq!(cond(&c, types::PROGRESSING).reason, "OnDelete");
@@ -143,7 +143,7 @@ fn live_config_is_applied_without_a_restart_and_only_once() {
         .live
         .insert("maxmemory-policy".into(), "allkeys-lru".into());
     let mut obs = fx.observed();
-    let plan = super::plan(&obs);
+    let plan = crate::controller::plan::plan(&obs);
     match &plan.action {
         Action::ApplyConfig { members, config } => {
             assert_eq!(members.len(), 6);
@@ -159,7 +159,7 @@ fn live_config_is_applied_without_a_restart_and_only_once() {
             r#"{"restarts":0,"config":{"maxmemory-policy":"allkeys-lru"}}"#,
         );
     }
-    let plan = super::plan(&obs);
+    let plan = crate::controller::plan::plan(&obs);
     assert_eq!(plan.action, Action::Wait, "{plan:?}");
     assert!(plan.ready);
 }
@@ -176,7 +176,7 @@ fn a_live_key_removed_from_the_spec_needs_a_restart() {
             r#"{"restarts":0,"config":{"maxmemory":"1gb"}}"#,
         );
     }
-    let plan = super::plan(&obs);
+    let plan = crate::controller::plan::plan(&obs);
     assert_eq!(restarted(&plan), vec!["p-s0-m1-d".to_string()]);
 }
 
@@ -191,7 +191,7 @@ fn a_leader_without_followers_restarts_only_when_its_volume_keeps_the_data() {
         let mut obs = fx.observed();
         obs.shape.followers = 0;
         obs.request = Request::new(3, 0);
-        super::plan(&obs)
+        crate::controller::plan::plan(&obs)
     };
     let plan = without_followers(false);
     assert_eq!(plan.action, Action::Wait, "{plan:?}");
@@ -211,7 +211,7 @@ fn a_member_that_no_longer_fits_its_node_is_placed_on_another_in_its_zone() {
             n.capacity.cpu_millis = 1000;
         }
     }
-    let plan = super::plan(&obs);
+    let plan = crate::controller::plan::plan(&obs);
     match &plan.action {
         Action::CreateMembers(news) => {
             assert_eq!(news.len(), 1, "{news:?}");

@@ -1,12 +1,12 @@
 //! Table tests of the losses Redis cannot avoid by itself (reference S6, S8), on the fixture
-//! of `tests.rs`: a 3×1 cluster with leaders a, b, c and followers d (of a), e (of b), f (of
+//! (`fixture.rs`): a 3×1 cluster with leaders a, b, c and followers d (of a), e (of b), f (of
 //! c). Here shard 0 (leader a on n-a1, follower d on n-b2) loses both members at once while
 //! their volumes survive on their nodes: the shard must wait for them, never be re-placed
 //! empty, and come back with its identities when the nodes do.
 
-use super::super::tests::*;
-use super::super::*;
+use super::fixture::*;
 use crate::controller::act::Executed;
+use crate::controller::plan::*;
 use crate::controller::status::{conditions, types};
 
 /// What the planner may not do to shard 0 while it awaits its volumes: create one of its
@@ -275,4 +275,95 @@ fn a_new_leader_dying_right_after_its_promotion_is_left_to_the_vote_lock() {
     fx.failed.clear();
     let p = plan(&fx.observed());
     assert_eq!(failover_of(&p), (0, id('a'), FailoverKind::Force), "{p:?}");
+}
+
+#[test]
+fn a_leader_lost_with_its_data_is_data_loss_and_nothing_is_reassigned_until_accepted() {
+    // Shard 0 lost leader a and follower d at once, without storage; d is already forgotten.
+    let mut fx = healthy();
+    fx.lose('a', None);
+    fx.members.retain(|m| m.id != id('d'));
+    let p = plan(&fx.observed());
+    let loss = p
+        .problems
+        .iter()
+        .find(|x| x.reason == "DataLoss")
+        .unwrap_or_else(|| panic!("{p:?}"));
+    assert!(loss.message.contains("0-5461"), "{}", loss.message);
+    assert!(loss.message.starts_with("shard 0 "), "{}", loss.message);
+    assert!(
+        loss.message.contains("accept-data-loss=aaaaaaaa"),
+        "{}",
+        loss.message
+    );
+    assert!(
+        !matches!(p.action, Action::AddSlots(_) | Action::ReleaseSlots(_)),
+        "{p:?}"
+    );
+    let c = conditions(&p, &Executed::Nothing);
+    assert_eq!(cond(&c, types::DEGRADED).reason, "DataLoss");
+    // The user names the lost node: its slots are released (then served empty).
+    fx.break_glass.data_loss = vec!["aaaaaaaa".into()];
+    let p = plan(&fx.observed());
+    match &p.action {
+        Action::ReleaseSlots(ids) => assert_eq!(ids[0].0.as_str(), id('a')),
+        other => panic!("expected ReleaseSlots, got {other:?}"),
+    }
+    // An annotation naming another node accepts nothing.
+    fx.break_glass.data_loss = vec!["bbbbbbbb".into()];
+    let p = plan(&fx.observed());
+    assert!(!matches!(p.action, Action::ReleaseSlots(_)), "{p:?}");
+}
+
+#[test]
+fn a_leader_whose_volume_survives_is_awaited_not_data_loss() {
+    let mut fx = healthy().with_storage();
+    fx.lose('a', None);
+    fx.lose('d', None);
+    fx.not_ready.push("n-a1");
+    let p = plan(&fx.observed());
+    assert!(!p.problems.iter().any(|x| x.reason == "DataLoss"), "{p:?}");
+}
+
+#[test]
+fn majority_of_leaders_lost_is_quorum_lost_and_takeover_needs_the_user() {
+    let mut fx = healthy();
+    fx.lose('a', Some(PodState::Down));
+    fx.lose('b', Some(PodState::Down));
+    let p = plan(&fx.observed());
+    assert!(!matches!(p.action, Action::Failover { .. }), "{p:?}");
+    let q = p
+        .problems
+        .iter()
+        .find(|x| x.reason == "QuorumLost")
+        .unwrap_or_else(|| panic!("{p:?}"));
+    assert!(
+        q.message.contains("accept-takeover=aaaaaaaa,bbbbbbbb"),
+        "{}",
+        q.message
+    );
+    fx.break_glass.takeover = vec!["aaaaaaaa".into(), "bbbbbbbb".into()];
+    let p = plan(&fx.observed());
+    match &p.action {
+        Action::Failover { kind, to, .. } => {
+            assert_eq!(*kind, FailoverKind::Takeover);
+            assert_eq!(to.as_str(), id('d'));
+        }
+        other => panic!("expected TAKEOVER, got {other:?}"),
+    }
+}
+
+#[test]
+fn quorum_lost_is_the_degraded_reason_even_while_the_bootstrap_is_blocked() {
+    // Leaders a and b are gone; their replacements (7, 8) answer as empty masters, so the
+    // bootstrap is Blocked on slots owned by absent nodes: the loss still leads.
+    let mut fx = healthy();
+    fx.lose('a', None);
+    fx.lose('b', None);
+    fx.add('7', "n-a3", 0, 2, None);
+    fx.add('8', "n-b3", 1, 2, None);
+    let p = plan(&fx.observed());
+    assert!(p.problems.iter().any(|x| x.reason == "Blocked"), "{p:?}");
+    let c = conditions(&p, &Executed::Nothing);
+    assert_eq!(cond(&c, types::DEGRADED).reason, "QuorumLost", "{p:?}");
 }

@@ -1,0 +1,284 @@
+//! The health assessment: what is wrong now (the `Degraded` problems, most severe first), what
+//! the cluster waits for, and whether it is Ready. Computed once from the observation,
+//! whichever step is then taken.
+
+use super::formation::Formation;
+use super::gone::Gone;
+use super::loss::{Awaited, data_gone, fmt_ranges, lost_followers, quorum_lost, slot_ranges};
+use crate::controller::observe::Observed;
+use crate::controller::observe::break_glass::{ACCEPT_DATA_LOSS, ACCEPT_TAKEOVER};
+use crate::controller::plan::step::Problem;
+use crate::redis::ids::NodeId;
+
+/// What is wrong and what the cluster waits for.
+#[derive(Debug, Clone, Default)]
+pub struct Health {
+    /// Losses only a human can accept (QuorumLost, DataLoss, DataUnavailable): they come first.
+    pub losses: Vec<Problem>,
+    /// The formation is blocked (a later recovery step or a human must resolve it).
+    pub blocked: Option<Problem>,
+    /// Everything else that is wrong, in a fixed order.
+    pub others: Vec<Problem>,
+    /// CamelCase reason of what the cluster waits for (`ClusterReady` when nothing).
+    pub waiting: &'static str,
+    /// In words.
+    pub message: String,
+    /// Every slot served, every member present, answering and in sync, all pods ready, and
+    /// nothing wrong but a zone without ready nodes (a cluster whole again in the surviving
+    /// zones is Ready, and Degraded says the zone is missing).
+    pub ready: bool,
+}
+
+/// Assesses the cluster. `formation` is `None` when no placement exists.
+pub fn assess(
+    obs: &Observed,
+    owners: &[Option<NodeId>],
+    gone: &[Gone],
+    awaited: &[Awaited<'_>],
+    formation: Option<&Formation>,
+) -> Health {
+    let losses = losses(obs, owners, gone, awaited);
+    let covered = covered(obs, gone, awaited);
+    let others = others(obs, gone, &covered);
+    let (waiting, message, formed) = waiting(obs, formation);
+    let blocked = match formation {
+        Some(Formation::Blocked(m)) => Some(Problem::new("Blocked", m.clone())),
+        _ => None,
+    };
+    let ready = formed
+        && losses
+            .iter()
+            .chain(&others)
+            .all(|p| p.reason == "ZoneUnavailable");
+    Health {
+        losses,
+        blocked,
+        others,
+        waiting,
+        message,
+        ready,
+    }
+}
+
+/// What the formation waits for, and whether the cluster is formed with every Pod ready.
+fn waiting(obs: &Observed, formation: Option<&Formation>) -> (&'static str, String, bool) {
+    let Some(formation) = formation else {
+        return ("PlacementUnsatisfiable", String::new(), false);
+    };
+    match formation {
+        Formation::Done => {
+            let live: Vec<_> = obs.live().collect();
+            let not_ready: Vec<&str> = live
+                .iter()
+                .filter(|m| !m.ready())
+                .map(|m| m.name())
+                .collect();
+            if live.len() < obs.shape.members() {
+                (
+                    "WaitingForMembers",
+                    format!("{} of {} members exist", live.len(), obs.shape.members()),
+                    false,
+                )
+            } else if !not_ready.is_empty() {
+                (
+                    "WaitingForPods",
+                    format!(
+                        "cluster formed; waiting for pods to pass readiness: {}",
+                        not_ready.join(", ")
+                    ),
+                    false,
+                )
+            } else {
+                (
+                    "ClusterReady",
+                    "all slots served, every follower in sync".into(),
+                    true,
+                )
+            }
+        }
+        Formation::WaitMembers(m) => ("WaitingForMembers", m.clone(), false),
+        Formation::Meet(pairs) => (
+            "JoiningMembers",
+            format!("introducing {} member pairs (CLUSTER MEET)", pairs.len()),
+            false,
+        ),
+        Formation::WaitGossip(m, _) => ("JoiningMembers", m.clone(), false),
+        Formation::AddSlots(a) => (
+            "AssigningSlots",
+            format!("assigning slots to {} shard leaders", a.len()),
+            false,
+        ),
+        Formation::Replicate(r) => (
+            "AttachingFollowers",
+            format!("attaching {} followers", r.len()),
+            false,
+        ),
+        Formation::WaitSync(m) => ("WaitingForSync", m.clone(), false),
+        Formation::Blocked(m) => ("Blocked", m.clone(), false),
+    }
+}
+
+/// The problems only a human can accept, most severe first.
+fn losses(
+    obs: &Observed,
+    owners: &[Option<NodeId>],
+    gone: &[Gone],
+    awaited: &[Awaited<'_>],
+) -> Vec<Problem> {
+    let cluster = &obs.name;
+    let mut out = Vec::new();
+    let lost = quorum_lost(obs, gone);
+    if !lost.is_empty() {
+        let ids: Vec<&str> = lost.iter().map(|g| g.id.short()).collect();
+        out.push(Problem::new(
+            "QuorumLost",
+            format!(
+                "{} of {} leaders are lost ({}): Redis cannot elect replacements without a majority. \
+                 To promote their followers without an election (writes they had not replicated are \
+                 lost, and a leader alive behind a partition would serve the same slots): \
+                 kubectl annotate rediscluster {cluster} {ACCEPT_TAKEOVER}={}",
+                lost.len(),
+                obs.view.voting_masters().len(),
+                ids.join(", "),
+                ids.join(",")
+            ),
+        ));
+    }
+    for g in gone.iter().filter(|g| data_gone(obs, g)) {
+        let shard = super::shard_of(obs, &g.id).map_or_else(|| "?".to_string(), |s| s.to_string());
+        out.push(Problem::new(
+            "DataLoss",
+            format!(
+                "shard {shard} lost its leader {} and every follower with its data; slots {} are \
+                 not served and nothing is reassigned automatically. To serve them again EMPTY: \
+                 kubectl annotate rediscluster {cluster} {ACCEPT_DATA_LOSS}={}",
+                g.id.short(),
+                fmt_ranges(&slot_ranges(owners, &g.id)),
+                g.id.short()
+            ),
+        ));
+    }
+    for a in awaited {
+        let volumes: Vec<String> = a
+            .claims
+            .iter()
+            .map(|c| match c.node.as_deref() {
+                Some(n) if obs.node_ready(n) => format!("{} on {n}", c.name),
+                Some(n) if obs.nodes.contains_key(n) => format!("{} on {n}, not ready", c.name),
+                Some(n) => format!("{} on {n}, which no longer exists", c.name),
+                None => format!("{} on no node", c.name),
+            })
+            .collect();
+        out.push(Problem::new(
+            "DataUnavailable",
+            format!(
+                "shard {} lost its leader {} and every follower with its data; slots {} are not \
+                 served until a member returns with its volume ({}); nothing is reassigned \
+                 meanwhile. If those volumes are gone for good, delete their PVCs and the \
+                 DataLoss condition will say how to serve the slots empty",
+                a.shard,
+                a.leader.id.short(),
+                fmt_ranges(&slot_ranges(owners, &a.leader.id)),
+                volumes.join(", ")
+            ),
+        ));
+    }
+    out
+}
+
+/// Ids the loss problems are about (their plain "LeaderLost" line is left out).
+fn covered(obs: &Observed, gone: &[Gone], awaited: &[Awaited<'_>]) -> Vec<NodeId> {
+    let mut ids: Vec<_> = quorum_lost(obs, gone)
+        .iter()
+        .map(|g| g.id.clone())
+        .collect();
+    ids.extend(
+        gone.iter()
+            .filter(|g| data_gone(obs, g))
+            .map(|g| g.id.clone()),
+    );
+    for a in awaited {
+        ids.push(a.leader.id.clone());
+        ids.extend(lost_followers(obs, &a.leader.id));
+    }
+    ids
+}
+
+/// Zones that hold (or held) members of this cluster and have no ready node now.
+pub fn unavailable_zones(obs: &Observed) -> Vec<String> {
+    let mut zones: Vec<String> = obs
+        .members
+        .iter()
+        .filter_map(|m| m.node())
+        .chain(obs.claims.iter().filter_map(|c| c.node.as_deref()))
+        .map(|n| obs.zone_of(n).to_string())
+        .filter(|z| !z.is_empty())
+        .filter(|z| !obs.nodes.values().any(|n| n.ready && &n.zone == z))
+        .collect();
+    zones.sort();
+    zones.dedup();
+    zones
+}
+
+/// Everything else that is wrong now, computed from the observation alone.
+fn others(obs: &Observed, gone: &[Gone], covered: &[NodeId]) -> Vec<Problem> {
+    let mut out = Vec::new();
+    // A cluster still being built is not degraded; one that served slots (or whose volumes
+    // carry identities) and lost something is.
+    let formed =
+        !obs.view.voting_masters().is_empty() || obs.claims.iter().any(|c| c.node_id.is_some());
+    if !formed {
+        return out;
+    }
+    let live: Vec<_> = obs.live().collect();
+    let want = obs.shape.members();
+    if live.len() < want && !live.is_empty() {
+        out.push(Problem::new(
+            "MembersMissing",
+            format!("{} of {want} members exist", live.len()),
+        ));
+    }
+    for zone in unavailable_zones(obs) {
+        out.push(Problem::new(
+            "ZoneUnavailable",
+            format!("zone {zone} has no ready node; its members are re-placed in the other zones"),
+        ));
+    }
+    for g in gone.iter().filter(|g| !covered.contains(&g.id)) {
+        out.push(if g.slots > 0 {
+            Problem::new(
+                "LeaderLost",
+                format!(
+                    "leader {} of {} slots is not answering: {}",
+                    g.id.short(),
+                    g.slots,
+                    g.describe()
+                ),
+            )
+        } else {
+            Problem::new(
+                "StaleIdentity",
+                format!("gone member still listed by the cluster: {}", g.describe()),
+            )
+        });
+    }
+    let silent: Vec<&str> = live
+        .iter()
+        .filter(|m| obs.view_of(m).is_none())
+        .map(|m| m.name())
+        .collect();
+    if !silent.is_empty() {
+        out.push(Problem::new(
+            "MembersNotAnswering",
+            format!("not answering: {}", silent.join(", ")),
+        ));
+    }
+    let open = obs.view.open_slots();
+    if !open.is_empty() {
+        out.push(Problem::new(
+            "OpenSlots",
+            format!("{} slot(s) left migrating or importing", open.len()),
+        ));
+    }
+    out
+}

@@ -1,0 +1,152 @@
+//! Facts: everything the concerns share, computed once per reconcile from the observation.
+//! Each question has one answer here: who leads a shard ([`Facts::leader`]), who is gone and
+//! who says so ([`gone`]), which claims stand for a member ([`claims`]), which shards await
+//! their volumes ([`loss`]), which members are outdated, whether a follower is in sync
+//! ([`in_sync`]), who owns a slot ([`Facts::owners`]), how far the cluster is from formed
+//! ([`formation`]), and what is wrong and whether it is Ready ([`health`]).
+
+pub mod claims;
+pub mod formation;
+pub mod gone;
+pub mod health;
+pub mod loss;
+pub mod promotion;
+pub mod seats;
+
+use redis_scheduler::Placement;
+
+use crate::controller::observe::pods::Member;
+use crate::controller::observe::redis::NodeView;
+use crate::controller::observe::revision::outdated;
+use crate::controller::observe::{Claim, Observed};
+use crate::redis::ids::NodeId;
+use crate::redis::sync::{SyncBar, follower_in_sync};
+use formation::Formation;
+use gone::Gone;
+use health::Health;
+use loss::Awaited;
+
+/// The shared facts of one reconcile.
+#[derive(Debug)]
+pub struct Facts<'a> {
+    /// The observation they come from.
+    pub obs: &'a Observed,
+    /// The placement over the nodes as they are now, or why none exists.
+    pub placement: Result<Placement, String>,
+    /// Who owns each slot ([`crate::redis::model::slot_owners_of`]).
+    pub owners: Vec<Option<NodeId>>,
+    /// PVCs standing for members whose Pods are gone ([`claims::held`]).
+    pub held: Vec<&'a Claim>,
+    /// Identities the cluster lists that no member answers as.
+    pub gone: Vec<Gone>,
+    /// Shards waiting for their volumes (S6 with PVCs).
+    pub awaited: Vec<Awaited<'a>>,
+    /// Live members built from an older revision.
+    pub outdated: Vec<&'a Member>,
+    /// How far the cluster is from formed (`None` without a placement).
+    pub formation: Option<Formation>,
+    /// What is wrong, what the cluster waits for, Ready or not.
+    pub health: Health,
+    /// PVCs of members that are gone and that no member will use again.
+    pub orphaned_claims: Vec<String>,
+}
+
+impl<'a> Facts<'a> {
+    /// Computes the facts.
+    pub fn of(obs: &'a Observed) -> Self {
+        let owners = obs.view.slot_owners();
+        let held = claims::held(obs);
+        let gone = gone::identities(obs, &owners, &held);
+        let awaited = loss::awaited(obs, &gone);
+        let placement = seats::placement(obs, &held);
+        let formation = placement
+            .as_ref()
+            .ok()
+            .map(|p| formation::next_step(&seats::shards(obs, p)));
+        let health = health::assess(obs, &owners, &gone, &awaited, formation.as_ref());
+        let orphaned_claims = claims::orphaned(obs, &held);
+        Self {
+            outdated: obs.live().filter(|m| outdated(m, &obs.target)).collect(),
+            obs,
+            placement,
+            owners,
+            held,
+            gone,
+            awaited,
+            formation,
+            health,
+            orphaned_claims,
+        }
+    }
+
+    /// The serving leader of `shard`, as its own member reports it (a Terminating Pod that
+    /// still leads counts: it has yet to hand over).
+    pub fn leader(&self, shard: usize) -> Option<&'a NodeView> {
+        shard_leader(self.obs, shard)
+    }
+
+    /// Whether every wanted shard has a serving leader.
+    pub fn every_shard_led(&self) -> bool {
+        (0..self.obs.shape.leaders).all(|s| self.leader(s).is_some())
+    }
+
+    /// Whether a rolling update is under way and allowed to move.
+    pub fn rolling(&self) -> bool {
+        self.obs.target.rolling && !self.obs.target.paused && !self.outdated.is_empty()
+    }
+
+    /// Whether the shard waits for its volumes.
+    pub fn awaits(&self, shard: usize) -> bool {
+        self.awaited.iter().any(|a| a.shard == shard)
+    }
+
+    /// Every problem, most severe first, with the formation's block when `with_blocked`.
+    pub fn problems(&self, with_blocked: bool) -> Vec<crate::controller::plan::step::Problem> {
+        let h = &self.health;
+        h.losses
+            .iter()
+            .chain(h.blocked.iter().filter(|_| with_blocked))
+            .chain(&h.others)
+            .cloned()
+            .collect()
+    }
+}
+
+/// "Who leads": the first serving master among `views` (a shard's members).
+pub fn serving_leader<'a>(mut views: impl Iterator<Item = &'a NodeView>) -> Option<&'a NodeView> {
+    views.find(|v| v.is_serving_master())
+}
+
+/// The serving leader of `shard` among its members that have not finished.
+pub fn shard_leader(obs: &Observed, shard: usize) -> Option<&NodeView> {
+    serving_leader(
+        obs.members
+            .iter()
+            .filter(|m| m.shard == shard && !m.finished())
+            .filter_map(|m| obs.view_of(m)),
+    )
+}
+
+/// Whether `follower` is a usable copy of `leader` now ([`SyncBar::Healthy`]).
+pub fn in_sync(follower: &NodeView, leader: &NodeView) -> bool {
+    follower_in_sync(follower, leader, SyncBar::Healthy)
+}
+
+/// The shard a Redis identity belongs to: the member answering as it, else the shard of the
+/// members following it, else the PVC recording it, else the last written status. Never its
+/// slots: resharding moves them.
+pub fn shard_of(obs: &Observed, id: &NodeId) -> Option<usize> {
+    if let Some(m) = obs.member_with_id(id) {
+        return Some(m.shard);
+    }
+    if let Some(f) = obs.view.replicas_of(id).next()
+        && let Some(m) = obs.member_at(f.addr)
+    {
+        return Some(m.shard);
+    }
+    obs.claims
+        .iter()
+        .find(|c| c.node_id.as_ref() == Some(id))
+        .map(|c| c.shard)
+        .or_else(|| obs.recorded_shards.get(id).copied())
+}

@@ -1,0 +1,102 @@
+//! "Which follower takes the lead": one chooser, with the reason as its argument, because the
+//! answer rightly depends on why a leader must change.
+//!
+//! * After a crash ([`Why::LeaderGone`]) the leader cannot be asked anything, so no follower
+//!   can be proven in sync with it: the follower with the highest offset wins, and never one
+//!   that never synced (it would serve the slots empty, reference S19).
+//! * When the leader is alive ([`Why::LeaderDeleted`], [`Why::Rollout`], [`Why::Rebalance`])
+//!   the handover is graceful and loses nothing only to a follower in sync now.
+//!   - A rollout also needs the follower to be updated already (an outdated one would be
+//!     replaced next and hand the lead straight back), and prefers the zone with the fewest
+//!     leaders so the spread holds.
+//!   - A rebalance has its target chosen by the placement (the zone that restores the spread).
+
+use std::collections::BTreeMap;
+
+use super::gone::Gone;
+use super::in_sync;
+use crate::controller::observe::Observed;
+use crate::controller::observe::pods::Member;
+use crate::controller::observe::redis::NodeView;
+
+/// Why a shard's lead must change.
+#[derive(Debug, Clone, Copy)]
+pub enum Why<'a> {
+    /// Its leader is gone (crashed, lost with its node).
+    LeaderGone(&'a Gone),
+    /// Its leader's Pod is being deleted and did not hand over by itself.
+    LeaderDeleted(&'a NodeView),
+    /// The rolling update replaces the leader next; `outdated` are the members it replaces.
+    Rollout {
+        /// The serving leader.
+        leader: &'a NodeView,
+        /// Its shard.
+        shard: usize,
+        /// Members built from an older revision.
+        outdated: &'a [&'a Member],
+    },
+    /// The placement wants the lead on the shard's member on `node` (the spread).
+    Rebalance {
+        /// The serving leader.
+        leader: &'a NodeView,
+        /// The member placement chose.
+        target: &'a Member,
+    },
+}
+
+/// The follower to promote, with the member it runs in, if there is one for this reason.
+pub fn follower_to_promote<'a>(
+    obs: &'a Observed,
+    why: Why<'a>,
+) -> Option<(&'a NodeView, &'a Member)> {
+    let with_member = |v: &'a NodeView| Some((v, obs.member_at(v.addr)?));
+    match why {
+        Why::LeaderGone(g) => g
+            .followers
+            .iter()
+            .filter_map(|id| obs.view.node(id))
+            .find(|f| f.replication.master_repl_offset > 0)
+            .and_then(with_member),
+        Why::LeaderDeleted(leader) => obs
+            .view
+            .replicas_of(leader.id())
+            .filter(|f| in_sync(f, leader))
+            .filter(|f| obs.member_at(f.addr).is_some_and(|m| !m.terminating()))
+            .max_by_key(|f| f.replication.master_repl_offset)
+            .and_then(with_member),
+        Why::Rollout {
+            leader,
+            shard,
+            outdated,
+        } => {
+            let leaders_in = leader_zones(obs);
+            obs.live()
+                .filter(|m| m.shard == shard && !outdated.iter().any(|o| o.name() == m.name()))
+                .filter_map(|m| Some((obs.view_of(m)?, m)))
+                .filter(|(v, _)| v.id() != leader.id() && in_sync(v, leader))
+                .min_by_key(|(v, m)| {
+                    let zone = m.node().map_or("", |n| obs.zone_of(n));
+                    (
+                        leaders_in.get(zone).copied().unwrap_or(0),
+                        std::cmp::Reverse(v.replication.master_repl_offset),
+                    )
+                })
+        }
+        Why::Rebalance { leader, target } => obs
+            .view_of(target)
+            .filter(|v| in_sync(v, leader))
+            .map(|v| (v, target)),
+    }
+}
+
+/// Serving leaders per zone.
+fn leader_zones(obs: &Observed) -> BTreeMap<&str, usize> {
+    let mut out = BTreeMap::new();
+    for m in obs.live() {
+        if obs.view_of(m).is_some_and(|v| v.is_serving_master()) {
+            let zone = m.node().map_or("", |n| obs.zone_of(n));
+            *out.entry(zone).or_insert(0) += 1;
+        }
+    }
+    out
+}

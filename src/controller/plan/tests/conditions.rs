@@ -1,0 +1,73 @@
+//! Conditions: what the status says of a plan and of what its step did.
+
+use super::fixture::*;
+use crate::controller::act::Executed;
+use crate::controller::plan::*;
+use crate::controller::status::{conditions, types};
+
+#[test]
+fn healthy_cluster_is_ready_and_idle() {
+    let plan = plan(&healthy().observed());
+    assert_eq!(plan.action, Action::Wait, "{plan:?}");
+    assert!(plan.ready, "{plan:?}");
+    let c = conditions(&plan, &Executed::Nothing);
+    assert!(cond(&c, types::READY).status);
+    assert!(!cond(&c, types::DEGRADED).status);
+    assert!(!cond(&c, types::PROGRESSING).status);
+}
+
+#[test]
+fn a_failed_step_is_degraded_with_its_reason() {
+    let p = plan(&healthy().observed());
+    let c = conditions(
+        &p,
+        &Executed::Failed {
+            reason: "FailoverFailed",
+            message: "shard 0: boom".into(),
+            transient: true,
+            retry_after: std::time::Duration::ZERO,
+            error: None,
+        },
+    );
+    let d = cond(&c, types::DEGRADED);
+    assert!(d.status && d.reason == "FailoverFailed" && d.message.contains("boom"));
+}
+
+#[test]
+fn a_zone_without_ready_nodes_is_named() {
+    let mut fx = healthy();
+    fx.not_ready.extend(["n-c1", "n-c2", "n-c3"]);
+    let p = plan(&fx.observed());
+    assert!(
+        p.problems
+            .iter()
+            .any(|x| x.reason == "ZoneUnavailable" && x.message.contains("zone-c")),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn a_cluster_whole_again_without_a_zone_is_ready_and_degraded() {
+    // Zone a is gone; its members were re-placed: shard 0 led by d (zone b) with a new
+    // follower on n-c3, shard 2's follower moved from n-a2 to n-b3.
+    let mut fx = healthy();
+    fx.not_ready.extend(["n-a1", "n-a2", "n-a3"]);
+    // Their Pods linger Terminating on the dead nodes; the cluster forgot them.
+    for c in ['a', 'f'] {
+        let m = fx.get(c);
+        m.pod = Some(PodState::Deleting(60));
+        m.answers = false;
+        m.offset = u64::MAX;
+    }
+    let d = fx.get('d');
+    d.master = None;
+    d.slots = "0-5461";
+    fx.add('7', "n-c3", 0, 0, Some('d'));
+    fx.add('8', "n-b3", 2, 1, Some('c'));
+    let p = plan(&fx.observed());
+    assert!(p.ready, "{p:?}");
+    let c = conditions(&p, &Executed::Nothing);
+    assert!(cond(&c, types::READY).status);
+    let d = cond(&c, types::DEGRADED);
+    assert!(d.status && d.reason == "ZoneUnavailable", "{d:?}");
+}

@@ -1,0 +1,420 @@
+//! The one fixture of the plan tests: an [`Observed`] built from a table of members (Pods,
+//! PVCs, Nodes and every member's CLUSTER NODES / INFO replication as Redis would answer).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::Pod;
+use redis_scheduler::{Capacity, Node, NodeStatus, Request, Topology};
+
+use crate::controller::observe::pods::Member;
+use crate::controller::observe::{Claim, NodeInfo, Observed, Shape};
+use crate::controller::plan::*;
+use crate::crd::PvcRetentionPolicy;
+use crate::redis::model::{ClusterView, NodeObservation};
+
+/// One member of the fixture cluster.
+#[derive(Clone)]
+pub(super) struct M {
+    pub(super) id: String,
+    pub(super) ip: String,
+    pub(super) node: &'static str,
+    pub(super) shard: usize,
+    pub(super) member: usize,
+    /// Slots if a leader; the leader's id if a follower.
+    pub(super) slots: &'static str,
+    pub(super) master: Option<String>,
+    pub(super) offset: u64,
+    pub(super) keys: u64,
+    /// The Pod: None = deleted.
+    pub(super) pod: Option<PodState>,
+    /// Redis answers.
+    pub(super) answers: bool,
+    /// The revision its Pod was built from.
+    pub(super) rev: &'static str,
+}
+
+impl M {
+    /// Forgotten by the cluster: the Pod may linger, no member lists it.
+    pub(super) fn forgotten(&self) -> bool {
+        self.offset == u64::MAX
+    }
+}
+
+#[derive(Clone, Copy, PartialEq)]
+pub(super) enum PodState {
+    Running,
+    /// Container restarted and not ready (killed and restarting, held by the start gate).
+    Down,
+    /// The container keeps crashing.
+    CrashLoop,
+    /// Deletion requested this many seconds ago.
+    Deleting(i64),
+}
+
+/// The revision of the fixture's spec (and of its members unless a test says otherwise).
+pub(super) const REV: &str = "rev-1";
+
+pub(super) fn id(c: char) -> String {
+    std::iter::repeat_n(c, 40).collect()
+}
+
+/// A healthy 3×1 cluster: leaders a (zone-a), b (zone-b), c (zone-c); followers d (of a, in
+/// zone-b), e (of b, zone-c), f (of c, zone-a).
+pub(super) fn healthy() -> Fx {
+    let leader = |c, ip: &str, node, shard, slots| M {
+        id: id(c),
+        ip: ip.into(),
+        node,
+        shard,
+        member: 0,
+        slots,
+        master: None,
+        offset: 1000,
+        keys: 100,
+        pod: Some(PodState::Running),
+        answers: true,
+        rev: REV,
+    };
+    let follower = |c, ip: &str, node, shard, of| M {
+        id: id(c),
+        ip: ip.into(),
+        node,
+        shard,
+        member: 1,
+        slots: "",
+        master: Some(id(of)),
+        offset: 1000,
+        keys: 100,
+        pod: Some(PodState::Running),
+        answers: true,
+        rev: REV,
+    };
+    Fx {
+        members: vec![
+            leader('a', "10.0.0.1", "n-a1", 0, "0-5461"),
+            leader('b', "10.0.0.2", "n-b1", 1, "5462-10922"),
+            leader('c', "10.0.0.3", "n-c1", 2, "10923-16383"),
+            follower('d', "10.0.0.4", "n-b2", 0, 'a'),
+            follower('e', "10.0.0.5", "n-c2", 1, 'b'),
+            follower('f', "10.0.0.6", "n-a2", 2, 'c'),
+        ],
+        link_down: Vec::new(),
+        failed: Vec::new(),
+        link_down_since: 1,
+        not_ready: Vec::new(),
+        storage: false,
+        claims: Vec::new(),
+        break_glass: crate::controller::observe::break_glass::BreakGlass::default(),
+        target: crate::controller::observe::revision::Target {
+            revision: REV.into(),
+            rolling: true,
+            ..Default::default()
+        },
+    }
+}
+
+pub(super) struct Fx {
+    pub(super) members: Vec<M>,
+    /// (observer, target): the observer's bus link to the target is down.
+    pub(super) link_down: Vec<(String, String)>,
+    /// Ids every member flags `fail` (the cluster agreed they failed).
+    pub(super) failed: Vec<String>,
+    /// Seconds followers report their link to their leader down.
+    pub(super) link_down_since: u64,
+    pub(super) not_ready: Vec<&'static str>,
+    pub(super) storage: bool,
+    /// Extra PVCs: (name, shard, member, node, recorded id).
+    pub(super) claims: Vec<Claim>,
+    pub(super) break_glass: crate::controller::observe::break_glass::BreakGlass,
+    /// What the spec asks members to run.
+    pub(super) target: crate::controller::observe::revision::Target,
+}
+
+impl Fx {
+    pub(super) fn get(&mut self, c: char) -> &mut M {
+        let want = id(c);
+        self.members.iter_mut().find(|m| m.id == want).unwrap()
+    }
+
+    /// Member `c` stops answering, its Pod in `pod` state (None: deleted), and every other
+    /// member's bus link to it is down.
+    pub(super) fn lose(&mut self, c: char, pod: Option<PodState>) {
+        let m = self.get(c);
+        m.pod = pod;
+        m.answers = false;
+        self.unreachable(c);
+    }
+
+    /// Every answering member's link to `c` is down (its process is gone).
+    pub(super) fn unreachable(&mut self, c: char) {
+        let target = id(c);
+        for m in &self.members {
+            if m.id != target {
+                self.link_down.push((m.id.clone(), target.clone()));
+            }
+        }
+    }
+
+    /// A new member `c` answering on `node`: a follower of `master` in sync, or (None) an
+    /// empty master without slots.
+    pub(super) fn add(
+        &mut self,
+        c: char,
+        node: &'static str,
+        shard: usize,
+        member: usize,
+        master: Option<char>,
+    ) {
+        let synced = master.is_some();
+        self.members.push(M {
+            id: id(c),
+            ip: format!("10.0.0.{}", self.members.len() + 1),
+            node,
+            shard,
+            member,
+            slots: "",
+            master: master.map(id),
+            offset: if synced { 1000 } else { 0 },
+            keys: if synced { 100 } else { 0 },
+            pod: Some(PodState::Running),
+            answers: true,
+            rev: REV,
+        });
+    }
+
+    /// PVCs for every member, recording its identity, each on its member's node.
+    pub(super) fn with_storage(mut self) -> Self {
+        self.storage = true;
+        for m in &self.members {
+            self.claims.push(Claim {
+                name: format!("data-s{}-m{}", m.shard, m.member),
+                shard: m.shard,
+                member: m.member,
+                node: Some(m.node.to_string()),
+                node_id: Some(m.id.parse().unwrap()),
+                deleting: false,
+            });
+        }
+        self
+    }
+
+    pub(super) fn line(&self, observer: &M, m: &M) -> String {
+        let myself = observer.id == m.id;
+        let role = if m.master.is_some() {
+            "slave"
+        } else {
+            "master"
+        };
+        let flags = if myself {
+            format!("myself,{role}")
+        } else if self.failed.contains(&m.id) {
+            format!("{role},fail")
+        } else {
+            role.to_string()
+        };
+        let link = if self
+            .link_down
+            .iter()
+            .any(|(o, t)| *o == observer.id && *t == m.id)
+        {
+            "disconnected"
+        } else {
+            "connected"
+        };
+        format!(
+            "{} {}:6379@16379 {flags} {} 0 0 1 {link} {}",
+            m.id,
+            m.ip,
+            m.master.as_deref().unwrap_or("-"),
+            m.slots
+        )
+    }
+
+    pub(super) fn observed(&self) -> Observed {
+        let mut view = ClusterView::default();
+        for o in self.members.iter().filter(|m| m.answers) {
+            let mut lines = vec![self.line(o, o)];
+            lines.extend(
+                self.members
+                    .iter()
+                    .filter(|m| m.id != o.id && !m.forgotten())
+                    .map(|m| self.line(o, m)),
+            );
+            let replication = match &o.master {
+                None => format!(
+                    "role:master\r\nmaster_replid:x\r\nmaster_repl_offset:{}\r\n",
+                    o.offset
+                ),
+                Some(master) => {
+                    let leader = self.members.iter().find(|m| &m.id == master).unwrap();
+                    format!(
+                        "role:slave\r\nmaster_host:{}\r\nmaster_port:6379\r\nmaster_link_status:{}\r\nmaster_sync_in_progress:0\r\nslave_repl_offset:{}\r\nmaster_replid:x\r\nmaster_repl_offset:{}\r\n{}",
+                        leader.ip,
+                        if leader.answers { "up" } else { "down" },
+                        o.offset,
+                        o.offset,
+                        if leader.answers {
+                            String::new()
+                        } else {
+                            format!(
+                                "master_link_down_since_seconds:{}\r\n",
+                                self.link_down_since
+                            )
+                        }
+                    )
+                }
+            };
+            view.nodes.push(
+                NodeObservation::from_replies(
+                    format!("{}:6379", o.ip).parse().unwrap(),
+                    &lines.join("\n"),
+                    "cluster_state:ok\r\n",
+                    &replication,
+                    Some(o.keys),
+                )
+                .unwrap(),
+            );
+        }
+        let zones = ["a", "b", "c"];
+        let node_names: Vec<String> = zones
+            .iter()
+            .flat_map(|z| (1..=3).map(move |i| format!("n-{z}{i}")))
+            .collect();
+        let nodes: BTreeMap<String, NodeInfo> = node_names
+            .iter()
+            .map(|n| {
+                (
+                    n.clone(),
+                    NodeInfo {
+                        zone: format!("zone-{}", &n[2..3]),
+                        ready: !self.not_ready.contains(&n.as_str()),
+                    },
+                )
+            })
+            .collect();
+        let topology = Topology {
+            nodes: nodes
+                .iter()
+                .map(|(name, info)| Node {
+                    name: name.clone(),
+                    zone: Some(info.zone.clone()),
+                    status: if info.ready {
+                        NodeStatus::Schedulable
+                    } else {
+                        NodeStatus::NotReady
+                    },
+                    capacity: Capacity {
+                        pods: 10,
+                        cpu_millis: 10_000,
+                        memory_bytes: 1 << 34,
+                    },
+                })
+                .collect(),
+        };
+        let members = self
+            .members
+            .iter()
+            .filter_map(|m| {
+                let state = m.pod?;
+                let claim = self
+                    .storage
+                    .then(|| format!("data-s{}-m{}", m.shard, m.member));
+                Some(pod(m, state, claim))
+            })
+            .collect();
+        Observed {
+            name: "demo".into(),
+            break_glass: self.break_glass.clone(),
+            auth: crate::controller::observe::auth::Auth::Ready {
+                secret: crate::controller::observe::auth::SecretRef::default(),
+                password: "secret".into(),
+            },
+            config: BTreeMap::new(),
+            // The last status recorded every member of the table in its shard.
+            recorded_shards: self
+                .members
+                .iter()
+                .filter_map(|m| Some((m.id.parse().ok()?, m.shard)))
+                .collect(),
+            shape: Shape {
+                leaders: 3,
+                followers: 1,
+                storage: self.storage,
+                retention: PvcRetentionPolicy::Retain,
+            },
+            members,
+            claims: self.claims.clone(),
+            nodes,
+            topology,
+            request: Request::new(3, 1),
+            view,
+            target: self.target.clone(),
+            now: jiff::Timestamp::from_second(1_000_000).unwrap(),
+        }
+    }
+}
+
+pub(super) fn pod(m: &M, state: PodState, claim: Option<String>) -> Member {
+    let running = !matches!(state, PodState::Down | PodState::CrashLoop);
+    let mut json = serde_json::json!({
+        "metadata": {
+            "name": format!("p-s{}-m{}-{}", m.shard, m.member, &m.id[..1]),
+            "namespace": "ns",
+            "labels": {"redis.redis-operator.dev/shard": m.shard.to_string(), "redis.redis-operator.dev/member": m.member.to_string()},
+            "annotations": {"redis.redis-operator.dev/revision": m.rev},
+        },
+        "spec": {"nodeName": m.node, "containers": [{"name": "redis"}]},
+        "status": {
+            "podIP": m.ip,
+            "phase": "Running",
+            "conditions": [{"type": "Ready", "status": if running { "True" } else { "False" }}],
+            "containerStatuses": [{
+                "name": "redis", "image": "redis", "imageID": "", "ready": running,
+                "restartCount": if running { 0 } else { 1 },
+                "state": if state == PodState::CrashLoop { serde_json::json!({"waiting": {"reason": "CrashLoopBackOff"}}) } else { serde_json::json!({"running": {}}) },
+            }],
+        },
+    });
+    if let PodState::Deleting(secs) = state {
+        json["metadata"]["deletionTimestamp"] = serde_json::json!(
+            jiff::Timestamp::from_second(1_000_000 - secs)
+                .unwrap()
+                .to_string()
+        );
+    }
+    if let Some(c) = claim {
+        json["spec"]["volumes"] =
+            serde_json::json!([{"name": "data", "persistentVolumeClaim": {"claimName": c}}]);
+    }
+    let pod: Pod = serde_json::from_value(json).unwrap();
+    Member {
+        shard: m.shard,
+        member: m.member,
+        pod: Arc::new(pod),
+    }
+}
+
+pub(super) fn cond<'a>(
+    c: &'a [crate::controller::status::Desired],
+    t: &str,
+) -> &'a crate::controller::status::Desired {
+    c.iter().find(|d| d.type_ == t).unwrap()
+}
+
+/// (shard, promoted id, kind) of a failover step; panics on any other step.
+pub(super) fn failover_of(p: &Plan) -> (usize, String, FailoverKind) {
+    match &p.action {
+        Action::Failover {
+            shard, to, kind, ..
+        } => (*shard, to.as_str().to_string(), *kind),
+        other => panic!("expected a failover, got {other:?}"),
+    }
+}
+
+pub(super) fn plan_reason(plan: &Plan) -> String {
+    match &plan.action {
+        Action::Failover { reason, .. } => reason.clone(),
+        _ => String::new(),
+    }
+}

@@ -1,0 +1,117 @@
+//! The members concern: members re-created on their volumes, re-placed, replaced, and the
+//! leaders' spread restored.
+
+use super::fixture::*;
+use crate::controller::act::Executed;
+use crate::controller::plan::*;
+use crate::controller::status::{conditions, types};
+
+#[test]
+fn deleted_follower_with_pvc_comes_back_on_its_node_with_its_volume() {
+    let mut fx = healthy().with_storage();
+    fx.lose('e', None);
+    let p0 = plan(&fx.observed());
+    match &p0.action {
+        Action::CreateMembers(news) => {
+            assert_eq!(news.len(), 1);
+            assert_eq!((news[0].shard, news[0].member), (1, 1));
+            assert_eq!(news[0].node, "n-c2");
+            assert_eq!(news[0].reuse_claim.as_deref(), Some("data-s1-m1"));
+        }
+        other => panic!("expected CreateMembers, got {other:?}"),
+    }
+    // The identity is not forgotten: its volume brings it back.
+    let c = conditions(&p0, &Executed::Nothing);
+    assert!(cond(&c, types::DEGRADED).status);
+    assert!(!cond(&c, types::READY).status);
+}
+
+#[test]
+fn deleted_follower_without_storage_is_replaced_in_its_zone_then_forgotten() {
+    let mut fx = healthy();
+    fx.lose('e', None);
+    let p0 = plan(&fx.observed());
+    match &p0.action {
+        // The dead identity owns nothing and nobody follows it: it is forgotten first.
+        Action::Forget(ids) => assert_eq!(ids[0].0.as_str(), id('e')),
+        other => panic!("expected Forget, got {other:?}"),
+    }
+    // Once forgotten, the replacement is created in zone c (shard 1's other member is in b).
+    fx.members.retain(|m| m.id != id('e'));
+    fx.link_down.clear();
+    let p0 = plan(&fx.observed());
+    match &p0.action {
+        Action::CreateMembers(news) => {
+            assert_eq!(news[0].shard, 1);
+            assert_eq!(news[0].zone, "zone-c");
+            assert_eq!(news[0].reuse_claim, None);
+        }
+        other => panic!("expected CreateMembers, got {other:?}"),
+    }
+}
+
+#[test]
+fn follower_on_a_lost_node_is_re_placed_and_its_volume_reported() {
+    let mut fx = healthy().with_storage();
+    fx.not_ready.push("n-c2");
+    let e = fx.get('e');
+    e.answers = false;
+    e.pod = Some(PodState::Deleting(40));
+    fx.unreachable('e');
+    let obs = fx.observed();
+    let p0 = plan(&obs);
+    match &p0.action {
+        Action::Forget(ids) => assert_eq!(ids[0].0.as_str(), id('e')),
+        other => panic!("expected Forget of the lost identity, got {other:?}"),
+    }
+    // After the FORGET: a new member (new PVC) on another node of zone c; the old PVC is
+    // an orphan, listed in status.
+    fx.members.retain(|m| m.id != id('e'));
+    fx.link_down.clear();
+    let p0 = plan(&fx.observed());
+    match &p0.action {
+        Action::CreateMembers(news) => {
+            assert_eq!(news[0].zone, "zone-c");
+            assert_ne!(news[0].node, "n-c2");
+            assert_eq!(news[0].reuse_claim, None);
+        }
+        other => panic!("expected CreateMembers, got {other:?}"),
+    }
+    assert_eq!(p0.orphaned_claims, vec!["data-s1-m1".to_string()]);
+}
+
+#[test]
+fn leaders_piled_in_one_zone_are_spread_back_by_graceful_failover() {
+    // After a failover shard 0 is led from zone b, which already leads shard 1.
+    let mut fx = healthy();
+    let a = fx.get('a');
+    a.master = Some(id('d'));
+    fx.get('a').slots = "";
+    let d = fx.get('d');
+    d.master = None;
+    d.slots = "0-5461";
+    let p = plan(&fx.observed());
+    assert_eq!(
+        failover_of(&p),
+        (0, id('a'), FailoverKind::Graceful),
+        "expected a graceful failover back to zone a"
+    );
+}
+
+#[test]
+fn a_follower_that_cannot_start_is_replaced() {
+    // Its container keeps crashing; the masters still see its bus link up (nothing confirms
+    // its death yet), but the scheduler considers the member unhealthy and replaces it.
+    let mut fx = healthy();
+    let e = fx.get('e');
+    e.pod = Some(PodState::CrashLoop);
+    e.answers = false;
+    let p = plan(&fx.observed());
+    match &p.action {
+        Action::DeletePods(pods) => {
+            assert_eq!(pods.len(), 1);
+            assert!(pods[0].0.contains("s1-m1"), "{pods:?}");
+        }
+        other => panic!("expected the crash-looping member removed, got {other:?}"),
+    }
+}

@@ -1,0 +1,10 @@
+//! Plan tests: one fixture (`fixture.rs`: an `Observed` built from a table of members), one
+//! file per concern, and the conditions a plan and its step produce.
+
+mod conditions;
+mod fixture;
+mod loss;
+mod members;
+mod recovery;
+mod rollout;
+mod scale;

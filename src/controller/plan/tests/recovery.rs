@@ -1,0 +1,235 @@
+//! The recovery concern: FORCE after a confirmed death, graceful handover of a deleted leader,
+//! re-pointing followers, forgetting identities gone for good.
+
+use super::fixture::*;
+use crate::controller::act::Executed;
+use crate::controller::plan::*;
+use crate::controller::status::{conditions, types};
+
+#[test]
+fn leader_being_deleted_is_handed_over_gracefully_after_its_hook_had_its_chance() {
+    let mut fx = healthy();
+    fx.get('a').pod = Some(PodState::Deleting(1));
+    let plan1 = plan(&fx.observed());
+    assert!(
+        !matches!(plan1.action, Action::Failover { .. }),
+        "the preStop hook hands over first: {plan1:?}"
+    );
+    fx.get('a').pod = Some(PodState::Deleting(6));
+    let plan2 = plan(&fx.observed());
+    assert_eq!(
+        plan2.action,
+        Action::Failover {
+            shard: 0,
+            to: id('d').parse().unwrap(),
+            kind: FailoverKind::Graceful,
+            reason: plan_reason(&plan2),
+        }
+    );
+}
+
+#[test]
+fn crashed_leader_confirmed_by_kubernetes_and_the_majority_is_forced_over() {
+    let mut fx = healthy();
+    fx.lose('a', Some(PodState::Down));
+    let p0 = plan(&fx.observed());
+    match &p0.action {
+        Action::Failover {
+            shard, to, kind, ..
+        } => {
+            assert_eq!(
+                (*shard, to.as_str(), *kind),
+                (0, id('d').as_str(), FailoverKind::Force)
+            );
+        }
+        other => panic!("expected FORCE failover, got {other:?}"),
+    }
+    let c = conditions(&p0, &Executed::Nothing);
+    let degraded = cond(&c, types::DEGRADED);
+    assert!(
+        degraded.status && degraded.reason == "LeaderLost",
+        "{degraded:?}"
+    );
+}
+
+#[test]
+fn unreachable_leader_is_not_forced_without_kubernetes_and_majority_agreeing() {
+    // Only the operator cannot reach it (S10): its Pod runs, the masters see it connected.
+    let mut fx = healthy();
+    fx.get('a').answers = false;
+    let p = plan(&fx.observed());
+    assert!(!matches!(p.action, Action::Failover { .. }), "{p:?}");
+    // Kubernetes says it is down, but only one of the two other masters lost its link.
+    fx.get('a').pod = Some(PodState::Down);
+    fx.link_down.push((id('b'), id('a')));
+    let p = plan(&fx.observed());
+    assert!(!matches!(p.action, Action::Failover { .. }), "{p:?}");
+    // Both masters agree: now it is forced.
+    fx.link_down.push((id('c'), id('a')));
+    let p = plan(&fx.observed());
+    assert!(
+        matches!(
+            p.action,
+            Action::Failover {
+                kind: FailoverKind::Force,
+                ..
+            }
+        ),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn a_follower_that_never_synced_is_never_promoted() {
+    let mut fx = healthy();
+    fx.lose('a', Some(PodState::Down));
+    fx.get('d').offset = 0;
+    let p = plan(&fx.observed());
+    assert!(!matches!(p.action, Action::Failover { .. }), "{p:?}");
+    assert!(p.problems.iter().any(|x| x.reason == "LeaderLost"), "{p:?}");
+}
+
+#[test]
+fn leader_held_by_the_start_gate_is_forced_over() {
+    // Restarted without its data (S4): the container runs the gate, Redis does not answer.
+    let mut fx = healthy();
+    fx.lose('a', Some(PodState::Down));
+    let p = plan(&fx.observed());
+    assert!(
+        matches!(p.action, Action::Failover { kind: FailoverKind::Force, ref to, .. } if to.as_str() == id('d')),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn redis_already_promoted_the_follower_then_the_old_identity_is_forgotten() {
+    let mut fx = healthy();
+    fx.lose('a', None);
+    fx.get('a').slots = "";
+    let d = fx.get('d');
+    d.master = None;
+    d.slots = "0-5461";
+    let p = plan(&fx.observed());
+    match &p.action {
+        Action::Forget(ids) => assert_eq!(ids[0].0.as_str(), id('a')),
+        other => panic!("expected Forget, got {other:?}"),
+    }
+}
+
+#[test]
+fn promoted_leader_with_its_volume_comes_back_instead_of_being_forgotten() {
+    let mut fx = healthy().with_storage();
+    fx.lose('a', None);
+    fx.get('a').slots = "";
+    let d = fx.get('d');
+    d.master = None;
+    d.slots = "0-5461";
+    let p = plan(&fx.observed());
+    match &p.action {
+        Action::CreateMembers(news) => {
+            assert_eq!(news[0].node, "n-a1");
+            assert_eq!(news[0].reuse_claim.as_deref(), Some("data-s0-m0"));
+        }
+        other => panic!("expected the member recreated on its volume, got {other:?}"),
+    }
+}
+
+#[test]
+fn every_pod_deleted_comes_back_on_its_volumes_then_meets_at_new_addresses() {
+    let mut fx = healthy().with_storage();
+    for m in &mut fx.members {
+        m.pod = None;
+        m.answers = false;
+    }
+    let p = plan(&fx.observed());
+    match &p.action {
+        Action::CreateMembers(news) => {
+            assert_eq!(news.len(), 6);
+            assert!(news.iter().all(|n| n.reuse_claim.is_some()), "{news:?}");
+        }
+        other => panic!("expected 6 members recreated, got {other:?}"),
+    }
+    // Back with new IPs; each still knows the others at their old addresses.
+    let mut fx2 = healthy().with_storage();
+    let obs_old = fx2.observed();
+    for (i, m) in fx2.members.iter_mut().enumerate() {
+        m.ip = format!("10.0.1.{}", i + 1);
+    }
+    let mut obs = fx2.observed();
+    // Each member's peers keep their old addresses: rebuild the views from the old ones,
+    // only each node's own address changed.
+    for (new, old) in obs.view.nodes.iter_mut().zip(obs_old.view.nodes.iter()) {
+        new.peers = old.peers.clone();
+    }
+    let p = plan(&obs);
+    assert!(
+        matches!(&p.action, Action::Meet(pairs) if !pairs.is_empty()),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn combined_loss_forces_the_leader_first_then_replaces_the_follower() {
+    let mut fx = healthy().with_storage();
+    fx.lose('e', None);
+    fx.lose('c', Some(PodState::Down));
+    let p = plan(&fx.observed());
+    assert_eq!(
+        failover_of(&p),
+        (2, id('f'), FailoverKind::Force),
+        "expected FORCE for shard 2 first"
+    );
+}
+
+#[test]
+fn survivor_chained_to_a_dead_leader_is_promoted() {
+    // Shard 0: leader a gone; d follows a; a new member 9 (empty, never synced) follows d.
+    let mut fx = healthy();
+    fx.lose('a', None);
+    fx.add('9', "n-c3", 0, 2, Some('d'));
+    fx.get('9').offset = 0;
+    let p = plan(&fx.observed());
+    assert!(
+        matches!(&p.action, Action::Failover { kind: FailoverKind::Force, to, .. } if to.as_str() == id('d')),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn redis_s_own_election_is_not_raced_until_it_had_its_time() {
+    // The node died; the cluster already flagged it FAIL: Redis is electing d itself.
+    let mut fx = healthy();
+    fx.lose('a', None);
+    fx.failed.push(id('a'));
+    fx.link_down_since = 6;
+    let p = plan(&fx.observed());
+    assert!(!matches!(p.action, Action::Failover { .. }), "{p:?}");
+    // 2 x node timeout + 3 s later nobody was promoted: the operator forces it.
+    fx.link_down_since = 14;
+    let p = plan(&fx.observed());
+    assert!(
+        matches!(
+            p.action,
+            Action::Failover {
+                kind: FailoverKind::Force,
+                ..
+            }
+        ),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn a_returning_volume_whose_shard_was_made_whole_elsewhere_is_forgotten() {
+    // Follower e's node came back after e was re-placed (as 7 on n-c3): its volume is intact
+    // but its shard needs nothing more, so its identity is forgotten, not revived.
+    let mut fx = healthy().with_storage();
+    fx.lose('e', None);
+    fx.add('7', "n-c3", 1, 2, Some('b'));
+    fx.storage = false; // the fixture's pods mount no claims; the PVCs stay listed
+    let p = plan(&fx.observed());
+    match &p.action {
+        Action::Forget(ids) => assert_eq!(ids[0].0.as_str(), id('e')),
+        other => panic!("expected Forget, got {other:?}"),
+    }
+}
