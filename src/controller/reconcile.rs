@@ -69,8 +69,16 @@ async fn drive(
         problems = ?plan.problems,
         "plan"
     );
+    // Observing took time: a replica that lost its lease meanwhile (paused, cut off) must not
+    // act on what it saw, nor write status after a step it may have overlapped with another.
+    if !ctx.leadership.may_act() {
+        return Ok(Action::await_change());
+    }
     let executed = act::act(cluster, ctx, &observed, &plan).await?;
     let (status, conditions) = status::build(cluster, &facts, &plan, &executed);
+    if !ctx.leadership.may_act() {
+        return Ok(Action::await_change());
+    }
     status::patch::write(cluster, ctx, ns, name, status, &conditions).await?;
     Ok(requeue(&plan, &executed))
 }

@@ -13,6 +13,10 @@ pub async fn publish(
     reason: &str,
     note: &str,
 ) {
+    // A replica that lost its lease publishes nothing (leader election, crate::leader).
+    if !ctx.leadership.may_act() {
+        return;
+    }
     let event = KubeEvent {
         type_,
         reason: reason.to_string(),
