@@ -1,5 +1,6 @@
-//! After `hack/local-cluster down` nothing is left: no process, network namespace, link, bridge
-//! or mount. Run by `make test` right after `down`.
+//! After `hack/local-cluster down` nothing is left: no process (control plane, node agent,
+//! kube-proxy, CoreDNS), network namespace, link, bridge, route, nftables table or mount. Run by
+//! `make test` right after `down`.
 
 #![allow(clippy::unwrap_used, clippy::panic)]
 
@@ -17,7 +18,7 @@ fn sh(cmd: &str) -> String {
 #[ignore = "run by make test after hack/local-cluster down"]
 fn down_leaves_nothing_behind() {
     let procs = sh(
-        "pgrep -af 'kube-apiserver|kube-controller-manager|kube-scheduler|etcd --name=local|node-agent run' | grep -v pgrep || true",
+        "pgrep -af 'kube-apiserver|kube-controller-manager|kube-scheduler|kube-proxy|etcd --name=local|node-agent run|coredns -conf' | grep -v pgrep || true",
     );
     assert!(procs.is_empty(), "processes left: {procs}");
     let netns = sh("ip netns list | grep '^rop-' || true");
@@ -28,4 +29,12 @@ fn down_leaves_nothing_behind() {
         "findmnt -rn -o TARGET | grep -E 'redis-operator/local-cluster|/run/netns/rop-' || true",
     );
     assert!(mounts.is_empty(), "mounts left: {mounts}");
+    // kube-proxy's `ip`/`ip6 kube-proxy` tables and our `inet rop-local-cluster` guard.
+    let tables = sh("nft list tables 2>/dev/null | grep -E 'kube-proxy|rop-local-cluster' || true");
+    assert!(tables.is_empty(), "nftables tables left: {tables}");
+    let routes = sh("ip route show 10.96.0.0/16; ip -o addr show | grep -F ' 10.244.' || true");
+    assert!(
+        routes.is_empty(),
+        "Service route or bridge addresses left: {routes}"
+    );
 }

@@ -11,6 +11,7 @@ use kube::api::{DeleteParams, PostParams};
 use kube::{Api, Client};
 
 pub mod checks;
+pub mod dns;
 pub mod operator;
 
 pub use checks::*;
