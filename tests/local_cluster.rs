@@ -672,3 +672,242 @@ async fn t9_a_partitioned_pod_is_cut_off_behind_its_service_too() {
     wait_ping_through(&ip).await;
     ns.cleanup().await;
 }
+
+/// The operator's image archive from `make image` (make e2e builds it first).
+fn operator_image_archive() -> std::path::PathBuf {
+    let p = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| repo().join("target"), std::path::PathBuf::from)
+        .join("oci/redis-operator.oci.tar");
+    assert!(p.exists(), "{} is missing: run `make image`", p.display());
+    p
+}
+
+/// What the host sees of a running container process, through /proc: its credentials,
+/// command line, environment and root file system. None while it is not (or no longer) there.
+struct ProcFacts {
+    status: String,
+    cmdline: Vec<String>,
+    environ: BTreeMap<String, String>,
+    mountinfo: String,
+    root: std::path::PathBuf,
+}
+
+fn proc_facts(pid: u32) -> Option<ProcFacts> {
+    let base = std::path::PathBuf::from(format!("/proc/{pid}"));
+    let split = |b: Vec<u8>| -> Vec<String> {
+        b.split(|c| *c == 0)
+            .filter(|s| !s.is_empty())
+            .map(|s| String::from_utf8_lossy(s).into_owned())
+            .collect()
+    };
+    let facts = ProcFacts {
+        status: std::fs::read_to_string(base.join("status")).ok()?,
+        cmdline: split(std::fs::read(base.join("cmdline")).ok()?),
+        environ: split(std::fs::read(base.join("environ")).ok()?)
+            .into_iter()
+            .filter_map(|kv| kv.split_once('=').map(|(k, v)| (k.into(), v.into())))
+            .collect(),
+        mountinfo: std::fs::read_to_string(base.join("mountinfo")).ok()?,
+        root: base.join("root"),
+    };
+    // Still the process we asked about: it runs the image's binary, not a setup step.
+    (facts.cmdline.first().map(String::as_str) == Some("/redis-operator")).then_some(facts)
+}
+
+fn status_ids(status: &str, field: &str) -> Vec<String> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .map(|v| v.split_whitespace().map(String::from).collect())
+        .unwrap_or_default()
+}
+
+/// Issue 17 §2: the agent runs a real OCI image the way a kubelet would. The operator image runs
+/// as its user 65532 on a read-only root of its own (no host shell in it), with the Pod's
+/// ServiceAccount token, the cluster CA and namespace mounted where in-cluster config reads them,
+/// and KUBERNETES_SERVICE_* naming the `kubernetes` Service.
+#[tokio::test]
+#[ignore = "needs the local cluster; run by make test"]
+async fn t5_operator_image_runs_as_its_user_with_a_service_account_token() {
+    let archive = operator_image_archive();
+    local_cluster(&["load-image", archive.to_str().unwrap()]);
+    let client = client().await;
+    let ns = TestNamespace::new(&client, "lc-image").await;
+    let _guard = DeleteOnPanic(ns.name.clone());
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "operator"},
+        "spec": {
+            "terminationGracePeriodSeconds": 2,
+            "containers": [{
+                "name": "operator", "image": "redis-operator:latest",
+                "args": ["run", "--namespace", ns.name],
+                "securityContext": {
+                    "runAsNonRoot": true, "readOnlyRootFilesystem": true,
+                    "allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}
+                }
+            }]
+        }
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    // The operator may exit and be restarted while the API is out of its reach; every fact is
+    // read from one live instance.
+    let (p, facts) = wait_for(
+        "the operator container running from its image",
+        Duration::from_secs(90),
+        || async {
+            let p = pods.get_opt("operator").await.ok().flatten()?;
+            let facts = proc_facts(container_pid(&p)?)?;
+            Some((p, facts))
+        },
+    )
+    .await;
+    let cs = &p
+        .status
+        .as_ref()
+        .unwrap()
+        .container_statuses
+        .as_ref()
+        .unwrap()[0];
+    assert!(
+        cs.image_id
+            .starts_with("docker.io/library/redis-operator@sha256:"),
+        "imageID {}",
+        cs.image_id
+    );
+    assert_eq!(
+        facts.cmdline,
+        ["/redis-operator", "run", "--namespace", ns.name.as_str()]
+    );
+    for field in ["Uid", "Gid"] {
+        assert_eq!(
+            status_ids(&facts.status, field),
+            ["65532"; 4],
+            "{field}\n{}",
+            facts.status
+        );
+    }
+    assert_eq!(
+        status_ids(&facts.status, "Groups"),
+        ["65532"],
+        "{}",
+        facts.status
+    );
+    assert_eq!(status_ids(&facts.status, "CapEff"), ["0000000000000000"]);
+    assert_eq!(status_ids(&facts.status, "NoNewPrivs"), ["1"]);
+
+    // Its root is the image: the binary, no shell; read-only even for root on the host.
+    assert!(facts.root.join("redis-operator").is_file());
+    assert!(
+        !facts.root.join("bin/sh").exists(),
+        "the host's /bin leaked into the container"
+    );
+    let root_mount = facts
+        .mountinfo
+        .lines()
+        .find(|l| l.split_whitespace().nth(4) == Some("/"))
+        .unwrap_or_default();
+    assert!(
+        root_mount
+            .split_whitespace()
+            .nth(5)
+            .unwrap_or_default()
+            .split(',')
+            .any(|o| o == "ro"),
+        "root mount is not read-only: {root_mount}"
+    );
+    let write = std::fs::write(facts.root.join("probe"), "x");
+    assert_eq!(
+        write.err().and_then(|e| e.raw_os_error()),
+        Some(30),
+        "EROFS"
+    );
+
+    // In-cluster config: the ServiceAccount files, and the kubernetes Service's address.
+    let kubernetes = Api::<Service>::namespaced(client.clone(), "default")
+        .get("kubernetes")
+        .await
+        .unwrap();
+    let ip = kubernetes.spec.unwrap().cluster_ip.unwrap();
+    for (k, v) in [
+        ("KUBERNETES_SERVICE_HOST", ip.clone()),
+        ("KUBERNETES_SERVICE_PORT", "443".into()),
+        ("KUBERNETES_SERVICE_PORT_HTTPS", "443".into()),
+        ("KUBERNETES_PORT", format!("tcp://{ip}:443")),
+        ("KUBERNETES_PORT_443_TCP_ADDR", ip.clone()),
+        ("HOME", "/home/nonroot".into()),
+    ] {
+        assert_eq!(facts.environ.get(k), Some(&v), "{k} in {:?}", facts.environ);
+    }
+    let sa = facts
+        .root
+        .join("var/run/secrets/kubernetes.io/serviceaccount");
+    assert_eq!(
+        std::fs::read_to_string(sa.join("namespace")).unwrap(),
+        ns.name
+    );
+    let ca = Api::<ConfigMap>::namespaced(client.clone(), &ns.name)
+        .get("kube-root-ca.crt")
+        .await
+        .unwrap();
+    assert_eq!(
+        std::fs::read_to_string(sa.join("ca.crt")).unwrap(),
+        ca.data.unwrap()["ca.crt"]
+    );
+    let token = std::fs::read_to_string(sa.join("token")).unwrap();
+    let review: k8s_openapi::api::authentication::v1::TokenReview =
+        serde_json::from_value(json!({"spec": {"token": token}})).unwrap();
+    let review = Api::<k8s_openapi::api::authentication::v1::TokenReview>::all(client.clone())
+        .create(&PostParams::default(), &review)
+        .await
+        .unwrap()
+        .status
+        .unwrap();
+    assert_eq!(review.authenticated, Some(true), "{review:?}");
+    let user = review.user.unwrap();
+    assert_eq!(
+        user.username.as_deref(),
+        Some(format!("system:serviceaccount:{}:default", ns.name).as_str())
+    );
+    assert_eq!(
+        user.extra.unwrap_or_default()["authentication.kubernetes.io/pod-name"],
+        ["operator"],
+        "the token is bound to the Pod"
+    );
+    ns.cleanup().await;
+}
+
+/// An image no archive provides and that is not a redis image: ErrImagePull, then
+/// ImagePullBackOff, and it never runs, as with a kubelet that cannot pull.
+#[tokio::test]
+#[ignore = "needs the local cluster; run by make test"]
+async fn t6_unknown_image_is_err_image_pull_then_back_off() {
+    let client = client().await;
+    let ns = TestNamespace::new(&client, "lc-pull").await;
+    let _guard = DeleteOnPanic(ns.name.clone());
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "nope"},
+        "spec": {"containers": [{"name": "c", "image": "registry.invalid/nope:1"}]}
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    let waiting = |p: &Pod| {
+        let s = p.status.as_ref()?;
+        assert_eq!(s.phase.as_deref(), Some("Pending"));
+        let c = &s.container_statuses.as_ref()?[0];
+        assert!(c.container_id.is_none(), "it ran: {c:?}");
+        let w = c.state.as_ref()?.waiting.clone()?;
+        Some((w.reason?, w.message.unwrap_or_default()))
+    };
+    for want in ["ErrImagePull", "ImagePullBackOff"] {
+        let (_, message) = wait_for(want, Duration::from_secs(30), || async {
+            let p = pods.get_opt("nope").await.ok().flatten()?;
+            waiting(&p).filter(|(r, _)| r == want)
+        })
+        .await;
+        assert!(message.contains("registry.invalid/nope:1"), "{message}");
+    }
+    ns.cleanup().await;
+}

@@ -105,6 +105,15 @@ pub async fn run(args: RunArgs) -> Result<()> {
         .await
         .context("setting up the bridge")?;
     let shims = pod::image::install_redis_shims(&state_dir)?;
+    let archives = args
+        .image_dir
+        .clone()
+        .unwrap_or_else(|| state_dir.join("images").join("archives"));
+    let images = Arc::new(pod::image::Images {
+        shims,
+        store: pod::oci::Store::new(archives, state_dir.join("images").join("rootfs"))?,
+        services: pod::cluster::Cache::default(),
+    });
     let host = HostInfo::read(&state_dir);
     let cfg = NodeConfig {
         cpu: args.cpu.clone(),
@@ -123,7 +132,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
             &state_dir,
             client.clone(),
             net.clone(),
-            shims.clone(),
+            images.clone(),
             cfg.clone(),
             host.clone(),
         )?));

@@ -24,6 +24,29 @@ pub enum Command {
     Ctl(CtlArgs),
     /// Kill pod processes and remove sandboxes left by an agent that was SIGKILLed.
     Cleanup(CleanupArgs),
+    /// Internal: run by the agent inside a container's mount namespace to pivot into the
+    /// image's root file system and exec the container's command as its user.
+    #[command(hide = true)]
+    EnterRootfs(EnterArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct EnterArgs {
+    #[arg(long)]
+    pub root: PathBuf,
+    #[arg(long)]
+    pub workdir: String,
+    #[arg(long)]
+    pub uid: u32,
+    #[arg(long)]
+    pub gid: u32,
+    /// Comma-separated supplementary group IDs (the first is the primary group).
+    #[arg(long, default_value = "")]
+    pub groups: String,
+    #[arg(long)]
+    pub no_new_privs: bool,
+    #[arg(last = true, required = true)]
+    pub argv: Vec<String>,
 }
 
 #[derive(Args, Debug)]
@@ -55,6 +78,10 @@ pub struct RunArgs {
     pub memory: String,
     #[arg(long, default_value_t = 110)]
     pub max_pods: u32,
+    /// OCI image archives this node can run (default: STATE_DIR/images/archives), one image
+    /// reference or more per archive, named in its index.json annotations.
+    #[arg(long)]
+    pub image_dir: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]

@@ -28,6 +28,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::EnterRootfs(a) => pod::rootfs::enter(&a),
         Command::Cleanup(c) => {
             let rt = match tokio::runtime::Builder::new_current_thread()
                 .enable_all()

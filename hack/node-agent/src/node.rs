@@ -23,6 +23,7 @@ use crate::cli::Cidr;
 use crate::ids::{now_micro, now_time, random_uuid, sha256_hex, uuid_from};
 use crate::netns::{self, Ipam, Network};
 use crate::pod::PodHandle;
+use crate::pod::image::Images;
 
 pub const KUBELET_VERSION: &str = "v1.36.3";
 /// How often node status is posted even when nothing changed.
@@ -100,7 +101,8 @@ pub struct NodeCtx {
     pub dir: PathBuf,
     pub client: Client,
     pub net: Network,
-    pub shims: PathBuf,
+    /// Shared by every node of this agent, like one machine's image store.
+    pub images: Arc<Images>,
     pub cfg: NodeConfig,
     pub host: HostInfo,
     state: watch::Sender<NodeState>,
@@ -124,7 +126,7 @@ impl NodeCtx {
         state_dir: &std::path::Path,
         client: Client,
         net: Network,
-        shims: PathBuf,
+        images: Arc<Images>,
         cfg: NodeConfig,
         host: HostInfo,
     ) -> Result<Self> {
@@ -142,7 +144,7 @@ impl NodeCtx {
             dir,
             client,
             net,
-            shims,
+            images,
             cfg,
             host,
             state: watch::channel(NodeState::Up).0,

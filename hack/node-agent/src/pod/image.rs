@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
+use super::cluster;
+use super::oci::{OciImage, Store};
 use crate::ids::sha256_hex;
 
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -23,12 +25,63 @@ pub struct ImageConfig {
     /// Directories the image declares as VOLUME; the runtime gives each container a fresh
     /// anonymous directory there unless the pod mounts something at that path.
     pub anonymous_volumes: Vec<String>,
+    /// A real image from an archive (its own root file system and user); None for the
+    /// emulated redis image, which runs on the host's file system as root.
+    pub oci: Option<OciImage>,
 }
 
 /// The reason string and message a kubelet would show for an image it cannot pull.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PullError {
     pub message: String,
+}
+
+/// Where this node's images come from: the redis emulation (shims) and OCI archives.
+pub struct Images {
+    pub shims: PathBuf,
+    pub store: Store,
+    pub services: cluster::Cache,
+}
+
+impl Images {
+    /// The redis mapping first, exactly as before archives existed (an archive can never
+    /// shadow it); then the archives. Blocking on the first use of an archived image (unpack).
+    pub fn resolve(&self, image: &str) -> Result<ImageConfig, PullError> {
+        if let Some(img) = resolve_redis(image) {
+            return Ok(img);
+        }
+        match self.store.pull(image) {
+            Ok(Some(o)) => Ok(ImageConfig {
+                entrypoint: o.entrypoint.clone(),
+                cmd: o.cmd.clone(),
+                working_dir: o.working_dir.clone(),
+                env: o.env.clone(),
+                anonymous_volumes: o.volumes.clone(),
+                oci: Some(o),
+            }),
+            Ok(None) => Err(not_available(image, self.store.archives_dir())),
+            Err(e) => Err(PullError {
+                message: format!("failed to pull and unpack image \"{image}\": {e:#}"),
+            }),
+        }
+    }
+}
+
+fn not_available(image: &str, archives: &Path) -> PullError {
+    let (_, path) = registry_and_path(image);
+    let path = path.to_ascii_lowercase();
+    let valkey = if path.ends_with("valkey/valkey") || path == "valkey" {
+        "; Debian bookworm has no valkey package"
+    } else {
+        ""
+    };
+    PullError {
+        message: format!(
+            "image \"{image}\" is not available on this node (only redis:* images and the OCI \
+             archives in {} run here{valkey})",
+            archives.display()
+        ),
+    }
 }
 
 /// `docker.io/library/redis:7.2@sha256:..` → ("docker.io", "library/redis").
@@ -49,7 +102,8 @@ fn registry_and_path(image: &str) -> (String, String) {
     }
 }
 
-pub fn resolve(image: &str) -> Result<ImageConfig, PullError> {
+/// The official redis image, emulated with the host's binaries; None for any other image.
+pub fn resolve_redis(image: &str) -> Option<ImageConfig> {
     let (registry, path) = registry_and_path(image);
     let path = path.to_ascii_lowercase();
     let dockerhub = matches!(
@@ -58,22 +112,7 @@ pub fn resolve(image: &str) -> Result<ImageConfig, PullError> {
     );
     let is_redis = (dockerhub && (path == "redis" || path == "library/redis"))
         || path == "docker/library/redis";
-    if is_redis {
-        return Ok(redis_image());
-    }
-    if path.ends_with("valkey/valkey") || path == "valkey" {
-        return Err(PullError {
-            message: format!(
-                "image \"{image}\" is not available on this node (only redis:* images run here; \
-                 Debian bookworm has no valkey package)"
-            ),
-        });
-    }
-    Err(PullError {
-        message: format!(
-            "image \"{image}\" is not available on this node (only redis:* images run here)"
-        ),
-    })
+    is_redis.then(redis_image)
 }
 
 fn redis_image() -> ImageConfig {
@@ -83,6 +122,7 @@ fn redis_image() -> ImageConfig {
         working_dir: "/data".into(),
         env: vec![("PATH".into(), DEFAULT_PATH.into())],
         anonymous_volumes: vec!["/data".into()],
+        oci: None,
     }
 }
 
@@ -93,6 +133,18 @@ pub fn argv(image: &ImageConfig, command: &[String], args: &[String]) -> Vec<Str
         (true, false) => image.entrypoint.iter().chain(args).cloned().collect(),
         (true, true) => image.entrypoint.iter().chain(&image.cmd).cloned().collect(),
     }
+}
+
+/// An archived image's ID is its repository at the manifest digest, as a runtime reports it.
+pub fn oci_image_id(image: &str, digest: &str) -> String {
+    let n = super::oci::normalize(image);
+    let repo = n.split('@').next().unwrap_or(&n);
+    let last_slash = repo.rfind('/').map_or(0, |i| i + 1);
+    let repo = match repo[last_slash..].find(':') {
+        Some(i) => &repo[..last_slash + i],
+        None => repo,
+    };
+    format!("{repo}@{digest}")
 }
 
 /// A stable, non-empty imageID: clients treat it as required and compare it across
@@ -201,22 +253,46 @@ mod tests {
             "redis:7.2@sha256:abc",
             "public.ecr.aws/docker/library/redis:7",
         ] {
-            assert!(resolve(ok).is_ok(), "{ok}");
+            assert!(resolve_redis(ok).is_some(), "{ok}");
         }
     }
 
     #[test]
     fn other_images_fail_clearly() {
-        let e = resolve("nginx:1.25").unwrap_err();
+        let dir =
+            std::env::temp_dir().join(format!("images-test-{}", crate::ids::random_hex("t", 8)));
+        let images = Images {
+            shims: dir.join("shims"),
+            store: Store::new(dir.join("archives"), dir.join("rootfs")).unwrap(),
+            services: cluster::Cache::default(),
+        };
+        let e = images.resolve("nginx:1.25").unwrap_err();
         assert_eq!(
             e.message,
-            "image \"nginx:1.25\" is not available on this node (only redis:* images run here)"
+            format!(
+                "image \"nginx:1.25\" is not available on this node (only redis:* images and the \
+                 OCI archives in {} run here)",
+                dir.join("archives").display()
+            )
         );
-        assert!(resolve("bitnami/redis:7").is_err());
-        assert!(resolve("quay.io/redis:7").is_err());
-        let v = resolve("valkey/valkey:8.0").unwrap_err();
-        assert!(v.message.contains("valkey"), "{}", v.message);
-        assert!(v.message.contains("only redis:* images run here"));
+        assert!(images.resolve("bitnami/redis:7").is_err());
+        assert!(images.resolve("quay.io/redis:7").is_err());
+        let v = images.resolve("valkey/valkey:8.0").unwrap_err();
+        assert!(v.message.contains("valkey package"), "{}", v.message);
+        assert!(images.resolve("redis:7.2").is_ok());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn archived_image_ids_name_the_manifest() {
+        assert_eq!(
+            oci_image_id("redis-operator:latest", "sha256:ab"),
+            "docker.io/library/redis-operator@sha256:ab"
+        );
+        assert_eq!(
+            oci_image_id("localhost:5000/op:1@sha256:cd", "sha256:cd"),
+            "localhost:5000/op@sha256:cd"
+        );
     }
 
     #[test]

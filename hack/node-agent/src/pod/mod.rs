@@ -1,9 +1,12 @@
 //! Pods bound to a node: one watcher per node feeds one worker task per pod (keyed by
 //! UID). Workers are level-triggered: they always act on the latest object they were given.
 
+pub mod cluster;
 pub mod env;
 pub mod image;
+pub mod oci;
 pub mod probe;
+pub mod rootfs;
 pub mod runner;
 pub mod status;
 pub mod volumes;

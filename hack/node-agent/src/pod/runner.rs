@@ -15,9 +15,11 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+use super::cluster;
 use super::env::{self, Objects, PodFacts};
 use super::image;
 use super::probe::{self, ProbeEvent, Target};
+use super::rootfs;
 use super::status::{self, CState, CView, PodView, Term};
 use super::volumes::{self, Bind, Prepared, VolumeError};
 use super::{Event, PodUpdate, Resources, is_terminal, pod_dir, remove_pod_volumes};
@@ -78,6 +80,9 @@ struct Ctr {
     exited: Option<watch::Receiver<bool>>,
     env: Option<Vec<(String, String)>>,
     kill_reason: Option<String>,
+    /// Image pull back-off: the next attempt and the last error (ImagePullBackOff meanwhile).
+    pull_retry: Option<(Instant, String)>,
+    pull_backoff: Option<Duration>,
 }
 
 impl Ctr {
@@ -118,6 +123,8 @@ impl Ctr {
             exited: None,
             env: None,
             kill_reason: None,
+            pull_retry: None,
+            pull_backoff: None,
         };
         // A status from an earlier life of this pod on this node (agent restart or node
         // reboot): like a kubelet after reboot, the new instance counts as a restart.
@@ -860,20 +867,8 @@ impl Worker {
             return;
         };
         let image_name = spec.image.clone().unwrap_or_default();
-        let img = match image::resolve(&image_name) {
-            Ok(img) => img,
-            Err(e) => {
-                let c = self.ctr_mut(init, i);
-                if !matches!(&c.state, CState::Waiting { reason, .. } if reason == "ErrImagePull") {
-                    info!(container = %name, "{}", e.message);
-                }
-                c.state = CState::Waiting {
-                    reason: "ErrImagePull".into(),
-                    message: Some(e.message),
-                };
-                c.next_start = Some(Instant::now() + RETRY);
-                return;
-            }
+        let Some(img) = self.pull(init, i, &image_name) else {
+            return;
         };
         if self.reachable()
             && self
@@ -908,7 +903,14 @@ impl Worker {
             return;
         };
         let ctr_dir = self.dir.join("containers").join(&name);
-        let runtime = match self.runtime_binds(&ctr_dir, &img, &binds) {
+        let services = self
+            .node
+            .images
+            .services
+            .get(&self.node.client, self.reachable())
+            .await;
+        let resolv = cluster::resolv_conf(&self.pod, services.dns.as_ref());
+        let runtime = match self.runtime_binds(&ctr_dir, &img, &binds, resolv.as_deref()) {
             Ok(r) => r,
             Err(e) => {
                 self.config_error(init, i, format!("preparing container filesystem: {e}"));
@@ -925,11 +927,40 @@ impl Worker {
             .filter(|w| !w.is_empty())
             .unwrap_or_else(|| img.working_dir.clone());
         let (hostname, _) = hostnames(&self.pod);
-        let script = setup_script(&binds, &hostname, &workdir);
         let mut proc_env: Vec<(String, String)> = img.env.clone();
         proc_env.push(("HOSTNAME".into(), hostname.clone()));
-        proc_env.push(("HOME".into(), "/root".into()));
-        for (k, v) in &env {
+        // The kubelet gives every container the `kubernetes` Service's variables, before the
+        // container's own env (which may override them).
+        let mut service_env = match &services.api {
+            Some(api) => cluster::service_env("kubernetes", api),
+            None => Vec::new(),
+        };
+        let (script, argv) = match &img.oci {
+            None => {
+                proc_env.push(("HOME".into(), "/root".into()));
+                (setup_script(&binds, &hostname, &workdir), argv)
+            }
+            Some(oci) => {
+                let launch =
+                    rootfs::identity(&self.pod, &spec, &oci.user, &oci.rootfs).and_then(|id| {
+                        oci_launch(&ctr_dir, oci, &binds, &hostname, &workdir, &id, &argv)
+                            .map(|(s, a)| (s, a, id))
+                    });
+                let (script, argv, id) = match launch {
+                    Ok(l) => l,
+                    Err(msg) => {
+                        self.config_error(init, i, msg);
+                        return;
+                    }
+                };
+                if !img.env.iter().any(|(k, _)| k == "HOME") {
+                    proc_env.push(("HOME".into(), rootfs::home(&oci.rootfs, id.uid)));
+                }
+                (script, argv)
+            }
+        };
+        service_env.extend(env.iter().cloned());
+        for (k, v) in &service_env {
             if let Some(slot) = proc_env.iter_mut().find(|(n, _)| n == k) {
                 slot.1 = v.clone();
             } else {
@@ -978,7 +1009,10 @@ impl Worker {
         c.started_at = Some((now_t.clone(), now_i));
         c.state = CState::Running { started_at: now_t };
         c.container_id = Some(format!("process://{pid}"));
-        c.image_id = image::image_id(&image_name);
+        c.image_id = match &img.oci {
+            Some(o) => image::oci_image_id(&image_name, &o.digest),
+            None => image::image_id(&image_name),
+        };
         c.env = Some(env.clone());
         c.kill_reason = None;
         c.next_start = None;
@@ -1062,6 +1096,49 @@ impl Worker {
         info!(pod = %self.key, container = %name, pid, argv = ?argv, "container started");
     }
 
+    /// "Pulls" the image: ErrImagePull on a failed attempt, then ImagePullBackOff until the
+    /// next one (10 s doubling up to 5 min), as the kubelet shows it. Never falls back.
+    fn pull(&mut self, init: bool, i: usize, image_name: &str) -> Option<image::ImageConfig> {
+        let now = Instant::now();
+        let images = self.node.images.clone();
+        let c = self.ctr_mut(init, i);
+        if let Some((at, msg)) = c.pull_retry.clone()
+            && at > now
+        {
+            c.state = CState::Waiting {
+                reason: "ImagePullBackOff".into(),
+                message: Some(format!(
+                    "Back-off pulling image \"{image_name}\": ErrImagePull: {msg}"
+                )),
+            };
+            c.next_start = Some(at);
+            return None;
+        }
+        // Unpacking an archive the first time is blocking file work.
+        match tokio::task::block_in_place(|| images.resolve(image_name)) {
+            Ok(img) => {
+                c.pull_retry = None;
+                c.pull_backoff = None;
+                Some(img)
+            }
+            Err(e) => {
+                info!(container = %c.name, "ErrImagePull: {}", e.message);
+                let b = c
+                    .pull_backoff
+                    .map_or(BACKOFF_START, |b| (b * 2).min(BACKOFF_MAX));
+                c.pull_backoff = Some(b);
+                c.pull_retry = Some((now + b, e.message.clone()));
+                c.state = CState::Waiting {
+                    reason: "ErrImagePull".into(),
+                    message: Some(e.message),
+                };
+                // The next sync shows the back-off, as the kubelet's pod worker does.
+                c.next_start = Some(now + Duration::from_secs(1));
+                None
+            }
+        }
+    }
+
     fn config_error(&mut self, init: bool, i: usize, msg: String) {
         let c = self.ctr_mut(init, i);
         if !matches!(&c.state, CState::Waiting { message: Some(m), .. } if *m == msg) {
@@ -1080,12 +1157,16 @@ impl Worker {
         ctr_dir: &Path,
         img: &image::ImageConfig,
         user: &[Bind],
+        resolv: Option<&str>,
     ) -> std::io::Result<Vec<Bind>> {
-        let mut out = vec![Bind {
-            source: self.node.shims.clone(),
-            target: "/usr/local/bin".into(),
-            read_only: true,
-        }];
+        let mut out = Vec::new();
+        if img.oci.is_none() {
+            out.push(Bind {
+                source: self.node.images.shims.clone(),
+                target: "/usr/local/bin".into(),
+                read_only: true,
+            });
+        }
         // Fresh per instance, like a container's writable layer.
         let fresh = |sub: &str| -> std::io::Result<PathBuf> {
             let p = ctr_dir.join(sub);
@@ -1095,17 +1176,19 @@ impl Worker {
             std::fs::create_dir_all(&p)?;
             Ok(p)
         };
-        // The host's Debian config must not leak into the "image".
-        out.push(Bind {
-            source: fresh("etc-redis")?,
-            target: "/etc/redis".into(),
-            read_only: false,
-        });
-        out.push(Bind {
-            source: fresh("tmp")?,
-            target: "/tmp".into(),
-            read_only: false,
-        });
+        if img.oci.is_none() {
+            // The host's Debian config must not leak into the "image".
+            out.push(Bind {
+                source: fresh("etc-redis")?,
+                target: "/etc/redis".into(),
+                read_only: false,
+            });
+            out.push(Bind {
+                source: fresh("tmp")?,
+                target: "/tmp".into(),
+                read_only: false,
+            });
+        }
         for v in &img.anonymous_volumes {
             if !user.iter().any(|b| b.target.trim_end_matches('/') == v) {
                 out.push(Bind {
@@ -1115,9 +1198,22 @@ impl Worker {
                 });
             }
         }
+        // ClusterFirst with a cluster DNS: the kubelet's resolv.conf. Otherwise the node's, which
+        // the redis emulation sees anyway and an image's root does not have.
+        let resolv_file = self.dir.join("etc-resolv.conf");
+        match resolv {
+            Some(text) => std::fs::write(&resolv_file, text)?,
+            None if img.oci.is_some() => {
+                std::fs::copy("/etc/resolv.conf", &resolv_file)?;
+            }
+            None => {
+                let _ = std::fs::remove_file(&resolv_file);
+            }
+        }
         for (file, target) in [
             ("etc-hosts", "/etc/hosts"),
             ("etc-hostname", "/etc/hostname"),
+            ("etc-resolv.conf", "/etc/resolv.conf"),
         ] {
             let p = self.dir.join(file);
             if p.exists() && !user.iter().any(|b| b.target == target) {
@@ -1215,7 +1311,11 @@ impl Worker {
             .find(|c| c.name == name && c.running())?;
         let sb = self.sandbox.as_ref()?;
         let spec = self.spec_container(name, c.init)?;
-        let img = image::resolve(spec.image.as_deref().unwrap_or_default()).ok()?;
+        let img = self
+            .node
+            .images
+            .resolve(spec.image.as_deref().unwrap_or_default())
+            .ok()?;
         let mut env = img.env.clone();
         for (k, v) in c.env.clone().unwrap_or_default() {
             env.retain(|(n, _)| *n != k);
@@ -1544,6 +1644,39 @@ async fn kill_instance(
     {
         signal_group(pgid, rustix::process::Signal::KILL);
     }
+}
+
+/// The setup script and argv of an OCI image container: a fresh overlay (upper, work, mount
+/// point) per instance, like a container's writable layer, then `enter-rootfs`.
+fn oci_launch(
+    ctr_dir: &Path,
+    oci: &super::oci::OciImage,
+    binds: &[Bind],
+    hostname: &str,
+    workdir: &str,
+    id: &rootfs::Identity,
+    argv: &[String],
+) -> Result<(String, Vec<String>), String> {
+    let fresh = |sub: &str| -> Result<PathBuf, String> {
+        let p = ctr_dir.join(sub);
+        if p.exists() {
+            std::fs::remove_dir_all(&p).map_err(|e| format!("removing {}: {e}", p.display()))?;
+        }
+        std::fs::create_dir_all(&p).map_err(|e| format!("creating {}: {e}", p.display()))?;
+        Ok(p)
+    };
+    let layers = rootfs::Layers {
+        lower: oci.rootfs.clone(),
+        upper: fresh("upper")?,
+        work: fresh("work")?,
+        root: fresh("rootfs")?,
+    };
+    let agent = rootfs::agent_binary().map_err(|e| format!("locating node-agent: {e}"))?;
+    let script = rootfs::setup_script(&layers, binds, hostname, workdir, id.read_only_root);
+    Ok((
+        script,
+        rootfs::enter_argv(&agent, &layers.root, workdir, id, argv),
+    ))
 }
 
 /// Starts the container process: join the sandbox's network namespace, take a private

@@ -354,6 +354,8 @@ pub fn prepare(inp: &Inputs<'_>) -> Result<BTreeMap<String, Prepared>, VolumeErr
             }
         } else if v.empty_dir.is_some() {
             std::fs::create_dir_all(&dir).map_err(io)?;
+            // The kubelet makes emptyDirs world-writable, so non-root containers can use them.
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).map_err(io)?;
             Prepared {
                 host_path: dir,
                 read_only: false,

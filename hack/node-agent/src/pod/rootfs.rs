@@ -1,0 +1,511 @@
+//! Containers of OCI images: their own root file system, user and security context.
+//!
+//! The container's fresh mount namespace gets an overlay of the unpacked image (lower, shared
+//! and never written) and a per-instance upper directory, the pseudo file systems a runtime
+//! mounts (/proc, /dev, /sys), and the pod's volumes under it. `node-agent enter-rootfs` then
+//! pivots into it, drops to the container's user and execs the entrypoint, so the process the
+//! agent supervises really is the image's binary, running as that user.
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use k8s_openapi::api::core::v1::{Container, Pod};
+use rustix::process::{Gid, Uid};
+
+use super::volumes::Bind;
+
+/// Who the container's process runs as, after image config and securityContext.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub uid: u32,
+    pub gid: u32,
+    pub groups: Vec<u32>,
+    pub read_only_root: bool,
+    pub no_new_privs: bool,
+}
+
+/// `name:x:uid:gid:...` lines of the image's /etc/passwd → (name, uid, gid).
+fn passwd(rootfs: &Path) -> Vec<(String, u32, u32)> {
+    let text = std::fs::read_to_string(rootfs.join("etc/passwd")).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            Some((
+                f.first()?.to_string(),
+                f.get(2)?.parse().ok()?,
+                f.get(3)?.parse().ok()?,
+            ))
+        })
+        .collect()
+}
+
+/// HOME for a user, from the image's /etc/passwd ("/" when it has none), as runtimes set it.
+pub fn home(rootfs: &Path, uid: u32) -> String {
+    let text = std::fs::read_to_string(rootfs.join("etc/passwd")).unwrap_or_default();
+    text.lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.get(2).and_then(|u| u.parse::<u32>().ok()) == Some(uid))
+        .and_then(|f| f.get(5).map(|h| h.to_string()))
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "/".into())
+}
+
+/// `name:x:gid:member,member` lines of the image's /etc/group → (name, gid, members).
+fn groups(rootfs: &Path) -> Vec<(String, u32, Vec<String>)> {
+    let text = std::fs::read_to_string(rootfs.join("etc/group")).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            let members = f
+                .get(3)
+                .map(|m| {
+                    m.split(',')
+                        .filter(|s| !s.is_empty())
+                        .map(String::from)
+                        .collect()
+                })
+                .unwrap_or_default();
+            Some((f.first()?.to_string(), f.get(2)?.parse().ok()?, members))
+        })
+        .collect()
+}
+
+/// The kubelet's pod reference in messages: `name_namespace(uid)`.
+fn pod_ref(pod: &Pod) -> String {
+    format!(
+        "{}_{}({})",
+        pod.metadata.name.as_deref().unwrap_or_default(),
+        pod.metadata.namespace.as_deref().unwrap_or_default(),
+        pod.metadata.uid.as_deref().unwrap_or_default()
+    )
+}
+
+/// The user a container runs as: securityContext (container, then pod) over the image's `User`,
+/// names looked up in the image's own /etc/passwd and /etc/group, as a runtime does. An error
+/// is the kubelet's CreateContainerConfigError message.
+pub fn identity(
+    pod: &Pod,
+    c: &Container,
+    image_user: &str,
+    rootfs: &Path,
+) -> Result<Identity, String> {
+    let psc = pod.spec.as_ref().and_then(|s| s.security_context.clone());
+    let csc = c.security_context.clone();
+    let run_as_user = csc
+        .as_ref()
+        .and_then(|s| s.run_as_user)
+        .or(psc.as_ref().and_then(|s| s.run_as_user));
+    let run_as_group = csc
+        .as_ref()
+        .and_then(|s| s.run_as_group)
+        .or(psc.as_ref().and_then(|s| s.run_as_group));
+    let non_root = csc
+        .as_ref()
+        .and_then(|s| s.run_as_non_root)
+        .or(psc.as_ref().and_then(|s| s.run_as_non_root))
+        .unwrap_or(false);
+    let users = passwd(rootfs);
+    let (user_part, group_part) = match image_user.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (image_user, None),
+    };
+    let to_u32 = |v: i64, what: &str| u32::try_from(v).map_err(|_| format!("invalid {what} {v}"));
+    let (uid, name) = match run_as_user {
+        Some(u) => {
+            let uid = to_u32(u, "runAsUser")?;
+            (uid, users.iter().find(|e| e.1 == uid).map(|e| e.0.clone()))
+        }
+        None if user_part.is_empty() => (0, Some("root".to_string())),
+        None => match user_part.parse::<u32>() {
+            Ok(uid) => (uid, users.iter().find(|e| e.1 == uid).map(|e| e.0.clone())),
+            Err(_) => {
+                if non_root {
+                    return Err(format!(
+                        "container has runAsNonRoot and image has non-numeric user ({user_part}), \
+                         cannot verify user is non-root (pod: \"{}\", container: {})",
+                        pod_ref(pod),
+                        c.name
+                    ));
+                }
+                let e = users.iter().find(|e| e.0 == user_part).ok_or_else(|| {
+                    format!("unable to find user {user_part}: no matching entries in passwd file")
+                })?;
+                (e.1, Some(e.0.clone()))
+            }
+        },
+    };
+    if non_root && uid == 0 {
+        return Err(format!(
+            "container has runAsNonRoot and image will run as root (pod: \"{}\", container: {})",
+            pod_ref(pod),
+            c.name
+        ));
+    }
+    let all_groups = groups(rootfs);
+    let primary = users.iter().find(|e| e.1 == uid).map_or(0, |e| e.2);
+    let gid = match (run_as_group, group_part.filter(|_| run_as_user.is_none())) {
+        (Some(g), _) => to_u32(g, "runAsGroup")?,
+        (None, Some(g)) => match g.parse::<u32>() {
+            Ok(gid) => gid,
+            Err(_) => all_groups
+                .iter()
+                .find(|e| e.0 == g)
+                .map(|e| e.1)
+                .ok_or_else(|| {
+                    format!("unable to find group {g}: no matching entries in group file")
+                })?,
+        },
+        (None, None) => primary,
+    };
+    let mut extra: Vec<u32> = name
+        .map(|n| {
+            all_groups
+                .iter()
+                .filter(|e| e.2.contains(&n))
+                .map(|e| e.1)
+                .collect()
+        })
+        .unwrap_or_default();
+    if let Some(p) = &psc {
+        for g in p.supplemental_groups.iter().flatten().chain(&p.fs_group) {
+            extra.push(to_u32(*g, "supplemental group")?);
+        }
+    }
+    extra.retain(|g| *g != gid);
+    extra.sort_unstable();
+    extra.dedup();
+    let mut groups = vec![gid];
+    groups.extend(extra);
+    Ok(Identity {
+        uid,
+        gid,
+        groups,
+        read_only_root: csc
+            .as_ref()
+            .and_then(|s| s.read_only_root_filesystem)
+            .unwrap_or(false),
+        no_new_privs: csc
+            .as_ref()
+            .and_then(|s| s.allow_privilege_escalation)
+            .is_some_and(|a| !a),
+    })
+}
+
+/// Single-quotes for sh.
+fn sq(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// Where one container instance's file system lives on the host.
+pub struct Layers {
+    pub lower: PathBuf,
+    pub upper: PathBuf,
+    pub work: PathBuf,
+    pub root: PathBuf,
+}
+
+/// Device nodes a runtime gives every container (bound from the host's).
+const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
+
+/// The shell prologue, run in the container's fresh mount namespace with host binaries: the
+/// overlay root, pseudo file systems, the pod's binds under the root, the hostname; then the
+/// root is made read-only if asked (after the mount points exist, as runc does) and
+/// `enter` (argv[0..]) pivots into it.
+pub fn setup_script(
+    l: &Layers,
+    binds: &[Bind],
+    hostname: &str,
+    workdir: &str,
+    read_only: bool,
+) -> String {
+    let r = sq(&l.root.to_string_lossy());
+    let mut s = format!(
+        "set -e\nR={r}\n\
+         /bin/mount -t overlay overlay -o {} \"$R\"\n",
+        sq(&format!(
+            "lowerdir={},upperdir={},workdir={}",
+            l.lower.display(),
+            l.upper.display(),
+            l.work.display()
+        ))
+    );
+    s.push_str(
+        "/bin/mkdir -p \"$R/proc\" \"$R/dev\" \"$R/sys\"\n\
+         /bin/mount -t proc -o nosuid,nodev,noexec proc \"$R/proc\"\n\
+         /bin/mount -t tmpfs -o nosuid,mode=755,size=65536k tmpfs \"$R/dev\"\n",
+    );
+    for d in DEVICES {
+        s.push_str(&format!(
+            ": > \"$R/dev/{d}\"; /bin/mount --bind /dev/{d} \"$R/dev/{d}\"\n"
+        ));
+    }
+    s.push_str(
+        "/bin/mkdir -p \"$R/dev/shm\" \"$R/dev/pts\"\n\
+         /bin/mount -t tmpfs -o nosuid,nodev,noexec,mode=1777,size=65536k shm \"$R/dev/shm\"\n\
+         /bin/ln -s /proc/self/fd \"$R/dev/fd\"\n\
+         /bin/ln -s /proc/self/fd/0 \"$R/dev/stdin\"\n\
+         /bin/ln -s /proc/self/fd/1 \"$R/dev/stdout\"\n\
+         /bin/ln -s /proc/self/fd/2 \"$R/dev/stderr\"\n\
+         /bin/mount -t sysfs -o ro,nosuid,nodev,noexec sysfs \"$R/sys\" 2>/dev/null || true\n\
+         b() {\n\
+         \x20 if [ -d \"$1\" ]; then /bin/mkdir -p \"$2\"; elif [ ! -e \"$2\" ]; then /bin/mkdir -p \"$(/usr/bin/dirname \"$2\")\"; : > \"$2\"; fi\n\
+         \x20 /bin/mount --bind \"$1\" \"$2\"\n\
+         \x20 if [ \"$3\" = ro ]; then /bin/mount -o remount,bind,ro \"$2\"; fi\n\
+         }\n",
+    );
+    for b in binds {
+        s.push_str(&format!(
+            "b {} \"$R\"{} {}\n",
+            sq(&b.source.to_string_lossy()),
+            sq(&b.target),
+            if b.read_only { "ro" } else { "rw" }
+        ));
+    }
+    s.push_str(&format!("/bin/hostname {}\n", sq(hostname)));
+    // A runtime creates a missing working directory, before the root turns read-only.
+    s.push_str(&format!("/bin/mkdir -p \"$R\"{}\n", sq(workdir)));
+    if read_only {
+        s.push_str("/bin/mount -o remount,bind,ro \"$R\"\n");
+    }
+    s.push_str("exec \"$@\"\n");
+    s
+}
+
+/// The argv that enters the root and execs the container's command as its user.
+pub fn enter_argv(
+    agent: &Path,
+    root: &Path,
+    workdir: &str,
+    id: &Identity,
+    argv: &[String],
+) -> Vec<String> {
+    let groups: Vec<String> = id.groups.iter().map(u32::to_string).collect();
+    let mut v = vec![
+        agent.to_string_lossy().into_owned(),
+        "enter-rootfs".into(),
+        "--root".into(),
+        root.to_string_lossy().into_owned(),
+        "--workdir".into(),
+        workdir.to_string(),
+        "--uid".into(),
+        id.uid.to_string(),
+        "--gid".into(),
+        id.gid.to_string(),
+        "--groups".into(),
+        groups.join(","),
+    ];
+    if id.no_new_privs {
+        v.push("--no-new-privs".into());
+    }
+    v.push("--".into());
+    v.extend(argv.iter().cloned());
+    v
+}
+
+/// The agent binary, to run `enter-rootfs` in the container's namespaces. A rebuilt agent
+/// replaced the file under a running one: the kernel then names the old inode "(deleted)".
+pub fn agent_binary() -> std::io::Result<PathBuf> {
+    let p = std::env::current_exe()?;
+    let s = p.to_string_lossy();
+    Ok(match s.strip_suffix(" (deleted)") {
+        Some(live) => PathBuf::from(live),
+        None => p,
+    })
+}
+
+/// `node-agent enter-rootfs`: runs single-threaded in the container's mount namespace, so the
+/// per-thread credential calls below change the whole process before exec.
+pub fn enter(args: &crate::cli::EnterArgs) -> ExitCode {
+    match enter_inner(args) {
+        Ok(never) => match never {},
+        Err(e) => {
+            eprintln!("node-agent enter-rootfs: {e}");
+            // 127/126 would read as "command not found"; the runtime's own failures are 128.
+            ExitCode::from(128)
+        }
+    }
+}
+
+enum Never {}
+
+fn enter_inner(a: &crate::cli::EnterArgs) -> Result<Never, String> {
+    let io = |what: &str, e: std::io::Error| format!("{what}: {e}");
+    // pivot_root(".", ".") stacks the old root on the new one; detaching it leaves only the image.
+    rustix::process::chdir(&a.root).map_err(|e| io("chdir to the root", e.into()))?;
+    rustix::process::pivot_root(".", ".").map_err(|e| io("pivot_root", e.into()))?;
+    rustix::mount::unmount(".", rustix::mount::UnmountFlags::DETACH)
+        .map_err(|e| io("detaching the old root", e.into()))?;
+    rustix::process::chdir("/").map_err(|e| io("chdir /", e.into()))?;
+    let groups: Vec<Gid> = a
+        .groups
+        .split(',')
+        .filter(|g| !g.is_empty())
+        .map(|g| {
+            g.parse::<u32>()
+                .map(Gid::from_raw)
+                .map_err(|e| format!("group {g}: {e}"))
+        })
+        .collect::<Result<_, _>>()?;
+    rustix::thread::set_thread_groups(&groups).map_err(|e| io("setgroups", e.into()))?;
+    rustix::thread::set_thread_res_gid(
+        Gid::from_raw(a.gid),
+        Gid::from_raw(a.gid),
+        Gid::from_raw(a.gid),
+    )
+    .map_err(|e| io("setresgid", e.into()))?;
+    // Dropping uid 0 also clears the capability sets (no keep-caps), as for a non-root container.
+    rustix::thread::set_thread_res_uid(
+        Uid::from_raw(a.uid),
+        Uid::from_raw(a.uid),
+        Uid::from_raw(a.uid),
+    )
+    .map_err(|e| io("setresuid", e.into()))?;
+    if a.no_new_privs {
+        rustix::thread::set_no_new_privs(true).map_err(|e| io("no_new_privs", e.into()))?;
+    }
+    // The working directory may not exist in the image; a runtime creates it (as root, before
+    // dropping privileges), but on a read-only root it must already be there.
+    if rustix::process::chdir(a.workdir.as_str()).is_err() {
+        return Err(format!(
+            "chdir to working directory {:?}: not found or not accessible",
+            a.workdir
+        ));
+    }
+    let Some((prog, rest)) = a.argv.split_first() else {
+        return Err("no command".into());
+    };
+    // exec only returns on failure; PATH lookup uses the container's PATH inside its root.
+    let err = std::process::Command::new(prog).args(rest).exec();
+    Err(format!("exec {prog:?}: {err}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{PodSecurityContext, PodSpec, SecurityContext};
+
+    fn rootfs() -> PathBuf {
+        let d =
+            std::env::temp_dir().join(format!("rootfs-test-{}", crate::ids::random_hex("t", 8)));
+        std::fs::create_dir_all(d.join("etc")).unwrap();
+        std::fs::write(
+            d.join("etc/passwd"),
+            "root:x:0:0::/root:/bin/sh\nnonroot:x:65532:65532::/home:/sbin/nologin\napp:x:1000:1001::/:/x\n",
+        )
+        .unwrap();
+        std::fs::write(
+            d.join("etc/group"),
+            "root:x:0:\nnonroot:x:65532:\napp:x:1001:\nextra:x:2000:app\n",
+        )
+        .unwrap();
+        d
+    }
+
+    fn pod(psc: Option<PodSecurityContext>) -> Pod {
+        Pod {
+            metadata: kube::api::ObjectMeta {
+                name: Some("p".into()),
+                namespace: Some("ns".into()),
+                uid: Some("u".into()),
+                ..Default::default()
+            },
+            spec: Some(PodSpec {
+                security_context: psc,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn ctr(sc: Option<SecurityContext>) -> Container {
+        Container {
+            name: "c".into(),
+            security_context: sc,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn image_user_and_security_context() {
+        let r = rootfs();
+        let id = identity(&pod(None), &ctr(None), "65532:65532", &r).unwrap();
+        assert_eq!(
+            (id.uid, id.gid, id.groups.clone()),
+            (65532, 65532, vec![65532])
+        );
+        let id = identity(&pod(None), &ctr(None), "app", &r).unwrap();
+        assert_eq!(
+            (id.uid, id.gid, id.groups.clone()),
+            (1000, 1001, vec![1001, 2000])
+        );
+        let id = identity(&pod(None), &ctr(None), "", &r).unwrap();
+        assert_eq!((id.uid, id.gid), (0, 0));
+        // runAsUser replaces the image's user and group; the group comes from passwd.
+        let sc = SecurityContext {
+            run_as_user: Some(1000),
+            read_only_root_filesystem: Some(true),
+            ..Default::default()
+        };
+        let id = identity(&pod(None), &ctr(Some(sc)), "65532:65532", &r).unwrap();
+        assert_eq!((id.uid, id.gid, id.read_only_root), (1000, 1001, true));
+        let psc = PodSecurityContext {
+            run_as_user: Some(4242),
+            run_as_group: Some(4343),
+            supplemental_groups: Some(vec![7]),
+            fs_group: Some(8),
+            ..Default::default()
+        };
+        let id = identity(&pod(Some(psc)), &ctr(None), "", &r).unwrap();
+        assert_eq!(
+            (id.uid, id.gid, id.groups.clone()),
+            (4242, 4343, vec![4343, 7, 8])
+        );
+        std::fs::remove_dir_all(r).unwrap();
+    }
+
+    #[test]
+    fn run_as_non_root_is_enforced_like_the_kubelet() {
+        let r = rootfs();
+        let sc = SecurityContext {
+            run_as_non_root: Some(true),
+            ..Default::default()
+        };
+        let e = identity(&pod(None), &ctr(Some(sc.clone())), "", &r).unwrap_err();
+        assert!(
+            e.starts_with("container has runAsNonRoot and image will run as root"),
+            "{e}"
+        );
+        let e = identity(&pod(None), &ctr(Some(sc.clone())), "nonroot", &r).unwrap_err();
+        assert!(e.contains("non-numeric user (nonroot)"), "{e}");
+        assert!(identity(&pod(None), &ctr(Some(sc)), "65532", &r).is_ok());
+        std::fs::remove_dir_all(r).unwrap();
+    }
+
+    #[test]
+    fn script_mounts_under_the_root_then_enters() {
+        let l = Layers {
+            lower: "/img".into(),
+            upper: "/c/upper".into(),
+            work: "/c/work".into(),
+            root: "/c/root".into(),
+        };
+        let b = Bind {
+            source: "/v/tok".into(),
+            target: "/var/run/secrets/kubernetes.io/serviceaccount".into(),
+            read_only: true,
+        };
+        let s = setup_script(&l, &[b], "op-0", "/", true);
+        assert!(
+            s.contains("lowerdir=/img,upperdir=/c/upper,workdir=/c/work"),
+            "{s}"
+        );
+        assert!(
+            s.contains("b '/v/tok' \"$R\"'/var/run/secrets/kubernetes.io/serviceaccount' ro\n"),
+            "{s}"
+        );
+        let ro = s.find("remount,bind,ro \"$R\"\n").unwrap();
+        assert!(ro > s.find("b '/v/tok'").unwrap());
+        assert!(s.ends_with("exec \"$@\"\n"));
+    }
+}
