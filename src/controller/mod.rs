@@ -119,21 +119,37 @@ pub async fn run(client: Client, options: RunOptions) -> Result<(), Error> {
         "redis-operator started"
     );
 
-    let controller = Controller::new(clusters, watcher::Config::default().any_semantic());
-    let clusters_cache = controller.store();
+    // The RedisCluster reflector as Controller::new builds it, plus a signal once its first list
+    // is in (/readyz). Not Store::wait_until_ready on the controller's store: the controller's
+    // runner already waits on it, and kube-runtime's DelayedInit wakes only the last of two
+    // concurrent waiters (seen: /readyz never turning ready on the replica that reconciled).
+    let (clusters_cache, clusters_writer) = reflector::store();
+    let (clusters_synced, mut clusters_synced_rx) = tokio::sync::watch::channel(false);
+    let cluster_stream = reflector(
+        clusters_writer,
+        watcher(clusters, watcher::Config::default().any_semantic()),
+    )
+    .inspect(move |event| {
+        if matches!(event, Ok(watcher::Event::InitDone)) {
+            clusters_synced.send_replace(true);
+        }
+    })
+    .applied_objects();
     tokio::spawn(async move {
-        let synced = futures::future::try_join4(
-            clusters_cache.wait_until_ready(),
+        // Each of these stores has no other waiter.
+        let stores = futures::future::try_join3(
             pods.wait_until_ready(),
             pvcs.wait_until_ready(),
             nodes.wait_until_ready(),
-        );
-        if synced.await.is_ok() {
+        )
+        .await;
+        let clusters = clusters_synced_rx.wait_for(|synced| *synced).await;
+        if stores.is_ok() && clusters.is_ok() {
             tracing::info!("caches synced: ready");
             readiness.set_ready();
         }
     });
-    controller
+    Controller::for_stream(cluster_stream, clusters_cache)
         .owns_stream(pod_stream)
         .owns_stream(pvc_stream)
         .owns(
