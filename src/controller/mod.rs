@@ -22,7 +22,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Node, PersistentVolumeClaim, Pod, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use kube::runtime::controller::{self, Action, Controller};
+use kube::runtime::controller::{self, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Api, Client};
@@ -198,20 +198,4 @@ where
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     }
-}
-
-/// How soon to look again while work is in flight.
-pub const REQUEUE_BUSY: Duration = Duration::from_secs(2);
-/// How soon to look again while Redis itself is converging (gossip, sync): one pipelined round
-/// trip per member, cheap enough to repeat twice a second.
-pub const REQUEUE_REDIS: Duration = Duration::from_millis(500);
-/// How soon to look again when waiting on something outside our control (nodes, user input).
-pub const REQUEUE_WAIT: Duration = Duration::from_secs(30);
-/// Periodic re-check of a healthy cluster: Redis-side changes (a failover Redis did by itself,
-/// a leader spread to restore) wake no watch. One pipelined round trip per member.
-pub const REQUEUE_IDLE: Duration = Duration::from_secs(10);
-
-/// Requeue soon.
-pub fn busy() -> Action {
-    Action::requeue(REQUEUE_BUSY)
 }

@@ -9,12 +9,24 @@ use kube::ResourceExt;
 use kube::runtime::controller::Action;
 
 use super::act::{self, Executed};
+use super::context::Context;
+use super::error::Error;
 use super::observe;
 use super::plan::facts::Facts;
 use super::plan::{self, PlacementState, Plan};
 use super::status;
-use super::{Context, Error, REQUEUE_BUSY, REQUEUE_IDLE, REQUEUE_REDIS, REQUEUE_WAIT};
 use crate::crd::RedisCluster;
+
+/// How soon to look again while work is in flight.
+pub const REQUEUE_BUSY: Duration = Duration::from_secs(2);
+/// How soon to look again while Redis itself is converging (gossip, sync): one pipelined round
+/// trip per member, cheap enough to repeat twice a second.
+pub const REQUEUE_REDIS: Duration = Duration::from_millis(500);
+/// How soon to look again when waiting on something outside our control (nodes, user input).
+pub const REQUEUE_WAIT: Duration = Duration::from_secs(30);
+/// Periodic re-check of a healthy cluster: Redis-side changes (a failover Redis did by itself,
+/// a leader spread to restore) wake no watch. One pipelined round trip per member.
+pub const REQUEUE_IDLE: Duration = Duration::from_secs(10);
 
 /// How soon to look again while something is wrong and nothing was done this pass (Redis's
 /// own timers, a Pod starting): a failing member must not wait for the idle period.

@@ -5,10 +5,10 @@ use kube::Api;
 use kube::api::PostParams;
 use kube::runtime::events::EventType;
 
-use super::Executed;
 use super::events::publish;
-use crate::controller::Context;
+use super::executed::Executed;
 use crate::controller::build;
+use crate::controller::context::Context;
 use crate::controller::labels::{MANAGER, Names};
 use crate::crd::RedisCluster;
 

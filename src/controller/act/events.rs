@@ -3,7 +3,7 @@
 use kube::Resource;
 use kube::runtime::events::{Event as KubeEvent, EventType};
 
-use crate::controller::Context;
+use crate::controller::context::Context;
 use crate::crd::RedisCluster;
 
 pub async fn publish(

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use kube::runtime::events::EventType;
 
 use super::events::publish;
-use super::{Executed, Scope, failed};
+use super::executed::{Executed, Scope, failed};
 use crate::controller::plan::FailoverKind;
 use crate::redis::ids::NodeId;
 use crate::redis::ops::failover::{AcceptedRisk, FailoverMode, LeaderGone, RiskKind};

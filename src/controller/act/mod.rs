@@ -5,24 +5,23 @@
 
 pub mod auth;
 pub mod events;
+pub mod executed;
 mod failover;
 pub mod objects;
 mod updates;
-
-use std::sync::Arc;
-use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::runtime::events::EventType;
 
+use crate::controller::context::Context;
+use crate::controller::error::Error;
 use crate::controller::labels::{MANAGER, NODE_ID_ANNOTATION};
 use crate::controller::observe::Observed;
 use crate::controller::observe::redis::{addr_of, admin_options};
 use crate::controller::observe::revision::LiveApplied;
 use crate::controller::plan::{Action, PlacementState, Plan};
-use crate::controller::{Context, Error};
 use crate::crd::RedisCluster;
 use crate::crd::conditions as types;
 use crate::redis::ids::{NodeId, SlotRange};
@@ -30,92 +29,9 @@ use crate::redis::ops::forget::ForgetPolicy;
 use crate::redis::ops::repair::RepairOptions;
 use crate::redis::ops::{ClusterAdmin, OpError, StepOutcome};
 use events::{publish, publish_new_problem, publish_once};
-use objects::MemberInputs;
-
-/// Why a step failed, typed by where it failed.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum ActError {
-    /// A Redis operation refused or failed.
-    #[error("{0}")]
-    Redis(Arc<OpError>),
-    /// A Kubernetes API call failed.
-    #[error("kubernetes API: {0}")]
-    Kube(Arc<kube::Error>),
-}
-
-/// What the step did.
-#[derive(Debug, Clone)]
-pub enum Executed {
-    /// Nothing was sent.
-    Nothing,
-    /// Commands were sent and verified.
-    Applied(String),
-    /// A batch of slots moved (scaling).
-    Resharded {
-        /// What was done, for logs.
-        message: String,
-        /// Slots moved.
-        slots: usize,
-        /// Keys moved with them.
-        keys: u64,
-    },
-    /// The step (or part of it) failed; `transient` when retrying soon is the right reaction.
-    Failed {
-        /// CamelCase reason for the condition and the Warning Event.
-        reason: &'static str,
-        /// What failed, for humans.
-        message: String,
-        /// Retry soon (a member restarting, gossip not settled) or back off.
-        transient: bool,
-        /// At least how long to wait before the same step may be tried again.
-        retry_after: Duration,
-        /// The error, when one was raised (a precondition the plan's data no longer meets
-        /// has none).
-        error: Option<ActError>,
-    },
-}
-
-pub(super) fn failed(reason: &'static str, message: String, e: OpError) -> Executed {
-    Executed::Failed {
-        reason,
-        message,
-        transient: e.is_transient(),
-        retry_after: Duration::ZERO,
-        error: Some(ActError::Redis(Arc::new(e))),
-    }
-}
-
-/// A Kubernetes API failure of a step, as a failed step: retried soon when the API server is
-/// busy or unavailable, backed off when it refused the request (the message says why).
-pub(super) fn kube_failed(reason: &'static str, what: &str, e: kube::Error) -> Executed {
-    let transient = match &e {
-        kube::Error::Api(s) => s.code >= 500 || s.code == 429 || s.code == 409,
-        _ => true,
-    };
-    Executed::Failed {
-        reason,
-        message: format!("{what}: {e}"),
-        transient,
-        retry_after: Duration::ZERO,
-        error: Some(ActError::Kube(Arc::new(e))),
-    }
-}
-
-/// Everything a step may need besides the plan.
-pub struct Scope<'a> {
-    /// The cluster.
-    pub cluster: &'a RedisCluster,
-    /// Shared context.
-    pub ctx: &'a Context,
-    /// Namespace.
-    pub ns: &'a str,
-    /// Cluster name.
-    pub name: &'a str,
-    /// Admin over every member with an address.
-    pub admin: &'a ClusterAdmin,
-    /// Member build inputs.
-    pub inputs: MemberInputs<'a>,
-}
+use executed::MemberInputs;
+pub use executed::{ActError, Executed, Scope};
+use executed::{failed, kube_failed};
 
 /// Publishes what the plan found that a human must hear about once: a refusal, a placement
 /// that cannot be met, and the losses only a human can accept.

@@ -11,8 +11,8 @@ use crate::controller::plan::NewMember;
 use kube::runtime::events::EventType;
 
 use super::events::publish;
-use super::{Executed, Scope};
-use crate::controller::Context;
+use super::executed::{Executed, MemberInputs, Scope};
+use crate::controller::context::Context;
 use crate::crd::RedisCluster;
 
 pub async fn apply_support_objects(
@@ -51,18 +51,6 @@ pub async fn apply_support_objects(
         .await?;
     Ok(())
 }
-/// What every member Pod is built with, besides its own identity.
-pub struct MemberInputs<'a> {
-    /// Secret holding the password.
-    pub secret_name: &'a str,
-    /// Key of the password in it.
-    pub secret_key: &'a str,
-    /// The revision members are built from.
-    pub revision: &'a str,
-    /// The runtime config a new member starts with (annotation value).
-    pub live_config: &'a str,
-}
-
 /// Creates the planned members, with an Event each (`MemberReplaced` once the cluster has
 /// formed, `MemberCreated` before). A failure names what could not be created.
 pub async fn create_members(

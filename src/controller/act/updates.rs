@@ -9,7 +9,7 @@ use kube::api::{Patch, PatchParams};
 use kube::runtime::events::EventType;
 
 use super::events::publish;
-use super::{Executed, Scope, failed, kube_failed};
+use super::executed::{Executed, Scope, failed, kube_failed};
 use crate::controller::labels::MANAGER;
 
 /// `CONFIG SET` on each member, then records what its process now runs on its Pod. A refused

@@ -6,8 +6,9 @@ use kube::Api;
 
 use crate::controller::build;
 use crate::controller::config;
+use crate::controller::context::Context;
+use crate::controller::error::Error;
 use crate::controller::labels::Names;
-use crate::controller::{Context, Error};
 use crate::crd::RedisCluster;
 
 /// Where the password lives.

@@ -17,8 +17,8 @@ use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use kube::ResourceExt;
 use redis_scheduler::{Request, Topology};
 
-use crate::controller::Context;
 use crate::controller::build::pod::member_of;
+use crate::controller::context::Context;
 use crate::controller::labels::NODE_ID_ANNOTATION;
 use crate::controller::observe::revision::Target;
 use crate::crd::{PvcRetentionPolicy, RedisCluster};
@@ -168,7 +168,7 @@ pub async fn observe(
     ctx: &Context,
     ns: &str,
     name: &str,
-) -> Result<Observed, crate::controller::Error> {
+) -> Result<Observed, crate::controller::error::Error> {
     let auth = auth::read(cluster, ctx, ns).await?;
     let members = pods::members(&ctx.pods.state(), ns, name);
     let claims = pods::claims(&ctx.pvcs.state(), ns, name)

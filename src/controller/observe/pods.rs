@@ -99,17 +99,12 @@ impl Member {
     pub fn revision(&self) -> Option<&str> {
         self.annotation(crate::controller::labels::REVISION_ANNOTATION)
     }
-    /// The runtime config recorded as applied to its process, if any.
-    pub fn live_applied(&self) -> Option<crate::controller::observe::revision::LiveApplied> {
-        crate::controller::observe::revision::LiveApplied::from_annotation(
-            self.annotation(crate::controller::labels::LIVE_CONFIG_ANNOTATION)?,
-        )
-    }
     /// How often the redis container was restarted in this Pod.
     pub fn restart_count(&self) -> i32 {
         self.container().map_or(0, |c| c.restart_count)
     }
-    fn annotation(&self, key: &str) -> Option<&str> {
+    /// One of the Pod's annotations.
+    pub fn annotation(&self, key: &str) -> Option<&str> {
         self.pod
             .metadata
             .annotations

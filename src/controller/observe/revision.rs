@@ -82,6 +82,11 @@ pub fn target(cluster: &RedisCluster) -> Target {
     }
 }
 
+/// The runtime config recorded as applied to `m`'s process, if any.
+pub fn live_applied(m: &Member) -> Option<LiveApplied> {
+    LiveApplied::from_annotation(m.annotation(crate::controller::labels::LIVE_CONFIG_ANNOTATION)?)
+}
+
 /// Whether `m` must be restarted to match `target`: it was built from another revision, or
 /// its process holds a runtime setting the spec no longer has (Redis cannot unset a key; only
 /// a restart brings back the default).
@@ -89,14 +94,13 @@ pub fn outdated(m: &Member, target: &Target) -> bool {
     if m.revision() != Some(target.revision.as_str()) {
         return true;
     }
-    m.live_applied()
-        .is_some_and(|a| a.config.keys().any(|k| !target.live.contains_key(k)))
+    live_applied(m).is_some_and(|a| a.config.keys().any(|k| !target.live.contains_key(k)))
 }
 
 /// Whether `m` (up to date otherwise) needs the runtime config applied: it differs from the
 /// target, or its container restarted since it was applied.
 pub fn needs_live_config(m: &Member, target: &Target) -> bool {
-    match m.live_applied() {
+    match live_applied(m) {
         None => !target.live.is_empty(),
         Some(a) => a.config != target.live || a.restarts != m.restart_count(),
     }

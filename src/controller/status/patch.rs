@@ -5,8 +5,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Resource};
 
-use super::{self as status, Desired};
-use crate::controller::{Context, Error};
+use super::conditions::{self as status, Desired};
+use crate::controller::context::Context;
+use crate::controller::error::Error;
 use crate::crd::{RedisCluster, RedisClusterStatus};
 
 /// Merges the conditions into the previous status and applies it if anything changed.

@@ -1,6 +1,6 @@
 //! Pure: per-shard status (who leads, who follows, in sync, slots) from Pods and Redis views.
 
-use super::short_zone;
+use super::conditions::short_zone;
 use crate::controller::observe::Observed;
 use crate::controller::observe::pods::Member;
 use crate::controller::plan::facts::{in_sync, serving_leader};

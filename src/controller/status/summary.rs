@@ -1,6 +1,6 @@
 //! Pure: what the status shows besides the conditions, from the facts.
 
-use super::{Desired, phase};
+use super::conditions::{Desired, phase};
 use crate::controller::plan::facts::Facts;
 use crate::crd::{RedisCluster, RedisClusterStatus, ReshardStatus};
 

@@ -145,7 +145,8 @@ fn losses(
         ));
     }
     for g in gone.iter().filter(|g| data_gone(obs, g)) {
-        let shard = super::shard_of(obs, &g.id).map_or_else(|| "?".to_string(), |s| s.to_string());
+        let shard =
+            super::shard::shard_of(obs, &g.id).map_or_else(|| "?".to_string(), |s| s.to_string());
         out.push(Problem::new(
             "DataLoss",
             format!(

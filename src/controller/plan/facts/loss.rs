@@ -65,7 +65,8 @@ pub fn awaited<'a>(obs: &'a Observed, gone: &[Gone]) -> Vec<Awaited<'a>> {
         .filter_map(|g| {
             let (ids, claims) = volumes(obs, g);
             // The volumes are the shard's own: they name it even when no member is left.
-            let shard = super::shard_of(obs, &g.id).or_else(|| claims.first().map(|c| c.shard))?;
+            let shard =
+                super::shard::shard_of(obs, &g.id).or_else(|| claims.first().map(|c| c.shard))?;
             Some(Awaited {
                 shard,
                 leader: g.clone(),

@@ -14,7 +14,7 @@
 use std::collections::BTreeMap;
 
 use super::gone::Gone;
-use super::in_sync;
+use super::shard::in_sync;
 use crate::controller::observe::Observed;
 use crate::controller::observe::pods::Member;
 use crate::controller::observe::redis::NodeView;

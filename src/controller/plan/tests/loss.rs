@@ -214,8 +214,10 @@ fn once_every_volume_of_the_shard_is_deleted_it_is_data_loss() {
         d.message
     );
     assert!(!p.problems.iter().any(|x| x.reason == "DataUnavailable"));
+    // Only the lost follower, which no volume can bring back now, is forgotten; a's slots
+    // are neither released nor reassigned.
     assert!(
-        !matches!(p.action, Action::ReleaseSlots(_) | Action::AddSlots(_)),
+        matches!(&p.action, Action::Forget(ids) if ids.len() == 1 && ids[0].0.as_str() == id('d')),
         "{p:?}"
     );
 }
@@ -242,7 +244,11 @@ fn a_follower_that_never_synced_is_not_taken_over_even_when_accepted() {
     e.slots = "5462-10922";
     fx.get('b').slots = "";
     let p = plan(&fx.observed());
-    assert!(!matches!(p.action, Action::Failover { .. }), "{p:?}");
+    // What recovery does is forget b, whose shard e now leads; shard 0 gets nothing.
+    assert!(
+        matches!(&p.action, Action::Forget(ids) if ids.len() == 1 && ids[0].0.as_str() == id('b')),
+        "{p:?}"
+    );
     assert!(
         p.problems
             .iter()
@@ -268,7 +274,7 @@ fn a_new_leader_dying_right_after_its_promotion_is_left_to_the_vote_lock() {
     fx.failed.push(id('d'));
     fx.link_down_since = 3;
     let p = plan(&fx.observed());
-    assert!(!matches!(p.action, Action::Failover { .. }), "{p:?}");
+    assert_eq!(p.action, Action::Wait, "{p:?}");
     // Not flagged (the process died before the cluster could agree): the plan, which
     // remembers nothing, asks for the FORCE at once; the actuator's per-shard record
     // (`act::ForceLimiter`) holds it back until 2 × node timeout after the first FORCE.
@@ -296,10 +302,7 @@ fn a_leader_lost_with_its_data_is_data_loss_and_nothing_is_reassigned_until_acce
         "{}",
         loss.message
     );
-    assert!(
-        !matches!(p.action, Action::AddSlots(_) | Action::ReleaseSlots(_)),
-        "{p:?}"
-    );
+    assert_only_empty_members_for_shard_0(&p);
     let c = conditions(&p, &Executed::Nothing);
     assert_eq!(cond(&c, types::DEGRADED).reason, "DataLoss");
     // The user names the lost node: its slots are released (then served empty).
@@ -311,8 +314,17 @@ fn a_leader_lost_with_its_data_is_data_loss_and_nothing_is_reassigned_until_acce
     }
     // An annotation naming another node accepts nothing.
     fx.break_glass.data_loss = vec!["bbbbbbbb".into()];
-    let p = plan(&fx.observed());
-    assert!(!matches!(p.action, Action::ReleaseSlots(_)), "{p:?}");
+    assert_only_empty_members_for_shard_0(&plan(&fx.observed()));
+}
+
+/// Shard 0 lost everything: the members concern gives it new, empty members (no volume to
+/// reuse); no slot is released or assigned to them.
+fn assert_only_empty_members_for_shard_0(p: &Plan) {
+    assert!(
+        matches!(&p.action, Action::CreateMembers(news)
+            if !news.is_empty() && news.iter().all(|n| n.shard == 0 && n.reuse_claim.is_none())),
+        "{p:?}"
+    );
 }
 
 #[test]
@@ -331,7 +343,7 @@ fn majority_of_leaders_lost_is_quorum_lost_and_takeover_needs_the_user() {
     fx.lose('a', Some(PodState::Down));
     fx.lose('b', Some(PodState::Down));
     let p = plan(&fx.observed());
-    assert!(!matches!(p.action, Action::Failover { .. }), "{p:?}");
+    assert_eq!(p.action, Action::Wait, "{p:?}");
     let q = p
         .problems
         .iter()

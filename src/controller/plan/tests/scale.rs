@@ -2,7 +2,7 @@
 
 use redis_scheduler::Request;
 
-use super::fixture::{Fx, healthy, id};
+use super::fixture::{Fx, cond, healthy, id};
 use crate::controller::act::Executed;
 use crate::controller::observe::Observed;
 use crate::controller::plan::*;
@@ -128,13 +128,6 @@ fn scale_in_is_refused_before_any_move_when_the_rest_cannot_hold_the_data() {
         crate::controller::plan::plan(&obs).action,
         Action::Reshard { .. }
     ));
-}
-
-fn cond<'a>(
-    c: &'a [crate::controller::status::Desired],
-    t: &str,
-) -> &'a crate::controller::status::Desired {
-    c.iter().find(|d| d.type_ == t).unwrap()
 }
 
 #[test]
