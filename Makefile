@@ -67,6 +67,7 @@ e2e: build image
 	  OPERATOR_KUBECONFIG=$$PWD/target/operator.kubeconfig $(CARGO) test --test e2e_zones -- --ignored --test-threads=2 --skip serial_ || status=$$?; \
 	  OPERATOR_KUBECONFIG=$$PWD/target/operator.kubeconfig $(CARGO) test --test e2e_rollout -- --ignored --test-threads=2 || status=$$?; \
 	  OPERATOR_KUBECONFIG=$$PWD/target/operator.kubeconfig $(CARGO) test --test e2e_scale -- --ignored --test-threads=2 || status=$$?; \
+	  OPERATOR_KUBECONFIG=$$PWD/target/operator.kubeconfig $(CARGO) test --test e2e_operator_ha -- --ignored --test-threads=4 --skip bench_ || status=$$?; \
 	  OPERATOR_KUBECONFIG=$$PWD/target/operator.kubeconfig $(CARGO) test --test e2e_zones -- --ignored --test-threads=1 serial_ || status=$$?; \
 	fi; \
 	$(LOCAL_CLUSTER) down || status=$$?; \
@@ -123,6 +124,13 @@ bench-zones: build
 bench-rollout: build
 	$(BENCH) bench_rollout "Rollout benchmark" \
 	  '| cluster | rollout | spec patch → every member updated, Ready | longest write pause per shard, SET: p50 / p99 / max | acknowledged (SET + WAIT 1): p50 / p99 / max | acknowledged writes lost | acknowledged / indeterminate |'
+
+# Operator failover (issue 17): leader SIGKILL -> the standby holds the Lease and acts (5 runs),
+# RSS of the leader and the standby (about 6 minutes). Uses the running local cluster if it is
+# up (and leaves it up), else starts one and tears it down after.
+.PHONY: bench-operator-ha
+bench-operator-ha: build
+	$(BENCH) e2e_operator_ha "Operator failover benchmark" '| measurement | result |' bench_operator_failover
 
 # leaders 3 -> 4 -> 3 with 1,000,000 keys of 16 B and 20 values of 1 MiB, the operator vs
 # redis-cli --cluster add-node/rebalance/del-node on an identical cluster (issue 12; about 3

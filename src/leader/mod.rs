@@ -236,7 +236,15 @@ impl Elector {
                 Some(until) => timing
                     .retry_period
                     .min(until.saturating_duration_since(Instant::now())),
-                None => timing.retry_period,
+                // As standby, try again right when the holder's record goes stale rather than
+                // up to a retry period later: a takeover then takes the lease duration after the
+                // last renewal was seen, not that plus a retry period.
+                None => match self.state.other_holder_expires_at() {
+                    Some(at) => timing.retry_period.min(
+                        at.saturating_duration_since(Instant::now()) + Duration::from_millis(20),
+                    ),
+                    None => timing.retry_period,
+                },
             };
             tokio::select! {
                 () = tokio::time::sleep(pause) => {}

@@ -137,6 +137,15 @@ impl LeaseState {
         self.valid_until.is_some_and(|until| now < until)
     }
 
+    /// When another holder's record, unchanged since we first saw it, goes stale on our clock.
+    pub fn other_holder_expires_at(&self) -> Option<Instant> {
+        let o = self.observed.as_ref()?;
+        match o.holder.as_deref() {
+            Some(h) if !h.is_empty() && h != self.identity => Some(o.seen_at + o.lease_duration),
+            _ => None,
+        }
+    }
+
     /// The record we last saw.
     pub fn observed(&self) -> Option<&Observed> {
         self.observed.as_ref()
@@ -363,6 +372,10 @@ mod tests {
             s.observe(Some(&renewed), t2),
             Step::Standby { .. }
         ));
+        assert_eq!(
+            s.other_holder_expires_at(),
+            Some(t2 + Duration::from_secs(15))
+        );
         // Unchanged for a full lease duration: take it over, one more transition.
         let t3 = t2 + Duration::from_secs(15);
         assert_eq!(
