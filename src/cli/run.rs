@@ -62,9 +62,10 @@ pub struct RunArgs {
         default_value_t = 2.0
     )]
     pub retry_period_seconds: f64,
-    /// This replica's name in the Lease, in Events (reportingInstance) and logs (default:
-    /// POD_NAME from the downward API, else hostname-pid).
-    #[arg(long, env = "POD_NAME")]
+    /// This process's name in the Lease, in Events (reportingInstance) and logs (default:
+    /// POD_NAME from the downward API with a random suffix, unique per process; else
+    /// hostname-pid).
+    #[arg(long)]
     pub identity: Option<String>,
     /// Address of the HTTP endpoint: /healthz, /readyz (and /metrics). "off" disables it.
     #[arg(long, env = "HTTP_ADDRESS", default_value = "0.0.0.0:8080")]
