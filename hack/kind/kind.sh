@@ -3,7 +3,7 @@
 # `make image`, the kustomize install, and zone failures made with Docker.
 #
 #   hack/kind/kind.sh up                  create the cluster (hack/kind/kind-config.yaml)
-#   hack/kind/kind.sh install             load target/image/redis-operator.oci.tar, apply -k manifests/,
+#   hack/kind/kind.sh install             load target/oci/redis-operator.oci.tar, apply -k manifests/,
 #                                         wait for the Deployment and a leader, create a 3x1 cluster
 #   hack/kind/kind.sh zone-down ZONE      crash a zone: `docker pause` its worker containers
 #   hack/kind/kind.sh zone-up ZONE        `docker unpause` them
@@ -18,7 +18,7 @@ set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 CLUSTER=redis-operator
 CONTEXT="kind-$CLUSTER"
-ARCHIVE="${IMAGE_ARCHIVE:-$REPO/target/image/redis-operator.oci.tar}"
+ARCHIVE="${IMAGE_ARCHIVE:-$REPO/target/oci/redis-operator.oci.tar}"
 STATE="${XDG_STATE_HOME:-$HOME/.local/state}/redis-operator/kind"
 ZONE_KEY=topology.kubernetes.io/zone
 k() { kubectl --context "$CONTEXT" "$@"; }
