@@ -75,82 +75,25 @@ pub(super) async fn failover(
     reason: &str,
 ) -> Executed {
     let (cluster, ctx) = (scope.cluster, scope.ctx);
-    let mode = match kind {
-        FailoverKind::Graceful => FailoverMode::Graceful,
-        FailoverKind::Force | FailoverKind::Takeover => {
-            // The proof is built from a fresh observation; `failover` checks it again.
-            let view = scope.admin.observe().await;
-            let Some(leader) = view.node(to).and_then(|n| n.myself.master_id.clone()) else {
-                return Executed::Failed {
-                    reason: "FailoverFailed",
-                    message: format!("{} no longer follows a leader", to.short()),
-                    transient: true,
-                    retry_after: Duration::ZERO,
-                    error: None,
-                };
-            };
-            match LeaderGone::establish(&view, &leader) {
-                Ok(proof) if kind == FailoverKind::Force => FailoverMode::Force {
-                    proof,
-                    risk: AcceptedRisk {
-                        kind: RiskKind::LoseUnreplicatedWrites,
-                        reason: reason.to_string(),
-                    },
-                },
-                Ok(proof) => FailoverMode::Takeover {
-                    proof,
-                    risk: AcceptedRisk {
-                        kind: RiskKind::SplitBrainAndEpochCollision,
-                        reason: reason.to_string(),
-                    },
-                },
-                Err(e) => {
-                    return failed(
-                        "FailoverFailed",
-                        format!("shard {shard}: not promoting {}: {e}", to.short()),
-                        e,
-                    );
-                }
-            }
-        }
+    let mode = match mode(scope, shard, to, kind, reason).await {
+        Ok(mode) => mode,
+        Err(refused) => return refused,
     };
-    if kind == FailoverKind::Force {
-        let admitted = FORCED.lock().unwrap_or_else(PoisonError::into_inner).admit(
-            scope.ns,
-            scope.name,
-            shard,
-            Instant::now(),
-        );
-        if let Err(wait) = admitted {
-            return Executed::Failed {
-                reason: "FailoverDeferred",
-                message: format!(
-                    "shard {shard}: FORCE failover to {} deferred {:.1} s: this shard was forced less than 2 × node timeout ago, and masters that voted then do not vote for it again before",
-                    to.short(),
-                    wait.as_secs_f64()
-                ),
-                transient: true,
-                retry_after: wait,
-                error: None,
-            };
-        }
+    if kind == FailoverKind::Force
+        && let Some(deferred) = deferred(scope, shard, to)
+    {
+        return deferred;
     }
     let (label, severity) = match kind {
         FailoverKind::Graceful => ("graceful", EventType::Normal),
         FailoverKind::Force => ("FORCE", EventType::Warning),
         FailoverKind::Takeover => ("TAKEOVER", EventType::Warning),
     };
-    publish(
-        ctx,
-        cluster,
-        severity,
-        "FailoverStarted",
-        &format!(
-            "shard {shard}: {label} failover to {}: {reason}",
-            to.short()
-        ),
-    )
-    .await;
+    let note = format!(
+        "shard {shard}: {label} failover to {}: {reason}",
+        to.short()
+    );
+    publish(ctx, cluster, severity, "FailoverStarted", &note).await;
     match scope.admin.failover(to, mode).await {
         Ok(outcome) => {
             let note = format!(
@@ -180,6 +123,77 @@ pub(super) async fn failover(
             executed
         }
     }
+}
+
+/// The failover mode, with its proof for FORCE and TAKEOVER built from a fresh observation
+/// (`failover` checks it again); the refusal when the proof does not hold.
+async fn mode(
+    scope: &Scope<'_>,
+    shard: usize,
+    to: &NodeId,
+    kind: FailoverKind,
+    reason: &str,
+) -> Result<FailoverMode, Executed> {
+    if kind == FailoverKind::Graceful {
+        return Ok(FailoverMode::Graceful);
+    }
+    let view = scope.admin.observe().await;
+    let Some(leader) = view.node(to).and_then(|n| n.myself.master_id.clone()) else {
+        return Err(Executed::Failed {
+            reason: "FailoverFailed",
+            message: format!("{} no longer follows a leader", to.short()),
+            transient: true,
+            retry_after: Duration::ZERO,
+            error: None,
+        });
+    };
+    let proof = LeaderGone::establish(&view, &leader).map_err(|e| {
+        failed(
+            "FailoverFailed",
+            format!("shard {shard}: not promoting {}: {e}", to.short()),
+            e,
+        )
+    })?;
+    let reason = reason.to_string();
+    Ok(if kind == FailoverKind::Force {
+        FailoverMode::Force {
+            proof,
+            risk: AcceptedRisk {
+                kind: RiskKind::LoseUnreplicatedWrites,
+                reason,
+            },
+        }
+    } else {
+        FailoverMode::Takeover {
+            proof,
+            risk: AcceptedRisk {
+                kind: RiskKind::SplitBrainAndEpochCollision,
+                reason,
+            },
+        }
+    })
+}
+
+/// A FORCE of a shard forced less than [`FORCE_RETRY`] ago is deferred (S20).
+fn deferred(scope: &Scope<'_>, shard: usize, to: &NodeId) -> Option<Executed> {
+    let admitted = FORCED.lock().unwrap_or_else(PoisonError::into_inner).admit(
+        scope.ns,
+        scope.name,
+        shard,
+        Instant::now(),
+    );
+    let wait = admitted.err()?;
+    Some(Executed::Failed {
+        reason: "FailoverDeferred",
+        message: format!(
+            "shard {shard}: FORCE failover to {} deferred {:.1} s: this shard was forced less than 2 × node timeout ago, and masters that voted then do not vote for it again before",
+            to.short(),
+            wait.as_secs_f64()
+        ),
+        transient: true,
+        retry_after: wait,
+        error: None,
+    })
 }
 
 #[cfg(test)]

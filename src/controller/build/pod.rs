@@ -65,10 +65,34 @@ fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
 
 /// The member's Pod.
 pub fn build(cluster: &RedisCluster, m: &MemberPod<'_>) -> Pod {
+    let overrides = cluster.spec.pod.clone().unwrap_or_default();
+    Pod {
+        metadata: metadata(cluster, m),
+        spec: Some(PodSpec {
+            affinity: Some(pinned_to(m.node)),
+            node_selector: (!overrides.node_selector.is_empty())
+                .then(|| overrides.node_selector.clone()),
+            tolerations: (!overrides.tolerations.is_empty()).then(|| overrides.tolerations.clone()),
+            priority_class_name: overrides.priority_class_name.clone(),
+            containers: vec![container(cluster, m)],
+            volumes: Some(volumes(cluster, m)),
+            // shutdown-timeout (10 s) for replicas to catch up on SIGTERM, plus AOF fsync margin.
+            termination_grace_period_seconds: Some(30),
+            // Redis never talks to the Kubernetes API.
+            automount_service_account_token: Some(false),
+            enable_service_links: Some(false),
+            ..PodSpec::default()
+        }),
+        ..Pod::default()
+    }
+}
+
+/// Name, labels (the operator's win: the controller finds its members by them), the
+/// revision and live-config annotations, and the owner.
+fn metadata(cluster: &RedisCluster, m: &MemberPod<'_>) -> ObjectMeta {
     let cluster_name = cluster.metadata.name.clone().unwrap_or_default();
     let overrides = cluster.spec.pod.clone().unwrap_or_default();
     let mut pod_labels = overrides.labels.clone();
-    // Operator labels last: they must win, the controller finds its members by them.
     pod_labels.extend(labels::member_labels(&cluster_name, m.shard, m.member));
     let mut annotations = overrides.annotations.clone();
     annotations.insert(
@@ -79,8 +103,39 @@ pub fn build(cluster: &RedisCluster, m: &MemberPod<'_>) -> Pod {
         labels::LIVE_CONFIG_ANNOTATION.to_string(),
         m.live_config.to_string(),
     );
+    ObjectMeta {
+        name: Some(m.name.clone()),
+        namespace: cluster.metadata.namespace.clone(),
+        labels: Some(pod_labels),
+        annotations: Some(annotations),
+        owner_references: owner_ref(cluster).map(|o| vec![o]),
+        ..ObjectMeta::default()
+    }
+}
 
-    let data_volume = match &m.pvc {
+/// Pinned by field (node name), not by hostname label: the two can differ.
+fn pinned_to(node: &str) -> Affinity {
+    Affinity {
+        node_affinity: Some(NodeAffinity {
+            required_during_scheduling_ignored_during_execution: Some(NodeSelector {
+                node_selector_terms: vec![NodeSelectorTerm {
+                    match_fields: Some(vec![NodeSelectorRequirement {
+                        key: "metadata.name".to_string(),
+                        operator: "In".to_string(),
+                        values: Some(vec![node.to_string()]),
+                    }]),
+                    ..NodeSelectorTerm::default()
+                }],
+            }),
+            ..NodeAffinity::default()
+        }),
+        ..Affinity::default()
+    }
+}
+
+/// The data volume (its PVC, or an emptyDir for caches), the config and the runtime dir.
+fn volumes(cluster: &RedisCluster, m: &MemberPod<'_>) -> Vec<Volume> {
+    let data = match &m.pvc {
         Some(claim) => Volume {
             name: "data".to_string(),
             persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
@@ -95,31 +150,34 @@ pub fn build(cluster: &RedisCluster, m: &MemberPod<'_>) -> Pod {
             ..Volume::default()
         },
     };
+    vec![
+        data,
+        Volume {
+            name: "config".to_string(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: Names::config_map(cluster),
+                ..ConfigMapVolumeSource::default()
+            }),
+            ..Volume::default()
+        },
+        Volume {
+            name: "runtime".to_string(),
+            empty_dir: Some(EmptyDirVolumeSource {
+                medium: Some("Memory".to_string()),
+                ..EmptyDirVolumeSource::default()
+            }),
+            ..Volume::default()
+        },
+    ]
+}
 
-    let container = Container {
+/// The redis container: the entry script, env, ports, probes and the preStop handover.
+fn container(cluster: &RedisCluster, m: &MemberPod<'_>) -> Container {
+    Container {
         name: "redis".to_string(),
         image: Some(cluster.spec.image.clone()),
-        command: Some(vec![
-            "sh".to_string(),
-            "-c".to_string(),
-            config::ENTRY_SCRIPT.to_string(),
-        ]),
-        env: Some(vec![
-            env_field("POD_IP", "status.podIP"),
-            env_field("POD_NAME", "metadata.name"),
-            EnvVar {
-                name: "REDIS_PASSWORD".to_string(),
-                value_from: Some(EnvVarSource {
-                    secret_key_ref: Some(SecretKeySelector {
-                        name: m.auth_secret.to_string(),
-                        key: m.auth_key.to_string(),
-                        ..SecretKeySelector::default()
-                    }),
-                    ..EnvVarSource::default()
-                }),
-                ..EnvVar::default()
-            },
-        ]),
+        command: shell(config::ENTRY_SCRIPT).command,
+        env: Some(env(m)),
         ports: Some(vec![
             ContainerPort {
                 name: Some("redis".to_string()),
@@ -132,46 +190,9 @@ pub fn build(cluster: &RedisCluster, m: &MemberPod<'_>) -> Pod {
                 ..ContainerPort::default()
             },
         ]),
-        readiness_probe: Some(Probe {
-            exec: Some(ExecAction {
-                command: Some(vec![
-                    "sh".to_string(),
-                    "-c".to_string(),
-                    config::READINESS_SCRIPT.to_string(),
-                ]),
-            }),
-            period_seconds: Some(2),
-            timeout_seconds: Some(2),
-            failure_threshold: Some(3),
-            ..Probe::default()
-        }),
-        // Liveness is only "the port answers": loading a large AOF can take minutes and must
-        // not be mistaken for a hang.
-        liveness_probe: Some(Probe {
-            tcp_socket: Some(TCPSocketAction {
-                port: IntOrString::Int(REDIS_PORT),
-                ..TCPSocketAction::default()
-            }),
-            initial_delay_seconds: Some(10),
-            period_seconds: Some(10),
-            timeout_seconds: Some(5),
-            failure_threshold: Some(6),
-            ..Probe::default()
-        }),
-        // A leader hands over to its best in-sync follower before SIGTERM (graceful deletion).
-        lifecycle: Some(Lifecycle {
-            pre_stop: Some(LifecycleHandler {
-                exec: Some(ExecAction {
-                    command: Some(vec![
-                        "sh".to_string(),
-                        "-c".to_string(),
-                        config::PRE_STOP_SCRIPT.to_string(),
-                    ]),
-                }),
-                ..LifecycleHandler::default()
-            }),
-            ..Lifecycle::default()
-        }),
+        readiness_probe: Some(readiness()),
+        liveness_probe: Some(liveness()),
+        lifecycle: Some(pre_stop()),
         resources: cluster.spec.resources.clone(),
         volume_mounts: Some(vec![
             mount("data", DATA_DIR, false),
@@ -179,67 +200,71 @@ pub fn build(cluster: &RedisCluster, m: &MemberPod<'_>) -> Pod {
             mount("runtime", RUNTIME_DIR, false),
         ]),
         ..Container::default()
-    };
+    }
+}
 
-    Pod {
-        metadata: ObjectMeta {
-            name: Some(m.name.clone()),
-            namespace: cluster.metadata.namespace.clone(),
-            labels: Some(pod_labels),
-            annotations: Some(annotations),
-            owner_references: owner_ref(cluster).map(|o| vec![o]),
-            ..ObjectMeta::default()
-        },
-        spec: Some(PodSpec {
-            // Pinned by field (node name), not by hostname label: the two can differ.
-            affinity: Some(Affinity {
-                node_affinity: Some(NodeAffinity {
-                    required_during_scheduling_ignored_during_execution: Some(NodeSelector {
-                        node_selector_terms: vec![NodeSelectorTerm {
-                            match_fields: Some(vec![NodeSelectorRequirement {
-                                key: "metadata.name".to_string(),
-                                operator: "In".to_string(),
-                                values: Some(vec![m.node.to_string()]),
-                            }]),
-                            ..NodeSelectorTerm::default()
-                        }],
-                    }),
-                    ..NodeAffinity::default()
+/// The Pod's IP and name, and the password from its Secret.
+fn env(m: &MemberPod<'_>) -> Vec<EnvVar> {
+    vec![
+        env_field("POD_IP", "status.podIP"),
+        env_field("POD_NAME", "metadata.name"),
+        EnvVar {
+            name: "REDIS_PASSWORD".to_string(),
+            value_from: Some(EnvVarSource {
+                secret_key_ref: Some(SecretKeySelector {
+                    name: m.auth_secret.to_string(),
+                    key: m.auth_key.to_string(),
+                    ..SecretKeySelector::default()
                 }),
-                ..Affinity::default()
+                ..EnvVarSource::default()
             }),
-            node_selector: (!overrides.node_selector.is_empty())
-                .then(|| overrides.node_selector.clone()),
-            tolerations: (!overrides.tolerations.is_empty()).then(|| overrides.tolerations.clone()),
-            priority_class_name: overrides.priority_class_name.clone(),
-            containers: vec![container],
-            volumes: Some(vec![
-                data_volume,
-                Volume {
-                    name: "config".to_string(),
-                    config_map: Some(ConfigMapVolumeSource {
-                        name: Names::config_map(cluster),
-                        ..ConfigMapVolumeSource::default()
-                    }),
-                    ..Volume::default()
-                },
-                Volume {
-                    name: "runtime".to_string(),
-                    empty_dir: Some(EmptyDirVolumeSource {
-                        medium: Some("Memory".to_string()),
-                        ..EmptyDirVolumeSource::default()
-                    }),
-                    ..Volume::default()
-                },
-            ]),
-            // shutdown-timeout (10 s) for replicas to catch up on SIGTERM, plus AOF fsync margin.
-            termination_grace_period_seconds: Some(30),
-            // Redis never talks to the Kubernetes API.
-            automount_service_account_token: Some(false),
-            enable_service_links: Some(false),
-            ..PodSpec::default()
+            ..EnvVar::default()
+        },
+    ]
+}
+
+/// `sh -c script`.
+fn shell(script: &str) -> ExecAction {
+    ExecAction {
+        command: Some(vec!["sh".to_string(), "-c".to_string(), script.to_string()]),
+    }
+}
+
+/// Ready once the member serves (the readiness script).
+fn readiness() -> Probe {
+    Probe {
+        exec: Some(shell(config::READINESS_SCRIPT)),
+        period_seconds: Some(2),
+        timeout_seconds: Some(2),
+        failure_threshold: Some(3),
+        ..Probe::default()
+    }
+}
+
+/// Liveness is only "the port answers": loading a large AOF can take minutes and must not be
+/// mistaken for a hang.
+fn liveness() -> Probe {
+    Probe {
+        tcp_socket: Some(TCPSocketAction {
+            port: IntOrString::Int(REDIS_PORT),
+            ..TCPSocketAction::default()
         }),
-        ..Pod::default()
+        initial_delay_seconds: Some(10),
+        period_seconds: Some(10),
+        timeout_seconds: Some(5),
+        failure_threshold: Some(6),
+        ..Probe::default()
+    }
+}
+
+/// A leader hands over to its best in-sync follower before SIGTERM (graceful deletion).
+fn pre_stop() -> Lifecycle {
+    Lifecycle {
+        pre_stop: Some(LifecycleHandler {
+            exec: Some(shell(config::PRE_STOP_SCRIPT)),
+            ..LifecycleHandler::default()
+        }),
+        ..Lifecycle::default()
     }
 }
 

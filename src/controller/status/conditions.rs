@@ -43,55 +43,52 @@ impl Desired {
 /// The conditions of a reconcile, from one place: what the plan found and decided, and what
 /// its step did. A failed step is a `Degraded=True` condition until a later pass succeeds.
 pub fn conditions(plan: &Plan, executed: &Executed) -> Vec<Desired> {
-    let mut out = Vec::with_capacity(4);
-    if plan.ready {
-        out.push(Desired::new(
+    let ready = if plan.ready {
+        Desired::new(
             types::READY,
             true,
             "ClusterReady",
             "all slots served, every follower in sync",
-        ));
+        )
     } else {
-        out.push(Desired::new(
-            types::READY,
-            false,
-            plan.reason,
-            plan.message.clone(),
-        ));
-    }
-    let (unsatisfiable, placement) = match &plan.placement {
-        PlacementState::Unknown => (false, None),
-        PlacementState::Unsatisfiable(reason) => (
-            true,
-            Some(Desired::new(
-                types::PLACEMENT_SATISFIED,
-                false,
-                "Unsatisfiable",
-                reason.clone(),
-            )),
-        ),
-        PlacementState::Satisfied(p) => (
-            false,
-            Some(if p.zone_loss_safe {
-                Desired::new(
-                    types::PLACEMENT_SATISFIED,
-                    true,
-                    "Satisfied",
-                    "every shard's members are in distinct zones; losing any one zone leaves a majority of leaders",
-                )
-            } else {
-                Desired::new(
-                    types::PLACEMENT_SATISFIED,
-                    true,
-                    "SatisfiedNotZoneLossSafe",
-                    p.zone_loss_reason.clone(),
-                )
-            }),
-        ),
+        Desired::new(types::READY, false, plan.reason, plan.message.clone())
     };
-    out.push(if plan.refused {
+    let mut out = vec![ready, progressing(plan), degraded(plan, executed)];
+    out.extend(placement(plan));
+    out
+}
+
+/// `PlacementSatisfied`, once the placement was computed.
+fn placement(plan: &Plan) -> Option<Desired> {
+    match &plan.placement {
+        PlacementState::Unknown => None,
+        PlacementState::Unsatisfiable(reason) => Some(Desired::new(
+            types::PLACEMENT_SATISFIED,
+            false,
+            "Unsatisfiable",
+            reason.clone(),
+        )),
+        PlacementState::Satisfied(p) if p.zone_loss_safe => Some(Desired::new(
+            types::PLACEMENT_SATISFIED,
+            true,
+            "Satisfied",
+            "every shard's members are in distinct zones; losing any one zone leaves a majority of leaders",
+        )),
+        PlacementState::Satisfied(p) => Some(Desired::new(
+            types::PLACEMENT_SATISFIED,
+            true,
+            "SatisfiedNotZoneLossSafe",
+            p.zone_loss_reason.clone(),
+        )),
+    }
+}
+
+/// `Progressing`: False with the reason for a refusal or a placement that cannot be met; a
+/// rolling update of a ready cluster says how far it is; otherwise what the step does.
+fn progressing(plan: &Plan) -> Desired {
+    if plan.refused {
         Desired::new(types::PROGRESSING, false, plan.reason, plan.message.clone())
-    } else if unsatisfiable {
+    } else if matches!(plan.placement, PlacementState::Unsatisfiable(_)) {
         Desired::new(
             types::PROGRESSING,
             false,
@@ -114,19 +111,20 @@ pub fn conditions(plan: &Plan, executed: &Executed) -> Vec<Desired> {
         Desired::new(types::PROGRESSING, false, "Idle", "nothing to do")
     } else {
         Desired::new(types::PROGRESSING, true, plan.reason, plan.message.clone())
-    });
+    }
+}
+
+/// `Degraded`: the failed step first, then the plan's problems, most severe first.
+fn degraded(plan: &Plan, executed: &Executed) -> Desired {
     let mut problems: Vec<Problem> = Vec::new();
     if let Executed::Failed {
         reason, message, ..
     } = executed
     {
-        problems.push(Problem {
-            reason,
-            message: message.clone(),
-        });
+        problems.push(Problem::new(reason, message.clone()));
     }
     problems.extend(plan.problems.iter().cloned());
-    out.push(match problems.first() {
+    match problems.first() {
         Some(first) => Desired::new(
             types::DEGRADED,
             true,
@@ -139,9 +137,7 @@ pub fn conditions(plan: &Plan, executed: &Executed) -> Vec<Desired> {
         ),
         None if plan.ready => Desired::new(types::DEGRADED, false, "Healthy", ""),
         None => Desired::new(types::DEGRADED, false, plan.reason, ""),
-    });
-    out.extend(placement);
-    out
+    }
 }
 
 /// The reshard's progress: the total is fixed when it begins (carried over in the previous

@@ -54,7 +54,9 @@ pub enum Formation {
     Done,
 }
 
-/// Decides the next step from the members' reports.
+/// Decides the next step from the members' reports: every member answers, everyone knows
+/// everyone, every slot has a leader, every follower follows and is in sync, and every member
+/// agrees with the others — each phase only once the one before is done.
 pub fn next_step(shards: &[ShardSeats<'_>]) -> Formation {
     let all: Vec<&Seat<'_>> = shards.iter().flat_map(|s| s.seats.iter()).collect();
     let missing: Vec<&str> = all
@@ -69,18 +71,25 @@ pub fn next_step(shards: &[ShardSeats<'_>]) -> Formation {
         ));
     }
     let views: Vec<&NodeView> = all.iter().filter_map(|s| s.view).collect();
+    let owners = slot_owners_of(&views);
+    meet(&views)
+        .or_else(|| slots(shards, &views, &owners))
+        .or_else(|| followers(shards))
+        .or_else(|| settled(&views, &owners))
+        .unwrap_or(Formation::Done)
+}
 
-    // 1. Everyone knows everyone: the introductions of `redis::ops::meet`, while any pair
-    // still does not know each other at all.
-    let ids: BTreeSet<&NodeId> = views.iter().map(|v| v.id()).collect();
-    let pairs = pairs_to_introduce(&views);
+/// 1. Everyone knows everyone: the introductions of `redis::ops::meet`, while any pair still
+/// does not know each other at all; then gossip completes the mesh.
+fn meet(views: &[&NodeView]) -> Option<Formation> {
+    let pairs = pairs_to_introduce(views);
     let strangers = views.first().is_some_and(|seed| {
         views
             .iter()
             .any(|v| v.id() != seed.id() && !seed.knows_at(v) && !v.knows_at(seed))
     });
     if strangers {
-        return Formation::Meet(pairs);
+        return Some(Formation::Meet(pairs));
     }
     let handshakes: usize = views.iter().map(|v| v.handshakes()).sum();
     let incomplete: Vec<String> = views
@@ -88,8 +97,8 @@ pub fn next_step(shards: &[ShardSeats<'_>]) -> Formation {
         .filter(|v| views.iter().any(|o| !v.knows_at(o)))
         .map(|v| v.addr.to_string())
         .collect();
-    if handshakes > 0 || !incomplete.is_empty() {
-        return Formation::WaitGossip(
+    (handshakes > 0 || !incomplete.is_empty()).then(|| {
+        Formation::WaitGossip(
             format!(
                 "{handshakes} handshakes in flight; not yet knowing every member: {}",
                 if incomplete.is_empty() {
@@ -99,61 +108,71 @@ pub fn next_step(shards: &[ShardSeats<'_>]) -> Formation {
                 }
             ),
             pairs,
-        );
-    }
+        )
+    })
+}
 
-    // 2. Slots: shard i owns the i-th even range. Only slots nobody serves are assigned, so a
-    // resumed bootstrap never takes a slot from another node.
-    // Only slots nobody owns are free; a slot some member still attributes to a node that is
-    // gone is not (the one definition of "who owns a slot").
-    let conflicts = conflicting_slots_of(&views);
-    if conflicts > 0 {
-        return Formation::Blocked(format!(
-            "{conflicts} slot(s) are claimed by more than one master"
-        ));
-    }
-    let owners = slot_owners_of(&views);
-    let owned: BTreeMap<u16, &NodeId> = owners
+/// Slot → owner among the answering members (the one definition of "who owns a slot").
+fn owned<'a>(owners: &'a [Option<NodeId>]) -> BTreeMap<u16, &'a NodeId> {
+    owners
         .iter()
         .enumerate()
         .filter_map(|(s, o)| Some((u16::try_from(s).ok()?, o.as_ref()?)))
-        .collect();
+        .collect()
+}
+
+/// 2. Slots: shard i owns the i-th even range. Only slots nobody owns are assigned, so a
+/// resumed bootstrap never takes a slot from another node; a slot some member still
+/// attributes to a node that is gone is not free (its shard's follower may take over with the
+/// data, and an empty node would serve it without its keys).
+fn slots(
+    shards: &[ShardSeats<'_>],
+    views: &[&NodeView],
+    owners: &[Option<NodeId>],
+) -> Option<Formation> {
+    let conflicts = conflicting_slots_of(views);
+    if conflicts > 0 {
+        return Some(Formation::Blocked(format!(
+            "{conflicts} slot(s) are claimed by more than one master"
+        )));
+    }
+    let owned = owned(owners);
+    let ids: BTreeSet<&NodeId> = views.iter().map(|v| v.id()).collect();
     let mut absent_owners: BTreeMap<&NodeId, usize> = BTreeMap::new();
     for id in owned.values().filter(|id| !ids.contains(*id)) {
         *absent_owners.entry(*id).or_default() += 1;
     }
     if let Some((id, count)) = absent_owners.iter().next() {
-        return Formation::Blocked(format!(
+        return Some(Formation::Blocked(format!(
             "{count} slot(s) belong to node {} that is not a running member; they stay unassigned until its shard recovers",
             id.short()
-        ));
+        )));
     }
-    let targets = even_ranges(shards.len());
     let mut add = Vec::new();
-    for (shard, target) in shards.iter().zip(&targets) {
+    for (shard, target) in shards.iter().zip(&even_ranges(shards.len())) {
         let Some(leader) = leader_of(shard) else {
-            return Formation::Blocked(format!(
+            return Some(Formation::Blocked(format!(
                 "shard {} has no member that can lead",
                 shard.index
-            ));
+            )));
         };
         let free: Vec<u16> = target.slots().filter(|s| !owned.contains_key(s)).collect();
         if free.is_empty() {
             continue;
         }
         if !leader.myself.is_master() {
-            return Formation::Blocked(format!(
+            return Some(Formation::Blocked(format!(
                 "shard {}: slots {} are unserved and its chosen leader {} is a replica",
                 shard.index, target, leader.addr
-            ));
+            )));
         }
         add.push((leader.addr, shard.index, ranges_from_slots(free)));
     }
-    if !add.is_empty() {
-        return Formation::AddSlots(add);
-    }
+    (!add.is_empty()).then_some(Formation::AddSlots(add))
+}
 
-    // 3. Followers replicate their shard's leader.
+/// 3. Followers replicate their shard's leader and catch up.
+fn followers(shards: &[ShardSeats<'_>]) -> Option<Formation> {
     let mut replicate = Vec::new();
     let mut syncing = Vec::new();
     for shard in shards {
@@ -161,10 +180,9 @@ pub fn next_step(shards: &[ShardSeats<'_>]) -> Formation {
             continue;
         };
         for seat in &shard.seats {
-            let Some(v) = seat.view else { continue };
-            if v.id() == leader.id() {
+            let Some(v) = seat.view.filter(|v| v.id() != leader.id()) else {
                 continue;
-            }
+            };
             match v.master_id() {
                 Some(m) if m == leader.id() => {
                     if !in_sync(v, leader) {
@@ -174,35 +192,38 @@ pub fn next_step(shards: &[ShardSeats<'_>]) -> Formation {
                 // A master with slots in a shard that already has a leader is a split shard;
                 // replicating it would drop its keys. Leave it to recovery.
                 None if v.is_serving_master() => {
-                    return Formation::Blocked(format!(
+                    return Some(Formation::Blocked(format!(
                         "shard {}: {} and {} both serve slots",
                         shard.index, leader.addr, v.addr
-                    ));
+                    )));
                 }
                 _ => replicate.push((v.addr, shard.index, leader.id().clone())),
             }
         }
     }
     if !replicate.is_empty() {
-        return Formation::Replicate(replicate);
+        return Some(Formation::Replicate(replicate));
     }
-    if !syncing.is_empty() {
-        return Formation::WaitSync(format!("followers syncing: {}", syncing.join(", ")));
-    }
+    (!syncing.is_empty())
+        .then(|| Formation::WaitSync(format!("followers syncing: {}", syncing.join(", "))))
+}
+
+/// 4. Every slot served, every member `cluster_state:ok`, and every member agreeing with the
+/// others: each member's own line is the authority for its role and slots, but clients and
+/// failover act on what the others believe.
+fn settled(views: &[&NodeView], owners: &[Option<NodeId>]) -> Option<Formation> {
+    let served = owned(owners).len();
     let not_ok: Vec<String> = views
         .iter()
         .filter(|v| !v.info.state_ok)
         .map(|v| v.addr.to_string())
         .collect();
-    if !not_ok.is_empty() || owned.len() != usize::from(SLOT_COUNT) {
-        return Formation::WaitSync(format!(
-            "{} of {SLOT_COUNT} slots served; cluster_state not ok on: {}",
-            owned.len(),
+    if !not_ok.is_empty() || served != usize::from(SLOT_COUNT) {
+        return Some(Formation::WaitSync(format!(
+            "{served} of {SLOT_COUNT} slots served; cluster_state not ok on: {}",
             not_ok.join(", ")
-        ));
+        )));
     }
-    // Each member's own line is the authority for its role and slots, but clients and
-    // failover act on what the others believe: Ready only once every member agrees.
     let stale: Vec<String> = views
         .iter()
         .flat_map(|observer| {
@@ -212,13 +233,12 @@ pub fn next_step(shards: &[ShardSeats<'_>]) -> Formation {
                 .map(move |subject| format!("{} about {}", observer.addr, subject.addr))
         })
         .collect();
-    if !stale.is_empty() {
-        return Formation::WaitSync(format!(
+    (!stale.is_empty()).then(|| {
+        Formation::WaitSync(format!(
             "waiting for gossip: members do not yet agree on roles and slots ({})",
             stale.join(", ")
-        ));
-    }
-    Formation::Done
+        ))
+    })
 }
 
 /// Whether `observer` sees `subject` as `subject` sees itself: role, master and slots.
