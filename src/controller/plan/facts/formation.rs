@@ -79,8 +79,8 @@ pub fn next_step(shards: &[ShardSeats<'_>]) -> Formation {
         .unwrap_or(Formation::Done)
 }
 
-/// 1. Everyone knows everyone: the introductions of `redis::ops::meet`, while any pair still
-/// does not know each other at all; then gossip completes the mesh.
+/// Phase 1, everyone knows everyone: the introductions of `redis::ops::meet`, while any pair
+/// still does not know each other at all; then gossip completes the mesh.
 fn meet(views: &[&NodeView]) -> Option<Formation> {
     let pairs = pairs_to_introduce(views);
     let strangers = views.first().is_some_and(|seed| {
@@ -113,7 +113,7 @@ fn meet(views: &[&NodeView]) -> Option<Formation> {
 }
 
 /// Slot → owner among the answering members (the one definition of "who owns a slot").
-fn owned<'a>(owners: &'a [Option<NodeId>]) -> BTreeMap<u16, &'a NodeId> {
+fn owned(owners: &[Option<NodeId>]) -> BTreeMap<u16, &NodeId> {
     owners
         .iter()
         .enumerate()
@@ -121,7 +121,7 @@ fn owned<'a>(owners: &'a [Option<NodeId>]) -> BTreeMap<u16, &'a NodeId> {
         .collect()
 }
 
-/// 2. Slots: shard i owns the i-th even range. Only slots nobody owns are assigned, so a
+/// Phase 2, slots: shard i owns the i-th even range. Only slots nobody owns are assigned, so a
 /// resumed bootstrap never takes a slot from another node; a slot some member still
 /// attributes to a node that is gone is not free (its shard's follower may take over with the
 /// data, and an empty node would serve it without its keys).
@@ -171,7 +171,7 @@ fn slots(
     (!add.is_empty()).then_some(Formation::AddSlots(add))
 }
 
-/// 3. Followers replicate their shard's leader and catch up.
+/// Phase 3, followers replicate their shard's leader and catch up.
 fn followers(shards: &[ShardSeats<'_>]) -> Option<Formation> {
     let mut replicate = Vec::new();
     let mut syncing = Vec::new();
@@ -208,7 +208,7 @@ fn followers(shards: &[ShardSeats<'_>]) -> Option<Formation> {
         .then(|| Formation::WaitSync(format!("followers syncing: {}", syncing.join(", "))))
 }
 
-/// 4. Every slot served, every member `cluster_state:ok`, and every member agreeing with the
+/// Phase 4, every slot served, every member `cluster_state:ok`, and every member agreeing with the
 /// others: each member's own line is the authority for its role and slots, but clients and
 /// failover act on what the others believe.
 fn settled(views: &[&NodeView], owners: &[Option<NodeId>]) -> Option<Formation> {
