@@ -1,6 +1,7 @@
-//! What the benchmarks on the local cluster share (`bench_recovery.rs`, `bench_zones.rs`,
-//! `bench_rollout.rs`, `bench_scale.rs`): the preload of about 100 MB per shard, the pauses read
-//! from a writer's report, how numbers are printed and where the rows go. Nothing here asserts anything but that the preload ran.
+//! What the benchmarks on the local cluster share (`benches/bench_recovery.rs`, `bench_zones.rs`,
+//! `bench_rollout.rs`, `bench_scale.rs`): the preload of about 100 MB per shard, the plain writer
+//! beside the acknowledged one, the runs with and without the operator, the namespace cleanup,
+//! the pauses read from a writer's report, how numbers are printed and where the rows go. Nothing here asserts anything but that the preload ran.
 //!
 //! Declared by a benchmark crate as `mod support { pub mod ack_writer; pub mod bench; pub mod
 //! chaos; }` next to `mod kube_support;`.
@@ -10,7 +11,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use super::ack_writer::Report;
+use super::ack_writer::{AckWriter, AckWriterHandle, AckWriterOptions, Report};
 use super::chaos::LEADERS;
 use crate::kube_support::*;
 
@@ -150,4 +151,65 @@ pub fn resumed_after(report: &Report, fault: Duration) -> Result<Duration, Durat
         }
     }
     Ok(worst)
+}
+
+/// The plain writer (`SET` only, no `WAIT`) started beside an acknowledged one with the same
+/// limits; returns once it has run 2 s, so both have a baseline before the fault.
+pub async fn plain_writer(
+    addrs: Vec<SocketAddr>,
+    pass: String,
+    limits: AckWriterOptions,
+) -> AckWriterHandle {
+    let plain = AckWriter::start(
+        addrs,
+        pass,
+        AckWriterOptions {
+            replicas: 0,
+            ..limits
+        },
+    )
+    .await
+    .expect("plain writer starts");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    plain
+}
+
+/// Runs `run(i, operator)` with and without the operator, `BENCH_RUNS` times each (1 to 3),
+/// printing each row `run` returns, and appends the rows to the benchmark's file.
+pub async fn with_and_without_operator<F, Fut>(name: &str, mut run: F)
+where
+    F: FnMut(usize, bool) -> Fut,
+    Fut: std::future::Future<Output = String>,
+{
+    let runs: usize = std::env::var("BENCH_RUNS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(1)
+        .clamp(1, 3);
+    let mut rows = Vec::new();
+    for i in 1..=runs {
+        for operator in [true, false] {
+            let row = run(i, operator).await;
+            println!("{row}");
+            rows.push(row);
+        }
+    }
+    append_rows(name, &rows);
+}
+
+/// Deletes the namespace and waits (≤ 180 s) until it is gone, so the next run finds its nodes
+/// free.
+pub async fn delete_namespace_and_wait(client: &kube::Client, ns: TestNamespace) {
+    use k8s_openapi::api::core::v1::Namespace;
+    let name = ns.name.clone();
+    ns.cleanup().await;
+    let namespaces: kube::Api<Namespace> = kube::Api::all(client.clone());
+    let begun = Instant::now();
+    while begun.elapsed() < Duration::from_secs(180) {
+        if matches!(namespaces.get_opt(&name).await, Ok(None)) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    eprintln!("namespace {name} still present after 180 s");
 }

@@ -30,7 +30,9 @@
 
 #![allow(clippy::unwrap_used, clippy::panic)]
 
+#[path = "../tests/kube_support/mod.rs"]
 mod kube_support;
+#[path = "../tests/support"]
 mod support {
     pub mod ack_writer;
     pub mod bench;
@@ -43,7 +45,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use kube_support::*;
@@ -184,17 +186,7 @@ impl World {
     /// Stops the operator, deletes the namespace and waits (≤ 180 s) until it is gone.
     async fn cleanup(self) {
         drop(self.operator);
-        let name = self.ns.name.clone();
-        self.ns.cleanup().await;
-        let namespaces: Api<Namespace> = Api::all(self.client.clone());
-        let begun = Instant::now();
-        while begun.elapsed() < Duration::from_secs(180) {
-            if matches!(namespaces.get_opt(&name).await, Ok(None)) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-        eprintln!("namespace {name} still present after 180 s");
+        support::bench::delete_namespace_and_wait(&self.client, self.ns).await;
     }
 }
 
@@ -318,17 +310,7 @@ impl Writers {
             acked_at_least(&acked, 200, Duration::from_secs(30)).await,
             "no acknowledged writes before the step"
         );
-        let plain = AckWriter::start(
-            addrs.to_vec(),
-            pass.to_owned(),
-            AckWriterOptions {
-                replicas: 0,
-                ..limits
-            },
-        )
-        .await
-        .expect("plain writer starts");
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        let plain = support::bench::plain_writer(addrs.to_vec(), pass.to_owned(), limits).await;
         Self {
             acked,
             plain,

@@ -14,7 +14,9 @@
 
 #![allow(clippy::unwrap_used, clippy::panic)]
 
+#[path = "../tests/kube_support/mod.rs"]
 mod kube_support;
+#[path = "../tests/support"]
 mod support {
     pub mod ack_writer;
     pub mod bench;
@@ -26,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use kube_support::*;
 use serde_json::json;
-use support::ack_writer::{AckWriter, AckWriterOptions, ReadBackOptions};
+use support::ack_writer::{AckWriterOptions, ReadBackOptions};
 use support::bench::{ms, pause, preload, shard_pause};
 use support::chaos::*;
 
@@ -142,17 +144,7 @@ async fn run(fault: Fault, operator: bool) -> Outcome {
         ..AckWriterOptions::default()
     };
     let acked = chaos.writer_with(&members, limits.clone()).await;
-    let plain = AckWriter::start(
-        members.addrs(),
-        chaos.pass.clone(),
-        AckWriterOptions {
-            replicas: 0,
-            ..limits
-        },
-    )
-    .await
-    .expect("plain writer starts");
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let plain = support::bench::plain_writer(members.addrs(), chaos.pass.clone(), limits).await;
     if !operator {
         chaos.operator.kill();
         println!("{}: operator killed before the fault", chaos.ns.name);
@@ -240,21 +232,10 @@ async fn run(fault: Fault, operator: bool) -> Outcome {
 
 /// Runs `fault` with and without the operator (`BENCH_RUNS` times each) and appends the rows.
 async fn bench(fault: Fault) {
-    let runs: usize = std::env::var("BENCH_RUNS")
-        .ok()
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(1)
-        .clamp(1, 3);
-    let mut rows = Vec::new();
-    for i in 1..=runs {
-        for operator in [true, false] {
-            let outcome = run(fault, operator).await;
-            let row = outcome.row(fault, operator, i);
-            println!("{row}");
-            rows.push(row);
-        }
-    }
-    support::bench::append_rows("bench_recovery", &rows);
+    support::bench::with_and_without_operator("bench_recovery", |i, operator| async move {
+        run(fault, operator).await.row(fault, operator, i)
+    })
+    .await;
 }
 
 #[tokio::test]

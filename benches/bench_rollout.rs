@@ -22,7 +22,9 @@
 
 #![allow(clippy::unwrap_used, clippy::panic)]
 
+#[path = "../tests/kube_support/mod.rs"]
 mod kube_support;
+#[path = "../tests/support"]
 mod support {
     pub mod ack_writer;
     pub mod bench;
@@ -32,7 +34,7 @@ mod support {
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use kube_support::*;
@@ -152,17 +154,7 @@ impl World {
     /// next run finds its nodes free.
     async fn cleanup(self) {
         drop(self.operator);
-        let name = self.ns.name.clone();
-        self.ns.cleanup().await;
-        let namespaces: Api<Namespace> = Api::all(self.client.clone());
-        let begun = Instant::now();
-        while begun.elapsed() < Duration::from_secs(180) {
-            if matches!(namespaces.get_opt(&name).await, Ok(None)) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-        eprintln!("namespace {name} still present after 180 s");
+        support::bench::delete_namespace_and_wait(&self.client, self.ns).await;
     }
 }
 
@@ -483,17 +475,7 @@ async fn run(shape: (usize, usize), mode: Mode) -> Outcome {
         acked_at_least(&acked, 200, Duration::from_secs(30)).await,
         "no acknowledged writes before the rollout"
     );
-    let plain = AckWriter::start(
-        members.addrs(),
-        world.pass.clone(),
-        AckWriterOptions {
-            replicas: 0,
-            ..limits
-        },
-    )
-    .await
-    .expect("plain writer starts");
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let plain = support::bench::plain_writer(members.addrs(), world.pass.clone(), limits).await;
 
     println!(
         "{}: image {FROM_IMAGE} -> {TO_IMAGE} at {} ({})",
