@@ -53,6 +53,7 @@ use redis_operator::crd::RedisCluster;
 use redis_operator::redis::AdminOptions;
 use redis_operator::redis::ids::SLOT_COUNT;
 use redis_operator::redis::model;
+use redis_operator::redis::sync::{SyncBar, follower_in_sync};
 use serde_json::{Value, json};
 use support::ack_writer::{AckWriter, AckWriterHandle, AckWriterOptions, ReadBackOptions, keyslot};
 use support::chaos::{acked_at_least, print_roles};
@@ -569,24 +570,15 @@ fn on(ip: &str, pass: &str, args: &[&str]) -> String {
 }
 
 /// Waits (≤ 120 s, polling every 100 ms) until every master among `addrs` has a replica among
-/// them in sync as the operator counts it: link up, no sync in progress, its offset within
-/// 1 MiB of the master's.
+/// them in sync as the operator counts it (`redis::sync`, `SyncBar::Healthy`).
 async fn wait_in_sync(addrs: &[SocketAddr], pass: &str) {
     let begun = Instant::now();
     loop {
         let view = model::observe(addrs, &member_admin(pass)).await;
         let synced = view.unreachable.is_empty()
             && view.masters().all(|m| {
-                view.replicas_of(m.id()).any(|r| {
-                    r.replication.replica_link().is_some_and(|l| {
-                        l.link_up
-                            && !l.sync_in_progress
-                            && m.replication
-                                .master_repl_offset
-                                .saturating_sub(l.repl_offset)
-                                <= 1024 * 1024
-                    })
-                })
+                view.replicas_of(m.id())
+                    .any(|r| follower_in_sync(r, m, SyncBar::Healthy))
             });
         if synced {
             return;
