@@ -74,9 +74,17 @@ pub struct RedisClusterSpec {
     #[serde(default)]
     pub pvc_retention_policy: PvcRetentionPolicy,
 
-    /// redis.conf overrides, key to value (e.g. `maxmemory: 1gb`). Keys the operator owns
-    /// (cluster-*, port, dir, requirepass, ...) are refused with a `Ready=False` condition.
+    /// redis.conf overrides, key to value (e.g. `maxmemory: 1gb`). Keys are lowercase directive
+    /// names (`^[a-z][a-z0-9-]*$`), refused at admission otherwise; values hold no control
+    /// characters and balanced quotes. Keys the operator owns (cluster-*, port, dir,
+    /// requirepass, ...) are refused with a `Ready=False InvalidSpec` condition.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(schema_with = "config_schema")]
+    // Each message names the first offending key: a list (filter + join) costs more than the
+    // API server allows for a schema.
+    #[x_kube(validation = Rule::new(r#"self.all(k, k.matches('^[a-z][a-z0-9-]*$'))"#).message(Message::Expression(r#"'spec.config key "' + self.filter(k, !k.matches('^[a-z][a-z0-9-]*$'))[0] + '" is not a lowercase redis.conf directive name (^[a-z][a-z0-9-]*$)'"#.into())))]
+    #[x_kube(validation = Rule::new(r#"self.all(k, !self[k].matches('[\\x00-\\x1f\\x7f]'))"#).message(Message::Expression(r#"'spec.config value of "' + self.filter(k, self[k].matches('[\\x00-\\x1f\\x7f]'))[0] + '" holds a control character (NUL, CR, LF, ...)'"#.into())))]
+    #[x_kube(validation = Rule::new(r#"self.all(k, self[k].split('"').size() % 2 == 1 && self[k].split("'").size() % 2 == 1)"#).message(Message::Expression(r#"'spec.config value of "' + self.filter(k, !(self[k].split('"').size() % 2 == 1 && self[k].split("'").size() % 2 == 1))[0] + '" has unbalanced quotes'"#.into())))]
     pub config: BTreeMap<String, String>,
 
     /// Node label whose value is the topology domain (zone or rack) members spread over.
@@ -369,4 +377,14 @@ pub mod conditions {
     pub const DEGRADED: &str = "Degraded";
     /// The placement constraints can be met with the current nodes.
     pub const PLACEMENT_SATISFIED: &str = "PlacementSatisfied";
+}
+
+/// `spec.config`'s schema: bounded in size, so the API server can bound the cost of its CEL
+/// rules (an unbounded map of unbounded strings is refused as too expensive to check).
+fn config_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "maxProperties": 128,
+        "additionalProperties": {"type": "string", "maxLength": 4096},
+    })
 }

@@ -164,6 +164,35 @@ async fn invalid_config_override_is_a_condition() {
         err.to_string().contains("leaders must be at least 3"),
         "{err}"
     );
+    // A key or value that would inject a redis.conf directive or break the file is refused at
+    // admission, and the message names it (issue 18 §1).
+    for (i, (config, names)) in [
+        (json!({"": "maxmemory-policy allkeys-lfu"}), "\"\""),
+        (json!({"dir /tmp": "x"}), "\"dir /tmp\""),
+        (
+            json!({"rename-command CONFIG": "\"\""}),
+            "rename-command CONFIG",
+        ),
+        (json!({"Maxmemory": "1gb"}), "Maxmemory"),
+        (
+            json!({"maxmemory": "1gb\nrename-command CONFIG x"}),
+            "control character",
+        ),
+        (json!({"maxmemory": "1gb\u{0}"}), "control character"),
+        (json!({"maxmemory": "\"1gb"}), "unbalanced quotes"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let err = api
+            .create(
+                &PostParams::default(),
+                &cluster(&format!("inject-{i}"), 3, 1, json!({ "config": config })),
+            )
+            .await
+            .expect_err("refused at admission");
+        assert!(err.to_string().contains(names), "{config}: {err}");
+    }
     ns.cleanup().await;
 }
 

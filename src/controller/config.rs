@@ -45,32 +45,108 @@ const OWNED: &[(&str, &str)] = &[
     ("rename-command", "the operator needs the admin commands"),
 ];
 
-/// Rejects overrides of operator-owned keys with a message naming each offending key.
+/// Rejects overrides that redis.conf cannot hold as one directive each, or that name an
+/// operator-owned key, with a message naming each offending key. The API server refuses most
+/// of these at admission (the CEL rules on `spec.config`); this is the controller's own check,
+/// for objects admitted before those rules existed and for what CEL cannot express.
+///
+/// redis.conf splits each line on whitespace and keeps the last value of a directive, so a key
+/// with a space (`dir /tmp`), an empty key whose value is a whole directive, or a value with a
+/// line break would set any directive; a NUL or an unbalanced quote would stop the member from
+/// starting at its next restart.
 ///
 /// # Errors
-/// A sentence listing every owned key found, for the `Ready=False` condition.
+/// A sentence listing every offending key and why, for the `Ready=False` condition.
 pub fn validate_overrides(overrides: &BTreeMap<String, String>) -> Result<(), String> {
-    let mut bad = Vec::new();
-    for key in overrides.keys() {
-        let k = key.trim().to_ascii_lowercase();
-        if k.starts_with("cluster-") {
-            bad.push(format!(
-                "{key} (cluster settings are managed by the operator)"
-            ));
-        } else if let Some((_, why)) = OWNED.iter().find(|(owned, _)| *owned == k) {
-            bad.push(format!("{key} ({why})"));
-        } else if key.contains(['\n', '\r']) || overrides[key].contains(['\n', '\r']) {
-            bad.push(format!("{key} (keys and values must be single-line)"));
-        }
-    }
+    let bad: Vec<String> = overrides
+        .iter()
+        .filter_map(|(key, value)| problem(key, value).map(|why| format!("{:?} ({why})", key)))
+        .collect();
     if bad.is_empty() {
         Ok(())
     } else {
         Err(format!(
-            "spec.config overrides operator-owned redis.conf keys: {}",
+            "spec.config has keys or values redis.conf cannot take: {}",
             bad.join(", ")
         ))
     }
+}
+
+/// What is wrong with one override, if anything.
+fn problem(key: &str, value: &str) -> Option<String> {
+    let directive = key.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+        && key
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if !directive {
+        return Some("keys must be lowercase directive names, ^[a-z][a-z0-9-]*$".into());
+    }
+    if key.starts_with("cluster-") {
+        return Some("cluster settings are managed by the operator".into());
+    }
+    if let Some((_, why)) = OWNED.iter().find(|(owned, _)| *owned == key) {
+        return Some((*why).into());
+    }
+    if value.chars().any(char::is_control) {
+        return Some("values must not hold control characters (NUL, CR, LF, ...)".into());
+    }
+    match split_args(value) {
+        Err(why) => Some(why.into()),
+        Ok(args) if args.is_empty() => Some("needs a value (write \"\" for an empty one)".into()),
+        Ok(_) => None,
+    }
+}
+
+/// Splits a redis.conf value the way Redis splits a config line (`sdssplitargs`): whitespace
+/// between arguments, `"..."` with backslash escapes, `'...'` with `\'`; a closing quote must
+/// end the argument.
+///
+/// # Errors
+/// Why Redis would refuse the line at load.
+pub fn split_args(line: &str) -> Result<Vec<String>, &'static str> {
+    let mut args = Vec::new();
+    let mut chars = line.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| c.is_ascii_whitespace()) {
+            chars.next();
+        }
+        if chars.peek().is_none() {
+            return Ok(args);
+        }
+        let mut arg = String::new();
+        while let Some(c) = chars.next() {
+            match c {
+                c if c.is_ascii_whitespace() => break,
+                '"' | '\'' => {
+                    quoted(&mut chars, c, &mut arg)?;
+                    if chars.peek().is_some_and(|n| !n.is_ascii_whitespace()) {
+                        return Err("a closing quote must be followed by a space");
+                    }
+                }
+                c => arg.push(c),
+            }
+        }
+        args.push(arg);
+    }
+}
+
+/// The rest of a quoted argument up to its closing `quote`.
+fn quoted(
+    chars: &mut std::iter::Peekable<std::str::Chars<'_>>,
+    quote: char,
+    arg: &mut String,
+) -> Result<(), &'static str> {
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.next() {
+                Some(escaped) => arg.push(escaped),
+                None => break,
+            },
+            c if c == quote => return Ok(()),
+            c => arg.push(c),
+        }
+    }
+    Err("unbalanced quotes")
 }
 
 /// redis.conf keys a running server refuses to change (`CONFIG SET` answers "can't set
@@ -279,6 +355,52 @@ mod tests {
         assert!(err.contains("cluster-enabled"), "{err}");
         assert!(err.contains("Port"), "{err}");
         assert!(!err.contains("maxmemory"), "{err}");
+    }
+
+    #[test]
+    fn no_key_or_value_can_inject_a_directive_or_break_the_file() {
+        // (key, value, refused)
+        let cases = [
+            ("maxmemory", "1gb", false),
+            ("save", "900 1 300 10", false),
+            ("save", "\"\"", false),
+            ("notify-keyspace-events", "'KEA'", false),
+            ("", "maxmemory-policy allkeys-lfu", true),
+            ("dir /tmp", "x", true),
+            ("rename-command CONFIG", "\"\"", true),
+            ("Maxmemory", "1gb", true),
+            ("maxmemory ", "1gb", true),
+            ("cluster-enabled", "no", true),
+            ("dir", "/tmp", true),
+            ("port", "7000", true),
+            ("maxmemory", "", true),
+            ("maxmemory", "1gb\nrename-command CONFIG x", true),
+            ("maxmemory", "1gb\0", true),
+            ("maxmemory", "\"1gb", true),
+            ("maxmemory", "'1gb", true),
+            ("maxmemory", "\"1\"gb", true),
+        ];
+        for (key, value, refused) in cases {
+            let overrides = BTreeMap::from([(key.to_string(), value.to_string())]);
+            assert_eq!(
+                validate_overrides(&overrides).is_err(),
+                refused,
+                "{key:?} = {value:?}: {:?}",
+                validate_overrides(&overrides)
+            );
+        }
+    }
+
+    #[test]
+    fn values_split_as_redis_splits_them() {
+        assert_eq!(
+            split_args(" 900 1  300 10 ").unwrap(),
+            ["900", "1", "300", "10"]
+        );
+        assert_eq!(split_args("\"a b\" 'c d'").unwrap(), ["a b", "c d"]);
+        assert_eq!(split_args("\"\"").unwrap(), [""]);
+        assert!(split_args("\"a").is_err());
+        assert!(split_args("\"a\"b").is_err());
     }
 
     #[test]
