@@ -231,8 +231,10 @@ fn rebalance(f: &Facts<'_>, change: &Change) -> Next {
 }
 
 /// Ordinal (and claim to reuse) of a new member of `shard` on `node`: an intact claim of the
-/// shard on that node whose identity is still known keeps its ordinal; otherwise the lowest
-/// ordinal no live member, held claim or other new member has.
+/// shard on that node whose identity is still known keeps its ordinal, and so does a claim of
+/// the shard no Pod ever used (a Pod whose creation failed after its claim was made: reusing it
+/// keeps the claims bounded while the API refuses the Pod); otherwise the lowest ordinal no
+/// live member, held claim or other new member has.
 fn new_member(
     f: &Facts<'_>,
     shard: usize,
@@ -244,7 +246,7 @@ fn new_member(
     let reusable = obs.claims.iter().find(|c| {
         c.shard == shard
             && !c.deleting
-            && c.node.as_deref() == Some(node)
+            && (c.node.as_deref() == Some(node) || (c.node.is_none() && c.node_id.is_none()))
             && c.node_id.as_ref().is_none_or(|id| known.contains(id))
             && !obs
                 .members

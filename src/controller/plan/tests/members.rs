@@ -3,6 +3,7 @@
 
 use super::fixture::*;
 use crate::controller::act::Executed;
+use crate::controller::observe::Claim;
 use crate::controller::plan::*;
 use crate::controller::status::{conditions, types};
 
@@ -113,5 +114,30 @@ fn a_follower_that_cannot_start_is_replaced() {
             assert!(pods[0].0.contains("s1-m1"), "{pods:?}");
         }
         other => panic!("expected the crash-looping member removed, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_claim_left_by_a_pod_the_api_refused_is_reused_not_multiplied() {
+    // e's Pod was deleted; a claim of its shard exists that no Pod ever used (the previous
+    // attempt's Pod was refused after its claim was made): the new member takes that claim.
+    let mut fx = healthy().with_storage();
+    fx.members.retain(|m| m.id != id('e'));
+    fx.claims.retain(|c| c.name != "data-s1-m1");
+    fx.claims.push(Claim {
+        name: "data-s1-m1-unused".into(),
+        shard: 1,
+        member: 1,
+        node: None,
+        node_id: None,
+        deleting: false,
+    });
+    let p = plan(&fx.observed());
+    match &p.action {
+        Action::CreateMembers(news) => {
+            assert_eq!(news.len(), 1, "{news:?}");
+            assert_eq!(news[0].reuse_claim.as_deref(), Some("data-s1-m1-unused"));
+        }
+        other => panic!("expected CreateMembers, got {other:?}"),
     }
 }
