@@ -12,9 +12,23 @@ use redis_protocol::resp2::types::BytesFrame;
 use crate::redis::ids::{NodeId, SlotRange};
 
 /// One Redis command: its name followed by its arguments.
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// `Debug` shows only what [`Cmd::describe`] shows plus the number of further arguments, e.g.
+/// `Cmd(CONFIG SET, 2 args)`: arguments may be passwords (`AUTH`, `HELLO … AUTH`,
+/// `MIGRATE … AUTH/AUTH2`, `CONFIG SET masterauth/requirepass`), and a `{:?}` in a log line or
+/// an error must never carry one. The full arguments stay available through [`Cmd::args`].
+#[derive(Clone, PartialEq, Eq)]
 pub struct Cmd {
     args: Vec<Bytes>,
+}
+
+impl std::fmt::Debug for Cmd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (described, words) = self.describe_words();
+        let rest = self.args.len().saturating_sub(words);
+        let plural = if rest == 1 { "" } else { "s" };
+        write!(f, "Cmd({described}, {rest} arg{plural})")
+    }
 }
 
 impl Cmd {
@@ -55,18 +69,26 @@ impl Cmd {
     /// container commands) but never the other arguments, because AUTH and MIGRATE carry
     /// passwords.
     pub fn describe(&self) -> String {
+        self.describe_words().0
+    }
+
+    /// The description and how many leading arguments (name, subcommand) it shows.
+    fn describe_words(&self) -> (String, usize) {
         let word = |i: usize| {
             self.args
                 .get(i)
                 .map(|a| String::from_utf8_lossy(a).to_ascii_uppercase())
         };
         let name = word(0).unwrap_or_default();
+        let shown = usize::from(!self.args.is_empty());
         match name.as_str() {
             "CLUSTER" | "CONFIG" | "CLIENT" | "INFO" | "MEMORY" | "DEBUG" => match word(1) {
-                Some(sub) if sub.len() <= 32 => format!("{name} {sub}"),
-                _ => name,
+                // A subcommand is a short keyword; anything longer is shown as an argument
+                // count only, like every other argument.
+                Some(sub) if sub.len() <= 32 => (format!("{name} {sub}"), 2),
+                _ => (name, shown),
             },
-            _ => name,
+            _ => (name, shown),
         }
     }
 
@@ -198,6 +220,89 @@ mod tests {
         assert_eq!(Cmd::cluster("nodes").describe(), "CLUSTER NODES");
         let migrate = Cmd::new("MIGRATE").arg("10.0.0.1").arg("AUTH").arg("pw");
         assert!(!migrate.describe().contains("pw"));
+    }
+
+    /// Every command the operator (or a future caller) may send with a password in it.
+    fn commands_with_secrets() -> Vec<Cmd> {
+        vec![
+            Cmd::auth(None, "s3cret-pw"),
+            Cmd::auth(Some("admin"), "s3cret-pw"),
+            Cmd::new("HELLO")
+                .arg("3")
+                .arg("AUTH")
+                .arg("admin")
+                .arg("s3cret-pw"),
+            Cmd::new("MIGRATE")
+                .arg("10.0.0.1")
+                .arg_int(6379)
+                .arg("")
+                .arg_int(0)
+                .arg_int(5000)
+                .arg("AUTH")
+                .arg("s3cret-pw")
+                .arg("KEYS")
+                .arg("k"),
+            Cmd::new("MIGRATE")
+                .arg("10.0.0.1")
+                .arg_int(6379)
+                .arg("")
+                .arg_int(0)
+                .arg_int(5000)
+                .arg("AUTH2")
+                .arg("admin")
+                .arg("s3cret-pw"),
+            Cmd::new("CONFIG")
+                .arg("SET")
+                .arg("masterauth")
+                .arg("s3cret-pw"),
+            Cmd::new("config")
+                .arg("set")
+                .arg("requirepass")
+                .arg("s3cret-pw")
+                .arg("masterauth")
+                .arg("s3cret-pw"),
+            // A "subcommand" too long to be a keyword is not shown either.
+            Cmd::new("CONFIG").arg("s3cret-pw".repeat(8)),
+        ]
+    }
+
+    #[test]
+    fn debug_never_shows_secrets() {
+        for cmd in commands_with_secrets() {
+            for text in [format!("{cmd:?}"), format!("{cmd:#?}"), cmd.describe()] {
+                assert!(!text.contains("s3cret"), "{text}");
+                assert!(!text.contains("admin"), "{text}");
+            }
+        }
+        let set = Cmd::new("CONFIG").arg("SET").arg("masterauth").arg("pw");
+        assert_eq!(format!("{set:?}"), "Cmd(CONFIG SET, 2 args)");
+        assert_eq!(format!("{:?}", Cmd::auth(None, "pw")), "Cmd(AUTH, 1 arg)");
+        assert_eq!(format!("{:?}", Cmd::ping()), "Cmd(PING, 0 args)");
+        // Debug of containers holding commands (pipelines) goes through the same impl.
+        let pipeline = format!("{:?}", commands_with_secrets());
+        assert!(!pipeline.contains("s3cret"), "{pipeline}");
+    }
+
+    #[test]
+    fn errors_built_from_a_command_never_show_secrets() {
+        use crate::redis::error::RedisError;
+        use crate::redis::reply;
+        for cmd in commands_with_secrets() {
+            let errors = [
+                reply::ok(&cmd, BytesFrame::Integer(1)).map(|_| ()),
+                reply::opt_bytes(&cmd, BytesFrame::Integer(1)).map(|_| ()),
+                Err(RedisError::Timeout {
+                    addr: "127.0.0.1:6379".parse().expect("addr"),
+                    command: cmd.describe(),
+                    after: std::time::Duration::from_secs(1),
+                }),
+            ];
+            for err in errors.into_iter().filter_map(Result::err) {
+                for text in [err.to_string(), format!("{err:?}")] {
+                    assert!(!text.contains("s3cret"), "{text}");
+                }
+            }
+        }
     }
 
     #[test]
