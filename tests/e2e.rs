@@ -198,6 +198,70 @@ async fn invalid_config_override_is_a_condition() {
 
 #[tokio::test]
 #[ignore = "needs the local cluster; run by make test"]
+async fn an_object_someone_else_owns_is_never_adopted() {
+    // Issue 18 §5: a ConfigMap someone created under the name the cluster's would have is
+    // neither taken over nor modified; the cluster says so (Degraded NameConflict) and
+    // creates nothing until it is gone.
+    let client = client().await;
+    let ns = TestNamespace::new(&client, "e2e-owned").await;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns.name);
+    let foreign: ConfigMap = serde_json::from_value(json!({
+        "metadata": {"name": "mine-config"},
+        "data": {"redis.conf": "someone else's"},
+    }))
+    .unwrap();
+    cms.create(&PostParams::default(), &foreign).await.unwrap();
+    let _op = Operator::start(&ns.name);
+    let api: Api<RedisCluster> = Api::namespaced(client.clone(), &ns.name);
+    api.create(&PostParams::default(), &cluster("mine", 3, 1, json!({})))
+        .await
+        .unwrap();
+    let (_, _, message) = wait_for(
+        "Degraded=True NameConflict",
+        Duration::from_secs(60),
+        || async {
+            let rc = api.get_opt("mine").await.ok().flatten()?;
+            condition(&rc, "Degraded").filter(|c| c.0 == "True" && c.1 == "NameConflict")
+        },
+    )
+    .await;
+    assert!(message.contains("ConfigMap mine-config"), "{message}");
+    let cm = cms.get("mine-config").await.unwrap();
+    assert_eq!(
+        cm.data
+            .as_ref()
+            .and_then(|d| d.get("redis.conf"))
+            .map(String::as_str),
+        Some("someone else's"),
+        "the foreign ConfigMap was modified"
+    );
+    assert!(cm.metadata.owner_references.is_none(), "adopted: {cm:?}");
+    let pods = Api::<Pod>::namespaced(client.clone(), &ns.name)
+        .list(&ListParams::default())
+        .await
+        .unwrap();
+    assert!(
+        pods.items.is_empty(),
+        "nothing is created while the name is taken"
+    );
+    // Once it is gone, the cluster's own is created.
+    cms.delete("mine-config", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_for(
+        "the cluster's own ConfigMap",
+        Duration::from_secs(60),
+        || async {
+            let cm = cms.get_opt("mine-config").await.ok().flatten()?;
+            cm.metadata.owner_references.is_some().then_some(())
+        },
+    )
+    .await;
+    ns.cleanup().await;
+}
+
+#[tokio::test]
+#[ignore = "needs the local cluster; run by make test"]
 async fn operator_killed_mid_bootstrap_converges_and_deletion_cleans_up() {
     let client = client().await;
     let ns = TestNamespace::new(&client, "e2e-crash").await;

@@ -134,10 +134,22 @@ async fn support(scope: &Scope<'_>, plan: &Plan) -> Option<Executed> {
         return None;
     }
     let rendered = crate::controller::config::render(&scope.cluster.spec.config);
-    objects::apply_support_objects(scope.cluster, scope.ctx, scope.ns, &rendered)
-        .await
-        .err()
-        .map(|e| kube_failed("ApplyFailed", "applying the ConfigMap, Services and PDB", e))
+    match objects::apply_support_objects(scope.cluster, scope.ctx, scope.ns, &rendered).await {
+        Ok(()) => None,
+        Err(objects::ApplyError::Kube(e)) => Some(kube_failed(
+            "ApplyFailed",
+            "applying the ConfigMap, Services and PDB",
+            e,
+        )),
+        // Someone else's object: nothing to retry soon, a human must rename or remove it.
+        Err(objects::ApplyError::NameConflict(message)) => Some(Executed::Failed {
+            reason: "NameConflict",
+            message,
+            transient: false,
+            retry_after: std::time::Duration::ZERO,
+            error: None,
+        }),
+    }
 }
 
 /// Logs what happened and publishes a Warning Event for a failure.

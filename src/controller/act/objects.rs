@@ -15,42 +15,100 @@ use super::executed::{Executed, MemberInputs, Scope};
 use crate::controller::context::Context;
 use crate::crd::RedisCluster;
 
+/// Why a support object was not applied.
+#[derive(Debug)]
+pub enum ApplyError {
+    /// An object of that name exists and is not this RedisCluster's: it is never adopted nor
+    /// modified.
+    NameConflict(String),
+    /// The API call failed.
+    Kube(kube::Error),
+}
+
+/// Applies the shared objects (ConfigMap, client and headless Services, PDB) by server-side
+/// apply, each only if it is absent or already owned by this RedisCluster: an object someone
+/// else created under the same name is left alone and reported (`NameConflict`).
 pub async fn apply_support_objects(
     cluster: &RedisCluster,
     ctx: &Context,
     ns: &str,
     rendered: &str,
-) -> Result<(), kube::Error> {
-    let pp = PatchParams::apply(MANAGER).force();
-    let client = ctx.client.clone();
-    let cm = build::config_map::build(cluster, rendered);
-    Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(client.clone(), ns)
-        .patch(&Names::config_map(cluster), &pp, &Patch::Apply(&cm))
-        .await?;
-    let svc_api = Api::<k8s_openapi::api::core::v1::Service>::namespaced(client.clone(), ns);
-    svc_api
-        .patch(
-            &Names::client_service(cluster),
-            &pp,
-            &Patch::Apply(&build::service::client(cluster)),
-        )
-        .await?;
-    svc_api
-        .patch(
-            &Names::headless_service(cluster),
-            &pp,
-            &Patch::Apply(&build::service::headless(cluster)),
-        )
-        .await?;
-    Api::<k8s_openapi::api::policy::v1::PodDisruptionBudget>::namespaced(client, ns)
-        .patch(
-            &Names::pdb(cluster),
-            &pp,
-            &Patch::Apply(&build::pdb::build(cluster)),
-        )
-        .await?;
-    Ok(())
+) -> Result<(), ApplyError> {
+    use k8s_openapi::api::core::v1::{ConfigMap, Service};
+    use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+    let client = &ctx.client;
+    apply_owned(
+        cluster,
+        &Api::<ConfigMap>::namespaced(client.clone(), ns),
+        &Names::config_map(cluster),
+        &build::config_map::build(cluster, rendered),
+    )
+    .await?;
+    let services = Api::<Service>::namespaced(client.clone(), ns);
+    apply_owned(
+        cluster,
+        &services,
+        &Names::client_service(cluster),
+        &build::service::client(cluster),
+    )
+    .await?;
+    apply_owned(
+        cluster,
+        &services,
+        &Names::headless_service(cluster),
+        &build::service::headless(cluster),
+    )
+    .await?;
+    apply_owned(
+        cluster,
+        &Api::<PodDisruptionBudget>::namespaced(client.clone(), ns),
+        &Names::pdb(cluster),
+        &build::pdb::build(cluster),
+    )
+    .await
 }
+
+/// Server-side apply of `object` under `name`, unless an object of that name exists that this
+/// RedisCluster does not own (by uid): forcing our fields onto it would take it over.
+async fn apply_owned<K>(
+    cluster: &RedisCluster,
+    api: &Api<K>,
+    name: &str,
+    object: &K,
+) -> Result<(), ApplyError>
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::Serialize
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let existing = api.get_opt(name).await.map_err(ApplyError::Kube)?;
+    if let Some(found) = existing {
+        let ours = cluster.metadata.uid.as_deref();
+        let owned = found
+            .meta()
+            .owner_references
+            .iter()
+            .flatten()
+            .any(|o| Some(o.uid.as_str()) == ours);
+        if !owned {
+            return Err(ApplyError::NameConflict(format!(
+                "{} {name} exists and is not owned by this RedisCluster; it is left as it is (rename or delete it)",
+                K::kind(&())
+            )));
+        }
+    }
+    api.patch(
+        name,
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(object),
+    )
+    .await
+    .map(|_| ())
+    .map_err(ApplyError::Kube)
+}
+
 /// Creates the planned members, with an Event each (`MemberReplaced` once the cluster has
 /// formed, `MemberCreated` before). A failure names what could not be created.
 pub async fn create_members(
