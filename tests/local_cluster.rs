@@ -725,7 +725,8 @@ fn status_ids(status: &str, field: &str) -> Vec<String> {
 /// Issue 17 §2: the agent runs a real OCI image the way a kubelet would. The operator image runs
 /// as its user 65532 on a read-only root of its own (no host shell in it), with the Pod's
 /// ServiceAccount token, the cluster CA and namespace mounted where in-cluster config reads them,
-/// and KUBERNETES_SERVICE_* naming the `kubernetes` Service.
+/// and KUBERNETES_SERVICE_* naming the `kubernetes` Service: with nothing but its in-cluster
+/// config it reaches the API server and becomes ready (/readyz: caches synced).
 #[tokio::test]
 #[ignore = "needs the local cluster; run by make test"]
 async fn t5_operator_image_runs_as_its_user_with_a_service_account_token() {
@@ -735,6 +736,27 @@ async fn t5_operator_image_runs_as_its_user_with_a_service_account_token() {
     let ns = TestNamespace::new(&client, "lc-image").await;
     let _guard = DeleteOnPanic(ns.name.clone());
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
+    // What the operator needs to run: its CRD, and rights for the Pod's ServiceAccount (broad
+    // here; the least-privilege RBAC of manifests/ is the e2e suites' business).
+    let crds = repo().join("crds");
+    let applied = std::process::Command::new("kubectl")
+        .args(["apply", "-f", crds.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(applied.status.success(), "{applied:?}");
+    let binding = format!("{}-operator", ns.name);
+    let crbs: Api<k8s_openapi::api::rbac::v1::ClusterRoleBinding> = Api::all(client.clone());
+    crbs.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({
+            "metadata": {"name": binding},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+            "subjects": [{"kind": "ServiceAccount", "name": "default", "namespace": ns.name}]
+        }))
+        .unwrap(),
+    )
+    .await
+    .unwrap();
     let pod: Pod = serde_json::from_value(json!({
         "metadata": {"name": "operator"},
         "spec": {
@@ -742,6 +764,7 @@ async fn t5_operator_image_runs_as_its_user_with_a_service_account_token() {
             "containers": [{
                 "name": "operator", "image": "redis-operator:latest",
                 "args": ["run", "--namespace", ns.name],
+                "readinessProbe": {"httpGet": {"path": "/readyz", "port": 8080}, "periodSeconds": 1},
                 "securityContext": {
                     "runAsNonRoot": true, "readOnlyRootFilesystem": true,
                     "allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}
@@ -751,13 +774,14 @@ async fn t5_operator_image_runs_as_its_user_with_a_service_account_token() {
     }))
     .unwrap();
     pods.create(&PostParams::default(), &pod).await.unwrap();
-    // The operator may exit and be restarted while the API is out of its reach; every fact is
-    // read from one live instance.
     let (p, facts) = wait_for(
-        "the operator container running from its image",
+        "the operator container running from its image and Ready",
         Duration::from_secs(90),
         || async {
             let p = pods.get_opt("operator").await.ok().flatten()?;
+            if !pod_ready(&p) {
+                return None;
+            }
             let facts = proc_facts(container_pid(&p)?)?;
             Some((p, facts))
         },
@@ -875,6 +899,7 @@ async fn t5_operator_image_runs_as_its_user_with_a_service_account_token() {
         ["operator"],
         "the token is bound to the Pod"
     );
+    let _ = crbs.delete(&binding, &DeleteParams::default()).await;
     ns.cleanup().await;
 }
 

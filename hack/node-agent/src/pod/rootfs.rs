@@ -13,6 +13,7 @@ use std::process::ExitCode;
 use k8s_openapi::api::core::v1::{Container, Pod};
 use rustix::process::{Gid, Uid};
 
+use super::oci::OciImage;
 use super::volumes::Bind;
 
 /// Who the container's process runs as, after image config and securityContext.
@@ -81,6 +82,63 @@ fn pod_ref(pod: &Pod) -> String {
     )
 }
 
+/// The securityContext fields that decide the user: the container's over the pod's.
+struct Requested {
+    run_as_user: Option<i64>,
+    run_as_group: Option<i64>,
+    non_root: bool,
+}
+
+fn requested(pod: &Pod, c: &Container) -> Requested {
+    let psc = pod.spec.as_ref().and_then(|s| s.security_context.as_ref());
+    let csc = c.security_context.as_ref();
+    Requested {
+        run_as_user: csc
+            .and_then(|s| s.run_as_user)
+            .or(psc.and_then(|s| s.run_as_user)),
+        run_as_group: csc
+            .and_then(|s| s.run_as_group)
+            .or(psc.and_then(|s| s.run_as_group)),
+        non_root: csc
+            .and_then(|s| s.run_as_non_root)
+            .or(psc.and_then(|s| s.run_as_non_root))
+            .unwrap_or(false),
+    }
+}
+
+fn to_u32(v: i64, what: &str) -> Result<u32, String> {
+    u32::try_from(v).map_err(|_| format!("invalid {what} {v}"))
+}
+
+/// The uid, and the user's name in the image if it has one.
+fn resolve_uid(
+    req: &Requested,
+    user_part: &str,
+    users: &[(String, u32, u32)],
+    refuse: impl Fn(String) -> String,
+) -> Result<(u32, Option<String>), String> {
+    let name_of = |uid: u32| users.iter().find(|e| e.1 == uid).map(|e| e.0.clone());
+    if let Some(u) = req.run_as_user {
+        let uid = to_u32(u, "runAsUser")?;
+        return Ok((uid, name_of(uid)));
+    }
+    if user_part.is_empty() {
+        return Ok((0, Some("root".into())));
+    }
+    if let Ok(uid) = user_part.parse::<u32>() {
+        return Ok((uid, name_of(uid)));
+    }
+    if req.non_root {
+        return Err(refuse(format!(
+            "image has non-numeric user ({user_part}), cannot verify user is non-root"
+        )));
+    }
+    let e = users.iter().find(|e| e.0 == user_part).ok_or_else(|| {
+        format!("unable to find user {user_part}: no matching entries in passwd file")
+    })?;
+    Ok((e.1, Some(e.0.clone())))
+}
+
 /// The user a container runs as: securityContext (container, then pod) over the image's `User`,
 /// names looked up in the image's own /etc/passwd and /etc/group, as a runtime does. An error
 /// is the kubelet's CreateContainerConfigError message.
@@ -90,61 +148,30 @@ pub fn identity(
     image_user: &str,
     rootfs: &Path,
 ) -> Result<Identity, String> {
-    let psc = pod.spec.as_ref().and_then(|s| s.security_context.clone());
-    let csc = c.security_context.clone();
-    let run_as_user = csc
-        .as_ref()
-        .and_then(|s| s.run_as_user)
-        .or(psc.as_ref().and_then(|s| s.run_as_user));
-    let run_as_group = csc
-        .as_ref()
-        .and_then(|s| s.run_as_group)
-        .or(psc.as_ref().and_then(|s| s.run_as_group));
-    let non_root = csc
-        .as_ref()
-        .and_then(|s| s.run_as_non_root)
-        .or(psc.as_ref().and_then(|s| s.run_as_non_root))
-        .unwrap_or(false);
+    let req = requested(pod, c);
     let users = passwd(rootfs);
     let (user_part, group_part) = match image_user.split_once(':') {
         Some((u, g)) => (u, Some(g)),
         None => (image_user, None),
     };
-    let to_u32 = |v: i64, what: &str| u32::try_from(v).map_err(|_| format!("invalid {what} {v}"));
-    let (uid, name) = match run_as_user {
-        Some(u) => {
-            let uid = to_u32(u, "runAsUser")?;
-            (uid, users.iter().find(|e| e.1 == uid).map(|e| e.0.clone()))
-        }
-        None if user_part.is_empty() => (0, Some("root".to_string())),
-        None => match user_part.parse::<u32>() {
-            Ok(uid) => (uid, users.iter().find(|e| e.1 == uid).map(|e| e.0.clone())),
-            Err(_) => {
-                if non_root {
-                    return Err(format!(
-                        "container has runAsNonRoot and image has non-numeric user ({user_part}), \
-                         cannot verify user is non-root (pod: \"{}\", container: {})",
-                        pod_ref(pod),
-                        c.name
-                    ));
-                }
-                let e = users.iter().find(|e| e.0 == user_part).ok_or_else(|| {
-                    format!("unable to find user {user_part}: no matching entries in passwd file")
-                })?;
-                (e.1, Some(e.0.clone()))
-            }
-        },
-    };
-    if non_root && uid == 0 {
-        return Err(format!(
-            "container has runAsNonRoot and image will run as root (pod: \"{}\", container: {})",
+    let refuse = |why: String| {
+        format!(
+            "container has runAsNonRoot and {why} (pod: \"{}\", container: {})",
             pod_ref(pod),
             c.name
-        ));
+        )
+    };
+    let (uid, name) = resolve_uid(&req, user_part, &users, refuse)?;
+    if req.non_root && uid == 0 {
+        return Err(refuse("image will run as root".into()));
     }
     let all_groups = groups(rootfs);
     let primary = users.iter().find(|e| e.1 == uid).map_or(0, |e| e.2);
-    let gid = match (run_as_group, group_part.filter(|_| run_as_user.is_none())) {
+    // runAsUser replaces the image's whole `User`, its group part included.
+    let gid = match (
+        req.run_as_group,
+        group_part.filter(|_| req.run_as_user.is_none()),
+    ) {
         (Some(g), _) => to_u32(g, "runAsGroup")?,
         (None, Some(g)) => match g.parse::<u32>() {
             Ok(gid) => gid,
@@ -158,16 +185,13 @@ pub fn identity(
         },
         (None, None) => primary,
     };
-    let mut extra: Vec<u32> = name
-        .map(|n| {
-            all_groups
-                .iter()
-                .filter(|e| e.2.contains(&n))
-                .map(|e| e.1)
-                .collect()
-        })
-        .unwrap_or_default();
-    if let Some(p) = &psc {
+    let mut extra: Vec<u32> = all_groups
+        .iter()
+        .filter(|e| name.as_ref().is_some_and(|n| e.2.contains(n)))
+        .map(|e| e.1)
+        .collect();
+    let psc = pod.spec.as_ref().and_then(|s| s.security_context.as_ref());
+    if let Some(p) = psc {
         for g in p.supplemental_groups.iter().flatten().chain(&p.fs_group) {
             extra.push(to_u32(*g, "supplemental group")?);
         }
@@ -175,18 +199,15 @@ pub fn identity(
     extra.retain(|g| *g != gid);
     extra.sort_unstable();
     extra.dedup();
-    let mut groups = vec![gid];
-    groups.extend(extra);
+    let csc = c.security_context.as_ref();
     Ok(Identity {
         uid,
         gid,
-        groups,
+        groups: std::iter::once(gid).chain(extra).collect(),
         read_only_root: csc
-            .as_ref()
             .and_then(|s| s.read_only_root_filesystem)
             .unwrap_or(false),
         no_new_privs: csc
-            .as_ref()
             .and_then(|s| s.allow_privilege_escalation)
             .is_some_and(|a| !a),
     })
@@ -270,6 +291,36 @@ pub fn setup_script(
     }
     s.push_str("exec \"$@\"\n");
     s
+}
+
+/// The setup script and argv of an OCI image container: a fresh overlay (upper, work, mount
+/// point) per instance, like a container's writable layer, then `enter-rootfs`.
+pub fn launch(
+    ctr_dir: &Path,
+    oci: &OciImage,
+    binds: &[Bind],
+    hostname: &str,
+    workdir: &str,
+    id: &Identity,
+    argv: &[String],
+) -> Result<(String, Vec<String>), String> {
+    let fresh = |sub: &str| -> Result<PathBuf, String> {
+        let p = ctr_dir.join(sub);
+        if p.exists() {
+            std::fs::remove_dir_all(&p).map_err(|e| format!("removing {}: {e}", p.display()))?;
+        }
+        std::fs::create_dir_all(&p).map_err(|e| format!("creating {}: {e}", p.display()))?;
+        Ok(p)
+    };
+    let layers = Layers {
+        lower: oci.rootfs.clone(),
+        upper: fresh("upper")?,
+        work: fresh("work")?,
+        root: fresh("rootfs")?,
+    };
+    let agent = agent_binary().map_err(|e| format!("locating node-agent: {e}"))?;
+    let script = setup_script(&layers, binds, hostname, workdir, id.read_only_root);
+    Ok((script, enter_argv(&agent, &layers.root, workdir, id, argv)))
 }
 
 /// The argv that enters the root and execs the container's command as its user.

@@ -943,7 +943,7 @@ impl Worker {
             Some(oci) => {
                 let launch =
                     rootfs::identity(&self.pod, &spec, &oci.user, &oci.rootfs).and_then(|id| {
-                        oci_launch(&ctr_dir, oci, &binds, &hostname, &workdir, &id, &argv)
+                        rootfs::launch(&ctr_dir, oci, &binds, &hostname, &workdir, &id, &argv)
                             .map(|(s, a)| (s, a, id))
                     });
                 let (script, argv, id) = match launch {
@@ -1644,39 +1644,6 @@ async fn kill_instance(
     {
         signal_group(pgid, rustix::process::Signal::KILL);
     }
-}
-
-/// The setup script and argv of an OCI image container: a fresh overlay (upper, work, mount
-/// point) per instance, like a container's writable layer, then `enter-rootfs`.
-fn oci_launch(
-    ctr_dir: &Path,
-    oci: &super::oci::OciImage,
-    binds: &[Bind],
-    hostname: &str,
-    workdir: &str,
-    id: &rootfs::Identity,
-    argv: &[String],
-) -> Result<(String, Vec<String>), String> {
-    let fresh = |sub: &str| -> Result<PathBuf, String> {
-        let p = ctr_dir.join(sub);
-        if p.exists() {
-            std::fs::remove_dir_all(&p).map_err(|e| format!("removing {}: {e}", p.display()))?;
-        }
-        std::fs::create_dir_all(&p).map_err(|e| format!("creating {}: {e}", p.display()))?;
-        Ok(p)
-    };
-    let layers = rootfs::Layers {
-        lower: oci.rootfs.clone(),
-        upper: fresh("upper")?,
-        work: fresh("work")?,
-        root: fresh("rootfs")?,
-    };
-    let agent = rootfs::agent_binary().map_err(|e| format!("locating node-agent: {e}"))?;
-    let script = rootfs::setup_script(&layers, binds, hostname, workdir, id.read_only_root);
-    Ok((
-        script,
-        rootfs::enter_argv(&agent, &layers.root, workdir, id, argv),
-    ))
 }
 
 /// Starts the container process: join the sandbox's network namespace, take a private
