@@ -111,8 +111,9 @@ fn requeue(plan: &Plan, executed: &Executed) -> Action {
         // After a reshard batch too: the next batch starts from the status this pass wrote
         // (its totals), which the watch delivers within that time (and wakes it sooner).
         Executed::Applied(_) | Executed::Resharded { .. } => REQUEUE_REDIS,
-        // A spec refused as invalid waits for the spec to change.
-        Executed::Nothing if plan.invalid_spec() => return Action::await_change(),
+        // A spec refused as invalid waits for the spec to change, or for its Secret to appear:
+        // the operator does not watch Secrets (its RBAC reads only the Secrets it is named), so
+        // it looks again on the wait period.
         Executed::Nothing if plan.refused => REQUEUE_WAIT,
         Executed::Nothing if matches!(plan.placement, PlacementState::Unsatisfiable(_)) => {
             REQUEUE_WAIT

@@ -52,79 +52,21 @@ pub struct Concern {
 }
 
 /// The concerns, in priority order: the first with work decides.
+#[rustfmt::skip]
 pub const CONCERNS: &[Concern] = &[
-    Concern {
-        name: "spec",
-        gate: Gate::Always,
-        keeps_ready: false,
-        decide: spec::validate,
-    },
-    Concern {
-        name: "auth",
-        gate: Gate::Always,
-        keeps_ready: false,
-        decide: spec::auth_secret,
-    },
-    Concern {
-        name: "repair",
-        gate: Gate::Placed,
-        keeps_ready: false,
-        decide: repair::step,
-    },
-    Concern {
-        name: "recovery",
-        gate: Gate::Formed,
-        keeps_ready: false,
-        decide: recovery::step,
-    },
-    Concern {
-        name: "loss",
-        gate: Gate::Placed,
-        keeps_ready: false,
-        decide: loss::step,
-    },
-    Concern {
-        name: "members",
-        gate: Gate::Placed,
-        keeps_ready: false,
-        decide: members::step,
-    },
-    Concern {
-        name: "bootstrap",
-        gate: Gate::Placed,
-        keeps_ready: false,
-        decide: bootstrap::step,
-    },
-    Concern {
-        name: "identities",
-        gate: Gate::Placed,
-        keeps_ready: true,
-        decide: volumes::record_identities,
-    },
-    Concern {
-        name: "config",
-        gate: Gate::Placed,
-        keeps_ready: true,
-        decide: config::step,
-    },
-    Concern {
-        name: "scale",
-        gate: Gate::Healthy,
-        keeps_ready: true,
-        decide: scale::step,
-    },
-    Concern {
-        name: "rollout",
-        gate: Gate::Healthy,
-        keeps_ready: true,
-        decide: rollout::step,
-    },
-    Concern {
-        name: "volumes",
-        gate: Gate::Ready,
-        keeps_ready: false,
-        decide: volumes::delete_orphans,
-    },
+    Concern { name: "spec", gate: Gate::Always, keeps_ready: false, decide: spec::validate },
+    Concern { name: "auth", gate: Gate::Always, keeps_ready: false, decide: spec::auth_secret },
+    Concern { name: "password", gate: Gate::Always, keeps_ready: false, decide: spec::auth_mismatch },
+    Concern { name: "repair", gate: Gate::Placed, keeps_ready: false, decide: repair::step },
+    Concern { name: "recovery", gate: Gate::Formed, keeps_ready: false, decide: recovery::step },
+    Concern { name: "loss", gate: Gate::Placed, keeps_ready: false, decide: loss::step },
+    Concern { name: "members", gate: Gate::Placed, keeps_ready: false, decide: members::step },
+    Concern { name: "bootstrap", gate: Gate::Placed, keeps_ready: false, decide: bootstrap::step },
+    Concern { name: "identities", gate: Gate::Placed, keeps_ready: true, decide: volumes::record_identities },
+    Concern { name: "config", gate: Gate::Placed, keeps_ready: true, decide: config::step },
+    Concern { name: "scale", gate: Gate::Healthy, keeps_ready: true, decide: scale::step },
+    Concern { name: "rollout", gate: Gate::Healthy, keeps_ready: true, decide: rollout::step },
+    Concern { name: "volumes", gate: Gate::Ready, keeps_ready: false, decide: volumes::delete_orphans },
 ];
 
 /// Whether and how the placement constraints can be met.
@@ -230,7 +172,7 @@ pub fn decide(f: &Facts<'_>) -> Plan {
         .filter(|(_, c)| gate_open(c.gate, f))
         .find_map(|(i, c)| Some((i, c, (c.decide)(f)?)));
     if let Some((_, c, step)) = &chosen
-        && matches!(c.name, "spec" | "auth")
+        && matches!(c.name, "spec" | "auth" | "password")
     {
         return Plan::from_step(step.clone(), Some(c.name));
     }

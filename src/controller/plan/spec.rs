@@ -10,6 +10,28 @@ use crate::controller::observe::auth::Auth;
 /// The reason of a refused spec.
 pub const INVALID_SPEC: &str = "InvalidSpec";
 
+/// The reason of a password the members do not accept.
+pub const AUTH_MISMATCH: &str = "AuthMismatch";
+
+/// Members refuse the Secret's password: nothing is done on what they report (a cluster the
+/// operator cannot read is not a cluster that lost its members), and the condition says which
+/// members and which Secret.
+pub fn auth_mismatch(f: &Facts<'_>) -> Option<Step> {
+    if f.refusing_password.is_empty() {
+        return None;
+    }
+    let secret = f.obs.auth.secret().map_or_else(String::new, |s| {
+        format!(" of Secret {} (key {})", s.name, s.key)
+    });
+    Some(Step::refuse(
+        AUTH_MISMATCH,
+        format!(
+            "members refuse the password{secret}: {}; the Secret was changed, switched or regenerated after they started; put back the password they run with (nothing is done until they accept it)",
+            f.refusing_password.join(", ")
+        ),
+    ))
+}
+
 /// Refuses an invalid spec.
 pub fn validate(f: &Facts<'_>) -> Option<Step> {
     let invalid = config::validate_overrides(&f.obs.config)
@@ -24,11 +46,24 @@ pub fn validate(f: &Facts<'_>) -> Option<Step> {
     Some(step)
 }
 
-/// Creates the generated password Secret when it does not exist.
+/// Creates the generated password Secret when it does not exist, and only while the cluster
+/// has no member: members run with the password they started with, and a new one would lock
+/// the operator out of them.
 pub fn auth_secret(f: &Facts<'_>) -> Option<Step> {
     let Auth::ToGenerate(secret) = &f.obs.auth else {
         return None;
     };
+    let members_exist =
+        !f.obs.members.is_empty() || f.obs.claims.iter().any(|c| c.node_id.is_some());
+    if members_exist {
+        return Some(Step::refuse(
+            AUTH_MISMATCH,
+            format!(
+                "the generated password Secret {} was deleted while members exist; they still run with its password, so it is not generated again (that would lock the operator out of them): restore the Secret, or name one with that password in spec.auth",
+                secret.name
+            ),
+        ));
+    }
     Some(Step::new(
         Action::CreateAuthSecret,
         "CreatingAuthSecret",

@@ -27,6 +27,23 @@ use health::Health;
 use loss::Awaited;
 pub use shard::{in_sync, serving_leader, shard_leader, shard_of};
 
+/// The member Pods whose Redis refused the password: they run with another one than the
+/// Secret holds now (edited, switched, deleted and regenerated).
+fn refusing_password(obs: &Observed) -> Vec<String> {
+    use crate::redis::RedisError;
+    obs.view
+        .unreachable
+        .iter()
+        .filter(|u| {
+            matches!(
+                u.error,
+                RedisError::AuthRefused { .. } | RedisError::NoAuth(_)
+            )
+        })
+        .filter_map(|u| obs.member_at(u.addr).map(|m| m.name().to_string()))
+        .collect()
+}
+
 /// The shared facts of one reconcile.
 #[derive(Debug)]
 pub struct Facts<'a> {
@@ -50,6 +67,8 @@ pub struct Facts<'a> {
     pub health: Health,
     /// PVCs of members that are gone and that no member will use again.
     pub orphaned_claims: Vec<String>,
+    /// Member Pods whose Redis refused the password (`WRONGPASS`, `NOAUTH`).
+    pub refusing_password: Vec<String>,
 }
 
 impl<'a> Facts<'a> {
@@ -66,6 +85,7 @@ impl<'a> Facts<'a> {
             .map(|p| formation::next_step(&seats::shards(obs, p)));
         let health = health::assess(obs, &owners, &gone, &awaited, formation.as_ref());
         let orphaned_claims = claims::orphaned(obs, &held);
+        let refusing_password = refusing_password(obs);
         Self {
             outdated: obs.live().filter(|m| outdated(m, &obs.target)).collect(),
             obs,
@@ -77,6 +97,7 @@ impl<'a> Facts<'a> {
             formation,
             health,
             orphaned_claims,
+            refusing_password,
         }
     }
 

@@ -71,3 +71,49 @@ fn a_cluster_whole_again_without_a_zone_is_ready_and_degraded() {
     let d = cond(&c, types::DEGRADED);
     assert!(d.status && d.reason == "ZoneUnavailable", "{d:?}");
 }
+
+#[test]
+fn members_refusing_the_password_are_a_condition_not_a_cascade() {
+    // The Secret was edited: b answers WRONGPASS. Nothing may be judged from that (b is not
+    // gone, its shard needs no failover): the plan refuses to act and says which members.
+    let mut obs = healthy().observed();
+    let b = obs.view.nodes.remove(1);
+    obs.view.unreachable.push(crate::redis::model::Unreachable {
+        addr: b.addr,
+        error: crate::redis::RedisError::from_reply_line(
+            "WRONGPASS invalid username-password pair or user is disabled.",
+        ),
+    });
+    let p = plan(&obs);
+    assert_eq!((&p.action, p.refused), (&Action::Wait, true), "{p:?}");
+    let c = conditions(&p, &Executed::Nothing);
+    let d = cond(&c, types::DEGRADED);
+    assert_eq!(d.reason, "AuthMismatch", "{d:?}");
+    assert!(d.message.contains("p-s1-m0-b"), "{d:?}");
+    assert!(!cond(&c, types::PROGRESSING).status);
+}
+
+#[test]
+fn the_generated_secret_is_created_only_before_any_member_exists() {
+    use crate::controller::observe::auth::{Auth, SecretRef};
+    let secret = SecretRef {
+        name: "demo-auth".into(),
+        key: "password".into(),
+    };
+    // Deleted while members run with its password: never generated again.
+    let mut obs = healthy().observed();
+    obs.auth = Auth::ToGenerate(secret.clone());
+    let p = plan(&obs);
+    assert_eq!(
+        (&p.action, p.reason, p.refused),
+        (&Action::Wait, "AuthMismatch", true),
+        "{p:?}"
+    );
+    assert!(p.message.contains("demo-auth"), "{p:?}");
+    // A new cluster: generated.
+    let mut fresh = healthy();
+    fresh.members.clear();
+    let mut obs = fresh.observed();
+    obs.auth = Auth::ToGenerate(secret);
+    assert_eq!(plan(&obs).action, Action::CreateAuthSecret);
+}
