@@ -8,10 +8,13 @@
 //! * the leader SIGSTOPped past its lease, then SIGCONTed: it does not act again (no Event
 //!   from it after the takeover; it exits by itself), 0 writes lost.
 //!
-//! The replicas are host processes with the operator ServiceAccount's kubeconfig, like the
-//! rest of the suite's operators, each with its own Lease in the test's namespace; the pause
-//! and kill semantics are those of a container's process. `bench_operator_failover` measures
-//! leader SIGKILL → the standby's first action and the replicas' RSS (make bench-operator-ha).
+//! The replicas are the operator image (`make image`) run by the node agent as a Deployment
+//! made from `manifests/operator/deployment.yaml` (2 replicas, probes, downward-API identity),
+//! one per test in the operator's namespace with its Lease in the test's namespace: SIGKILL and
+//! SIGSTOP go to the container's process, which the node agent restarts as a kubelet would.
+//! `HA_OPERATORS=host` runs them as host processes instead (no image needed; same signals).
+//! `bench_operator_failover` measures leader SIGKILL → the standby's first action and the
+//! replicas' RSS (make bench-operator-ha).
 //!
 //! Needs the local cluster, the CRD and the RBAC: run through `make test`.
 
@@ -27,10 +30,12 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding, RoleRef, Subject};
-use kube::api::{ObjectMeta, PostParams};
+use kube::api::{ListParams, ObjectMeta, PostParams};
 use kube::{Api, Client};
 use kube_support::*;
 use redis_operator::crd::RedisCluster;
@@ -162,17 +167,29 @@ async fn lease_one_leader_takeover_after_a_crash_and_after_a_release() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Real operator processes.
+// Real operator processes: the operator image as a Deployment of 2 replicas in the local
+// cluster (default), or host processes (`HA_OPERATORS=host`, where the image is not built).
 
-/// One operator process with leader election; killed on drop.
+/// Where the replicas run.
+enum Kind {
+    /// A host process we started (`--identity` given, `/readyz` on a free port).
+    Host { child: Child, http: u16 },
+    /// A Pod of the test's Deployment: its container process as the host sees it.
+    Pod { name: String, pid: u32 },
+}
+
+/// One operator replica.
 struct Replica {
+    /// The Lease identity when known exactly (a host process's; a Pod's once it held the
+    /// Lease), else the Pod name followed by `_` (a Pod's identity is its name and a random
+    /// suffix).
     identity: String,
-    child: Child,
-    http: u16,
+    exact: bool,
+    kind: Kind,
 }
 
 impl Replica {
-    fn start(ns: &str, identity: &str) -> Self {
+    fn host(ns: &str, identity: &str) -> Self {
         let kubeconfig =
             std::env::var("OPERATOR_KUBECONFIG").expect("OPERATOR_KUBECONFIG (set by make e2e)");
         let log = std::fs::OpenOptions::new()
@@ -202,13 +219,43 @@ impl Replica {
         println!("started {identity} (pid {})", child.id());
         Self {
             identity: identity.into(),
-            child,
-            http,
+            exact: true,
+            kind: Kind::Host { child, http },
         }
     }
 
+    fn pod(p: &Pod) -> Self {
+        let name = p.metadata.name.clone().unwrap();
+        Self {
+            identity: format!("{name}_"),
+            exact: false,
+            kind: Kind::Pod {
+                pid: container_pid(p).expect("a running container"),
+                name,
+            },
+        }
+    }
+
+    /// Whether `instance` (a Lease holder, an Event's reportingInstance) is this replica.
+    fn is(&self, instance: &str) -> bool {
+        if self.exact {
+            instance == self.identity
+        } else {
+            instance.starts_with(&self.identity)
+        }
+    }
+
+    fn learn(&mut self, identity: &str) {
+        assert!(self.is(identity), "{identity} is not {}", self.identity);
+        self.identity = identity.into();
+        self.exact = true;
+    }
+
     fn pid(&self) -> u32 {
-        self.child.id()
+        match &self.kind {
+            Kind::Host { child, .. } => child.id(),
+            Kind::Pod { pid, .. } => *pid,
+        }
     }
 
     fn signal(&self, sig: &str) {
@@ -220,32 +267,56 @@ impl Replica {
         println!("{sig} {} (pid {})", self.identity, self.pid());
     }
 
-    /// SIGKILL, as the kubelet's container runtime would deliver it.
+    /// SIGKILL, as the container runtime delivers it (a Pod's container is then restarted by
+    /// the node agent, as a kubelet would: a new process with a new identity).
     fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    /// The exit status if the process has ended.
-    fn exited(&mut self) -> Option<std::process::ExitStatus> {
-        self.child.try_wait().ok().flatten()
-    }
-
-    /// `GET /readyz` → whether 200.
-    fn ready(&self) -> bool {
-        use std::io::{Read, Write};
-        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.http)) else {
-            return false;
-        };
-        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-        if s.write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            .is_err()
-        {
-            return false;
+        match &mut self.kind {
+            Kind::Host { child, .. } => {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            Kind::Pod { .. } => self.signal("KILL"),
         }
-        let mut out = String::new();
-        let _ = s.read_to_string(&mut out);
-        out.starts_with("HTTP/1.1 200")
+    }
+
+    /// Whether the process has ended.
+    fn exited(&mut self) -> bool {
+        match &mut self.kind {
+            Kind::Host { child, .. } => child.try_wait().ok().flatten().is_some(),
+            Kind::Pod { pid, .. } => std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .map_or(true, |stat| stat.split_whitespace().nth(2) == Some("Z")),
+        }
+    }
+
+    /// `/readyz` answers 200 (a host process), or the Pod is Ready (the kubelet's readiness
+    /// probe on `/readyz`).
+    async fn ready(&self, client: &Client, ns: &str) -> bool {
+        match &self.kind {
+            Kind::Host { http, .. } => {
+                use std::io::{Read, Write};
+                let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", *http)) else {
+                    return false;
+                };
+                let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+                if s.write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                    .is_err()
+                {
+                    return false;
+                }
+                let mut out = String::new();
+                let _ = s.read_to_string(&mut out);
+                out.starts_with("HTTP/1.1 200")
+            }
+            Kind::Pod { name, .. } => {
+                let _ = ns;
+                Api::<Pod>::namespaced(client.clone(), OPERATOR_NS)
+                    .get_opt(name)
+                    .await
+                    .ok()
+                    .flatten()
+                    .is_some_and(|p| pod_ready(&p))
+            }
+        }
     }
 
     fn rss_mib(&self) -> f64 {
@@ -261,8 +332,22 @@ impl Replica {
 
 impl Drop for Replica {
     fn drop(&mut self) {
-        self.kill();
+        if let Kind::Host { child, .. } = &mut self.kind {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
+}
+
+/// The namespace of the operator's ServiceAccount (manifests/), where the test Deployments run.
+const OPERATOR_NS: &str = "redis-operator";
+
+fn pod_ready(p: &Pod) -> bool {
+    p.metadata.deletion_timestamp.is_none()
+        && p.status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
 /// Lets the operator's ServiceAccount keep its Lease in `ns` (manifests/rbac.yaml grants it
@@ -291,7 +376,7 @@ async fn grant_lease(client: &Client, ns: &str) {
         subjects: Some(vec![Subject {
             kind: "ServiceAccount".into(),
             name: "redis-operator".into(),
-            namespace: Some("redis-operator".into()),
+            namespace: Some(OPERATOR_NS.into()),
             ..Default::default()
         }]),
     };
@@ -313,53 +398,213 @@ async fn holder(client: &Client, ns: &str) -> Option<String> {
         .filter(|h| !h.is_empty())
 }
 
-/// Two replicas of the operator in `ns`; the leader first once one leads and both are ready.
+fn in_cluster() -> bool {
+    std::env::var("HA_OPERATORS").as_deref() != Ok("host")
+}
+
+/// The operator image (`make image`) given to every node, once per test process.
+fn load_image() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let archive = std::env::var_os("CARGO_TARGET_DIR")
+            .map_or_else(|| repo().join("target"), std::path::PathBuf::from)
+            .join("oci/redis-operator.oci.tar");
+        assert!(
+            archive.exists(),
+            "{} is missing: run `make image` (or HA_OPERATORS=host)",
+            archive.display()
+        );
+        local_cluster(&["load-image", archive.to_str().unwrap()]);
+    });
+}
+
+/// manifests/operator/deployment.yaml, as a test's own Deployment `op-<ns>` in the operator's
+/// namespace: the same image, probes, security context and downward-API env, managing only
+/// `ns` with its Lease there.
+fn test_deployment(ns: &str) -> Deployment {
+    let text = std::fs::read_to_string(repo().join("manifests/operator/deployment.yaml")).unwrap();
+    let mut d: Deployment = serde_yaml::from_str(&text).unwrap();
+    d.metadata.name = Some(format!("op-{ns}"));
+    d.metadata.namespace = Some(OPERATOR_NS.into());
+    let spec = d.spec.as_mut().unwrap();
+    let test_label = ("test.redis-operator.dev/ha".to_string(), ns.to_string());
+    spec.selector
+        .match_labels
+        .get_or_insert_default()
+        .insert(test_label.0.clone(), test_label.1.clone());
+    let template = &mut spec.template;
+    template
+        .metadata
+        .get_or_insert_default()
+        .labels
+        .get_or_insert_default()
+        .insert(test_label.0, test_label.1);
+    let pod = template.spec.as_mut().unwrap();
+    pod.termination_grace_period_seconds = Some(5);
+    let c = &mut pod.containers[0];
+    c.args = Some(
+        [
+            "run",
+            "--leader-election",
+            "--namespace",
+            ns,
+            "--leader-election-namespace",
+            ns,
+        ]
+        .map(String::from)
+        .to_vec(),
+    );
+    for e in c.env.get_or_insert_default() {
+        if e.name == "RUST_LOG" {
+            e.value = Some("info,redis_operator=debug,kube=warn".into());
+        }
+    }
+    d
+}
+
+/// Two replicas of the operator for `ns`; `leader` holds the Lease and both are ready.
 struct Pair {
     leader: Replica,
     standby: Replica,
+    deployment: Option<String>,
 }
 
 impl Pair {
     async fn start(client: &Client, ns: &str) -> Self {
-        let a = Replica::start(ns, &format!("{ns}-a"));
-        let b = Replica::start(ns, &format!("{ns}-b"));
         let begun = Instant::now();
+        let (a, b, deployment) = if in_cluster() {
+            load_image();
+            let d = test_deployment(ns);
+            let name = d.metadata.name.clone().unwrap();
+            Api::<Deployment>::namespaced(client.clone(), OPERATOR_NS)
+                .create(&PostParams::default(), &d)
+                .await
+                .unwrap();
+            let pods: Api<Pod> = Api::namespaced(client.clone(), OPERATOR_NS);
+            let selector = format!("test.redis-operator.dev/ha={ns}");
+            let ready = wait_for(
+                "both operator Pods ready",
+                Duration::from_secs(120),
+                || async {
+                    let list = pods
+                        .list(&ListParams::default().labels(&selector))
+                        .await
+                        .ok()?
+                        .items;
+                    let ready: Vec<Pod> = list.into_iter().filter(pod_ready).collect();
+                    (ready.len() == 2).then_some(ready)
+                },
+            )
+            .await;
+            (Replica::pod(&ready[0]), Replica::pod(&ready[1]), Some(name))
+        } else {
+            (
+                Replica::host(ns, &format!("{ns}-a")),
+                Replica::host(ns, &format!("{ns}-b")),
+                None,
+            )
+        };
         let lead = wait_for("one replica leads", Duration::from_secs(60), || async {
             holder(client, ns).await
         })
         .await;
-        wait_for(
-            "both replicas ready (/readyz)",
-            Duration::from_secs(60),
-            || async { (a.ready() && b.ready()).then_some(()) },
-        )
+        let mut pair = if a.is(&lead) {
+            Self {
+                leader: a,
+                standby: b,
+                deployment,
+            }
+        } else {
+            Self {
+                leader: b,
+                standby: a,
+                deployment,
+            }
+        };
+        pair.leader.learn(&lead);
+        wait_for("both replicas ready", Duration::from_secs(60), || async {
+            (pair.leader.ready(client, ns).await && pair.standby.ready(client, ns).await)
+                .then_some(())
+        })
         .await;
         println!(
-            "{ns}: {lead} leads, both ready after {:.1} s",
+            "{ns}: {lead} leads, {} stands by, both ready after {:.1} s",
+            pair.standby.identity,
             begun.elapsed().as_secs_f64()
         );
-        let (leader, standby) = if lead == a.identity { (a, b) } else { (b, a) };
-        assert_eq!(leader.identity, lead);
-        Self { leader, standby }
+        pair
     }
 
     /// Waits until the standby holds the Lease; the time it took since `since`.
     async fn takeover(
-        &self,
+        &mut self,
         client: &Client,
         ns: &str,
         since: Instant,
         timeout: Duration,
     ) -> Duration {
-        wait_for(
+        let (took, by) = wait_for(
             &format!("{} takes the Lease over", self.standby.identity),
             timeout,
             || async {
-                (holder(client, ns).await.as_deref() == Some(self.standby.identity.as_str()))
-                    .then(|| since.elapsed())
+                let h = holder(client, ns).await?;
+                (self.standby.is(&h) || !self.leader.is(&h)).then(|| (since.elapsed(), h))
             },
         )
-        .await
+        .await;
+        assert!(
+            self.standby.is(&by),
+            "{by} took the Lease, not the standby {}",
+            self.standby.identity
+        );
+        self.standby.learn(&by);
+        took
+    }
+
+    /// After the leader was SIGKILLed: the standby leads; the killed replica (a host process
+    /// started again, or the Pod whose container the node agent restarted) stands by.
+    async fn promote(&mut self, client: &Client, ns: &str, name: &str) {
+        let fresh = match &self.leader.kind {
+            Kind::Host { .. } => Replica::host(ns, name),
+            Kind::Pod { name, pid } => {
+                let pods: Api<Pod> = Api::namespaced(client.clone(), OPERATOR_NS);
+                let (name, old) = (name.clone(), *pid);
+                let p = wait_for(
+                    "the killed container restarted and ready",
+                    Duration::from_secs(120),
+                    || async {
+                        let p = pods.get_opt(&name).await.ok().flatten()?;
+                        (container_pid(&p)? != old && pod_ready(&p)).then_some(p)
+                    },
+                )
+                .await;
+                Replica::pod(&p)
+            }
+        };
+        let old = std::mem::replace(&mut self.leader, fresh);
+        drop(old);
+        std::mem::swap(&mut self.leader, &mut self.standby);
+        wait_for("the new standby ready", Duration::from_secs(60), || async {
+            self.standby.ready(client, ns).await.then_some(())
+        })
+        .await;
+    }
+}
+
+impl Drop for Pair {
+    fn drop(&mut self) {
+        if let Some(name) = &self.deployment {
+            let _ = Command::new("kubectl")
+                .args([
+                    "-n",
+                    OPERATOR_NS,
+                    "delete",
+                    "deployment",
+                    name,
+                    "--wait=false",
+                ])
+                .output();
+        }
     }
 }
 
@@ -371,11 +616,11 @@ fn event_time(e: &Event) -> Option<jiff::Timestamp> {
         .or_else(|| e.event_time.as_ref().map(|t| t.0))
 }
 
-/// Events in `ns` reported by `instance` that happened at or after `after`, as "reason: note".
+/// Events in `ns` reported by `replica` that happened at or after `after`, as "reason: note".
 async fn events_by(
     client: &Client,
     ns: &str,
-    instance: &str,
+    replica: &Replica,
     after: jiff::Timestamp,
 ) -> Vec<(jiff::Timestamp, String)> {
     let mut found: Vec<(jiff::Timestamp, String)> = Api::<Event>::namespaced(client.clone(), ns)
@@ -384,15 +629,20 @@ async fn events_by(
         .unwrap()
         .items
         .iter()
-        .filter(|e| e.reporting_instance.as_deref() == Some(instance))
+        .filter(|e| {
+            e.reporting_instance
+                .as_deref()
+                .is_some_and(|i| replica.is(i))
+        })
         .filter_map(|e| {
             let t = event_time(e)?;
             (t >= after).then(|| {
                 (
                     t,
                     format!(
-                        "{}: {}",
+                        "{} by {}: {}",
                         e.reason.clone().unwrap_or_default(),
+                        e.reporting_instance.clone().unwrap_or_default(),
                         e.note.clone().unwrap_or_default()
                     ),
                 )
@@ -401,6 +651,27 @@ async fn events_by(
         .collect();
     found.sort();
     found
+}
+
+/// Waits for the first Event `replica` reports at or after `after`.
+async fn first_event(
+    client: &Client,
+    ns: &str,
+    replica: &Replica,
+    after: jiff::Timestamp,
+    timeout: Duration,
+) -> (jiff::Timestamp, String) {
+    wait_for(
+        &format!("an Event from {}", replica.identity),
+        timeout,
+        || async {
+            events_by(client, ns, replica, after)
+                .await
+                .into_iter()
+                .next()
+        },
+    )
+    .await
 }
 
 /// A Ready 3 × 1 cluster with the writer running (made by the suite's single operator, which
@@ -413,21 +684,8 @@ async fn ha_world(prefix: &str) -> (Chaos, Members, support::ack_writer::AckWrit
     (chaos, members, writer, pair)
 }
 
-/// Waits for the first Event `instance` reports at or after `after`.
-async fn first_event(
-    client: &Client,
-    ns: &str,
-    instance: &str,
-    after: jiff::Timestamp,
-    timeout: Duration,
-) -> (jiff::Timestamp, String) {
-    wait_for(&format!("an Event from {instance}"), timeout, || async {
-        events_by(client, ns, instance, after)
-            .await
-            .into_iter()
-            .next()
-    })
-    .await
+fn secs(d: jiff::Span) -> f64 {
+    d.total(jiff::Unit::Second).unwrap_or(f64::NAN)
 }
 
 #[tokio::test]
@@ -435,15 +693,15 @@ async fn first_event(
 async fn leader_killed_mid_leader_recovery_standby_finishes() {
     let (chaos, before, writer, mut pair) = ha_world("ha-kill-rec").await;
     let ns = chaos.ns.name.clone();
-    // A leader's Pod is force-deleted (no preStop handover): the operator must confirm its
-    // death, FORCE its follower over and re-place it. The leading operator is SIGKILLed as soon
-    // as it has acted on it (its first Event after the fault).
+    // A leader's Pod is force-deleted (no preStop handover): the operator must re-place it and
+    // restore the leader spread. The leading operator is SIGKILLed as soon as it has acted on
+    // it (its first Event after the fault); the standby must finish.
     let fault = jiff::Timestamp::now();
     chaos.force_delete_pods(&[&before.leader(1).pod]).await;
     let (_, what) = first_event(
         &chaos.client,
         &ns,
-        &pair.leader.identity,
+        &pair.leader,
         fault,
         Duration::from_secs(60),
     )
@@ -453,7 +711,7 @@ async fn leader_killed_mid_leader_recovery_standby_finishes() {
     pair.leader.kill();
     println!(
         "{ns}: leader SIGKILLed {:.1} s after the fault, after its Event {what:?}",
-        (killed_wall - fault).get_milliseconds() as f64 / 1000.0
+        secs(killed_wall - fault)
     );
     let took = pair
         .takeover(&chaos.client, &ns, killed, LEASE + RETRY * 3)
@@ -462,11 +720,10 @@ async fn leader_killed_mid_leader_recovery_standby_finishes() {
         "{ns}: the standby holds the Lease {:.1} s after the kill",
         took.as_secs_f64()
     );
-    let members = chaos
+    chaos
         .recovered(RECOVERY, |addrs| writer.add_seeds(addrs))
         .await;
-    drop(members);
-    let acted = events_by(&chaos.client, &ns, &pair.standby.identity, killed_wall).await;
+    let acted = events_by(&chaos.client, &ns, &pair.standby, killed_wall).await;
     println!("{ns}: the standby's Events: {acted:#?}");
     chaos.finish(writer).await;
 }
@@ -485,6 +742,7 @@ async fn leader_killed_mid_reshard_standby_finishes() {
     })
     .await;
     let killed = Instant::now();
+    let killed_wall = jiff::Timestamp::now();
     pair.leader.kill();
     println!("{ns}: leader SIGKILLed mid-reshard");
     let took = pair
@@ -510,7 +768,9 @@ async fn leader_killed_mid_reshard_standby_finishes() {
         (r.to_leaders == 4 && r.progress == "100%").then_some(())
     })
     .await;
-    println!("{ns}: reshard to 4 finished by the standby");
+    let acted = events_by(&chaos.client, &ns, &pair.standby, killed_wall).await;
+    println!("{ns}: reshard to 4 finished by the standby: {acted:#?}");
+    assert!(!acted.is_empty(), "the standby acted");
     // And back to 3 (the chaos world's shape), by the same replica.
     chaos.patch_spec(json!({"leaders": 3})).await;
     chaos.finish(writer).await;
@@ -541,46 +801,63 @@ async fn leader_paused_past_its_lease_does_not_act_after_resuming() {
     chaos.delete_pods(&[&before.followers(1)[0].pod]).await;
     pair.leader.signal("CONT");
     // It sees its deadline passed at once (monotonic clock) and exits to restart as a standby.
-    let exited = wait_for(
+    wait_for(
         "the resumed old leader exits",
         Duration::from_secs(30),
         || {
-            let status = pair.leader.exited();
-            async move { status }
+            let exited = pair.leader.exited();
+            async move { exited.then_some(()) }
         },
     )
     .await;
-    println!("{ns}: the old leader exited after SIGCONT: {exited}");
-    assert!(!exited.success(), "a lost lease is a failure exit");
-    let members = chaos
+    println!("{ns}: the old leader exited after SIGCONT");
+    chaos
         .recovered(RECOVERY, |addrs| writer.add_seeds(addrs))
         .await;
-    drop(members);
-    let by_old = events_by(&chaos.client, &ns, &pair.leader.identity, takeover).await;
+    let by_old = events_by(&chaos.client, &ns, &pair.leader, takeover).await;
     assert!(
         by_old.is_empty(),
         "the old leader acted after the takeover: {by_old:#?}"
     );
-    let by_new = events_by(&chaos.client, &ns, &pair.standby.identity, takeover).await;
+    let by_new = events_by(&chaos.client, &ns, &pair.standby, takeover).await;
     println!("{ns}: the new leader's Events: {by_new:#?}");
     assert!(
         !by_new.is_empty(),
         "the new leader replaced the deleted followers"
     );
-    let log = std::fs::read_to_string(
-        std::env::temp_dir().join(format!("redis-operator-{}.log", pair.leader.identity)),
-    )
-    .unwrap_or_default();
-    assert!(
-        log.contains("lost the lease"),
-        "the old leader logs why it stopped"
-    );
+    match &pair.leader.kind {
+        Kind::Host { .. } => {
+            let log = std::fs::read_to_string(
+                std::env::temp_dir().join(format!("redis-operator-{}.log", pair.leader.identity)),
+            )
+            .unwrap_or_default();
+            assert!(
+                log.contains("lost the lease"),
+                "the old leader logs why it stopped"
+            );
+        }
+        Kind::Pod { name, .. } => {
+            // The container ended with status 1 (lost the Lease) and was restarted.
+            let pods: Api<Pod> = Api::namespaced(chaos.client.clone(), OPERATOR_NS);
+            let code = wait_for(
+                "the old leader's exit code",
+                Duration::from_secs(30),
+                || async {
+                    let p = pods.get_opt(name).await.ok().flatten()?;
+                    let cs = p.status?.container_statuses?.into_iter().next()?;
+                    cs.last_state?.terminated.map(|t| t.exit_code)
+                },
+            )
+            .await;
+            assert_eq!(code, 1, "a lost lease is a failure exit");
+        }
+    }
     chaos.finish(writer).await;
 }
 
 /// Leader SIGKILL → the standby's first action (its first Event; a follower Pod is deleted
 /// right after the kill so that there is work), 5 runs; then RSS of the leader and the
-/// standby with one Ready 3 × 1 cluster, idle. Prints a table row per measurement.
+/// standby with one Ready 3 × 1 cluster, idle, and with no cluster. Rows for the README.
 #[tokio::test]
 #[ignore = "benchmark; run by make bench-operator-ha"]
 async fn bench_operator_failover() {
@@ -604,27 +881,20 @@ async fn bench_operator_failover() {
         let (t, what) = first_event(
             &chaos.client,
             &ns,
-            &pair.standby.identity,
+            &pair.standby,
             killed_wall,
             Duration::from_secs(60),
         )
         .await;
-        let first = (t - killed_wall).get_milliseconds() as f64 / 1000.0;
+        let first = secs(t - killed_wall);
         println!(
             "run {run}: Lease taken over after {:.1} s, first action after {first:.1} s ({what})",
             took.as_secs_f64()
         );
         leases.push(took.as_secs_f64());
         firsts.push(first);
-        // The killed replica comes back as the standby (a kubelet would restart it).
-        let back = Replica::start(&ns, &format!("{ns}-r{run}"));
-        let old = std::mem::replace(&mut pair.leader, back);
-        drop(old);
-        std::mem::swap(&mut pair.leader, &mut pair.standby);
-        wait_for("the new standby ready", Duration::from_secs(60), || async {
-            pair.standby.ready().then_some(())
-        })
-        .await;
+        pair.promote(&chaos.client, &ns, &format!("{ns}-r{run}"))
+            .await;
     }
     chaos
         .recovered(RECOVERY, |addrs| writer.add_seeds(addrs))
@@ -639,12 +909,17 @@ async fn bench_operator_failover() {
             v[v.len() - 1]
         )
     };
+    let mode = if in_cluster() {
+        "Deployment in the local cluster"
+    } else {
+        "host processes"
+    };
     row(&format!(
-        "| leader SIGKILL → standby holds the Lease (5 runs) | {} |",
+        "| leader SIGKILL → the standby holds the Lease (5 runs, {mode}) | {} |",
         stats(&mut leases)
     ));
     row(&format!(
-        "| leader SIGKILL → standby's first action (5 runs) | {} |",
+        "| leader SIGKILL → the standby's first action, an Event (5 runs, {mode}) | {} |",
         stats(&mut firsts)
     ));
     row(&format!(
@@ -653,6 +928,7 @@ async fn bench_operator_failover() {
         pair.standby.rss_mib()
     ));
     chaos.finish(writer).await;
+    drop(pair);
     // Idle: a namespace without clusters.
     let client = client().await;
     let empty = TestNamespace::new(&client, "ha-idle").await;

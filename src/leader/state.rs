@@ -237,7 +237,13 @@ impl LeaseState {
         let seen_at = match &self.observed {
             // The same version seen again: the clock keeps running from its first sighting.
             Some(o) if o.resource_version == rv && !rv.is_empty() => o.seen_at,
-            _ => now,
+            Some(_) => now,
+            // Our first look since we started: a standby that has been watching saw this
+            // version up to a retry period after it was written, we may have seen it at once.
+            // One retry period of precedence for the replica that watched the holder renew, so
+            // that after a leader's crash its warm standby, not its restarted container, takes
+            // over. Later is always safe: expiry only ever waits longer.
+            None => now + self.timing.retry_period,
         };
         let seconds = spec
             .lease_duration_seconds
@@ -349,15 +355,16 @@ mod tests {
         let mut s = LeaseState::new("b", timing());
         let t0 = Instant::now();
         let theirs = lease(Some("a"), "5", 15);
+        // A first look after start waits one retry period longer.
         assert_eq!(
             s.observe(Some(&theirs), t0),
             Step::Standby {
                 holder: "a".into(),
-                expires_in: Duration::from_secs(15)
+                expires_in: Duration::from_secs(17)
             }
         );
         // The same version seen again: the wait counts from the first sighting.
-        let t1 = t0 + Duration::from_secs(14);
+        let t1 = t0 + Duration::from_secs(16);
         assert_eq!(
             s.observe(Some(&theirs), t1),
             Step::Standby {
@@ -394,12 +401,17 @@ mod tests {
     fn holder_duration_is_the_one_written_in_the_lease() {
         let mut s = LeaseState::new("b", timing());
         let t0 = Instant::now();
+        s.observe(Some(&lease(Some("a"), "4", 40)), t0);
         let theirs = lease(Some("a"), "5", 40);
         s.observe(Some(&theirs), t0);
         assert!(matches!(
-            s.observe(Some(&theirs), t0 + Duration::from_secs(20)),
+            s.observe(Some(&theirs), t0 + Duration::from_secs(39)),
             Step::Standby { .. }
         ));
+        assert_eq!(
+            s.observe(Some(&theirs), t0 + Duration::from_secs(40)),
+            Step::Claim { takeover: true }
+        );
     }
 
     #[test]
