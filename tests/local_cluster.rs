@@ -864,6 +864,23 @@ async fn t5_operator_image_runs_as_its_user_with_a_service_account_token() {
     ] {
         assert_eq!(facts.environ.get(k), Some(&v), "{k} in {:?}", facts.environ);
     }
+    // dnsPolicy ClusterFirst (the default): the cluster DNS, when the cluster has one.
+    let dns = Api::<Service>::namespaced(client.clone(), "kube-system")
+        .get_opt("kube-dns")
+        .await
+        .unwrap();
+    let resolv = std::fs::read_to_string(facts.root.join("etc/resolv.conf")).unwrap();
+    if let Some(dns) = dns {
+        let ip = dns.spec.unwrap().cluster_ip.unwrap();
+        let search = format!(
+            "{0}.svc.cluster.local svc.cluster.local cluster.local",
+            ns.name
+        );
+        assert_eq!(
+            resolv,
+            format!("nameserver {ip}\nsearch {search}\noptions ndots:5\n")
+        );
+    }
     let sa = facts
         .root
         .join("var/run/secrets/kubernetes.io/serviceaccount");
