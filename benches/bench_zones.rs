@@ -207,7 +207,7 @@ async fn run(fault: Fault, operator: bool) -> Outcome {
         max_duration: Duration::from_secs(900),
         ..AckWriterOptions::default()
     };
-    let acked = chaos.writer_with(&members, limits.clone()).await;
+    let acked = chaos.writer_with(limits.clone()).await;
     let plain = support::bench::plain_writer(members.addrs(), chaos.pass.clone(), limits).await;
     if !operator {
         chaos.operator.kill();

@@ -45,13 +45,10 @@ async fn start(prefix: &str, extra: Value) -> (Chaos, Members, AckWriterHandle) 
     let (chaos, before) = Chaos::create(prefix, extra).await;
     print_roles(&chaos.ns.name, "before", &before);
     let writer = chaos
-        .writer_with(
-            &before,
-            AckWriterOptions {
-                max_duration: Duration::from_secs(900),
-                ..AckWriterOptions::default()
-            },
-        )
+        .writer_with(AckWriterOptions {
+            max_duration: Duration::from_secs(900),
+            ..AckWriterOptions::default()
+        })
         .await;
     (chaos, before, writer)
 }
@@ -511,13 +508,10 @@ async fn serial_shard_lost_with_its_volumes_comes_back_with_its_data() {
     let (chaos, before) = Chaos::create_on_free_nodes("loss-volumes", json!({})).await;
     print_roles(&chaos.ns.name, "before", &before);
     let writer = chaos
-        .writer_with(
-            &before,
-            AckWriterOptions {
-                max_duration: Duration::from_secs(600),
-                ..AckWriterOptions::default()
-            },
-        )
+        .writer_with(AckWriterOptions {
+            max_duration: Duration::from_secs(600),
+            ..AckWriterOptions::default()
+        })
         .await;
     let leader = before.leader(0).clone();
     let follower = before.followers(0)[0].clone();

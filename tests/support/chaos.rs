@@ -45,7 +45,7 @@ impl Chaos {
     pub async fn start(prefix: &str, extra: Value) -> (Self, Members, AckWriterHandle) {
         let (chaos, members) = Self::create(prefix, extra).await;
         print_roles(&chaos.ns.name, "before", &members);
-        let writer = chaos.writer(&members).await;
+        let writer = chaos.writer().await;
         (chaos, members, writer)
     }
 
@@ -56,7 +56,7 @@ impl Chaos {
     ) -> (Self, Members, AckWriterHandle) {
         let (chaos, members) = Self::create_on_free_nodes(prefix, extra).await;
         print_roles(&chaos.ns.name, "before", &members);
-        let writer = chaos.writer(&members).await;
+        let writer = chaos.writer().await;
         (chaos, members, writer)
     }
 
@@ -129,21 +129,34 @@ impl Chaos {
     }
 
     /// Starts the writer against the members and waits until it has acknowledged writes.
-    pub async fn writer(&self, members: &Members) -> AckWriterHandle {
-        self.writer_with(
-            members,
-            AckWriterOptions {
-                // Setup and the 240 s recovery deadline fit; the writer stops by itself after.
-                max_duration: Duration::from_secs(480),
-                ..AckWriterOptions::default()
-            },
-        )
+    pub async fn writer(&self) -> AckWriterHandle {
+        self.writer_with(AckWriterOptions {
+            // Setup and the 240 s recovery deadline fit; the writer stops by itself after.
+            max_duration: Duration::from_secs(480),
+            ..AckWriterOptions::default()
+        })
         .await
     }
 
     /// [`Chaos::writer`] with other options.
-    pub async fn writer_with(&self, members: &Members, opts: AckWriterOptions) -> AckWriterHandle {
-        let writer = AckWriter::start(members.addrs(), self.pass.clone(), opts)
+    ///
+    /// The writer starts, as an application would, from the client Service's name
+    /// (`chaos.<namespace>.svc.cluster.local`, resolved by the cluster DNS, routed by
+    /// kube-proxy), and learns the members from the cluster itself: no pod IP is handed to it,
+    /// so nothing it starts from goes stale when members are re-placed.
+    pub async fn writer_with(&self, opts: AckWriterOptions) -> AckWriterHandle {
+        let service = crate::kube_support::dns::service_addr(
+            NAME,
+            &self.ns.name,
+            6379,
+            Duration::from_secs(60),
+        )
+        .await;
+        println!(
+            "{}: writer starts from {NAME}.{}.svc.cluster.local ({service})",
+            self.ns.name, self.ns.name
+        );
+        let writer = AckWriter::start(vec![service], self.pass.clone(), opts)
             .await
             .expect("ack writer starts");
         if !acked_at_least(&writer, 200, Duration::from_secs(30)).await {
