@@ -2,7 +2,8 @@
 //! each followed by a decode attempt (as `Framed` does). Run with `cargo bench --bench codec`.
 //!
 //! * a CLUSTER NODES reply of a 1,000-node cluster (one bulk string of ~200 KB);
-//! * a 100 MB bulk string (the largest value a GET or DUMP could bring back);
+//! * a 100 MB bulk string (a large value brought back by GET or DUMP; above the default reply
+//!   limit, so the codec here is given a 128 MiB one);
 //! * a large array reply: CLUSTER GETKEYSINSLOT with 200,000 keys (~3.4 MB, 200,001 frames).
 
 use std::hint::black_box;
@@ -14,6 +15,7 @@ use redis_operator::redis::codec::GuardedResp2;
 use tokio_util::codec::Decoder;
 
 const CHUNK: usize = 64 * 1024;
+const MAX_REPLY: usize = 128 * 1024 * 1024;
 
 fn bulk(payload: &[u8]) -> Vec<u8> {
     let mut wire = format!("${}\r\n", payload.len()).into_bytes();
@@ -59,7 +61,8 @@ fn keys_array(keys: usize) -> Vec<u8> {
 
 /// Feeds `wire` in `CHUNK`-sized reads, decoding after each, and returns the decoded frame.
 fn decode_chunked(wire: &[u8]) -> Option<redis_protocol::resp2::types::BytesFrame> {
-    let mut codec = GuardedResp2::default();
+    // Above the 64 MiB default reply limit, so that the 100 MB bulk is accepted.
+    let mut codec = GuardedResp2::with_max_reply(MAX_REPLY);
     let mut buf = BytesMut::new();
     for chunk in wire.chunks(CHUNK) {
         buf.extend_from_slice(chunk);

@@ -93,6 +93,7 @@ fn options() -> AdminOptions {
             connect: Duration::from_secs(2),
             command: Duration::from_secs(30),
             migrate: Duration::from_secs(30),
+            ..redis_operator::redis::Timeouts::default()
         },
         ..AdminOptions::default()
     }

@@ -34,6 +34,7 @@ fn quick() -> AdminOptions {
             connect: Duration::from_millis(1500),
             command: Duration::from_millis(1500),
             migrate: Duration::from_secs(5),
+            ..Timeouts::default()
         },
     }
 }

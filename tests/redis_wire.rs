@@ -27,6 +27,7 @@ fn fast() -> AdminOptions {
             connect: Duration::from_millis(500),
             command: Duration::from_millis(300),
             migrate: Duration::from_secs(1),
+            ..Timeouts::default()
         },
     }
 }
@@ -127,6 +128,98 @@ async fn absurd_lengths_are_rejected() {
             matches!(result, Err(RedisError::Protocol { .. })),
             "{result:?}"
         );
+    }
+}
+
+/// A server that answers the first request with an array header and then an endless stream
+/// of elements, and reports how many bytes it wrote before the client closed the connection.
+async fn flooding_server() -> (SocketAddr, tokio::sync::oneshot::Receiver<usize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (done, written) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let Ok((mut socket, _)) = listener.accept().await else {
+            return;
+        };
+        let mut request = [0u8; 256];
+        let _ = socket.read(&mut request).await;
+        let mut sent = 0;
+        let mut chunk = b"*50000000\r\n".to_vec();
+        loop {
+            if socket.write_all(&chunk).await.is_err() {
+                break;
+            }
+            sent += chunk.len();
+            chunk = b"+0123456789abcdef\r\n".repeat(4096);
+        }
+        let _ = done.send(sent);
+    });
+    (addr, written)
+}
+
+#[tokio::test]
+async fn oversized_reply_is_refused_and_closes_the_connection() {
+    let limit = 1024 * 1024;
+    let mut options = fast();
+    options.timeouts.max_reply_bytes = limit;
+    // Declared too large in its header: refused before the body arrives.
+    let addr = fake_server(b"$2000000\r\nabc".to_vec(), false).await;
+    let mut client = Client::connect(addr, &options).await.expect("connect");
+    let result = client.call(&Cmd::ping()).await;
+    assert!(
+        matches!(result, Err(RedisError::ReplyTooLarge { limit: l, .. }) if l == limit),
+        "{result:?}"
+    );
+    assert!(client.is_poisoned());
+    let message = result.expect_err("too large").to_string();
+    assert!(message.contains("1048576"), "{message}");
+    // Endless small elements: refused once they pass the limit, and the connection is closed,
+    // so the server's writes fail instead of filling the operator's memory.
+    let (addr, written) = flooding_server().await;
+    let mut client = Client::connect(addr, &options).await.expect("connect");
+    let result = client.call(&Cmd::ping()).await;
+    assert!(
+        matches!(result, Err(RedisError::ReplyTooLarge { .. })),
+        "{result:?}"
+    );
+    assert!(!result.as_ref().is_err_and(RedisError::is_transient));
+    let written = tokio::time::timeout(Duration::from_secs(10), written)
+        .await
+        .expect("the server sees the connection closed")
+        .expect("written");
+    assert!(written > limit, "{written}");
+    assert!(matches!(
+        client.call(&Cmd::ping()).await,
+        Err(RedisError::Poisoned { .. })
+    ));
+}
+
+#[tokio::test]
+async fn errors_from_commands_with_passwords_do_not_show_them() {
+    // A server that never answers: the timeout error names the command, not its arguments.
+    let addr = fake_server(Vec::new(), false).await;
+    let mut client = Client::connect(addr, &fast()).await.expect("connect");
+    let set = Cmd::new("CONFIG")
+        .arg("SET")
+        .arg("requirepass")
+        .arg("s3cret-pw");
+    let auth = Cmd::auth(Some("admin"), "s3cret-pw");
+    let err = client.call(&set).await.expect_err("silence");
+    assert!(matches!(err, RedisError::Timeout { .. }), "{err:?}");
+    let mut client = Client::connect(addr, &fast()).await.expect("connect");
+    let pipelined = client
+        .pipeline(&[auth.clone(), set.clone()])
+        .await
+        .expect_err("silence");
+    for text in [
+        err.to_string(),
+        format!("{err:?}"),
+        pipelined.to_string(),
+        format!("{pipelined:?}"),
+        format!("{client:?}"),
+        format!("{:?}", [auth, set]),
+    ] {
+        assert!(!text.contains("s3cret"), "{text}");
     }
 }
 

@@ -3,7 +3,9 @@
 //! Every network step (connect, send, each reply) runs under a timeout, because a pod IP that
 //! was reassigned or black-holed would otherwise hang the reconcile loop the way
 //! `redis-cli --cluster` does. After a timeout or a framing error the connection is marked
-//! poisoned: a late reply could otherwise be read as the answer to the next command.
+//! poisoned: a late reply could otherwise be read as the answer to the next command, and
+//! closed, which also frees its read buffer. A reply larger than `Timeouts::max_reply_bytes`
+//! ends the connection the same way ([`RedisError::ReplyTooLarge`]).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -13,7 +15,7 @@ use redis_protocol::resp2::types::BytesFrame;
 use tokio::net::TcpStream;
 use tokio_util::codec::Framed;
 
-use crate::redis::codec::GuardedResp2;
+use crate::redis::codec::{DEFAULT_MAX_REPLY_BYTES, GuardedResp2};
 use crate::redis::command::Cmd;
 use crate::redis::error::RedisError;
 
@@ -36,7 +38,7 @@ impl std::fmt::Debug for Auth {
     }
 }
 
-/// Time limits for talking to Redis.
+/// Limits for talking to Redis: time for every network step, and the size of one reply.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Timeouts {
     /// Limit for establishing the TCP connection (and the AUTH that follows).
@@ -46,6 +48,11 @@ pub struct Timeouts {
     /// The `timeout` argument of MIGRATE: the longest the source may wait on the target
     /// without progress. The client waits for a MIGRATE reply for twice this plus `command`.
     pub migrate: Duration,
+    /// The largest reply accepted, in bytes (default [`DEFAULT_MAX_REPLY_BYTES`], 64 MiB). A
+    /// member runs the user's image and may answer anything; a larger reply closes the
+    /// connection with [`RedisError::ReplyTooLarge`], so the operator's memory stays bounded
+    /// by this limit (plus one socket read) per connection.
+    pub max_reply_bytes: usize,
 }
 
 impl Default for Timeouts {
@@ -54,11 +61,12 @@ impl Default for Timeouts {
             connect: Duration::from_secs(2),
             command: Duration::from_secs(5),
             migrate: Duration::from_secs(10),
+            max_reply_bytes: DEFAULT_MAX_REPLY_BYTES,
         }
     }
 }
 
-/// How to reach nodes: credentials and time limits.
+/// How to reach nodes: credentials, time limits and the reply size limit.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AdminOptions {
     /// Credentials sent with `AUTH` right after connecting, if any.
@@ -74,7 +82,8 @@ pub type Frame = BytesFrame;
 #[derive(Debug)]
 pub struct Client {
     addr: SocketAddr,
-    io: Framed<TcpStream, GuardedResp2>,
+    /// `None` once a transport failure closed the connection.
+    io: Option<Framed<TcpStream, GuardedResp2>>,
     command_timeout: Duration,
     poisoned: bool,
 }
@@ -95,7 +104,10 @@ impl Client {
             .map_err(|source| RedisError::Io { addr, source })?;
         let mut client = Self {
             addr,
-            io: Framed::new(stream, GuardedResp2::default()),
+            io: Some(Framed::new(
+                stream,
+                GuardedResp2::with_max_reply(options.timeouts.max_reply_bytes),
+            )),
             command_timeout: options.timeouts.command,
             poisoned: false,
         };
@@ -113,7 +125,7 @@ impl Client {
 
     /// Whether an earlier failure made this connection unusable.
     pub fn is_poisoned(&self) -> bool {
-        self.poisoned
+        self.poisoned || self.io.is_none()
     }
 
     /// Sends one command and waits for its reply within the command timeout. Error replies come
@@ -154,53 +166,75 @@ impl Client {
         cmds: &[Cmd],
         limit: Duration,
     ) -> Result<Vec<Result<Frame, RedisError>>, RedisError> {
+        let addr = self.addr;
         if self.poisoned {
-            return Err(RedisError::Poisoned { addr: self.addr });
+            return Err(RedisError::Poisoned { addr });
         }
+        let Some(io) = self.io.as_mut() else {
+            return Err(RedisError::Poisoned { addr });
+        };
         // Until every reply is read the stream is out of step with what we sent.
         self.poisoned = true;
-        let describe = || {
-            cmds.first()
-                .map(|c| {
-                    if cmds.len() > 1 {
-                        format!("{} (+{} pipelined)", c.describe(), cmds.len() - 1)
-                    } else {
-                        c.describe()
-                    }
-                })
-                .unwrap_or_default()
-        };
-        let addr = self.addr;
-        let timeout_err = |command: String| RedisError::Timeout {
-            addr,
-            command,
-            after: limit,
-        };
-        let send = async {
-            for cmd in cmds {
-                self.io.feed(cmd.to_frame()).await?;
-            }
-            SinkExt::<BytesFrame>::flush(&mut self.io).await
-        };
-        match tokio::time::timeout(limit, send).await {
-            Err(_) => return Err(timeout_err(describe())),
-            Ok(Err(e)) => return Err(RedisError::from_codec(addr, e)),
-            Ok(Ok(())) => {}
+        let result = exchange(io, addr, cmds, limit).await;
+        match &result {
+            Ok(_) => self.poisoned = false,
+            // Nothing more can be read from this stream reliably: close it, so the peer sees
+            // it and a half-read (possibly huge) reply is freed now rather than when the
+            // client is dropped.
+            Err(_) => self.io = None,
         }
-        let mut replies = Vec::with_capacity(cmds.len());
-        for cmd in cmds {
-            let frame = match tokio::time::timeout(limit, self.io.next()).await {
-                Err(_) => return Err(timeout_err(cmd.describe())),
-                Ok(None) => return Err(RedisError::Closed { addr }),
-                Ok(Some(Err(e))) => return Err(RedisError::from_codec(addr, e)),
-                Ok(Some(Ok(frame))) => frame,
-            };
-            replies.push(match frame {
-                BytesFrame::Error(line) => Err(RedisError::from_reply_line(&line)),
-                other => Ok(other),
-            });
-        }
-        self.poisoned = false;
-        Ok(replies)
+        result
     }
+}
+
+/// A secret-free description of a pipeline for errors: its first command and how many follow.
+fn describe(cmds: &[Cmd]) -> String {
+    cmds.first()
+        .map(|c| {
+            if cmds.len() > 1 {
+                format!("{} (+{} pipelined)", c.describe(), cmds.len() - 1)
+            } else {
+                c.describe()
+            }
+        })
+        .unwrap_or_default()
+}
+
+/// Writes `cmds` and reads one reply for each, every step within `limit`.
+async fn exchange(
+    io: &mut Framed<TcpStream, GuardedResp2>,
+    addr: SocketAddr,
+    cmds: &[Cmd],
+    limit: Duration,
+) -> Result<Vec<Result<Frame, RedisError>>, RedisError> {
+    let timeout_err = |command: String| RedisError::Timeout {
+        addr,
+        command,
+        after: limit,
+    };
+    let send = async {
+        for cmd in cmds {
+            io.feed(cmd.to_frame()).await?;
+        }
+        SinkExt::<BytesFrame>::flush(io).await
+    };
+    match tokio::time::timeout(limit, send).await {
+        Err(_) => return Err(timeout_err(describe(cmds))),
+        Ok(Err(e)) => return Err(RedisError::from_codec(addr, e)),
+        Ok(Ok(())) => {}
+    }
+    let mut replies = Vec::with_capacity(cmds.len());
+    for cmd in cmds {
+        let frame = match tokio::time::timeout(limit, io.next()).await {
+            Err(_) => return Err(timeout_err(cmd.describe())),
+            Ok(None) => return Err(RedisError::Closed { addr }),
+            Ok(Some(Err(e))) => return Err(RedisError::from_codec(addr, e)),
+            Ok(Some(Ok(frame))) => frame,
+        };
+        replies.push(match frame {
+            BytesFrame::Error(line) => Err(RedisError::from_reply_line(&line)),
+            other => Ok(other),
+        });
+    }
+    Ok(replies)
 }

@@ -8,7 +8,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use redis_protocol::error::{RedisProtocolError, RedisProtocolErrorKind};
+use redis_protocol::error::RedisProtocolErrorKind;
+
+use crate::redis::codec::CodecError;
 
 /// An error from talking to one Redis node.
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +58,16 @@ pub enum RedisError {
         addr: SocketAddr,
         /// What the decoder complained about.
         details: String,
+    },
+    /// A reply was larger than the limit (`Timeouts::max_reply_bytes`). The client closed the
+    /// connection, as the rest of the reply was still on its way; the node's answer would be
+    /// as large next time, so this is not transient.
+    #[error("reply from {addr} exceeds the reply size limit of {limit} bytes; connection closed")]
+    ReplyTooLarge {
+        /// The node's address.
+        addr: SocketAddr,
+        /// The limit in bytes.
+        limit: usize,
     },
     /// The peer closed the connection before replying.
     #[error("{addr} closed the connection")]
@@ -170,7 +182,11 @@ impl RedisError {
     }
 
     /// Maps a codec error, keeping socket errors apart from malformed bytes.
-    pub(crate) fn from_codec(addr: SocketAddr, err: RedisProtocolError) -> Self {
+    pub(crate) fn from_codec(addr: SocketAddr, err: CodecError) -> Self {
+        let err = match err {
+            CodecError::TooLarge { limit } => return Self::ReplyTooLarge { addr, limit },
+            CodecError::Resp(err) => err,
+        };
         let details = err.details().to_owned();
         match err.kind() {
             RedisProtocolErrorKind::IO(io) => Self::Io {

@@ -1,7 +1,8 @@
 //! Redis Cluster administration over RESP.
 //!
 //! * [`client`]: one authenticated RESP2 connection with timeouts on every step, over
-//!   [`codec::GuardedResp2`] (the redis-protocol codec behind depth and length checks).
+//!   [`codec::GuardedResp2`] (the redis-protocol codec behind depth, length and reply-size
+//!   checks, with a scanner that resumes where the last read stopped).
 //! * [`parse`]: pure parsers for CLUSTER NODES / SHARDS / INFO and INFO replication.
 //! * [`model`]: [`model::ClusterView`], the cluster as every reachable node reports it.
 //! * [`ops`]: safe, idempotent, resumable cluster operations, each available as a single

@@ -312,6 +312,7 @@ pub fn member_admin(password: &str) -> AdminOptions {
             connect: Duration::from_secs(1),
             command: Duration::from_secs(3),
             migrate: Duration::from_secs(3),
+            ..Timeouts::default()
         },
     }
 }

@@ -100,6 +100,7 @@ pub fn admin_options(password: &str, connect: Duration, command: Duration) -> Ad
             connect,
             command,
             migrate: command,
+            ..Timeouts::default()
         },
     }
 }
