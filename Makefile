@@ -24,7 +24,7 @@ demo-down:
 demo-zone-down: build
 	hack/demo-zone-down.sh $(ZONE) $(MODE)
 
-test: deps lint check-crds unit e2e
+test: deps lint check-crds unit fuzz-codec e2e
 
 deps:
 	hack/install-deps.sh
@@ -49,6 +49,13 @@ lint:
 # Pure logic, parsers, the Redis library against real redis-server processes, the plan CLI.
 unit:
 	$(CARGO) test --workspace
+
+# The RESP codec's fuzz target under libFuzzer for FUZZ_SECONDS (about 3 minutes with the first
+# build; fuzz/run.sh falls back to the same property on stable where no nightly can be had).
+FUZZ_SECONDS ?= 60
+.PHONY: fuzz-codec
+fuzz-codec:
+	fuzz/run.sh $(FUZZ_SECONDS)
 
 # Everything that needs the local Kubernetes: one cluster for the whole suite.
 e2e: build image
