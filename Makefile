@@ -14,7 +14,7 @@ MODE ?=
 
 .PHONY: demo demo-down demo-zone-down test deps build crds check-crds lint unit e2e bench bench-e2e bench-recovery cluster-up cluster-down
 
-demo: deps build
+demo: deps build image
 	hack/demo.sh
 
 demo-down:
