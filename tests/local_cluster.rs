@@ -16,6 +16,8 @@ use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::{Api, Client};
 use kube_support::*;
 use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 fn layout() -> (usize, usize) {
     let get = |k: &str, d: usize| {
@@ -419,7 +421,8 @@ async fn wait_ping_through(ip: &str) {
 
 /// Issue 17 §2, Services and DNS: a Service over a redis Pod is a name in the cluster DNS
 /// (CoreDNS behind kube-dns), and its ClusterIP routes (kube-proxy) from the host and from a pod
-/// in another zone. (Not yet from the selected pod itself: that hairpin needs hairpin mode on the
+/// in another zone; a headless Service's name is the pod IPs. The host side goes through
+/// `kube_support::dns` as chaos tests will. (Not yet from the selected pod itself: that hairpin needs hairpin mode on the
 /// pod's veth, which the node agent does not set; hack/README.md.)
 #[tokio::test]
 #[ignore = "needs the local cluster; run by make test"]
@@ -432,6 +435,9 @@ async fn t7_service_resolves_and_routes_from_host_and_pods() {
     let pp = PostParams::default();
     let svc = svcs.create(&pp, &service("redis", "s1")).await.unwrap();
     let ip = cluster_ip(&svc);
+    let mut headless = service("redis-headless", "s1");
+    headless.spec.as_mut().unwrap().cluster_ip = Some("None".into());
+    svcs.create(&pp, &headless).await.unwrap();
     for (name, node) in [("s1", "node-b1"), ("client", "node-c1")] {
         pods.create(
             &pp,
@@ -440,15 +446,24 @@ async fn t7_service_resolves_and_routes_from_host_and_pods() {
         .await
         .unwrap();
     }
-    wait_ready_pod(&pods, "s1").await;
+    let server = wait_ready_pod(&pods, "s1").await;
     let client_pod = wait_ready_pod(&pods, "client").await;
 
     let fqdn = dns::service_fqdn("redis", &ns.name);
-    let resolved = wait_for(&format!("{fqdn} resolves"), Duration::from_secs(30), || {
-        dns::resolve_service("redis", &ns.name)
-    })
+    let addr = dns::service_addr("redis", &ns.name, 6379, Duration::from_secs(30)).await;
+    assert_eq!(addr.ip().to_string(), ip, "{fqdn} is the ClusterIP");
+    let server_ip = pod_ip(&server).unwrap();
+    let headless_fqdn = dns::service_fqdn("redis-headless", &ns.name);
+    wait_for(
+        &format!("{headless_fqdn} resolves to the pod IP {server_ip}"),
+        Duration::from_secs(30),
+        || async {
+            let ips = dns::resolve_a(&headless_fqdn).await.ok()?;
+            (ips.iter().map(|i| i.to_string()).collect::<Vec<_>>() == [server_ip.clone()])
+                .then_some(())
+        },
+    )
     .await;
-    assert_eq!(resolved.to_string(), ip, "{fqdn} is the ClusterIP");
     assert_eq!(
         dns::resolve_a(&dns::service_fqdn("absent", &ns.name)).await,
         Ok(vec![]),
@@ -461,6 +476,18 @@ async fn t7_service_resolves_and_routes_from_host_and_pods() {
     );
 
     wait_ping_through(&ip).await;
+    // What a chaos test does: connect to the resolved name and speak RESP.
+    let mut conn = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(addr))
+        .await
+        .expect("connect within 5 s")
+        .expect("connect");
+    conn.write_all(b"PING\r\n").await.unwrap();
+    let mut reply = [0u8; 7];
+    tokio::time::timeout(Duration::from_secs(5), conn.read_exact(&mut reply))
+        .await
+        .expect("reply within 5 s")
+        .unwrap();
+    assert_eq!(&reply, b"+PONG\r\n", "PING {fqdn}:6379 from the host");
 
     let dns_at = format!("@{}", dns::dns_server().ip());
     let (ok, out) = in_pod_netns(
