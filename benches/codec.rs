@@ -1,10 +1,10 @@
 //! The RESP codec on large replies, delivered the way a socket delivers them: in 64 KiB reads,
 //! each followed by a decode attempt (as `Framed` does). Run with `cargo bench --bench codec`.
 //!
-//! * a CLUSTER NODES reply of a 1,000-node cluster (one bulk string of ~200 KB);
+//! * a CLUSTER NODES reply of a 1,000-node cluster (one bulk string of ~125 KB);
 //! * a 100 MB bulk string (a large value brought back by GET or DUMP; above the default reply
 //!   limit, so the codec here is given a 128 MiB one);
-//! * a large array reply: CLUSTER GETKEYSINSLOT with 200,000 keys (~3.4 MB, 200,001 frames).
+//! * a large array reply: CLUSTER GETKEYSINSLOT with 200,000 keys (~3.8 MB, 200,001 frames).
 
 use std::hint::black_box;
 use std::time::Duration;
