@@ -40,7 +40,10 @@ pub const DEFAULT_ZONE_KEY: &str = "topology.kubernetes.io/zone";
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     printcolumn(name = "Placement", type_ = "string", json_path = ".status.placement", priority = 1, description = "per shard: leader zone / follower zones"),
-    validation = Rule::new("!has(oldSelf.spec) || has(self.spec.storage) == has(oldSelf.spec.storage)").message("spec.storage cannot be added or removed after creation")
+    validation = Rule::new("!has(oldSelf.spec) || has(self.spec.storage) == has(oldSelf.spec.storage)").message("spec.storage cannot be added or removed after creation"),
+    // Every derived name must fit: Pods `<name>-s499-m5-xxxxx` (a hostname, 63), the headless
+    // Service `<name>-headless` (63), label values (63).
+    validation = Rule::new("self.metadata.name.size() <= 49").message("metadata.name must be at most 49 characters: the Pods, Services and labels derived from it must fit in 63")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct RedisClusterSpec {
@@ -57,6 +60,7 @@ pub struct RedisClusterSpec {
 
     /// Container image running redis-server (Redis 7).
     #[serde(default = "default_image")]
+    #[x_kube(validation = Rule::new("self != ''").message("image must not be empty"))]
     pub image: String,
 
     /// Compute resources of every Redis container.
@@ -148,6 +152,7 @@ pub enum UpdateStrategyType {
 /// Persistent volume settings of each member.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.storageClassName) == has(oldSelf.storageClassName)").message("storage.storageClassName cannot be added or removed after creation"))]
 pub struct StorageSpec {
     /// Size of each member's volume, e.g. `1Gi`. Immutable (resizing is not supported yet).
     #[x_kube(validation = Rule::new("self == oldSelf").message("storage.size is immutable"))]

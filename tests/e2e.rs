@@ -193,6 +193,38 @@ async fn invalid_config_override_is_a_condition() {
             .expect_err("refused at admission");
         assert!(err.to_string().contains(names), "{config}: {err}");
     }
+    // Issue 18 §2: what the schema can say, it says at admission.
+    let long = "a".repeat(50);
+    for (rc, says) in [
+        (cluster(&long, 3, 1, json!({})), "at most 49 characters"),
+        (
+            cluster("noimage", 3, 1, json!({"image": ""})),
+            "image must not be empty",
+        ),
+    ] {
+        let err = api.create(&PostParams::default(), &rc).await.unwrap_err();
+        assert!(err.to_string().contains(says), "{err}");
+    }
+    api.create(
+        &PostParams::default(),
+        &cluster(&"a".repeat(49), 3, 1, json!({})),
+    )
+    .await
+    .expect("a 49-character name is accepted");
+    let patch = json!({"spec": {"storage": {"storageClassName": "fast"}}});
+    let err = api
+        .patch(
+            &"a".repeat(49),
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&patch),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("storageClassName cannot be added or removed"),
+        "{err}"
+    );
     ns.cleanup().await;
 }
 
