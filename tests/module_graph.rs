@@ -1,7 +1,8 @@
 //! No import circles in `src/`: every file is a node, every path it names (`use` lines and
 //! paths in code, `crate::…`, `super::…`, `self::…`, and a child module's name) an edge to the
 //! file that defines the longest module prefix of that path. A module declaring its children
-//! (`mod x;`) is not an edge; using them is. Comments and string literals are ignored.
+//! (`mod x;`) is not an edge; using them is. Comments, string literals and inline test modules
+//! (`#[cfg(test)] mod tests { … }`, which may use anything) are ignored.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -92,6 +93,28 @@ fn code(text: &str) -> String {
     out
 }
 
+/// The code before an inline test module (`#[cfg(test)]` then `mod name {`): by convention the
+/// last item of a file.
+fn without_inline_tests(code: &str) -> String {
+    let mut rest = code;
+    let mut out = String::new();
+    while let Some(i) = rest.find("#[cfg(test)]") {
+        let after = rest[i + "#[cfg(test)]".len()..].trim_start();
+        let inline = after.starts_with("mod ")
+            && after
+                .find(['{', ';'])
+                .is_some_and(|j| after.as_bytes().get(j) == Some(&b'{'));
+        out.push_str(&rest[..i]);
+        if inline {
+            return out;
+        }
+        out.push_str("#[cfg(test)]");
+        rest = &rest[i + "#[cfg(test)]".len()..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// Every path the code names, expanded from `use a::{b, c::d}` groups.
 fn paths(code: &str) -> Vec<Vec<String>> {
     let mut out = Vec::new();
@@ -164,7 +187,7 @@ fn src_has_no_import_circles() {
     let modules = modules(&root);
     let mut edges: BTreeMap<Vec<String>, BTreeSet<Vec<String>>> = BTreeMap::new();
     for (module, file) in &modules {
-        let text = code(&std::fs::read_to_string(file).expect("read"));
+        let text = without_inline_tests(&code(&std::fs::read_to_string(file).expect("read")));
         let children: BTreeSet<String> = modules
             .keys()
             .filter(|m| m.len() == module.len() + 1 && m.starts_with(module))
@@ -218,6 +241,17 @@ fn src_has_no_import_circles() {
         "import circles in src/ (file -> file it names):\n{}",
         cycles.join("\n")
     );
+}
+
+#[test]
+fn inline_test_modules_are_left_out() {
+    let text = "use crate::a::b;\n#[cfg(test)]\nmod tests;\nfn f() {}\n#[cfg(test)]\nmod tests {\n    use crate::c::d;\n}\n";
+    let kept = without_inline_tests(text);
+    assert!(
+        kept.contains("crate::a::b") && kept.contains("mod tests;"),
+        "{kept}"
+    );
+    assert!(!kept.contains("crate::c::d"), "{kept}");
 }
 
 #[test]
