@@ -7,14 +7,16 @@
 #
 # --check builds the archive twice, from two separate assemblies, and fails unless both have the
 # same digest and the image stays within the 20 MB budget.
-# IMAGE_REF (default redis-operator:latest) names the image; SOURCE_DATE_EPOCH sets `created`.
+# IMAGE_REF (default redis-operator:latest) names the image; SOURCE_DATE_EPOCH sets `created`;
+# IMAGE_TARGET=x86_64-unknown-linux-gnu builds a static glibc binary instead of musl; IMAGE_OUT
+# writes the archive elsewhere.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 TARGET_DIR="${CARGO_TARGET_DIR:-$REPO/target}"
 OUT_DIR="$TARGET_DIR/oci"
 REF="${IMAGE_REF:-redis-operator:latest}"
-OUT="$OUT_DIR/redis-operator.oci.tar"
+OUT="${IMAGE_OUT:-$OUT_DIR/redis-operator.oci.tar}"
 MAX_BYTES=$((20 * 1000 * 1000))
 
 log() { printf '[image] %s\n' "$*" >&2; }
@@ -23,11 +25,14 @@ log() { printf '[image] %s\n' "$*" >&2; }
 # would build two digests; the Containerfile builds with the same prefixes.
 remap="--remap-path-prefix=$REPO=/src --remap-path-prefix=${CARGO_HOME:-$HOME/.cargo}=/cargo"
 
-triple=x86_64-unknown-linux-musl
-if ! rustup target list --installed 2>/dev/null | grep -qx "$triple" &&
+# IMAGE_TARGET=x86_64-unknown-linux-gnu forces the glibc fallback.
+triple="${IMAGE_TARGET:-x86_64-unknown-linux-musl}"
+if [[ "$triple" == *musl ]] && ! rustup target list --installed 2>/dev/null | grep -qx "$triple" &&
   ! rustup target add "$triple" >&2; then
   log "musl target unavailable: static glibc binary instead"
   triple=x86_64-unknown-linux-gnu
+fi
+if [[ "$triple" == *gnu ]]; then
   remap="$remap -C target-feature=+crt-static"
 fi
 
