@@ -63,37 +63,9 @@ pub async fn run(client: Client, options: RunOptions) -> Result<(), Error> {
         .map_err(Error::CrdMissing)?;
 
     let member_cfg = watcher::Config::default().labels(labels::MANAGED_BY_SELECTOR);
-    let (pods, pods_writer) = reflector::store();
-    let pod_stream = reflector(
-        pods_writer,
-        watcher(
-            scoped::<Pod>(&client, namespace.as_deref()),
-            member_cfg.clone(),
-        ),
-    )
-    .default_backoff()
-    .touched_objects();
-    let (pvcs, pvcs_writer) = reflector::store();
-    let pvc_stream = reflector(
-        pvcs_writer,
-        watcher(
-            scoped::<PersistentVolumeClaim>(&client, namespace.as_deref()),
-            member_cfg.clone(),
-        ),
-    )
-    .default_backoff()
-    .touched_objects();
-    // Nodes are cached but do not trigger reconciles: their heartbeats would wake every cluster
-    // every few seconds. Clusters waiting on nodes requeue on a timer instead.
-    let (nodes, nodes_writer) = reflector::store();
-    let node_stream = reflector(
-        nodes_writer,
-        watcher(Api::<Node>::all(client.clone()), watcher::Config::default()),
-    )
-    .default_backoff()
-    .touched_objects()
-    .for_each(|_| futures::future::ready(()));
-    tokio::spawn(node_stream);
+    let (pods, pod_stream) = member_watch::<Pod>(&client, namespace.as_deref());
+    let (pvcs, pvc_stream) = member_watch::<PersistentVolumeClaim>(&client, namespace.as_deref());
+    let nodes = node_cache(&client);
 
     let ctx = Arc::new(Context {
         client: client.clone(),
@@ -124,7 +96,7 @@ pub async fn run(client: Client, options: RunOptions) -> Result<(), Error> {
     // runner already waits on it, and kube-runtime's DelayedInit wakes only the last of two
     // concurrent waiters (seen: /readyz never turning ready on the replica that reconciled).
     let (clusters_cache, clusters_writer) = reflector::store();
-    let (clusters_synced, mut clusters_synced_rx) = tokio::sync::watch::channel(false);
+    let (clusters_synced, clusters_synced_rx) = tokio::sync::watch::channel(false);
     let cluster_stream = reflector(
         clusters_writer,
         watcher(clusters, watcher::Config::default().any_semantic()),
@@ -135,20 +107,13 @@ pub async fn run(client: Client, options: RunOptions) -> Result<(), Error> {
         }
     })
     .applied_objects();
-    tokio::spawn(async move {
-        // Each of these stores has no other waiter.
-        let stores = futures::future::try_join3(
-            pods.wait_until_ready(),
-            pvcs.wait_until_ready(),
-            nodes.wait_until_ready(),
-        )
-        .await;
-        let clusters = clusters_synced_rx.wait_for(|synced| *synced).await;
-        if stores.is_ok() && clusters.is_ok() {
-            tracing::info!("caches synced: ready");
-            readiness.set_ready();
-        }
-    });
+    tokio::spawn(signal_ready(
+        pods,
+        pvcs,
+        nodes,
+        clusters_synced_rx,
+        readiness,
+    ));
     Controller::for_stream(cluster_stream, clusters_cache)
         .owns_stream(pod_stream)
         .owns_stream(pvc_stream)
@@ -184,6 +149,74 @@ pub async fn run(client: Client, options: RunOptions) -> Result<(), Error> {
         .await;
     tracing::info!("redis-operator stopped");
     Ok(())
+}
+
+/// A reflector cache of the operator's member objects of kind `K` (label-selected), and the
+/// stream of their changes that triggers the owners' reconciles.
+fn member_watch<K>(
+    client: &Client,
+    namespace: Option<&str>,
+) -> (
+    reflector::Store<K>,
+    impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+)
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let (store, writer) = reflector::store();
+    let stream = reflector(
+        writer,
+        watcher(
+            scoped::<K>(client, namespace),
+            watcher::Config::default().labels(labels::MANAGED_BY_SELECTOR),
+        ),
+    )
+    .default_backoff()
+    .touched_objects();
+    (store, stream)
+}
+
+/// Every Node, cached. Nodes do not trigger reconciles: their heartbeats would wake every
+/// cluster every few seconds. Clusters waiting on nodes requeue on a timer instead.
+fn node_cache(client: &Client) -> reflector::Store<Node> {
+    let (nodes, writer) = reflector::store();
+    let stream = reflector(
+        writer,
+        watcher(Api::<Node>::all(client.clone()), watcher::Config::default()),
+    )
+    .default_backoff()
+    .touched_objects()
+    .for_each(|_| futures::future::ready(()));
+    tokio::spawn(stream);
+    nodes
+}
+
+/// `/readyz` turns ready once every cache has its first list. Each of these stores has no
+/// other waiter (see the RedisCluster reflector in [`run`]).
+async fn signal_ready(
+    pods: reflector::Store<Pod>,
+    pvcs: reflector::Store<PersistentVolumeClaim>,
+    nodes: reflector::Store<Node>,
+    mut clusters_synced: tokio::sync::watch::Receiver<bool>,
+    readiness: crate::http::Readiness,
+) {
+    let stores = futures::future::try_join3(
+        pods.wait_until_ready(),
+        pvcs.wait_until_ready(),
+        nodes.wait_until_ready(),
+    )
+    .await;
+    let clusters = clusters_synced.wait_for(|synced| *synced).await;
+    if stores.is_ok() && clusters.is_ok() {
+        tracing::info!("caches synced: ready");
+        readiness.set_ready();
+    }
 }
 
 fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
