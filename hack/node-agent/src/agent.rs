@@ -16,7 +16,7 @@ use crate::cli::RunArgs;
 use crate::netns::{self, Network, Sandbox};
 use crate::node::{self, HostInfo, NodeConfig, NodeCtx};
 use crate::pod::runner::{proc_start_time, signal_group};
-use crate::{control, pod, provisioner};
+use crate::{control, linkem, pod, provisioner};
 
 /// Kills processes and removes sandboxes recorded under the state dir by an earlier agent
 /// that did not shut down cleanly. Pods are then started afresh (new sandbox, restartCount
@@ -104,6 +104,10 @@ pub async fn run(args: RunArgs) -> Result<()> {
     net.setup_bridge(&node_ips)
         .await
         .context("setting up the bridge")?;
+    linkem::install(Arc::new(linkem::LinkEm::new(
+        args.bridge_cidr,
+        args.nodes.iter().map(|n| n.zone.clone()).collect(),
+    )));
     let shims = pod::image::install_redis_shims(&state_dir)?;
     let archives = args
         .image_dir

@@ -32,8 +32,21 @@ pub enum Command {
 
 #[derive(Args, Debug)]
 pub struct EnterArgs {
+    /// An OCI image's root to pivot into; without it the container sees the host's files.
     #[arg(long)]
-    pub root: PathBuf,
+    pub root: Option<PathBuf>,
+    /// Join the network, UTS and mount namespaces of this running container process first
+    /// (exec probes and hooks).
+    #[arg(long)]
+    pub join: Option<i32>,
+    /// Remount the namespace's mounts read-only, except `--keep-rw` and /proc, /dev, /sys.
+    #[arg(long)]
+    pub read_only_root: bool,
+    #[arg(long)]
+    pub keep_rw: Vec<String>,
+    /// The capability set (bit n = capability n); absent: capabilities are left as they are.
+    #[arg(long)]
+    pub caps: Option<u64>,
     #[arg(long)]
     pub workdir: String,
     #[arg(long)]
@@ -104,6 +117,67 @@ pub enum CtlAction {
     Up { node: String },
     /// One line per node: name zone state pods=N
     Status,
+    /// Delay and/or randomly drop traffic between every pod of two zones, both directions
+    /// (one-way delay DELAY ± JITTER, uniform; each direction loses LOSS percent).
+    LinkDegrade {
+        zone_a: String,
+        zone_b: String,
+        #[arg(long, default_value_t = 0)]
+        delay: u32,
+        #[arg(long, default_value_t = 0)]
+        jitter: u32,
+        #[arg(long, default_value = "0", value_parser = parse_percent)]
+        loss: Percent,
+    },
+    /// Undo link-degrade between two zones, or between all of them with --all.
+    LinkRestore {
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        zone_a: Option<String>,
+        #[arg(required_unless_present = "all")]
+        zone_b: Option<String>,
+        #[arg(long)]
+        all: bool,
+    },
+    /// One line per degraded zone pair.
+    LinkStatus,
+}
+
+/// A percentage in hundredths of a percent (basis points), so 0.25 % is exact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Percent(pub u32);
+
+impl std::fmt::Display for Percent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (whole, frac) = (self.0 / 100, self.0 % 100);
+        match frac {
+            0 => write!(f, "{whole}%"),
+            f10 if f10 % 10 == 0 => write!(f, "{whole}.{}%", f10 / 10),
+            _ => write!(f, "{whole}.{frac:02}%"),
+        }
+    }
+}
+
+/// "5", "5%", "0.25": 0 to 100 with at most two decimals.
+pub fn parse_percent(s: &str) -> Result<Percent, String> {
+    let t = s.trim().trim_end_matches('%');
+    let (whole, frac) = t.split_once('.').unwrap_or((t, ""));
+    let bad = || format!("expected a percentage from 0 to 100 (at most 2 decimals), got {s:?}");
+    if whole.is_empty()
+        || frac.len() > 2
+        || !(whole.chars().chain(frac.chars())).all(|c| c.is_ascii_digit())
+    {
+        return Err(bad());
+    }
+    let whole: u32 = whole.parse().map_err(|_| bad())?;
+    let frac: u32 = format!("{frac:0<2}").parse().map_err(|_| bad())?;
+    let bp = whole
+        .checked_mul(100)
+        .and_then(|w| w.checked_add(frac))
+        .ok_or_else(bad)?;
+    if bp > 10_000 {
+        return Err(bad());
+    }
+    Ok(Percent(bp))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -256,5 +330,65 @@ mod tests {
                 partition: true
             }
         );
+    }
+
+    #[test]
+    fn link_commands_parse() {
+        let ctl = |args: &[&str]| {
+            let mut v = vec!["node-agent", "ctl", "--state-dir", "d"];
+            v.extend_from_slice(args);
+            Cli::try_parse_from(v).map(|c| match c.command {
+                Command::Ctl(c) => c.action,
+                _ => panic!("not ctl"),
+            })
+        };
+        assert_eq!(
+            ctl(&[
+                "link-degrade",
+                "zone-a",
+                "zone-b",
+                "--delay",
+                "200",
+                "--jitter",
+                "50",
+                "--loss",
+                "5"
+            ])
+            .unwrap(),
+            CtlAction::LinkDegrade {
+                zone_a: "zone-a".into(),
+                zone_b: "zone-b".into(),
+                delay: 200,
+                jitter: 50,
+                loss: Percent(500)
+            }
+        );
+        assert_eq!(
+            ctl(&["link-restore", "--all"]).unwrap(),
+            CtlAction::LinkRestore {
+                zone_a: None,
+                zone_b: None,
+                all: true
+            }
+        );
+        assert!(ctl(&["link-restore", "zone-a"]).is_err());
+        assert!(ctl(&["link-restore"]).is_err());
+        assert!(ctl(&["link-restore", "zone-a", "zone-b", "--all"]).is_err());
+    }
+
+    #[test]
+    fn percentages_parse_exactly() {
+        assert_eq!(parse_percent("5"), Ok(Percent(500)));
+        assert_eq!(parse_percent("30%"), Ok(Percent(3000)));
+        assert_eq!(parse_percent("0.25"), Ok(Percent(25)));
+        assert_eq!(parse_percent("0.5"), Ok(Percent(50)));
+        assert_eq!(parse_percent("100"), Ok(Percent(10_000)));
+        for bad in ["", "-1", "100.01", "1.234", "x", ".5", "1e2"] {
+            assert!(parse_percent(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(Percent(500).to_string(), "5%");
+        assert_eq!(Percent(50).to_string(), "0.5%");
+        assert_eq!(Percent(525).to_string(), "5.25%");
+        assert_eq!(Percent(5).to_string(), "0.05%");
     }
 }

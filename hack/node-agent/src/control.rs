@@ -10,7 +10,8 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 use tracing::{info, warn};
 
-use crate::cli::CtlAction;
+use crate::cli::{CtlAction, Percent};
+use crate::linkem::{self, Impair};
 use crate::node::{self, NodeCtx};
 
 pub fn socket_path(state_dir: &Path) -> PathBuf {
@@ -28,6 +29,20 @@ pub fn encode(action: &CtlAction) -> String {
         }
         CtlAction::Up { node } => format!("up {node}"),
         CtlAction::Status => "status".into(),
+        CtlAction::LinkDegrade {
+            zone_a,
+            zone_b,
+            delay,
+            jitter,
+            loss,
+        } => format!("link-degrade {zone_a} {zone_b} {delay} {jitter} {}", loss.0),
+        CtlAction::LinkRestore { all: true, .. } => "link-restore --all".into(),
+        CtlAction::LinkRestore { zone_a, zone_b, .. } => format!(
+            "link-restore {} {}",
+            zone_a.as_deref().unwrap_or_default(),
+            zone_b.as_deref().unwrap_or_default()
+        ),
+        CtlAction::LinkStatus => "link-status".into(),
     }
 }
 
@@ -46,6 +61,27 @@ pub fn decode(line: &str) -> Result<CtlAction, String> {
             node: n.to_string(),
         }),
         ["status"] => Ok(CtlAction::Status),
+        ["link-degrade", a, b, delay, jitter, loss_bp] => {
+            let num = |s: &str| s.parse::<u32>().map_err(|e| format!("{line:?}: {e}"));
+            Ok(CtlAction::LinkDegrade {
+                zone_a: a.to_string(),
+                zone_b: b.to_string(),
+                delay: num(delay)?,
+                jitter: num(jitter)?,
+                loss: Percent(num(loss_bp)?),
+            })
+        }
+        ["link-restore", "--all"] => Ok(CtlAction::LinkRestore {
+            zone_a: None,
+            zone_b: None,
+            all: true,
+        }),
+        ["link-restore", a, b] => Ok(CtlAction::LinkRestore {
+            zone_a: Some(a.to_string()),
+            zone_b: Some(b.to_string()),
+            all: false,
+        }),
+        ["link-status"] => Ok(CtlAction::LinkStatus),
         _ => Err(format!("unknown request {line:?}")),
     }
 }
@@ -149,7 +185,34 @@ async fn execute(action: &CtlAction, nodes: &[Arc<NodeCtx>]) -> Result<String> {
             node::up(n).await?;
             Ok(String::new())
         }
+        CtlAction::LinkDegrade {
+            zone_a,
+            zone_b,
+            delay,
+            jitter,
+            loss,
+        } => {
+            let imp = Impair::new(*delay, *jitter, *loss)?;
+            link()?.degrade(zone_a, zone_b, imp).await
+        }
+        CtlAction::LinkRestore {
+            zone_a,
+            zone_b,
+            all,
+        } => {
+            let zones = match (zone_a, zone_b, all) {
+                (_, _, true) => None,
+                (Some(a), Some(b), false) => Some((a.as_str(), b.as_str())),
+                _ => bail!("link-restore needs two zones or --all"),
+            };
+            link()?.restore(zones).await
+        }
+        CtlAction::LinkStatus => Ok(link()?.status().await),
     }
+}
+
+fn link() -> Result<&'static Arc<linkem::LinkEm>> {
+    linkem::global().context("link emulation is not set up in this agent")
 }
 
 /// The `ctl` side: prints the agent's output lines, fails on `error:` or no agent.
@@ -194,6 +257,24 @@ mod tests {
                 node: "n1".into(),
                 partition: true,
             },
+            CtlAction::LinkDegrade {
+                zone_a: "zone-a".into(),
+                zone_b: "zone-b".into(),
+                delay: 200,
+                jitter: 50,
+                loss: Percent(525),
+            },
+            CtlAction::LinkRestore {
+                zone_a: Some("zone-a".into()),
+                zone_b: Some("zone-b".into()),
+                all: false,
+            },
+            CtlAction::LinkRestore {
+                zone_a: None,
+                zone_b: None,
+                all: true,
+            },
+            CtlAction::LinkStatus,
         ] {
             assert_eq!(decode(&encode(&a)), Ok(a));
         }

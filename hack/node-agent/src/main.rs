@@ -6,6 +6,8 @@ mod agent;
 mod cli;
 mod control;
 mod ids;
+mod linkem;
+mod loopvol;
 mod netns;
 mod node;
 mod pod;
@@ -28,7 +30,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::EnterRootfs(a) => pod::rootfs::enter(&a),
+        Command::EnterRootfs(a) => pod::enter::enter(&a),
         Command::Cleanup(c) => {
             let rt = match tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -41,7 +43,11 @@ fn main() -> ExitCode {
                 }
             };
             let (killed, sandboxes) = rt.block_on(agent::cleanup_leftovers(&c.state_dir));
-            println!("killed {killed} processes, removed {sandboxes} sandboxes");
+            // After the processes: a volume a pod still used could only be detached lazily.
+            let unmounted = rt.block_on(loopvol::unmount_all(&c.state_dir));
+            println!(
+                "killed {killed} processes, removed {sandboxes} sandboxes, unmounted {unmounted} volumes"
+            );
             ExitCode::SUCCESS
         }
         Command::Run(args) => {

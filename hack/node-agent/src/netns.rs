@@ -112,7 +112,11 @@ impl Network {
     /// Builds the pod's network: netns, veth into the bridge, pod IP, default route.
     /// On failure everything created so far is removed again.
     pub async fn create_sandbox(&self, sb: &Sandbox, link_up: bool) -> Result<()> {
-        let res = self.try_create(sb, link_up).await;
+        let mut res = self.try_create(sb, link_up).await;
+        // A pod created while its zone's links are degraded starts degraded too.
+        if res.is_ok() {
+            res = crate::linkem::on_sandbox_created(sb).await;
+        }
         if res.is_err() {
             destroy_sandbox(sb).await;
         }
@@ -150,6 +154,8 @@ pub async fn set_link(veth: &str, up: bool) -> Result<()> {
 
 /// Best effort: a half-built or already removed sandbox is not an error.
 pub async fn destroy_sandbox(sb: &Sandbox) {
+    // First: a delay line's open TUN device would keep the namespace alive.
+    crate::linkem::on_sandbox_destroyed(sb).await;
     let _ = ip(&["link", "del", &sb.veth]).await;
     if let Err(e) = ip(&["netns", "del", &sb.netns]).await
         && sb.netns_path().exists()

@@ -1,7 +1,7 @@
 //! Dynamic provisioner for the default `local` StorageClass (WaitForFirstConsumer): a PV
-//! per claim, backed by a directory on the node the scheduler selected, pinned there by
-//! nodeAffinity. Binding is left to the KCM's PV controller, as with any external
-//! provisioner.
+//! per claim, backed by a disk of the claim's size on the node the scheduler selected (an ext4
+//! image loop-mounted at the PV's directory, `loopvol`), pinned there by nodeAffinity. Binding
+//! is left to the KCM's PV controller, as with any external provisioner.
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -18,6 +18,7 @@ use kube::{Client, ResourceExt};
 use serde_json::json;
 use tracing::{info, warn};
 
+use crate::loopvol;
 use crate::node::{NodeCtx, NodeState};
 use crate::pod::volumes::{PROVISIONED_BY, PROVISIONER};
 
@@ -70,21 +71,28 @@ fn claim_provisioner(pvc: &PersistentVolumeClaim) -> Option<&str> {
         .map(String::as_str)
 }
 
-/// Builds the PV for a claim on `node`, or None if the claim is not ours to provision.
+/// The claim's `spec.resources.requests.storage` (1Gi when it asks for none).
+pub fn requested_storage(pvc: &PersistentVolumeClaim) -> String {
+    pvc.spec
+        .as_ref()
+        .and_then(|s| s.resources.as_ref())
+        .and_then(|r| r.requests.as_ref())
+        .and_then(|r| r.get("storage"))
+        .map(|q| q.0.clone())
+        .unwrap_or_else(|| "1Gi".into())
+}
+
+/// Builds the PV of `capacity` for a claim on `node`, or None if the claim is not ours to
+/// provision.
 pub fn pv_for_claim(
     pvc: &PersistentVolumeClaim,
     node: &str,
     dir: &Path,
+    capacity: &str,
     reclaim: &str,
 ) -> Option<PersistentVolume> {
     let spec = pvc.spec.as_ref()?;
-    let storage = spec
-        .resources
-        .as_ref()
-        .and_then(|r| r.requests.as_ref())
-        .and_then(|r| r.get("storage"))
-        .map(|q| q.0.clone())
-        .unwrap_or_else(|| "1Gi".into());
+    let storage = capacity;
     let pv = json!({
         "apiVersion": "v1",
         "kind": "PersistentVolume",
@@ -166,18 +174,30 @@ impl Provisioner {
                 }
                 continue;
             }
+            let requested = requested_storage(&pvc);
+            let Some((bytes, capacity)) = loopvol::image_size(&requested) else {
+                if self.warned.insert(key.clone()) {
+                    warn!(claim = %key, "storage request {requested:?} is not a positive quantity; not provisioning");
+                }
+                continue;
+            };
             let reclaim = self.reclaim_policy(&pvc).await;
             let dir = node.volumes_dir().join(&pv_name);
-            if let Err(e) = std::fs::create_dir_all(&dir) {
-                warn!(claim = %key, "creating {}: {e}", dir.display());
+            let t0 = std::time::Instant::now();
+            if let Err(e) = loopvol::create(&dir, bytes).await {
+                warn!(claim = %key, "making the {requested} volume at {}: {e:#}", dir.display());
                 continue;
             }
-            let Some(pv) = pv_for_claim(&pvc, &node.name, &dir, &reclaim) else {
+            let made_in = t0.elapsed();
+            let Some(pv) = pv_for_claim(&pvc, &node.name, &dir, &capacity, &reclaim) else {
                 continue;
             };
             let api: Api<PersistentVolume> = Api::all(self.client.clone());
             match api.create(&PostParams::default(), &pv).await {
-                Ok(_) => info!(claim = %key, pv = %pv_name, node = %node.name, "provisioned"),
+                Ok(_) => info!(
+                    claim = %key, pv = %pv_name, node = %node.name, capacity = %capacity,
+                    volume_ms = made_in.as_millis() as u64, "provisioned"
+                ),
                 Err(kube::Error::Api(s)) if s.code == 409 => {}
                 Err(e) => warn!(claim = %key, "creating PV: {e}"),
             }
@@ -210,10 +230,8 @@ impl Provisioner {
             if node.state() == NodeState::Crashed {
                 continue;
             }
-            if path.exists()
-                && let Err(e) = std::fs::remove_dir_all(&path)
-            {
-                warn!(pv = %pv.name_any(), "removing {}: {e}", path.display());
+            if let Err(e) = loopvol::remove(&path).await {
+                warn!(pv = %pv.name_any(), "removing {}: {e:#}", path.display());
                 continue;
             }
             let api: Api<PersistentVolume> = Api::all(self.client.clone());
@@ -325,6 +343,7 @@ mod tests {
             &pvc,
             "n1",
             Path::new("/s/nodes/n1/volumes/pvc-u1"),
+            &requested_storage(&pvc),
             "Delete",
         )
         .unwrap();

@@ -202,6 +202,73 @@ shift
 exec "$@"
 "#;
 
+/// The official image's `redis` user and group.
+pub const REDIS_UID: u32 = 999;
+
+/// The official redis image's /etc/passwd and /etc/group (Debian bookworm-slim plus `redis`),
+/// so users and groups resolve as a runtime resolves them in that image.
+const PASSWD: &str = "root:x:0:0:root:/root:/bin/bash
+daemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin
+bin:x:2:2:bin:/bin:/usr/sbin/nologin
+sys:x:3:3:sys:/dev:/usr/sbin/nologin
+sync:x:4:65534:sync:/bin:/bin/sync
+games:x:5:60:games:/usr/games:/usr/sbin/nologin
+man:x:6:12:man:/var/cache/man:/usr/sbin/nologin
+lp:x:7:7:lp:/var/spool/lpd:/usr/sbin/nologin
+mail:x:8:8:mail:/var/mail:/usr/sbin/nologin
+news:x:9:9:news:/var/spool/news:/usr/sbin/nologin
+uucp:x:10:10:uucp:/var/spool/uucp:/usr/sbin/nologin
+proxy:x:13:13:proxy:/bin:/usr/sbin/nologin
+www-data:x:33:33:www-data:/var/www:/usr/sbin/nologin
+backup:x:34:34:backup:/var/backups:/usr/sbin/nologin
+list:x:38:38:Mailing List Manager:/var/list:/usr/sbin/nologin
+irc:x:39:39:ircd:/run/ircd:/usr/sbin/nologin
+_apt:x:42:65534::/nonexistent:/usr/sbin/nologin
+nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin
+redis:x:999:999::/home/redis:/bin/sh
+";
+const GROUP: &str = "root:x:0:
+daemon:x:1:
+bin:x:2:
+sys:x:3:
+adm:x:4:
+tty:x:5:
+disk:x:6:
+lp:x:7:
+mail:x:8:
+news:x:9:
+uucp:x:10:
+man:x:12:
+proxy:x:13:
+kmem:x:15:
+dialout:x:20:
+cdrom:x:24:
+sudo:x:27:
+audio:x:29:
+www-data:x:33:
+backup:x:34:
+operator:x:37:
+list:x:38:
+irc:x:39:
+src:x:40:
+shadow:x:42:
+utmp:x:43:
+video:x:44:
+sasl:x:45:
+plugdev:x:46:
+staff:x:50:
+games:x:60:
+users:x:100:
+nogroup:x:65534:
+redis:x:999:
+";
+
+/// The emulated redis image's own files (`etc/passwd`, `etc/group`) beside its shims: what
+/// user lookups read instead of the host's.
+pub fn redis_root(shims: &Path) -> PathBuf {
+    shims.parent().unwrap_or(shims).join("image")
+}
+
 /// Writes the shim directory for the redis image and returns its path.
 pub fn install_redis_shims(state_dir: &Path) -> Result<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
@@ -228,6 +295,12 @@ pub fn install_redis_shims(state_dir: &Path) -> Result<PathBuf> {
         let _ = std::fs::remove_file(&p);
         std::os::unix::fs::symlink(Path::new("/usr/bin").join(name), &p)
             .with_context(|| format!("linking {}", p.display()))?;
+    }
+    let etc = redis_root(&bin).join("etc");
+    std::fs::create_dir_all(&etc).with_context(|| format!("creating {}", etc.display()))?;
+    for (name, body) in [("passwd", PASSWD), ("group", GROUP)] {
+        std::fs::write(etc.join(name), body)
+            .with_context(|| format!("writing {}/{name}", etc.display()))?;
     }
     Ok(bin)
 }

@@ -1,10 +1,13 @@
 //! Pods bound to a node: one watcher per node feeds one worker task per pod (keyed by
 //! UID). Workers are level-triggered: they always act on the latest object they were given.
 
+pub mod caps;
 pub mod cluster;
+pub mod enter;
 pub mod env;
 pub mod image;
 pub mod oci;
+pub mod ownership;
 pub mod probe;
 pub mod rootfs;
 pub mod runner;

@@ -30,6 +30,9 @@ pub struct Target {
     pub env: Vec<(String, String)>,
     pub workdir: String,
     pub ports: Vec<ContainerPort>,
+    /// The container's user, groups and privileges, which exec probes and hooks take as a
+    /// runtime's exec does; `None`: root, like the agent.
+    pub exec_as: Option<super::rootfs::Identity>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,10 +73,26 @@ pub async fn exec(action: &ExecAction, t: &Target, timeout: Duration) -> Result<
     if cmd.is_empty() {
         return Err("exec probe has no command".into());
     }
-    let child = Command::new("/usr/bin/nsenter")
-        .arg(format!("--target={}", t.pid))
-        .args(["--mount", "--net", "--uts"])
-        .arg(format!("--wd={}", t.workdir))
+    let mut command = match &t.exec_as {
+        None => {
+            let mut c = Command::new("/usr/bin/nsenter");
+            c.arg(format!("--target={}", t.pid))
+                .args(["--mount", "--net", "--uts"])
+                .arg(format!("--wd={}", t.workdir));
+            c
+        }
+        // The agent's own binary is not visible in an OCI container's root: it joins the
+        // namespaces from outside, then takes the container's identity.
+        Some(id) => {
+            let agent = super::rootfs::agent_binary().map_err(|e| format!("starting exec: {e}"))?;
+            let mut c = Command::new(agent);
+            c.args(["enter-rootfs", "--join", &t.pid.to_string()])
+                .args(["--workdir", &t.workdir])
+                .args(id.enter_flags());
+            c
+        }
+    };
+    let child = command
         .arg("--")
         .args(cmd)
         .env_clear()
@@ -361,6 +380,7 @@ mod tests {
             env: vec![],
             workdir: "/".into(),
             ports: vec![],
+            exec_as: None,
         };
         let a = ExecAction {
             command: Some(vec!["true".into()]),

@@ -6,13 +6,11 @@
 //! pivots into it, drops to the container's user and execs the entrypoint, so the process the
 //! agent supervises really is the image's binary, running as that user.
 
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 
 use k8s_openapi::api::core::v1::{Container, Pod};
-use rustix::process::{Gid, Uid};
 
+use super::caps;
 use super::oci::OciImage;
 use super::volumes::Bind;
 
@@ -24,6 +22,41 @@ pub struct Identity {
     pub groups: Vec<u32>,
     pub read_only_root: bool,
     pub no_new_privs: bool,
+    /// `securityContext.capabilities` resolved (see `caps`); `None`: left as they are.
+    pub caps: Option<u64>,
+}
+
+impl Identity {
+    /// What every container got before security contexts were honoured: root with all
+    /// capabilities and nothing else. Host-image containers like this start as they always did.
+    pub fn is_plain_root(&self) -> bool {
+        self.uid == 0
+            && self.gid == 0
+            && self.groups.iter().all(|g| *g == 0)
+            && !self.read_only_root
+            && !self.no_new_privs
+            && self.caps.is_none()
+    }
+
+    /// The credential flags of `enter-rootfs`.
+    pub fn enter_flags(&self) -> Vec<String> {
+        let groups: Vec<String> = self.groups.iter().map(u32::to_string).collect();
+        let mut v = vec![
+            "--uid".into(),
+            self.uid.to_string(),
+            "--gid".into(),
+            self.gid.to_string(),
+            "--groups".into(),
+            groups.join(","),
+        ];
+        if let Some(c) = self.caps {
+            v.extend(["--caps".into(), c.to_string()]);
+        }
+        if self.no_new_privs {
+            v.push("--no-new-privs".into());
+        }
+        v
+    }
 }
 
 /// `name:x:uid:gid:...` lines of the image's /etc/passwd → (name, uid, gid).
@@ -210,12 +243,35 @@ pub fn identity(
         no_new_privs: csc
             .and_then(|s| s.allow_privilege_escalation)
             .is_some_and(|a| !a),
+        caps: caps::requested(c)?,
     })
 }
 
 /// Single-quotes for sh.
 fn sq(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// The shell function `b SOURCE TARGET ro|rw` and one call per bind, parents first: a
+/// missing target is created (a directory, or an empty file for a file), then bound, then
+/// made read-only if asked. `prefix` goes before each target (the image root, or nothing).
+pub fn bind_lines(binds: &[Bind], prefix: &str) -> String {
+    let mut s = String::from(
+        "b() {\n\
+         \x20 if [ -d \"$1\" ]; then /bin/mkdir -p \"$2\"; elif [ ! -e \"$2\" ]; then /bin/mkdir -p \"$(/usr/bin/dirname \"$2\")\"; : > \"$2\"; fi\n\
+         \x20 /bin/mount --bind \"$1\" \"$2\"\n\
+         \x20 if [ \"$3\" = ro ]; then /bin/mount -o remount,bind,ro \"$2\"; fi\n\
+         }\n",
+    );
+    for b in binds {
+        s.push_str(&format!(
+            "b {} {prefix}{} {}\n",
+            sq(&b.source.to_string_lossy()),
+            sq(&b.target),
+            if b.read_only { "ro" } else { "rw" }
+        ));
+    }
+    s
 }
 
 /// Where one container instance's file system lives on the host.
@@ -268,21 +324,9 @@ pub fn setup_script(
          /bin/ln -s /proc/self/fd/0 \"$R/dev/stdin\"\n\
          /bin/ln -s /proc/self/fd/1 \"$R/dev/stdout\"\n\
          /bin/ln -s /proc/self/fd/2 \"$R/dev/stderr\"\n\
-         /bin/mount -t sysfs -o ro,nosuid,nodev,noexec sysfs \"$R/sys\" 2>/dev/null || true\n\
-         b() {\n\
-         \x20 if [ -d \"$1\" ]; then /bin/mkdir -p \"$2\"; elif [ ! -e \"$2\" ]; then /bin/mkdir -p \"$(/usr/bin/dirname \"$2\")\"; : > \"$2\"; fi\n\
-         \x20 /bin/mount --bind \"$1\" \"$2\"\n\
-         \x20 if [ \"$3\" = ro ]; then /bin/mount -o remount,bind,ro \"$2\"; fi\n\
-         }\n",
+         /bin/mount -t sysfs -o ro,nosuid,nodev,noexec sysfs \"$R/sys\" 2>/dev/null || true\n",
     );
-    for b in binds {
-        s.push_str(&format!(
-            "b {} \"$R\"{} {}\n",
-            sq(&b.source.to_string_lossy()),
-            sq(&b.target),
-            if b.read_only { "ro" } else { "rw" }
-        ));
-    }
+    s.push_str(&bind_lines(binds, "\"$R\""));
     s.push_str(&format!("/bin/hostname {}\n", sq(hostname)));
     // A runtime creates a missing working directory, before the root turns read-only.
     s.push_str(&format!("/bin/mkdir -p \"$R\"{}\n", sq(workdir)));
@@ -331,7 +375,6 @@ pub fn enter_argv(
     id: &Identity,
     argv: &[String],
 ) -> Vec<String> {
-    let groups: Vec<String> = id.groups.iter().map(u32::to_string).collect();
     let mut v = vec![
         agent.to_string_lossy().into_owned(),
         "enter-rootfs".into(),
@@ -339,16 +382,8 @@ pub fn enter_argv(
         root.to_string_lossy().into_owned(),
         "--workdir".into(),
         workdir.to_string(),
-        "--uid".into(),
-        id.uid.to_string(),
-        "--gid".into(),
-        id.gid.to_string(),
-        "--groups".into(),
-        groups.join(","),
     ];
-    if id.no_new_privs {
-        v.push("--no-new-privs".into());
-    }
+    v.extend(id.enter_flags());
     v.push("--".into());
     v.extend(argv.iter().cloned());
     v
@@ -363,72 +398,6 @@ pub fn agent_binary() -> std::io::Result<PathBuf> {
         Some(live) => PathBuf::from(live),
         None => p,
     })
-}
-
-/// `node-agent enter-rootfs`: runs single-threaded in the container's mount namespace, so the
-/// per-thread credential calls below change the whole process before exec.
-pub fn enter(args: &crate::cli::EnterArgs) -> ExitCode {
-    match enter_inner(args) {
-        Ok(never) => match never {},
-        Err(e) => {
-            eprintln!("node-agent enter-rootfs: {e}");
-            // 127/126 would read as "command not found"; the runtime's own failures are 128.
-            ExitCode::from(128)
-        }
-    }
-}
-
-enum Never {}
-
-fn enter_inner(a: &crate::cli::EnterArgs) -> Result<Never, String> {
-    let io = |what: &str, e: std::io::Error| format!("{what}: {e}");
-    // pivot_root(".", ".") stacks the old root on the new one; detaching it leaves only the image.
-    rustix::process::chdir(&a.root).map_err(|e| io("chdir to the root", e.into()))?;
-    rustix::process::pivot_root(".", ".").map_err(|e| io("pivot_root", e.into()))?;
-    rustix::mount::unmount(".", rustix::mount::UnmountFlags::DETACH)
-        .map_err(|e| io("detaching the old root", e.into()))?;
-    rustix::process::chdir("/").map_err(|e| io("chdir /", e.into()))?;
-    let groups: Vec<Gid> = a
-        .groups
-        .split(',')
-        .filter(|g| !g.is_empty())
-        .map(|g| {
-            g.parse::<u32>()
-                .map(Gid::from_raw)
-                .map_err(|e| format!("group {g}: {e}"))
-        })
-        .collect::<Result<_, _>>()?;
-    rustix::thread::set_thread_groups(&groups).map_err(|e| io("setgroups", e.into()))?;
-    rustix::thread::set_thread_res_gid(
-        Gid::from_raw(a.gid),
-        Gid::from_raw(a.gid),
-        Gid::from_raw(a.gid),
-    )
-    .map_err(|e| io("setresgid", e.into()))?;
-    // Dropping uid 0 also clears the capability sets (no keep-caps), as for a non-root container.
-    rustix::thread::set_thread_res_uid(
-        Uid::from_raw(a.uid),
-        Uid::from_raw(a.uid),
-        Uid::from_raw(a.uid),
-    )
-    .map_err(|e| io("setresuid", e.into()))?;
-    if a.no_new_privs {
-        rustix::thread::set_no_new_privs(true).map_err(|e| io("no_new_privs", e.into()))?;
-    }
-    // The working directory may not exist in the image; a runtime creates it (as root, before
-    // dropping privileges), but on a read-only root it must already be there.
-    if rustix::process::chdir(a.workdir.as_str()).is_err() {
-        return Err(format!(
-            "chdir to working directory {:?}: not found or not accessible",
-            a.workdir
-        ));
-    }
-    let Some((prog, rest)) = a.argv.split_first() else {
-        return Err("no command".into());
-    };
-    // exec only returns on failure; PATH lookup uses the container's PATH inside its root.
-    let err = std::process::Command::new(prog).args(rest).exec();
-    Err(format!("exec {prog:?}: {err}"))
 }
 
 #[cfg(test)]
@@ -531,6 +500,79 @@ mod tests {
         assert!(e.contains("non-numeric user (nonroot)"), "{e}");
         assert!(identity(&pod(None), &ctr(Some(sc)), "65532", &r).is_ok());
         std::fs::remove_dir_all(r).unwrap();
+    }
+
+    /// The emulated redis image (host binaries): its user is root, its passwd the official
+    /// image's.
+    fn redis_image() -> PathBuf {
+        let d = std::env::temp_dir().join(format!("redis-img-{}", crate::ids::random_hex("t", 8)));
+        let shims = crate::pod::image::install_redis_shims(&d).unwrap();
+        crate::pod::image::redis_root(&shims)
+    }
+
+    #[test]
+    fn host_image_identity_follows_the_official_image() {
+        let r = redis_image();
+        let plain = identity(&pod(None), &ctr(None), "", &r).unwrap();
+        assert!(plain.is_plain_root(), "{plain:?}");
+        assert_eq!(home(&r, 0), "/root");
+        // runAsUser alone: the image's primary group of that uid (redis 999), else 0.
+        let only_user = |u: i64| PodSecurityContext {
+            run_as_user: Some(u),
+            ..Default::default()
+        };
+        let id = identity(&pod(Some(only_user(999))), &ctr(None), "", &r).unwrap();
+        assert_eq!((id.uid, id.gid, id.groups.clone()), (999, 999, vec![999]));
+        assert_eq!(home(&r, 999), "/home/redis");
+        let id = identity(&pod(Some(only_user(1234))), &ctr(None), "", &r).unwrap();
+        assert_eq!((id.uid, id.gid), (1234, 0));
+        // The restricted profile the operator's members use.
+        let psc = PodSecurityContext {
+            run_as_non_root: Some(true),
+            run_as_user: Some(999),
+            run_as_group: Some(999),
+            fs_group: Some(999),
+            ..Default::default()
+        };
+        let sc: SecurityContext = serde_json::from_value(serde_json::json!({
+            "allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]},
+            "readOnlyRootFilesystem": true
+        }))
+        .unwrap();
+        let id = identity(&pod(Some(psc)), &ctr(Some(sc)), "", &r).unwrap();
+        assert_eq!(
+            id,
+            Identity {
+                uid: 999,
+                gid: 999,
+                groups: vec![999],
+                read_only_root: true,
+                no_new_privs: true,
+                caps: Some(0),
+            }
+        );
+        assert!(!id.is_plain_root());
+        let flags = id.enter_flags().join(" ");
+        assert_eq!(
+            flags,
+            "--uid 999 --gid 999 --groups 999 --caps 0 --no-new-privs"
+        );
+        // The container's runAsUser wins over the pod's; runAsNonRoot with root is refused.
+        let c = SecurityContext {
+            run_as_user: Some(0),
+            ..Default::default()
+        };
+        let nonroot = PodSecurityContext {
+            run_as_non_root: Some(true),
+            run_as_user: Some(999),
+            ..Default::default()
+        };
+        let e = identity(&pod(Some(nonroot)), &ctr(Some(c)), "", &r).unwrap_err();
+        assert_eq!(
+            e,
+            "container has runAsNonRoot and image will run as root (pod: \"p_ns(u)\", container: c)"
+        );
+        std::fs::remove_dir_all(r.parent().unwrap().parent().unwrap()).unwrap();
     }
 
     #[test]

@@ -17,6 +17,7 @@ use kube::Client;
 use kube::api::{Api, PostParams};
 
 use super::env::{Objects, PodFacts, field_ref, find_container, resource_field_ref};
+use super::ownership;
 
 pub const PROVISIONER: &str = "node-agent.local/hostpath";
 pub const PROVISIONED_BY: &str = "pv.kubernetes.io/provisioned-by";
@@ -165,6 +166,9 @@ pub struct Inputs<'a> {
     pub tokens: &'a HashMap<String, String>,
     pub claims: &'a HashMap<String, Result<PathBuf, VolumeError>>,
     pub root: &'a Path,
+    /// The pod's volumes are being set up (a new worker, i.e. a new sandbox), not refreshed:
+    /// fsGroup ownership of emptyDirs and claims is applied then, as the kubelet does at mount.
+    pub setup: bool,
 }
 
 /// The content of a projected-style volume (configMap, secret, downwardAPI, projected).
@@ -332,6 +336,7 @@ pub fn prepare(inp: &Inputs<'_>) -> Result<BTreeMap<String, Prepared>, VolumeErr
         .and_then(|s| s.volumes.as_ref())
         .into_iter()
         .flatten();
+    let fs_group = ownership::fs_group(inp.pod).map_err(VolumeError::config)?;
     for v in volumes {
         let dir = inp.root.join(&v.name);
         let io = |e: std::io::Error| {
@@ -340,13 +345,22 @@ pub fn prepare(inp: &Inputs<'_>) -> Result<BTreeMap<String, Prepared>, VolumeErr
                 v.name
             ))
         };
-        let prepared = if let Some(files) = projection(inp, v).map_err(|m| {
+        let prepared = if let Some(mut files) = projection(inp, v).map_err(|m| {
             VolumeError::config(format!(
                 "MountVolume.SetUp failed for volume \"{}\" : {m}",
                 v.name
             ))
         })? {
-            write_atomic(&dir, &files).map_err(io)?;
+            // The modes ownership will leave, so an unchanged volume is not rewritten.
+            if fs_group.is_some() {
+                for f in &mut files {
+                    f.mode = ownership::new_mode(f.mode, false, true);
+                }
+            }
+            let changed = write_atomic(&dir, &files).map_err(io)?;
+            if let Some((g, on_mismatch)) = fs_group.filter(|_| changed || inp.setup) {
+                ownership::set_volume_ownership(&dir, g, true, on_mismatch).map_err(io)?;
+            }
             Prepared {
                 host_path: dir,
                 read_only: true,
@@ -355,7 +369,12 @@ pub fn prepare(inp: &Inputs<'_>) -> Result<BTreeMap<String, Prepared>, VolumeErr
         } else if v.empty_dir.is_some() {
             std::fs::create_dir_all(&dir).map_err(io)?;
             // The kubelet makes emptyDirs world-writable, so non-root containers can use them.
-            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).map_err(io)?;
+            // (With an fsGroup, refreshes keep the setgid bit ownership gave it.)
+            let mode = if fs_group.is_some() { 0o2777 } else { 0o777 };
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode)).map_err(io)?;
+            if let Some((g, on_mismatch)) = fs_group.filter(|_| inp.setup) {
+                ownership::set_volume_ownership(&dir, g, false, on_mismatch).map_err(io)?;
+            }
             Prepared {
                 host_path: dir,
                 read_only: false,
@@ -382,11 +401,17 @@ pub fn prepare(inp: &Inputs<'_>) -> Result<BTreeMap<String, Prepared>, VolumeErr
                 .unwrap_or(false);
             let claim = claim_name(inp.pod, v).unwrap_or_default();
             match inp.claims.get(&claim) {
-                Some(Ok(path)) => Prepared {
-                    host_path: path.clone(),
-                    read_only,
-                    writable: true,
-                },
+                Some(Ok(path)) => {
+                    // Like the local volume plugin: a read-only claim is left as it is.
+                    if let Some((g, on_mismatch)) = fs_group.filter(|_| inp.setup && !read_only) {
+                        ownership::set_volume_ownership(path, g, false, on_mismatch).map_err(io)?;
+                    }
+                    Prepared {
+                        host_path: path.clone(),
+                        read_only,
+                        writable: true,
+                    }
+                }
                 Some(Err(e)) => return Err(e.clone()),
                 None => {
                     return Err(VolumeError::pending(format!(
@@ -518,6 +543,12 @@ pub async fn resolve_claim(
         return Err(VolumeError::config(format!(
             "volume node affinity conflict: persistentvolume \"{volume_name}\" ({}) belongs to another node",
             path.display()
+        )));
+    }
+    // Our PV is a loop-mounted disk; `node-agent cleanup` may have unmounted it.
+    if ours && let Err(e) = crate::loopvol::ensure_mounted(&path).await {
+        return Err(VolumeError::pending(format!(
+            "MountVolume.SetUp failed for volume \"{volume_name}\" : {e:#}"
         )));
     }
     if !path.is_dir() {
@@ -805,6 +836,7 @@ mod tests {
             tokens: &tokens,
             claims: &claims,
             root,
+            setup: true,
         })
     }
 
