@@ -1,5 +1,5 @@
-//! The operator's HTTP endpoint (port 8080 by default): `/healthz` (liveness) and `/readyz`
-//! (readiness). Prometheus metrics will be served here too, at `/metrics`.
+//! The operator's HTTP endpoint (port 8080 by default): `/healthz` (liveness), `/readyz`
+//! (readiness) and `/metrics` (Prometheus, [`crate::metrics`]).
 //!
 //! Plain hyper (already in the dependency tree through kube) rather than a web framework: a
 //! handful of fixed GET routes need no router.
@@ -9,6 +9,9 @@
 //! * `/readyz`: 200 once the reflector caches (RedisClusters, member Pods and PVCs, Nodes) have
 //!   listed everything; 503 before. The standby is ready as well: it runs the same warm caches
 //!   and only refrains from acting, so a rolling update of the operator itself proceeds.
+//! * `/metrics`: OpenMetrics text. `redis_operator_is_leader` is read from the Lease state at
+//!   each scrape; every other series is written by the reconciles (a standby has none of the
+//!   per-cluster ones: it does not reconcile).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -48,6 +51,8 @@ pub struct State {
     pub readiness: Readiness,
     /// Which replica answers, and whether it leads (shown in the body, for people).
     pub leadership: crate::leader::Leadership,
+    /// The registry `/metrics` encodes.
+    pub metrics: crate::metrics::Metrics,
 }
 
 /// Binds `addr`.
@@ -111,6 +116,17 @@ fn route(req: &Request<Incoming>, state: &State) -> Response<Full<Bytes>> {
             StatusCode::SERVICE_UNAVAILABLE,
             "caches not synced yet\n".into(),
         ),
+        "/metrics" => {
+            state.metrics.set_leader(state.leadership.may_act());
+            let mut resp = text(StatusCode::OK, state.metrics.encode());
+            resp.headers_mut().insert(
+                hyper::header::CONTENT_TYPE,
+                hyper::header::HeaderValue::from_static(
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                ),
+            );
+            resp
+        }
         _ => text(StatusCode::NOT_FOUND, "not found\n".into()),
     }
 }
@@ -153,6 +169,7 @@ mod tests {
             State {
                 readiness: readiness.clone(),
                 leadership: crate::leader::Leadership::always("me"),
+                metrics: crate::metrics::Metrics::new(),
             },
             stop.clone(),
         ));
@@ -163,6 +180,17 @@ mod tests {
         assert!(ready.starts_with("HTTP/1.1 200"), "{ready}");
         assert!(ready.contains("me"), "{ready}");
         assert!(get(addr, "/nope").await.starts_with("HTTP/1.1 404"));
+        let metrics = get(addr, "/metrics").await;
+        assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
+        assert!(
+            metrics.contains("application/openmetrics-text"),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains("\nredis_operator_is_leader 1\n"),
+            "{metrics}"
+        );
+        assert!(metrics.trim_end().ends_with("# EOF"), "{metrics}");
         stop.cancel();
     }
 }

@@ -165,15 +165,17 @@ async fn run(args: RunArgs) -> Result<(), String> {
     };
 
     let readiness = crate::http::Readiness::default();
+    let metrics = crate::metrics::Metrics::new();
     if let Some(addr) = http_address {
         match crate::http::bind(addr).await {
             Ok(listener) => {
-                tracing::info!(%addr, "http: serving /healthz and /readyz");
+                tracing::info!(%addr, "http: serving /healthz, /readyz and /metrics");
                 tokio::spawn(crate::http::serve(
                     listener,
                     crate::http::State {
                         readiness: readiness.clone(),
                         leadership: leadership.clone(),
+                        metrics: metrics.clone(),
                     },
                     stop.clone(),
                 ));
@@ -193,6 +195,11 @@ async fn run(args: RunArgs) -> Result<(), String> {
             leadership,
             acquisitions,
             readiness,
+            metrics,
+            // POD_NAMESPACE only (not --namespace): set when the operator runs in a Pod.
+            operator_namespace: std::env::var("POD_NAMESPACE")
+                .ok()
+                .filter(|ns| !ns.is_empty()),
         },
     )
     .instrument(span.clone());
