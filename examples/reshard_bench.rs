@@ -1,5 +1,5 @@
 //! Reshard throughput of the library next to Debian's `redis-cli --cluster`, on identical data
-//! in the same run. Not a test: run it by hand (see the README section "Reshard benchmark").
+//! in the same run. Not a test: run it by hand (see docs/benchmarks.md, "Reshard benchmark").
 //!
 //! ```text
 //! cargo run --release --example reshard_bench -- [--keys 1000000] [--big 32] [--only small|big]

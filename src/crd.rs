@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{ResourceRequirements, Toleration};
+use k8s_openapi::api::networking::v1::NetworkPolicyPeer;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
@@ -43,6 +44,7 @@ pub const DEFAULT_ZONE_KEY: &str = "topology.kubernetes.io/zone";
     validation = Rule::new("!has(oldSelf.spec) || has(self.spec.storage) == has(oldSelf.spec.storage)").message("spec.storage cannot be added or removed after creation"),
     // Every derived name must fit: Pods `<name>-s499-m5-xxxxx` (a hostname, 63), the headless
     // Service `<name>-headless` (63), label values (63).
+    validation = Rule::new("!has(oldSelf.spec) || has(self.spec.tls) == has(oldSelf.spec.tls)").message("spec.tls cannot be added or removed after creation (switching TLS on or off is not supported yet: members and clients would disagree on the protocol mid-way)"),
     validation = Rule::new("self.metadata.name.size() <= 49").message("metadata.name must be at most 49 characters: the Pods, Services and labels derived from it must fit in 63")
 )]
 #[serde(rename_all = "camelCase")]
@@ -61,10 +63,15 @@ pub struct RedisClusterSpec {
     /// Container image running redis-server (Redis 7).
     #[serde(default = "default_image")]
     #[x_kube(validation = Rule::new("self != ''").message("image must not be empty"))]
+    #[x_kube(validation = Rule::new(r"!self.matches('\\s')").message("image must not contain whitespace"))]
     pub image: String,
 
-    /// Compute resources of every Redis container.
+    /// Compute resources of every Redis container. Quantities must be well-formed, and no
+    /// request may exceed its limit (the Pods would be refused).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "resources_schema")]
+    #[x_kube(validation = Rule::new("(!has(self.requests) || self.requests.all(k, isQuantity(string(self.requests[k])))) && (!has(self.limits) || self.limits.all(k, isQuantity(string(self.limits[k]))))").message("resources: every request and limit must be a quantity, e.g. 100m or 64Mi"))]
+    #[x_kube(validation = Rule::new("!has(self.requests) || !has(self.limits) || self.requests.all(k, !(k in self.limits) || !isQuantity(string(self.requests[k])) || !isQuantity(string(self.limits[k])) || quantity(string(self.requests[k])).compareTo(quantity(string(self.limits[k]))) <= 0)").message("resources: a request must not exceed its limit"))]
     pub resources: Option<ResourceRequirements>,
 
     /// Persistent storage for data and nodes.conf, one volume per member. When unset, members use
@@ -94,6 +101,8 @@ pub struct RedisClusterSpec {
     /// Node label whose value is the topology domain (zone or rack) members spread over.
     #[serde(default = "default_zone_key")]
     #[x_kube(validation = Rule::new("self != ''").message("zoneKey must not be empty"))]
+    #[schemars(length(max = 317))]
+    #[x_kube(validation = Rule::new("!format.qualifiedName().validate(self).hasValue()").message("zoneKey must be a node label key (a qualified name such as topology.kubernetes.io/zone)"))]
     pub zone_key: String,
 
     /// `Required`: a shard's members never share a zone, and nothing is created when that is
@@ -114,6 +123,83 @@ pub struct RedisClusterSpec {
     /// without a restart, whatever the strategy.
     #[serde(default, skip_serializing_if = "UpdateStrategy::is_default")]
     pub update_strategy: UpdateStrategy,
+
+    /// The NetworkPolicy the operator keeps for the members: the cluster bus only from the
+    /// cluster's own members; the client port from the members (replication), the operator and
+    /// `clients`. Enforcement needs a CNI that implements NetworkPolicy.
+    #[serde(default, skip_serializing_if = "NetworkPolicySpec::is_default")]
+    pub network_policy: NetworkPolicySpec,
+
+    /// TLS for clients, replication and the cluster bus, from a Secret in the cert-manager
+    /// shape (`tls.crt`, `tls.key`, `ca.crt`). Set it when the cluster is created: adding or
+    /// removing `tls` later is refused (switching TLS on or off is not supported yet; make a
+    /// new cluster).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsSpec>,
+}
+
+/// TLS settings of the members. With TLS, port 6379 speaks TLS only.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TlsSpec {
+    /// A Secret in the cluster's namespace with `tls.crt` (every member's certificate chain,
+    /// also presented as client certificate for replication, the cluster bus and the
+    /// operator), `tls.key` and `ca.crt` (the CA members and the operator trust). Immutable for
+    /// now (certificate rotation is not supported yet); renewing the certificates in the same
+    /// Secret needs member restarts to take effect.
+    #[schemars(length(max = 253))]
+    #[x_kube(validation = Rule::new("!format.dns1123Subdomain().validate(self).hasValue()").message("tls.secretName must be a Secret name (a lowercase DNS subdomain)"))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("tls.secretName is immutable (certificate rotation is not supported yet)"))]
+    pub secret_name: String,
+    /// Require a certificate signed by `ca.crt`'s CA from every client, peers included
+    /// (`tls-auth-clients yes`). Default false: any client that trusts the CA may connect, and
+    /// authenticates with the password only.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub client_auth: bool,
+    /// Also serve plaintext on port 6380, for clients that cannot speak TLS. Default false:
+    /// TLS only.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub plaintext_port: bool,
+    /// A DNS name every member's certificate carries (e.g. `<cluster>-headless.<namespace>.svc`,
+    /// or a name under a wildcard SAN); the operator checks member certificates against it.
+    /// Unset: each member's certificate must carry its pod IP as an IP SAN.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
+    #[x_kube(validation = Rule::new("!format.dns1123Subdomain().validate(self).hasValue()").message("tls.serverName must be a concrete lowercase DNS name (no wildcard)"))]
+    pub server_name: Option<String>,
+}
+
+/// Who may reach the members.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkPolicySpec {
+    /// Whether the operator keeps a NetworkPolicy for the members (default true). When turned
+    /// off, the operator deletes the one it made.
+    #[serde(default = "enabled")]
+    pub enabled: bool,
+    /// Who may connect to the client port besides the members and the operator. Unset: every
+    /// Pod in the cluster's namespace. An empty list: nobody else.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clients: Option<Vec<NetworkPolicyPeer>>,
+}
+
+impl Default for NetworkPolicySpec {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            clients: None,
+        }
+    }
+}
+
+impl NetworkPolicySpec {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+fn enabled() -> bool {
+    true
 }
 
 /// How outdated members are replaced.
@@ -154,12 +240,16 @@ pub enum UpdateStrategyType {
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("has(self.storageClassName) == has(oldSelf.storageClassName)").message("storage.storageClassName cannot be added or removed after creation"))]
 pub struct StorageSpec {
-    /// Size of each member's volume, e.g. `1Gi`. Immutable (resizing is not supported yet).
+    /// Size of each member's volume, e.g. `1Gi`: a quantity greater than zero. Immutable
+    /// (resizing is not supported yet).
     #[x_kube(validation = Rule::new("self == oldSelf").message("storage.size is immutable"))]
+    #[x_kube(validation = Rule::new("isQuantity(string(self)) && quantity(string(self)).isGreaterThan(quantity('0'))").message("storage.size must be a quantity greater than zero, e.g. 1Gi"))]
     pub size: Quantity,
     /// StorageClass of the volumes; the cluster default when unset. Immutable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self == oldSelf").message("storage.storageClassName is immutable"))]
+    #[schemars(length(max = 253))]
+    #[x_kube(validation = Rule::new("self == '' || !format.dns1123Subdomain().validate(self).hasValue()").message("storage.storageClassName must be a StorageClass name (a lowercase DNS subdomain)"))]
     pub storage_class_name: Option<String>,
 }
 
@@ -194,9 +284,13 @@ pub struct AuthSpec {
     /// Name of an existing Secret in the cluster's namespace holding the password. When unset,
     /// the operator generates a Secret named `<cluster>-auth`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
+    #[x_kube(validation = Rule::new("!format.dns1123Subdomain().validate(self).hasValue()").message("auth.secretName must be a Secret name (a lowercase DNS subdomain)"))]
     pub secret_name: Option<String>,
     /// Key of the password in that Secret (default `password`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
+    #[x_kube(validation = Rule::new("self.matches('^[-._a-zA-Z0-9]+$')").message("auth.secretKey must be a Secret key ([-._a-zA-Z0-9]+)"))]
     pub secret_key: Option<String>,
 }
 
@@ -206,18 +300,30 @@ pub struct AuthSpec {
 pub struct PodOverrides {
     /// Only nodes with these labels are considered for placement.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(schema_with = "label_map_schema")]
+    #[x_kube(validation = Rule::new("self.all(k, !format.qualifiedName().validate(k).hasValue() && !format.labelValue().validate(self[k]).hasValue())").message("pod.nodeSelector keys must be label keys and values label values (63 characters of [A-Za-z0-9-_.], alphanumeric at both ends)"))]
     pub node_selector: BTreeMap<String, String>,
     /// Tolerations; nodes with taints these do not tolerate are not used.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(validation = Rule::new("self.all(t, !has(t.operator) || t.operator in ['Exists', 'Equal'])").message("pod.tolerations operator must be Exists or Equal"))]
+    #[x_kube(validation = Rule::new("self.all(t, !has(t.effect) || t.effect in ['', 'NoSchedule', 'PreferNoSchedule', 'NoExecute'])").message("pod.tolerations effect must be NoSchedule, PreferNoSchedule or NoExecute"))]
+    #[x_kube(validation = Rule::new("self.all(t, !has(t.operator) || t.operator != 'Exists' || !has(t.value) || t.value == '')").message("pod.tolerations value must be empty when operator is Exists"))]
+    #[schemars(length(max = 64))]
     pub tolerations: Vec<Toleration>,
     /// PriorityClass of the member Pods.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
+    #[x_kube(validation = Rule::new("self == '' || !format.dns1123Subdomain().validate(self).hasValue()").message("pod.priorityClassName must be a PriorityClass name (a lowercase DNS subdomain)"))]
     pub priority_class_name: Option<String>,
     /// Extra labels on member Pods (operator-owned labels win on conflict).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(schema_with = "label_map_schema")]
+    #[x_kube(validation = Rule::new("self.all(k, !format.qualifiedName().validate(k).hasValue() && !format.labelValue().validate(self[k]).hasValue())").message("pod.labels keys must be label keys and values label values (63 characters of [A-Za-z0-9-_.], alphanumeric at both ends)"))]
     pub labels: BTreeMap<String, String>,
     /// Extra annotations on member Pods.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(schema_with = "annotation_map_schema")]
+    #[x_kube(validation = Rule::new("self.all(k, !format.qualifiedName().validate(k).hasValue())").message("pod.annotations keys must be qualified names (an optional DNS prefix, a slash, 63 characters of [A-Za-z0-9-_.])"))]
     pub annotations: BTreeMap<String, String>,
 }
 
@@ -382,6 +488,12 @@ pub mod conditions {
     pub const DEGRADED: &str = "Degraded";
     /// The placement constraints can be met with the current nodes.
     pub const PLACEMENT_SATISFIED: &str = "PlacementSatisfied";
+    /// kstatus: the operator is moving the cluster towards its spec (a rollout, reshard,
+    /// recovery or scale is under way). False once the spec is reached.
+    pub const RECONCILING: &str = "Reconciling";
+    /// kstatus: the operator cannot make progress without a human (an invalid spec, a refused
+    /// scale-in, a blocked rollout, placement that cannot be met).
+    pub const STALLED: &str = "Stalled";
 }
 
 /// `spec.config`'s schema: bounded in size, so the API server can bound the cost of its CEL
@@ -392,4 +504,50 @@ fn config_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
         "maxProperties": 128,
         "additionalProperties": {"type": "string", "maxLength": 4096},
     })
+}
+
+/// Label maps (`pod.labels`, `pod.nodeSelector`): bounded, so that the API server can bound the
+/// cost of their CEL rules; a label value is at most 63 characters anyway.
+fn label_map_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "maxProperties": 64,
+        "additionalProperties": {"type": "string", "maxLength": 63},
+    })
+}
+
+/// `pod.annotations`: bounded like [`label_map_schema`], values up to 4 KiB each.
+fn annotation_map_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "maxProperties": 64,
+        "additionalProperties": {"type": "string", "maxLength": 4096},
+    })
+}
+
+/// `resources`: Kubernetes' own schema with its `limits` and `requests` maps bounded (a few
+/// resource names, quantities of at most 64 characters), so that the API server can bound the
+/// cost of the rules comparing them.
+fn resources_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let mut schema = generator.subschema_for::<Option<ResourceRequirements>>();
+    if let Some(props) = schema
+        .get_mut("properties")
+        .and_then(serde_json::Value::as_object_mut)
+    {
+        for key in ["limits", "requests"] {
+            if let Some(map) = props
+                .get_mut(key)
+                .and_then(serde_json::Value::as_object_mut)
+            {
+                map.insert("maxProperties".into(), 16.into());
+                if let Some(values) = map
+                    .get_mut("additionalProperties")
+                    .and_then(serde_json::Value::as_object_mut)
+                {
+                    values.insert("maxLength".into(), 64.into());
+                }
+            }
+        }
+    }
+    schema
 }

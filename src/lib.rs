@@ -9,5 +9,6 @@ pub mod controller;
 pub mod crd;
 pub mod http;
 pub mod leader;
+pub mod metrics;
 pub mod redis;
 pub mod topology;

@@ -22,12 +22,16 @@ use serde_json::json;
 async fn sample_3x1_becomes_ready_with_zone_aware_placement() {
     let client = client().await;
     let ns = TestNamespace::new(&client, "e2e-3x1").await;
+    // The real API server's PodSecurity admission enforces "restricted" on the members.
+    enforce_restricted(&client, &ns.name).await;
     let _op = Operator::start(&ns.name);
     let api: Api<RedisCluster> = Api::namespaced(client.clone(), &ns.name);
     api.create(&PostParams::default(), &cluster("demo", 3, 1, json!({})))
         .await
         .unwrap();
     let rc = wait_ready(&api, "demo", Duration::from_secs(240)).await;
+    members_run_unprivileged(&client, &ns.name, "demo").await;
+    network_policy_admits_only_members_on_the_bus(&client, &ns.name, "demo").await;
     let status = rc.status.clone().unwrap();
     assert_eq!(status.ready_members.as_deref(), Some("6/6"));
     assert_eq!(status.zones, Some(3));
@@ -70,6 +74,90 @@ async fn sample_3x1_becomes_ready_with_zone_aware_placement() {
         "Retain keeps every member's PVC"
     );
     ns.cleanup().await;
+}
+
+/// Labels the namespace `pod-security.kubernetes.io/enforce=restricted`, then proves the
+/// admission is on: a root Pod is refused there.
+async fn enforce_restricted(client: &kube::Client, ns: &str) {
+    use k8s_openapi::api::core::v1::Namespace;
+    use kube::api::{Patch, PatchParams};
+    let patch =
+        json!({"metadata": {"labels": {"pod-security.kubernetes.io/enforce": "restricted"}}});
+    Api::<Namespace>::all(client.clone())
+        .patch(ns, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    let root: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "root"},
+        "spec": {"containers": [{"name": "c", "image": "redis:7.2"}]},
+    }))
+    .unwrap();
+    let refused = Api::<Pod>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &root)
+        .await
+        .expect_err("a root Pod is refused in a restricted namespace");
+    assert!(
+        refused.to_string().contains("violates PodSecurity"),
+        "{refused}"
+    );
+}
+
+/// Every member's redis-server really runs as uid/gid 999, with no capability and no way to
+/// gain privileges (read from the process itself, not from the Pod spec).
+async fn members_run_unprivileged(client: &kube::Client, ns: &str, name: &str) {
+    let pods = member_pods(client, ns, name).await.unwrap();
+    assert!(!pods.is_empty());
+    for pod in &pods {
+        let pid = container_pid(pod).expect("a running member has a pid");
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let field = |key: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("{key}:")))
+                .map(|v| v.split_whitespace().collect::<Vec<_>>().join(" "))
+                .unwrap_or_default()
+        };
+        let pod_name = pod.metadata.name.clone().unwrap_or_default();
+        assert_eq!(field("Name"), "redis-server", "{pod_name}");
+        assert_eq!(field("Uid"), "999 999 999 999", "{pod_name}");
+        assert_eq!(field("Gid"), "999 999 999 999", "{pod_name}");
+        assert!(field("Groups").split(' ').any(|g| g == "999"), "{pod_name}");
+        assert_eq!(field("NoNewPrivs"), "1", "{pod_name}");
+        assert_eq!(field("CapEff"), "0000000000000000", "{pod_name}");
+        assert_eq!(field("CapBnd"), "0000000000000000", "{pod_name}");
+    }
+}
+
+/// The NetworkPolicy exists, owned by the cluster: the bus only from members, the client port
+/// from members and the namespace (the default). The local cluster does not enforce it.
+async fn network_policy_admits_only_members_on_the_bus(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+) {
+    use k8s_openapi::api::networking::v1::NetworkPolicy;
+    let policy = Api::<NetworkPolicy>::namespaced(client.clone(), ns)
+        .get(name)
+        .await
+        .unwrap();
+    assert_eq!(
+        policy.metadata.owner_references.unwrap()[0].kind,
+        "RedisCluster"
+    );
+    let rules = policy.spec.unwrap().ingress.unwrap();
+    let port = |i: usize| rules[i].ports.as_ref().unwrap()[0].port.clone();
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+    assert_eq!(port(0), Some(IntOrString::Int(6379)));
+    assert_eq!(port(1), Some(IntOrString::Int(16379)));
+    let bus_from = rules[1].from.clone().unwrap();
+    assert_eq!(bus_from.len(), 1);
+    let members = bus_from[0]
+        .pod_selector
+        .clone()
+        .unwrap()
+        .match_labels
+        .unwrap();
+    assert_eq!(members.get(CLUSTER_LABEL).map(String::as_str), Some(name));
 }
 
 #[tokio::test]
@@ -374,4 +462,122 @@ async fn operator_killed_mid_bootstrap_converges_and_deletion_cleans_up() {
     )
     .await;
     ns.cleanup().await;
+}
+
+/// The namespaced install (manifests/overlays/namespaced): its ServiceAccount can do nothing
+/// outside its namespace but read Nodes, and a cluster there still becomes Ready with exactly
+/// those rights (the operator runs with the ServiceAccount's token and `--namespace`).
+#[tokio::test]
+#[ignore = "needs the local cluster; run by make test"]
+async fn namespaced_install_is_confined_and_works() {
+    let client = client().await;
+    let ns = TestNamespace::new(&client, "e2e-nsd").await;
+    let binding = format!("redis-operator-nodes-{}", ns.name);
+    apply_namespaced_rbac(&ns.name, &binding);
+    let sa = format!("system:serviceaccount:{}:redis-operator", ns.name);
+    let can = |args: &[&str]| {
+        let out = std::process::Command::new("kubectl")
+            .args(["auth", "can-i", "--as", &sa])
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    for outside in [
+        &["list", "pods", "-n", "default"][..],
+        &["create", "pods", "-n", "default"],
+        &["get", "secrets", "-n", "default"],
+        &["delete", "persistentvolumeclaims", "-n", "default"],
+        &["list", "redisclusters.redis.redis-operator.dev", "-A"],
+        &["list", "pods", "-A"],
+        &["create", "leases.coordination.k8s.io", "-n", "default"],
+        &["patch", "nodes"],
+    ] {
+        assert_eq!(can(outside), "no", "{sa} may {outside:?}");
+    }
+    for inside in [&["create", "pods"][..], &["list", "nodes"]] {
+        let mut args = inside.to_vec();
+        if inside[1] != "nodes" {
+            args.extend(["-n", &ns.name]);
+        }
+        assert_eq!(can(&args), "yes", "{sa} may not {args:?}");
+    }
+
+    let kubeconfig = std::env::temp_dir().join(format!("{}.kubeconfig", ns.name));
+    let made = std::process::Command::new(repo().join("hack/operator-kubeconfig.sh"))
+        .arg(&kubeconfig)
+        .arg(&ns.name)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let _op = Operator::start_as(&ns.name, kubeconfig.to_str().unwrap(), &[]);
+    let api: Api<RedisCluster> = Api::namespaced(client.clone(), &ns.name);
+    api.create(
+        &PostParams::default(),
+        &cluster("confined", 3, 1, json!({})),
+    )
+    .await
+    .unwrap();
+    wait_ready(&api, "confined", Duration::from_secs(240)).await;
+    check_cluster(&client, &ns.name, "confined", 3, 1).await;
+    ns.cleanup().await;
+    let _ = std::process::Command::new("kubectl")
+        .args([
+            "delete",
+            "clusterrolebinding",
+            &binding,
+            "--ignore-not-found",
+        ])
+        .status();
+    let _ = std::fs::remove_file(kubeconfig);
+}
+
+/// The overlay's ServiceAccount, Role, RoleBinding and Nodes ClusterRole(Binding), moved from
+/// its `redis` namespace to `ns` (the CRD, Namespace and Deployment are left out).
+fn apply_namespaced_rbac(ns: &str, binding: &str) {
+    let rendered = std::process::Command::new("kubectl")
+        .args(["kustomize"])
+        .arg(repo().join("manifests/overlays/namespaced"))
+        .output()
+        .unwrap();
+    assert!(rendered.status.success(), "kubectl kustomize failed");
+    let text = String::from_utf8(rendered.stdout).unwrap();
+    let keep = [
+        "kind: ServiceAccount",
+        "kind: Role\n",
+        "kind: RoleBinding",
+        "kind: ClusterRole\n",
+        "kind: ClusterRoleBinding",
+    ];
+    let docs: Vec<String> = text
+        .split("\n---\n")
+        .filter(|d| keep.iter().any(|k| d.contains(k)))
+        .map(|d| {
+            d.lines()
+                .map(|l| match l.trim() {
+                    "namespace: redis" => l.replace("redis", ns),
+                    "name: redis-operator-nodes-redis" => {
+                        l.replace("redis-operator-nodes-redis", binding)
+                    }
+                    _ => l.to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .collect();
+    assert_eq!(docs.len(), 5, "{text}");
+    let mut apply = std::process::Command::new("kubectl")
+        .args(["apply", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    apply
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(docs.join("\n---\n").as_bytes())
+        .unwrap();
+    assert!(apply.wait().unwrap().success());
 }

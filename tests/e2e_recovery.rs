@@ -244,3 +244,52 @@ fn same_shard_replacement<'a>(members: &'a Members, victim: &Member) -> &'a Memb
         })
         .expect("a replacement in the victim's shard")
 }
+
+/// Found by the soak: a leader whose volume is full refuses every write (`MISCONF`, its AOF
+/// cannot be written) while its follower, in sync and writing, stands by. The operator hands
+/// the shard over while the disk is still full, says why (`Degraded PersistenceFailing`), and
+/// once the volume has room again the spread is restored; nothing acknowledged is lost.
+#[tokio::test]
+#[ignore = "needs the local cluster; run by make test"]
+async fn leader_disk_full_hands_over_and_loses_nothing() {
+    let (chaos, before, writer) = Chaos::start("rec-disk", json!({})).await;
+    let victim = before.leader(2).clone();
+    let follower = before.followers(2)[0].clone();
+    let pod = chaos.pods().get(&victim.pod).await.unwrap();
+    let claim = pod
+        .spec
+        .and_then(|s| s.volumes)
+        .unwrap_or_default()
+        .into_iter()
+        .find_map(|v| v.persistent_volume_claim.map(|c| c.claim_name))
+        .expect("the leader's claim");
+    local_cluster(&["volume-fill", &chaos.ns.name, &claim]);
+    println!(
+        "{}: filled {claim} under leader {}",
+        chaos.ns.name, victim.pod
+    );
+    let admin = member_admin(&chaos.pass);
+    let api: Api<RedisCluster> = Api::namespaced(chaos.client.clone(), &chaos.ns.name);
+    let begun = Instant::now();
+    wait_for(
+        "the follower leads shard 2 and Degraded says PersistenceFailing, the disk still full",
+        Duration::from_secs(120),
+        || async {
+            let leads = redis_operator::redis::model::observe_node(follower.addr(), &admin)
+                .await
+                .is_ok_and(|o| o.is_serving_master());
+            let rc = api.get(NAME).await.ok()?;
+            let reported = condition(&rc, "Degraded")
+                .is_some_and(|(s, reason, _)| s == "True" && reason == "PersistenceFailing");
+            (leads && reported).then_some(())
+        },
+    )
+    .await;
+    println!(
+        "{}: handed over {:.1} s after the fill",
+        chaos.ns.name,
+        begun.elapsed().as_secs_f64()
+    );
+    local_cluster(&["volume-free", &chaos.ns.name, &claim]);
+    chaos.finish(writer).await;
+}

@@ -95,8 +95,17 @@ async fn rolling_update_of_image_and_config_loses_no_write() {
     let first = chaos.resource().await.status.unwrap().revision.unwrap();
 
     // 1. A new image tag: every member replaced, followers first, leaders by handover.
+    // Watched as GitOps tools do (kstatus): never Current before every member is updated.
+    let watch = kstatus::Watch::start(Api::namespaced(chaos.client.clone(), &chaos.ns.name), NAME);
     chaos.patch_spec(json!({"image": "redis:7.0"})).await;
+    let generation = chaos.resource().await.metadata.generation.unwrap();
     let (second, members) = wait_rolled(&chaos, &writer, &first).await;
+    let seen = watch.finish().await;
+    kstatus::assert_current_only_when(&seen, generation, "image rollout", |rc| {
+        rc.status.as_ref().is_some_and(|s| {
+            s.updated_members.as_deref() == Some("6/6") && s.ready_members.as_deref() == Some("6/6")
+        })
+    });
     for p in member_pods(&chaos.client, &chaos.ns.name, NAME)
         .await
         .unwrap()

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use kube::Api;
 use kube::api::{Patch, PatchParams};
 use kube_support::*;
-use redis_operator::crd::RedisCluster;
+use redis_operator::crd::{RedisCluster, RedisClusterStatus};
 use redis_operator::redis::client::Client;
 use redis_operator::redis::command::Cmd;
 use redis_operator::redis::ids::SLOT_COUNT;
@@ -110,6 +110,35 @@ async fn assert_preloaded(addrs: &[SocketAddr], pass: &str, keys: &[String], siz
     );
 }
 
+/// The last reshard spread the slots over `leaders` shards and moved its last slot.
+fn reshard_done_to(status: &RedisClusterStatus, leaders: i32) -> bool {
+    status
+        .reshard
+        .as_ref()
+        .is_some_and(|r| r.to_leaders == leaders && r.slots_moved == r.slots_to_move)
+}
+
+/// `kubectl wait --for=condition=Reconciling=false` on the cluster, as a pipeline would.
+async fn kubectl_wait_reconciled(ns: &str) {
+    let out = tokio::process::Command::new("kubectl")
+        .args([
+            "-n",
+            ns,
+            "wait",
+            "--for=condition=Reconciling=false",
+            "--timeout=600s",
+        ])
+        .arg(format!("redisclusters/{NAME}"))
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "kubectl wait: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Ready with the recovery invariants for `shape`, the reshard done, slots even, and no member
 /// listing a node that is not a member.
 async fn wait_shape(
@@ -175,7 +204,10 @@ async fn scale_out_in_and_followers_lose_nothing() {
     let (mut chaos, before, writer) = Chaos::start("scale", json!({})).await;
     let keys = preload(&before.addrs(), &chaos.pass, 200_000, 16).await;
 
-    // 3 -> 5, the operator killed once slots are moving.
+    // 3 -> 5, the operator killed once slots are moving. The cluster serves every slot with
+    // its follower throughout, so Ready never turns False (an alert on it must not fire).
+    let api: Api<RedisCluster> = Api::namespaced(chaos.client.clone(), &chaos.ns.name);
+    let watch = kstatus::Watch::start(api, NAME);
     chaos.patch_spec(json!({"leaders": 5})).await;
     wait_for("slots moving", STEP, || async {
         writer.add_seeds(member_addrs(&chaos.client, &chaos.ns.name, NAME).await);
@@ -188,11 +220,42 @@ async fn scale_out_in_and_followers_lose_nothing() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     chaos.operator = Operator::start(&chaos.ns.name);
     let five = wait_shape(&chaos, &writer, (5, 1)).await;
+    let seen = watch.finish().await;
+    let not_ready: Vec<_> = seen
+        .iter()
+        .filter_map(|(_, rc)| condition(rc, "Ready"))
+        .filter(|(status, _, _)| status != "True")
+        .collect();
+    assert!(
+        not_ready.is_empty(),
+        "Ready turned False during a planned scale-out: {not_ready:?}"
+    );
     assert_preloaded(&five.addrs(), &chaos.pass, &keys, 16).await;
 
-    // 5 -> 3.
+    // 5 -> 3, watched as GitOps tools watch it (kstatus) and with `kubectl wait`.
+    let api: Api<RedisCluster> = Api::namespaced(chaos.client.clone(), &chaos.ns.name);
+    let watch = kstatus::Watch::start(api, NAME);
     chaos.patch_spec(json!({"leaders": 3})).await;
+    let generation = chaos.resource().await.metadata.generation.unwrap();
+    kubectl_wait_reconciled(&chaos.ns.name).await;
+    let status = chaos.resource().await.status.unwrap();
+    assert!(
+        reshard_done_to(&status, 3),
+        "Reconciling=False before the last slot moved: {:?}",
+        status.reshard
+    );
     let three = wait_shape(&chaos, &writer, (3, 1)).await;
+    let seen = watch.finish().await;
+    let current = kstatus::assert_current_only_when(&seen, generation, "5 -> 3", |rc| {
+        rc.status
+            .as_ref()
+            .is_some_and(|s| reshard_done_to(s, 3) && s.ready_members.as_deref() == Some("6/6"))
+    });
+    println!(
+        "{}: kstatus over 5 -> 3: {} observations, {current} Current",
+        chaos.ns.name,
+        seen.len()
+    );
     assert_preloaded(&three.addrs(), &chaos.pass, &keys, 16).await;
 
     // Followers 1 -> 2 -> 1.

@@ -36,6 +36,7 @@ fn quick() -> AdminOptions {
             migrate: Duration::from_secs(5),
             ..Timeouts::default()
         },
+        tls: None,
     }
 }
 

@@ -630,3 +630,61 @@ async fn drain_a_leader_then_repeat_is_a_no_op() {
         .expect("settled");
     assert_values(&cluster, &pairs).await;
 }
+
+/// A reshard told to stop (the operator lost its leadership mid-batch) stops between slot
+/// groups: some slots moved, none left open, an error the caller sees; running the same plan
+/// again finishes it with every value intact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reshard_told_to_stop_leaves_no_slot_open_and_resumes() {
+    let cluster = build("stopped", 22800, 3, 0, &[], AdminOptions::default()).await;
+    let pairs: Vec<(Bytes, Bytes)> = (0..3000)
+        .map(|i| (Bytes::from(format!("s:{i}")), Bytes::from(format!("sv{i}"))))
+        .collect();
+    load(&cluster, &pairs).await;
+    let drained = cluster.leaders[2].clone();
+    let view = cluster.admin.observe().await;
+    let moves = plan_slot_distribution(&view.slot_owners(), &cluster.leaders[..2]);
+    assert_eq!(moves.len(), 5461);
+    let asked = std::sync::atomic::AtomicUsize::new(0);
+    let keep_going = || asked.fetch_add(1, Ordering::Relaxed) < 10;
+    let stopped = cluster
+        .admin
+        .reshard_while(&moves, &ReshardOptions::default(), None, &keep_going)
+        .await;
+    assert!(
+        matches!(
+            stopped,
+            Err(redis_operator::redis::ops::OpError::Precondition(_))
+        ),
+        "{stopped:?}"
+    );
+    let view = cluster.admin.observe().await;
+    let left = view
+        .node(&drained)
+        .map(|n| n.myself.slot_count())
+        .unwrap_or_default();
+    assert!(
+        left > 0 && left < 5461,
+        "{left} slots left on the drained leader"
+    );
+    for n in &view.nodes {
+        assert!(
+            n.myself.open_slots.is_empty(),
+            "{} left open: {:?}",
+            n.myself.id.short(),
+            n.myself.open_slots
+        );
+    }
+    let done = cluster
+        .admin
+        .reshard(&moves, &ReshardOptions::default(), None)
+        .await
+        .expect("resume");
+    assert_eq!(done.slots_moved, left);
+    cluster
+        .admin
+        .wait_cluster_settled(Duration::from_secs(30))
+        .await
+        .expect("settled");
+    assert_values(&cluster, &pairs).await;
+}

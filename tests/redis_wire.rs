@@ -29,6 +29,7 @@ fn fast() -> AdminOptions {
             migrate: Duration::from_secs(1),
             ..Timeouts::default()
         },
+        tls: None,
     }
 }
 

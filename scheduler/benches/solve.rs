@@ -1,6 +1,6 @@
 //! Solver timings: a fresh plan for 1,000 shards × 3 members on 5,000 nodes, a re-plan after
 //! losing a zone, and how time grows with nodes and shards. Run with
-//! `cargo bench -p redis-scheduler`; the README keeps the results.
+//! `cargo bench -p redis-scheduler`; docs/benchmarks.md keeps the results.
 
 use std::hint::black_box;
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! redis.conf rendering and validation of user overrides.
 //!
-//! The operator owns every setting that cluster membership, identity, persistence location or
-//! authentication depends on; users may tune the rest (memory, eviction, persistence cadence...).
+//! The operator owns every setting that cluster membership, identity, persistence location,
+//! authentication or TLS depends on; users may tune the rest (memory, eviction, persistence cadence...).
 
 use std::collections::BTreeMap;
 
@@ -41,7 +41,6 @@ const OWNED: &[(&str, &str)] = &[
         "auth is always on; protected mode would refuse peers",
     ),
     ("daemonize", "the process must stay in the foreground"),
-    ("tls-port", "TLS is not supported yet"),
     ("rename-command", "the operator needs the admin commands"),
 ];
 
@@ -83,6 +82,9 @@ fn problem(key: &str, value: &str) -> Option<String> {
     }
     if key.starts_with("cluster-") {
         return Some("cluster settings are managed by the operator".into());
+    }
+    if key.starts_with("tls-") {
+        return Some("TLS is managed through spec.tls".into());
     }
     if let Some((_, why)) = OWNED.iter().find(|(owned, _)| *owned == key) {
         return Some((*why).into());
@@ -152,7 +154,7 @@ fn quoted(
 /// redis.conf keys a running server refuses to change (`CONFIG SET` answers "can't set
 /// immutable config" or "can't set protected config"), plus directives that are not configs at
 /// all. Found by sending `CONFIG SET <key> <its current value>` for every key `CONFIG GET *`
-/// lists on a cluster-enabled Redis 7.0 (the loop is in the README, "Live config"); the
+/// lists on a cluster-enabled Redis 7.0 (docs/configuration.md says how it was found); the
 /// operator-owned keys are refused before this matters. Every other key is applied live.
 pub const RESTART_KEYS: &[&str] = &[
     "aclfile",
@@ -373,6 +375,9 @@ mod tests {
             ("cluster-enabled", "no", true),
             ("dir", "/tmp", true),
             ("port", "7000", true),
+            ("tls-port", "6379", true),
+            ("tls-auth-clients", "no", true),
+            ("tls-protocols", "TLSv1.3", true),
             ("maxmemory", "", true),
             ("maxmemory", "1gb\nrename-command CONFIG x", true),
             ("maxmemory", "1gb\0", true),

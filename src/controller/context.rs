@@ -22,4 +22,9 @@ pub struct Context {
     /// always with `--leader-election=false`). Check `may_act()` right before acting and
     /// before every status write or Event.
     pub leadership: crate::leader::Leadership,
+    /// The process's metrics: each pass records into them ([`crate::metrics`]).
+    pub metrics: crate::metrics::Metrics,
+    /// The namespace the operator's Pod runs in (None outside a cluster): the members'
+    /// NetworkPolicy lets its Pods reach the client port.
+    pub operator_namespace: Option<String>,
 }

@@ -86,6 +86,10 @@ impl Names {
     pub fn pdb(cluster: &RedisCluster) -> String {
         name_of(cluster).to_string()
     }
+    /// NetworkPolicy of the members.
+    pub fn network_policy(cluster: &RedisCluster) -> String {
+        name_of(cluster).to_string()
+    }
     /// Generated auth Secret.
     pub fn generated_auth_secret(cluster: &RedisCluster) -> String {
         format!("{}-auth", name_of(cluster))

@@ -42,6 +42,10 @@ pub struct RunOptions {
     pub acquisitions: futures::stream::BoxStream<'static, ()>,
     /// Set once every reflector cache has synced (`/readyz`).
     pub readiness: crate::http::Readiness,
+    /// What each pass records (`/metrics`).
+    pub metrics: crate::metrics::Metrics,
+    /// The namespace the operator's Pod runs in (POD_NAMESPACE), if it runs in one.
+    pub operator_namespace: Option<String>,
 }
 
 /// Runs the controller until SIGTERM/Ctrl-C.
@@ -54,6 +58,8 @@ pub async fn run(client: Client, options: RunOptions) -> Result<(), Error> {
         leadership,
         acquisitions,
         readiness,
+        metrics,
+        operator_namespace,
     } = options;
     let clusters: Api<RedisCluster> = scoped(&client, namespace.as_deref());
     // Fail fast with a clear message instead of a watch error loop when the CRD is missing.
@@ -81,6 +87,8 @@ pub async fn run(client: Client, options: RunOptions) -> Result<(), Error> {
         pvcs: pvcs.clone(),
         nodes: nodes.clone(),
         leadership: leadership.clone(),
+        metrics: metrics.clone(),
+        operator_namespace,
     });
     nodes
         .wait_until_ready()
@@ -102,6 +110,10 @@ pub async fn run(client: Client, options: RunOptions) -> Result<(), Error> {
         watcher(clusters, watcher::Config::default().any_semantic()),
     )
     .inspect(move |event| {
+        // A deleted cluster's series go with it (the reconciler never sees the deletion).
+        if let Ok(e) = event {
+            metrics.cluster_event(e);
+        }
         if matches!(event, Ok(watcher::Event::InitDone)) {
             clusters_synced.send_replace(true);
         }

@@ -43,11 +43,16 @@ pub async fn reconcile(cluster: Arc<RedisCluster>, ctx: Arc<Context>) -> Result<
     }
     if cluster.metadata.deletion_timestamp.is_some() {
         // Owner references garbage-collect everything; Retain PVCs are deliberately unowned.
+        ctx.metrics.forget(&crate::metrics::pass::key_of(&cluster));
         return Ok(Action::await_change());
     }
     let ns = cluster.namespace().ok_or(Error::MissingMetadata)?;
     let name = cluster.name_any();
-    match drive(&cluster, &ctx, &ns, &name).await {
+    let started = std::time::Instant::now();
+    let result = drive(&cluster, &ctx, &ns, &name).await;
+    ctx.metrics
+        .record_reconcile_result(started.elapsed(), &result);
+    match result {
         Err(e) if e.is_namespace_terminating() => {
             tracing::debug!(cluster = %name, "namespace is being deleted; nothing to do");
             Ok(Action::await_change())
@@ -88,6 +93,8 @@ async fn drive(
     }
     let executed = act::act(cluster, ctx, &observed, &plan).await?;
     let (status, conditions) = status::build(cluster, &facts, &plan, &executed);
+    ctx.metrics
+        .record_pass(cluster, &facts, &plan, &executed, &status, &conditions);
     if !ctx.leadership.may_act() {
         return Ok(Action::await_change());
     }

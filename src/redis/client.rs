@@ -6,8 +6,13 @@
 //! poisoned: a late reply could otherwise be read as the answer to the next command, and
 //! closed, which also frees its read buffer. A reply larger than `Timeouts::max_reply_bytes`
 //! ends the connection the same way ([`RedisError::ReplyTooLarge`]).
+//!
+//! With [`AdminOptions::tls`] set the socket is wrapped in TLS ([`crate::redis::tls`]) before
+//! anything is sent; the handshake counts against the connect timeout, and frames are read
+//! and written through the same code either way.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
@@ -18,6 +23,7 @@ use tokio_util::codec::Framed;
 use crate::redis::codec::{DEFAULT_MAX_REPLY_BYTES, GuardedResp2};
 use crate::redis::command::Cmd;
 use crate::redis::error::RedisError;
+use crate::redis::tls::{Stream, TlsOptions};
 
 /// Credentials for `AUTH`: an optional ACL username plus the password.
 #[derive(Clone, PartialEq, Eq)]
@@ -66,13 +72,16 @@ impl Default for Timeouts {
     }
 }
 
-/// How to reach nodes: credentials, time limits and the reply size limit.
+/// How to reach nodes: credentials, time limits, the reply size limit and TLS.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AdminOptions {
     /// Credentials sent with `AUTH` right after connecting, if any.
     pub auth: Option<Auth>,
     /// Time limits for every network step.
     pub timeouts: Timeouts,
+    /// Speak TLS with these settings; `None` is plain TCP. Shared, as the prepared rustls
+    /// configuration is built once.
+    pub tls: Option<Arc<TlsOptions>>,
 }
 
 /// The reply frame type: RESP2 frames backed by `Bytes`.
@@ -83,25 +92,21 @@ pub type Frame = BytesFrame;
 pub struct Client {
     addr: SocketAddr,
     /// `None` once a transport failure closed the connection.
-    io: Option<Framed<TcpStream, GuardedResp2>>,
+    io: Option<Framed<Stream, GuardedResp2>>,
     command_timeout: Duration,
     poisoned: bool,
 }
 
 impl Client {
-    /// Connects (and authenticates when `options.auth` is set), all within
-    /// `options.timeouts.connect`.
+    /// Connects (TCP, then the TLS handshake when `options.tls` is set) within
+    /// `options.timeouts.connect`, then authenticates when `options.auth` is set, within the
+    /// same limit again.
     pub async fn connect(addr: SocketAddr, options: &AdminOptions) -> Result<Self, RedisError> {
         let limit = options.timeouts.connect;
-        let stream = match tokio::time::timeout(limit, TcpStream::connect(addr)).await {
+        let stream = match tokio::time::timeout(limit, dial(addr, options.tls.as_deref())).await {
             Err(_) => return Err(RedisError::ConnectTimeout { addr, after: limit }),
-            Ok(Err(source)) => return Err(RedisError::Connect { addr, source }),
-            Ok(Ok(stream)) => stream,
+            Ok(result) => result?,
         };
-        // Admin traffic is small request/reply pairs; Nagle would only add latency.
-        stream
-            .set_nodelay(true)
-            .map_err(|source| RedisError::Io { addr, source })?;
         let mut client = Self {
             addr,
             io: Some(Framed::new(
@@ -187,6 +192,20 @@ impl Client {
     }
 }
 
+/// Opens the TCP connection and, with `tls`, runs the handshake on it.
+async fn dial(addr: SocketAddr, tls: Option<&TlsOptions>) -> Result<Stream, RedisError> {
+    let tcp = TcpStream::connect(addr)
+        .await
+        .map_err(|source| RedisError::Connect { addr, source })?;
+    // Admin traffic is small request/reply pairs; Nagle would only add latency.
+    tcp.set_nodelay(true)
+        .map_err(|source| RedisError::Io { addr, source })?;
+    match tls {
+        None => Ok(Stream::Plain(tcp)),
+        Some(tls) => tls.handshake(addr, tcp).await,
+    }
+}
+
 /// A secret-free description of a pipeline for errors: its first command and how many follow.
 fn describe(cmds: &[Cmd]) -> String {
     cmds.first()
@@ -202,7 +221,7 @@ fn describe(cmds: &[Cmd]) -> String {
 
 /// Writes `cmds` and reads one reply for each, every step within `limit`.
 async fn exchange(
-    io: &mut Framed<TcpStream, GuardedResp2>,
+    io: &mut Framed<Stream, GuardedResp2>,
     addr: SocketAddr,
     cmds: &[Cmd],
     limit: Duration,

@@ -38,6 +38,63 @@ pub struct NodeObservation {
     pub keys: Option<u64>,
     /// `INFO memory` (zero when not observed).
     pub memory: MemoryInfo,
+    /// `connected_clients` of `INFO clients` (for the metrics), `None` when not observed.
+    pub connected_clients: Option<u64>,
+    /// `INFO persistence`: whether the node can write its AOF and RDB (all good when not
+    /// observed).
+    pub persistence: PersistenceInfo,
+}
+
+/// Whether a node's writes reach its disk, from `INFO persistence`. A master whose last AOF
+/// write failed (a full or broken disk) refuses every write with `MISCONF` until a write
+/// succeeds again; one whose last RDB save failed does too while it has save points
+/// (`stop-writes-on-bgsave-error`, Redis's default).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PersistenceInfo {
+    /// `aof_enabled:1`.
+    pub aof_enabled: bool,
+    /// `aof_last_write_status:ok`.
+    pub aof_write_ok: bool,
+    /// `rdb_last_bgsave_status:ok`.
+    pub rdb_save_ok: bool,
+}
+
+impl Default for PersistenceInfo {
+    fn default() -> Self {
+        Self {
+            aof_enabled: false,
+            aof_write_ok: true,
+            rdb_save_ok: true,
+        }
+    }
+}
+
+impl PersistenceInfo {
+    /// Reads the fields from an `INFO persistence` reply; a field that is absent reads as
+    /// good (nothing is claimed about what was not reported).
+    pub fn parse(text: &str) -> Self {
+        let field = |name: &str| {
+            text.lines()
+                .find_map(|l| l.trim_end().strip_prefix(name)?.strip_prefix(':'))
+        };
+        Self {
+            aof_enabled: field("aof_enabled") == Some("1"),
+            aof_write_ok: field("aof_last_write_status") != Some("err"),
+            rdb_save_ok: field("rdb_last_bgsave_status") != Some("err"),
+        }
+    }
+
+    /// What fails, for conditions and Events; `None` when its writes reach the disk.
+    pub fn failure(&self) -> Option<&'static str> {
+        match (self.aof_enabled && !self.aof_write_ok, self.rdb_save_ok) {
+            (true, true) => Some("its last AOF write failed (disk full or broken?)"),
+            (true, false) => {
+                Some("its last AOF write and its last RDB save failed (disk full or broken?)")
+            }
+            (false, false) => Some("its last RDB save failed (disk full or broken?)"),
+            (false, true) => None,
+        }
+    }
 }
 
 /// The memory figures of `INFO memory` that capacity decisions need.
@@ -159,6 +216,8 @@ impl NodeObservation {
             replication: parse_replication_info(replication_text)?,
             keys,
             memory: MemoryInfo::default(),
+            connected_clients: None,
+            persistence: PersistenceInfo::default(),
         })
     }
 }
@@ -201,8 +260,8 @@ pub struct ClusterView {
     pub unreachable: Vec<Unreachable>,
 }
 
-/// Observes one node: CLUSTER NODES, CLUSTER INFO, INFO replication, DBSIZE and INFO memory in
-/// one pipelined round trip.
+/// Observes one node: CLUSTER NODES, CLUSTER INFO, INFO replication, DBSIZE, INFO memory,
+/// INFO clients and INFO persistence in one pipelined round trip.
 pub async fn observe_node(
     addr: SocketAddr,
     options: &AdminOptions,
@@ -214,6 +273,10 @@ pub async fn observe_node(
         Cmd::info("replication"),
         Cmd::dbsize(),
         Cmd::info("memory"),
+        // Only for the metrics (connected_clients); in the same round trip.
+        Cmd::info("clients"),
+        // A master that cannot write its disk refuses writes: the leader must move.
+        Cmd::info("persistence"),
     ];
     let mut replies = client.pipeline(&cmds).await?.into_iter();
     let mut next_text = |cmd: &Cmd| -> Result<String, RedisError> {
@@ -235,6 +298,10 @@ pub async fn observe_node(
         Some(frame) => MemoryInfo::parse(&reply::text(&cmds[4], frame?)?),
         None => return Err(RedisError::Closed { addr }),
     };
+    let connected_clients = match replies.next() {
+        Some(frame) => info_field(&reply::text(&cmds[5], frame?)?, "connected_clients"),
+        None => return Err(RedisError::Closed { addr }),
+    };
     let mut observation =
         NodeObservation::from_replies(addr, &nodes_text, &info_text, &replication_text, keys)
             .map_err(|source| RedisError::Parse {
@@ -242,7 +309,19 @@ pub async fn observe_node(
                 source,
             })?;
     observation.memory = memory;
+    observation.connected_clients = connected_clients;
+    observation.persistence = match replies.next() {
+        Some(frame) => PersistenceInfo::parse(&reply::text(&cmds[6], frame?)?),
+        None => return Err(RedisError::Closed { addr }),
+    };
     Ok(observation)
+}
+
+/// The numeric field `name` of an `INFO` section's text.
+fn info_field(text: &str, name: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|l| l.trim_end().strip_prefix(name)?.strip_prefix(':'))
+        .and_then(|v| v.parse().ok())
 }
 
 /// `CLUSTER SHARDS` of one node: per shard its slots and its nodes with role, replication
@@ -563,5 +642,35 @@ mod memory_tests {
             }
         );
         assert_eq!(MemoryInfo::parse(""), MemoryInfo::default());
+    }
+
+    #[test]
+    fn info_field_reads_one_number() {
+        let persistence = PersistenceInfo::parse(
+            "# Persistence\r\nloading:0\r\nrdb_last_bgsave_status:ok\r\naof_enabled:1\r\naof_last_write_status:err\r\n",
+        );
+        assert!(persistence.aof_enabled && !persistence.aof_write_ok && persistence.rdb_save_ok);
+        assert!(
+            persistence
+                .failure()
+                .is_some_and(|f| f.contains("AOF write"))
+        );
+        // AOF off: its write status says nothing; an RDB failure still counts.
+        let rdb = PersistenceInfo::parse(
+            "aof_enabled:0\r\naof_last_write_status:err\r\nrdb_last_bgsave_status:err\r\n",
+        );
+        assert_eq!(
+            rdb.failure(),
+            Some("its last RDB save failed (disk full or broken?)")
+        );
+        assert_eq!(PersistenceInfo::parse("").failure(), None);
+        assert_eq!(
+            PersistenceInfo::parse("aof_enabled:1\r\naof_last_write_status:ok\r\n").failure(),
+            None
+        );
+        let clients = "# Clients\r\nconnected_clients:7\r\ncluster_connections:4\r\n";
+        assert_eq!(info_field(clients, "connected_clients"), Some(7));
+        assert_eq!(info_field(clients, "connected"), None);
+        assert_eq!(info_field("", "connected_clients"), None);
     }
 }

@@ -314,6 +314,7 @@ pub fn member_admin(password: &str) -> AdminOptions {
             migrate: Duration::from_secs(3),
             ..Timeouts::default()
         },
+        tls: None,
     }
 }
 

@@ -12,7 +12,9 @@ use kube::{Api, Client};
 
 pub mod checks;
 pub mod dns;
+pub mod kstatus;
 pub mod operator;
+pub mod prometheus;
 
 pub use checks::*;
 pub use operator::*;
@@ -25,6 +27,9 @@ pub const CLUSTER_LABEL: &str = "redis.redis-operator.dev/cluster";
 pub const SHARD_LABEL: &str = "redis.redis-operator.dev/shard";
 /// The label holding a member Pod's member index within its shard.
 pub const MEMBER_LABEL: &str = "redis.redis-operator.dev/member";
+
+/// The label on every test namespace.
+pub const TEST_NAMESPACE_LABEL: &str = "e2e.redis-operator.dev/test";
 
 /// The repository root.
 pub fn repo() -> PathBuf {
@@ -84,6 +89,9 @@ impl TestNamespace {
         let ns = Namespace {
             metadata: kube::api::ObjectMeta {
                 name: Some(name.clone()),
+                // `make e2e` deletes namespaces left with this label by an interrupted run on
+                // a reused cluster, whose members would hold the nodes the next tests need.
+                labels: Some([(TEST_NAMESPACE_LABEL.to_owned(), "true".to_owned())].into()),
                 ..Default::default()
             },
             ..Default::default()

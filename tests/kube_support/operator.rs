@@ -17,8 +17,18 @@ pub struct Operator(Child);
 
 impl Operator {
     pub fn start(namespace: &str) -> Self {
+        Self::start_with(namespace, &[])
+    }
+
+    /// [`Operator::start`] with more arguments (e.g. `--http-address 127.0.0.1:PORT`).
+    pub fn start_with(namespace: &str, extra: &[&str]) -> Self {
         let kubeconfig =
             std::env::var("OPERATOR_KUBECONFIG").expect("OPERATOR_KUBECONFIG (set by make e2e)");
+        Self::start_as(namespace, &kubeconfig, extra)
+    }
+
+    /// [`Operator::start_with`] authenticated by another kubeconfig (another ServiceAccount).
+    pub fn start_as(namespace: &str, kubeconfig: &str, extra: &[&str]) -> Self {
         // Appended, so the log of a killed operator survives its successor.
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -27,6 +37,7 @@ impl Operator {
             .expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_redis-operator"))
             .args(["run", "--namespace", namespace])
+            .args(extra)
             .env("KUBECONFIG", kubeconfig)
             .env("RUST_LOG", "info,redis_operator=debug,kube=warn")
             .env("NO_COLOR", "1")
@@ -36,6 +47,11 @@ impl Operator {
             .expect("start operator");
         Operator(child)
     }
+    /// Its process id (to pause it with SIGSTOP).
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+
     pub fn kill(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();

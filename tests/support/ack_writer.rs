@@ -102,6 +102,7 @@ pub fn admin_options(password: &str, connect: Duration, command: Duration) -> Ad
             migrate: command,
             ..Timeouts::default()
         },
+        tls: None,
     }
 }
 
@@ -307,6 +308,10 @@ impl Gap {
         self.to.saturating_sub(self.from)
     }
 }
+
+/// The shortest gap between acknowledgements that [`TagReport::long_gaps`] keeps: well above
+/// the writer's own pacing, well below any failover.
+pub const LONG_GAP: Duration = Duration::from_millis(250);
 
 /// Tracks the acknowledged writes of one tag and the longest gap between two of them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -523,6 +528,9 @@ pub struct TagReport {
     pub acked: Vec<u64>,
     /// Acknowledgement times and the longest gap.
     pub outage: OutageTracker,
+    /// Every gap between two consecutive acknowledgements of at least [`LONG_GAP`], in order
+    /// (a long run attributes them to the fault rounds they fall in).
+    pub long_gaps: Vec<Gap>,
     /// Why the task stopped: "stop", "deadline" or "write limit".
     pub ended_by: &'static str,
     /// When it stopped.
@@ -644,6 +652,7 @@ impl AckWriter {
                     last_error: None,
                     acked: Vec::new(),
                     outage: OutageTracker::default(),
+                    long_gaps: Vec::new(),
                     ended_by: "stop",
                     ended_at: Duration::ZERO,
                 };
@@ -756,7 +765,13 @@ async fn run_tag(shared: Arc<Shared>, mut report: TagReport) -> TagReport {
         report.attempted += 1;
         if write_acked(&shared, &mut conns, &mut report, seq).await {
             report.acked.push(seq);
-            report.outage.record(shared.elapsed());
+            let at = shared.elapsed();
+            if let Some(last) = report.outage.last
+                && at.saturating_sub(last) >= LONG_GAP
+            {
+                report.long_gaps.push(Gap { from: last, to: at });
+            }
+            report.outage.record(at);
             shared.acked.fetch_add(1, Ordering::Relaxed);
         } else {
             report.indeterminate += 1;

@@ -68,9 +68,15 @@ pub fn kube_failed(reason: &'static str, what: &str, e: kube::Error) -> Executed
         kube::Error::Api(s) => s.code >= 500 || s.code == 429 || s.code == 409,
         _ => true,
     };
+    // The API server's own sentence ("... is invalid: spec.tolerations[0].key: ..."), not the
+    // whole Status dump: it lands in a condition and an Event.
+    let detail = match &e {
+        kube::Error::Api(s) if !s.message.is_empty() => format!("{} ({})", s.message, s.code),
+        other => other.to_string(),
+    };
     Executed::Failed {
         reason,
-        message: format!("{what}: {e}"),
+        message: format!("{what}: {detail}"),
         transient,
         retry_after: Duration::ZERO,
         error: Some(ActError::Kube(Arc::new(e))),

@@ -20,7 +20,7 @@ use crate::controller::error::Error;
 use crate::controller::labels::{MANAGER, NODE_ID_ANNOTATION};
 use crate::controller::observe::Observed;
 use crate::controller::observe::redis::{addr_of, admin_options};
-use crate::controller::observe::revision::LiveApplied;
+use crate::controller::observe::revision::{LiveApplied, file_config, live_in_file};
 use crate::controller::plan::{Action, PlacementState, Plan};
 use crate::crd::RedisCluster;
 use crate::crd::conditions as types;
@@ -92,12 +92,15 @@ pub async fn act(
                 .iter()
                 .filter(|m| !m.finished())
                 .filter_map(addr_of),
-            admin_options(obs.auth.password().unwrap_or_default()),
+            admin_options(&obs.auth),
         );
         let secret = obs.auth.secret().cloned().unwrap_or_default();
+        // redis.conf holds only live values Redis accepted (revision::file_config); a member
+        // created now starts with those and records exactly them.
+        let file = file_config(&cluster.spec.config, &obs.target, obs.live());
         let live_config = LiveApplied {
             restarts: 0,
-            config: obs.target.live.clone(),
+            config: live_in_file(&file, &obs.target),
         }
         .to_annotation();
         let scope = Scope {
@@ -113,7 +116,7 @@ pub async fn act(
                 live_config: &live_config,
             },
         };
-        match support(&scope, plan).await {
+        match support(&scope, plan, &crate::controller::config::render(&file)).await {
             Some(failure) => failure,
             None => step(&scope, &plan.action).await,
         }
@@ -129,16 +132,15 @@ pub async fn act(
 }
 
 /// Applies the support objects when the plan says so; the failure, if any.
-async fn support(scope: &Scope<'_>, plan: &Plan) -> Option<Executed> {
+async fn support(scope: &Scope<'_>, plan: &Plan, rendered: &str) -> Option<Executed> {
     if !plan.applies_support_objects() {
         return None;
     }
-    let rendered = crate::controller::config::render(&scope.cluster.spec.config);
-    match objects::apply_support_objects(scope.cluster, scope.ctx, scope.ns, &rendered).await {
+    match objects::apply_support_objects(scope.cluster, scope.ctx, scope.ns, rendered).await {
         Ok(()) => None,
         Err(objects::ApplyError::Kube(e)) => Some(kube_failed(
             "ApplyFailed",
-            "applying the ConfigMap, Services and PDB",
+            "applying the ConfigMap, Services, PDB and NetworkPolicy",
             e,
         )),
         // Someone else's object: nothing to retry soon, a human must rename or remove it.

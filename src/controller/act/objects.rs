@@ -25,7 +25,7 @@ pub enum ApplyError {
     Kube(kube::Error),
 }
 
-/// Applies the shared objects (ConfigMap, client and headless Services, PDB) by server-side
+/// Applies the shared objects (ConfigMap, client and headless Services, PDB, NetworkPolicy) by server-side
 /// apply, each only if it is absent or already owned by this RedisCluster: an object someone
 /// else created under the same name is left alone and reported (`NameConflict`).
 pub async fn apply_support_objects(
@@ -65,7 +65,43 @@ pub async fn apply_support_objects(
         &Names::pdb(cluster),
         &build::pdb::build(cluster),
     )
-    .await
+    .await?;
+    network_policy(cluster, ctx, ns).await
+}
+
+/// The members' NetworkPolicy when the spec keeps one; otherwise the one this cluster made, if
+/// any, is deleted (never someone else's of the same name).
+async fn network_policy(cluster: &RedisCluster, ctx: &Context, ns: &str) -> Result<(), ApplyError> {
+    use k8s_openapi::api::networking::v1::NetworkPolicy;
+    let api = Api::<NetworkPolicy>::namespaced(ctx.client.clone(), ns);
+    let name = Names::network_policy(cluster);
+    if cluster.spec.network_policy.enabled {
+        let policy = build::network_policy::build(cluster, ctx.operator_namespace.as_deref());
+        return apply_owned(cluster, &api, &name, &policy).await;
+    }
+    let Some(found) = api.get_opt(&name).await.map_err(ApplyError::Kube)? else {
+        return Ok(());
+    };
+    if !owned_by(cluster, found.metadata.owner_references.as_deref()) {
+        return Ok(());
+    }
+    match api.delete(&name, &kube::api::DeleteParams::default()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(e) => Err(ApplyError::Kube(e)),
+    }
+}
+
+/// Whether these owner references name this RedisCluster (by uid).
+fn owned_by(
+    cluster: &RedisCluster,
+    owners: Option<&[k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference]>,
+) -> bool {
+    let ours = cluster.metadata.uid.as_deref();
+    owners
+        .into_iter()
+        .flatten()
+        .any(|o| Some(o.uid.as_str()) == ours)
 }
 
 /// Server-side apply of `object` under `name`, unless an object of that name exists that this
@@ -84,20 +120,13 @@ where
         + std::fmt::Debug,
 {
     let existing = api.get_opt(name).await.map_err(ApplyError::Kube)?;
-    if let Some(found) = existing {
-        let ours = cluster.metadata.uid.as_deref();
-        let owned = found
-            .meta()
-            .owner_references
-            .iter()
-            .flatten()
-            .any(|o| Some(o.uid.as_str()) == ours);
-        if !owned {
-            return Err(ApplyError::NameConflict(format!(
-                "{} {name} exists and is not owned by this RedisCluster; it is left as it is (rename or delete it)",
-                K::kind(&())
-            )));
-        }
+    if let Some(found) = existing
+        && !owned_by(cluster, found.meta().owner_references.as_deref())
+    {
+        return Err(ApplyError::NameConflict(format!(
+            "{} {name} exists and is not owned by this RedisCluster; it is left as it is (rename or delete it)",
+            K::kind(&())
+        )));
     }
     api.patch(
         name,

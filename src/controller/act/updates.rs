@@ -112,10 +112,11 @@ pub(super) async fn reshard(
         .collect();
     match scope
         .admin
-        .reshard(
+        .reshard_while(
             moves,
             &crate::redis::ops::reshard::ReshardOptions::default(),
             None,
+            &|| scope.ctx.leadership.may_act(),
         )
         .await
     {

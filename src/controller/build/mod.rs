@@ -1,11 +1,14 @@
 //! Pure builders: desired Kubernetes objects from the RedisCluster and the plan. No client here.
 
 pub mod config_map;
+pub mod network_policy;
 pub mod pdb;
 pub mod pod;
 pub mod pvc;
+pub mod resources;
 pub mod secret;
 pub mod service;
+pub mod tls;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::Resource;

@@ -3,19 +3,25 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    Affinity, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
-    EnvVarSource, ExecAction, Lifecycle, LifecycleHandler, NodeAffinity, NodeSelector,
+    Affinity, Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
+    EnvVar, EnvVarSource, ExecAction, Lifecycle, LifecycleHandler, NodeAffinity, NodeSelector,
     NodeSelectorRequirement, NodeSelectorTerm, ObjectFieldSelector,
-    PersistentVolumeClaimVolumeSource, Pod, PodSpec, Probe, SecretKeySelector, TCPSocketAction,
-    Volume, VolumeMount,
+    PersistentVolumeClaimVolumeSource, Pod, PodSecurityContext, PodSpec, Probe, SeccompProfile,
+    SecretKeySelector, SecurityContext, TCPSocketAction, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::owner_ref;
+use super::resources::member_resources;
+use super::tls;
 use crate::controller::config::{self, BUS_PORT, CONFIG_DIR, DATA_DIR, REDIS_PORT, RUNTIME_DIR};
 use crate::controller::labels::{self, Names};
-use crate::crd::RedisCluster;
+use crate::crd::{RedisCluster, TlsSpec};
+
+/// The uid and gid redis-server runs as: the `redis` user of the official Redis images, so a
+/// volume written by such an image elsewhere stays readable.
+pub const REDIS_UID: i64 = 999;
 
 /// Everything that distinguishes one member Pod from another.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,6 +82,7 @@ pub fn build(cluster: &RedisCluster, m: &MemberPod<'_>) -> Pod {
             priority_class_name: overrides.priority_class_name.clone(),
             containers: vec![container(cluster, m)],
             volumes: Some(volumes(cluster, m)),
+            security_context: Some(pod_security()),
             // shutdown-timeout (10 s) for replicas to catch up on SIGTERM, plus AOF fsync margin.
             termination_grace_period_seconds: Some(30),
             // Redis never talks to the Kubernetes API.
@@ -150,7 +157,7 @@ fn volumes(cluster: &RedisCluster, m: &MemberPod<'_>) -> Vec<Volume> {
             ..Volume::default()
         },
     };
-    vec![
+    let mut volumes = vec![
         data,
         Volume {
             name: "config".to_string(),
@@ -168,38 +175,81 @@ fn volumes(cluster: &RedisCluster, m: &MemberPod<'_>) -> Vec<Volume> {
             }),
             ..Volume::default()
         },
-    ]
+    ];
+    volumes.extend(tls::of(cluster).map(tls::volume));
+    volumes
 }
 
-/// The redis container: the entry script, env, ports, probes and the preStop handover.
+/// The redis container: the entry script, env, ports, probes and the preStop handover. With
+/// `spec.tls`, the scripts speak TLS and the Secret is mounted ([`tls`]).
 fn container(cluster: &RedisCluster, m: &MemberPod<'_>) -> Container {
+    let tls = tls::of(cluster);
+    let mut ports = vec![port("redis", REDIS_PORT), port("cluster-bus", BUS_PORT)];
+    if tls.is_some_and(|t| t.plaintext_port) {
+        ports.push(port("redis-plain", tls::PLAINTEXT_PORT));
+    }
+    let mut volume_mounts = vec![
+        mount("data", DATA_DIR, false),
+        mount("config", CONFIG_DIR, true),
+        mount("runtime", RUNTIME_DIR, false),
+    ];
+    volume_mounts.extend(tls.map(|_| tls::mount()));
     Container {
         name: "redis".to_string(),
         image: Some(cluster.spec.image.clone()),
-        command: shell(config::ENTRY_SCRIPT).command,
+        command: shell(&tls::entry_script(config::ENTRY_SCRIPT, tls)).command,
         env: Some(env(m)),
-        ports: Some(vec![
-            ContainerPort {
-                name: Some("redis".to_string()),
-                container_port: REDIS_PORT,
-                ..ContainerPort::default()
-            },
-            ContainerPort {
-                name: Some("cluster-bus".to_string()),
-                container_port: BUS_PORT,
-                ..ContainerPort::default()
-            },
-        ]),
-        readiness_probe: Some(readiness()),
+        ports: Some(ports),
+        readiness_probe: Some(readiness(tls)),
         liveness_probe: Some(liveness()),
-        lifecycle: Some(pre_stop()),
-        resources: cluster.spec.resources.clone(),
-        volume_mounts: Some(vec![
-            mount("data", DATA_DIR, false),
-            mount("config", CONFIG_DIR, true),
-            mount("runtime", RUNTIME_DIR, false),
-        ]),
+        lifecycle: Some(pre_stop(tls)),
+        resources: Some(member_resources(cluster)),
+        security_context: Some(container_security()),
+        volume_mounts: Some(volume_mounts),
         ..Container::default()
+    }
+}
+
+fn port(name: &str, number: i32) -> ContainerPort {
+    ContainerPort {
+        name: Some(name.to_string()),
+        container_port: number,
+        ..ContainerPort::default()
+    }
+}
+
+/// The Pod Security Standard "restricted": not root, and the volumes group-owned by Redis's gid
+/// (the kubelet changes their ownership on mount, so data an earlier root-run member wrote to
+/// the same claim stays writable).
+fn pod_security() -> PodSecurityContext {
+    PodSecurityContext {
+        run_as_non_root: Some(true),
+        run_as_user: Some(REDIS_UID),
+        run_as_group: Some(REDIS_UID),
+        fs_group: Some(REDIS_UID),
+        // Only when the volume's root has another group: a recursive walk of a large dataset
+        // on every restart would delay the member's return.
+        fs_group_change_policy: Some("OnRootMismatch".to_string()),
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".to_string(),
+            ..SeccompProfile::default()
+        }),
+        ..PodSecurityContext::default()
+    }
+}
+
+/// No privilege at all; the root filesystem read-only. Redis writes only to its volumes:
+/// `/data` (dataset, nodes.conf) and `/run/redis` (the per-start settings).
+fn container_security() -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".to_string()]),
+            ..Capabilities::default()
+        }),
+        read_only_root_filesystem: Some(true),
+        run_as_non_root: Some(true),
+        ..SecurityContext::default()
     }
 }
 
@@ -231,9 +281,9 @@ fn shell(script: &str) -> ExecAction {
 }
 
 /// Ready once the member serves (the readiness script).
-fn readiness() -> Probe {
+fn readiness(tls: Option<&TlsSpec>) -> Probe {
     Probe {
-        exec: Some(shell(config::READINESS_SCRIPT)),
+        exec: Some(shell(&tls::script(config::READINESS_SCRIPT, tls))),
         period_seconds: Some(2),
         timeout_seconds: Some(2),
         failure_threshold: Some(3),
@@ -258,10 +308,10 @@ fn liveness() -> Probe {
 }
 
 /// A leader hands over to its best in-sync follower before SIGTERM (graceful deletion).
-fn pre_stop() -> Lifecycle {
+fn pre_stop(tls: Option<&TlsSpec>) -> Lifecycle {
     Lifecycle {
         pre_stop: Some(LifecycleHandler {
-            exec: Some(shell(config::PRE_STOP_SCRIPT)),
+            exec: Some(shell(&tls::script(config::PRE_STOP_SCRIPT, tls))),
             ..LifecycleHandler::default()
         }),
         ..Lifecycle::default()
@@ -289,23 +339,23 @@ mod tests {
         c
     }
 
+    fn member_s1_m0() -> MemberPod<'static> {
+        MemberPod {
+            shard: 1,
+            member: 0,
+            name: Names::member_pod("demo", 1, 0, "abcde"),
+            node: "node-a1",
+            pvc: Some("data-demo-s1-m0-abcde".into()),
+            auth_secret: "demo-auth",
+            auth_key: "password",
+            revision: "r",
+            live_config: "{}",
+        }
+    }
+
     #[test]
     fn pod_is_pinned_and_labelled() {
-        let c = cluster();
-        let pod = build(
-            &c,
-            &MemberPod {
-                shard: 1,
-                member: 0,
-                name: Names::member_pod("demo", 1, 0, "abcde"),
-                node: "node-a1",
-                pvc: Some("data-demo-s1-m0-abcde".into()),
-                auth_secret: "demo-auth",
-                auth_key: "password",
-                revision: "r",
-                live_config: "{}",
-            },
-        );
+        let pod = build(&cluster(), &member_s1_m0());
         let labels = pod.metadata.labels.clone().unwrap();
         assert_eq!(member_of(&labels), Some((1, 0)));
         assert_eq!(pod.metadata.owner_references.unwrap()[0].uid, "uid-1");
@@ -323,5 +373,33 @@ mod tests {
             Some(vec!["node-a1".to_string()])
         );
         assert_eq!(spec.containers[0].image.as_deref(), Some("redis:7.2"));
+    }
+
+    #[test]
+    fn members_pass_the_restricted_pod_security_standard() {
+        let pod = build(&cluster(), &member_s1_m0());
+        let spec = pod.spec.unwrap();
+        let psc = spec.security_context.unwrap();
+        assert_eq!(psc.run_as_non_root, Some(true));
+        assert_eq!((psc.run_as_user, psc.fs_group), (Some(999), Some(999)));
+        assert_eq!(psc.seccomp_profile.unwrap().type_, "RuntimeDefault");
+        let csc = spec.containers[0].security_context.clone().unwrap();
+        assert_eq!(csc.allow_privilege_escalation, Some(false));
+        assert_eq!(csc.capabilities.unwrap().drop, Some(vec!["ALL".into()]));
+        assert_eq!(csc.read_only_root_filesystem, Some(true));
+        // Every writable path Redis uses is a volume.
+        let writable: Vec<_> = spec.containers[0]
+            .volume_mounts
+            .clone()
+            .unwrap()
+            .into_iter()
+            .filter(|m| m.read_only != Some(true))
+            .map(|m| m.mount_path)
+            .collect();
+        assert_eq!(
+            writable,
+            vec![DATA_DIR.to_string(), RUNTIME_DIR.to_string()]
+        );
+        assert!(spec.containers[0].resources.is_some());
     }
 }

@@ -3,7 +3,7 @@
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::meta;
+use super::{meta, tls};
 use crate::controller::config::{BUS_PORT, REDIS_PORT};
 use crate::controller::labels::{self, Names};
 use crate::crd::RedisCluster;
@@ -25,11 +25,20 @@ pub fn client(cluster: &RedisCluster) -> Service {
         metadata: meta(cluster, Names::client_service(cluster)),
         spec: Some(ServiceSpec {
             selector: Some(labels::selector_labels(&name)),
-            ports: Some(vec![port("redis", REDIS_PORT)]),
+            ports: Some(client_ports(cluster)),
             ..ServiceSpec::default()
         }),
         ..Service::default()
     }
+}
+
+/// The client port, and the plaintext port when TLS is on and one is asked for.
+fn client_ports(cluster: &RedisCluster) -> Vec<ServicePort> {
+    let mut ports = vec![port("redis", REDIS_PORT)];
+    if tls::of(cluster).is_some_and(|t| t.plaintext_port) {
+        ports.push(port("redis-plain", tls::PLAINTEXT_PORT));
+    }
+    ports
 }
 
 /// Headless Service listing every member, ready or not (members must find each other before

@@ -20,6 +20,9 @@ pub struct BreakGlass {
     pub data_loss: Vec<String>,
     /// Node ids (or prefixes of at least 8 characters) named in [`ACCEPT_TAKEOVER`].
     pub takeover: Vec<String>,
+    /// Entries of either annotation that are no node id (8 to 40 hex digits), as
+    /// `annotation: "entry"`: reported, so that a typo is not silently never acted on.
+    pub malformed: Vec<String>,
 }
 
 impl BreakGlass {
@@ -36,9 +39,24 @@ impl BreakGlass {
                 })
                 .unwrap_or_default()
         };
+        let malformed = [ACCEPT_DATA_LOSS, ACCEPT_TAKEOVER]
+            .into_iter()
+            .flat_map(|key| {
+                let entries = a
+                    .get(key)
+                    .map(|v| v.split([',', ' ']))
+                    .into_iter()
+                    .flatten();
+                entries
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty() && !is_node_id_prefix(s))
+                    .map(move |s| format!("{key}: {s:?}"))
+            })
+            .collect();
         Self {
             data_loss: list(ACCEPT_DATA_LOSS),
             takeover: list(ACCEPT_TAKEOVER),
+            malformed,
         }
     }
 
@@ -51,6 +69,11 @@ impl BreakGlass {
     pub fn accepts_takeover(&self, id: &NodeId) -> bool {
         named(&self.takeover, id)
     }
+}
+
+/// A node id or a prefix of one long enough to be unique (8 to 40 hex digits).
+fn is_node_id_prefix(s: &str) -> bool {
+    (8..=40).contains(&s.len()) && s.chars().all(|c| c.is_ascii_hexdigit())
 }
 
 fn named(list: &[String], id: &NodeId) -> bool {

@@ -9,6 +9,8 @@ pub mod placement_input;
 pub mod pods;
 pub mod redis;
 pub mod revision;
+pub mod storage_class;
+pub mod tls;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -85,6 +87,8 @@ pub struct Observed {
     /// Losses the user accepted by annotation.
     pub break_glass: BreakGlass,
     /// The password Secret as it is now.
+    /// The StorageClass the spec names, when it does not exist.
+    pub missing_storage_class: Option<String>,
     pub auth: Auth,
     /// The spec's redis.conf overrides, as written.
     pub config: BTreeMap<String, String>,
@@ -201,7 +205,7 @@ pub async fn observe(
         .filter_map(redis::addr_of)
         .collect();
     let view = match auth.password() {
-        Some(password) => model::observe(&addrs, &redis::admin_options(password)).await,
+        Some(_) => model::observe(&addrs, &redis::admin_options(&auth)).await,
         None => ClusterView::default(),
     };
     for u in &view.unreachable {
@@ -210,6 +214,7 @@ pub async fn observe(
     Ok(Observed {
         name: name.to_string(),
         break_glass: BreakGlass::from_annotations(cluster.annotations()),
+        missing_storage_class: storage_class::missing(cluster, ctx).await,
         auth,
         config: cluster.spec.config.clone(),
         recorded_shards: recorded_shards(cluster),

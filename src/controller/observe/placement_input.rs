@@ -11,11 +11,9 @@ use crate::topology::{TopologyOptions, cpu_millis, memory_bytes, node_to_schedul
 
 /// The placement request of a cluster.
 pub fn request(cluster: &RedisCluster) -> Request {
-    let requests = cluster
-        .spec
-        .resources
-        .as_ref()
-        .and_then(|r| r.requests.as_ref());
+    // The members' effective resources (the spec's, or the defaults): what the Pods ask for.
+    let resources = crate::controller::build::resources::member_resources(cluster);
+    let requests = resources.requests.as_ref();
     let get = |k: &str| requests.and_then(|r| r.get(k));
     Request {
         leaders: u32::try_from(cluster.spec.leaders).unwrap_or(0),

@@ -4,8 +4,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::controller::config::REDIS_PORT;
+use crate::controller::observe::auth::Auth;
 use crate::controller::observe::pods::Member;
-use crate::redis::client::{AdminOptions, Auth, Timeouts};
+use crate::redis::client::{self, AdminOptions, Timeouts};
 use crate::redis::model;
 
 /// What one member reports about itself and the cluster.
@@ -15,18 +16,19 @@ pub type NodeView = model::NodeObservation;
 /// member that does not answer within them is treated as down for this pass, and the next
 /// pass looks again. Connecting inside a cluster network takes milliseconds; a member on a
 /// dead node black-holes the SYN, and every pass waits the connect timeout for it, so it is
-/// kept at 1 s.
-pub fn admin_options(password: &str) -> AdminOptions {
+/// kept at 1 s. With `spec.tls`, every connection speaks TLS with the settings from its Secret.
+pub fn admin_options(auth: &Auth) -> AdminOptions {
     AdminOptions {
-        auth: Some(Auth {
+        auth: Some(client::Auth {
             username: None,
-            password: password.to_string(),
+            password: auth.password().unwrap_or_default().to_string(),
         }),
         timeouts: Timeouts {
             connect: Duration::from_secs(1),
             command: Duration::from_secs(5),
             ..Timeouts::default()
         },
+        tls: auth.tls().cloned(),
     }
 }
 

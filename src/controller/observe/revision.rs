@@ -87,6 +87,45 @@ pub fn live_applied(m: &Member) -> Option<LiveApplied> {
     LiveApplied::from_annotation(m.annotation(crate::controller::labels::LIVE_CONFIG_ANNOTATION)?)
 }
 
+/// The config a member's redis.conf (the ConfigMap) holds: every restart-requiring key of the
+/// spec, and of the runtime-settable keys only the values Redis has accepted, i.e. that a
+/// member records as applied (`CONFIG SET` succeeded). A live value Redis refuses is reported
+/// (`ConfigRejected`) and never reaches the file a restart reads: a restarted member keeps the
+/// last accepted value, or Redis's default when none was ever accepted, instead of failing to
+/// start. New members start from this file and are given the rest live.
+pub fn file_config<'a>(
+    spec: &BTreeMap<String, String>,
+    target: &Target,
+    members: impl Iterator<Item = &'a Member>,
+) -> BTreeMap<String, String> {
+    let applied: Vec<BTreeMap<String, String>> =
+        members.filter_map(live_applied).map(|a| a.config).collect();
+    let mut file: BTreeMap<String, String> = spec
+        .iter()
+        .filter(|(k, _)| !target.live.contains_key(*k))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    for (key, wanted) in &target.live {
+        let accepted = applied
+            .iter()
+            .filter_map(|a| a.get(key))
+            .find(|v| *v == wanted)
+            .or_else(|| applied.iter().find_map(|a| a.get(key)));
+        if let Some(value) = accepted {
+            file.insert(key.clone(), value.clone());
+        }
+    }
+    file
+}
+
+/// The live part of [`file_config`]: what a member created now starts with (its annotation).
+pub fn live_in_file(file: &BTreeMap<String, String>, target: &Target) -> BTreeMap<String, String> {
+    file.iter()
+        .filter(|(k, _)| target.live.contains_key(*k))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
 /// Whether `m` must be restarted to match `target`: it was built from another revision, or
 /// its process holds a runtime setting the spec no longer has (Redis cannot unset a key; only
 /// a restart brings back the default).
@@ -111,6 +150,58 @@ mod tests {
     use super::*;
     use crate::crd::RedisClusterSpec;
 
+    fn member_with(applied: &[(&str, &str)]) -> Member {
+        let config: BTreeMap<String, String> = applied
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let annotation = LiveApplied {
+            restarts: 0,
+            config,
+        }
+        .to_annotation();
+        let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "m", "annotations": {
+                crate::controller::labels::LIVE_CONFIG_ANNOTATION: annotation}},
+        }))
+        .unwrap();
+        Member {
+            shard: 0,
+            member: 0,
+            pod: std::sync::Arc::new(pod),
+        }
+    }
+
+    #[test]
+    fn the_file_holds_only_live_values_redis_accepted() {
+        let c = cluster(serde_json::json!({"leaders": 3, "config": {
+            "maxmemory-policy": "bogus", "maxmemory": "100mb", "tcp-backlog": "256"}}));
+        let t = target(&c);
+        let spec = &c.spec.config;
+        // Nothing applied yet (a new cluster): restart keys only; the rest is given live.
+        let none = file_config(spec, &t, std::iter::empty());
+        assert_eq!(none.keys().collect::<Vec<_>>(), vec!["tcp-backlog"]);
+        // maxmemory accepted; the refused policy keeps the last accepted value.
+        let members = [member_with(&[
+            ("maxmemory", "100mb"),
+            ("maxmemory-policy", "allkeys-lru"),
+        ])];
+        let file = file_config(spec, &t, members.iter());
+        assert_eq!(file["maxmemory"], "100mb");
+        assert_eq!(file["maxmemory-policy"], "allkeys-lru");
+        assert_eq!(file["tcp-backlog"], "256");
+        assert_eq!(live_in_file(&file, &t).len(), 2);
+        // Once one member accepted the spec's value, the file has it.
+        let members = [
+            member_with(&[("maxmemory-policy", "allkeys-lru")]),
+            member_with(&[("maxmemory-policy", "bogus")]),
+        ];
+        assert_eq!(
+            file_config(spec, &t, members.iter())["maxmemory-policy"],
+            "bogus"
+        );
+    }
+
     fn cluster(spec: serde_json::Value) -> RedisCluster {
         let spec: RedisClusterSpec = serde_json::from_value(spec).unwrap();
         let mut c = RedisCluster::new("demo", spec);
@@ -122,13 +213,29 @@ mod tests {
     fn live_keys_do_not_change_the_revision() {
         let base = target(&cluster(serde_json::json!({"leaders": 3})));
         let live = target(&cluster(
-            serde_json::json!({"leaders": 3, "config": {"maxmemory": "100mb"}}),
+            serde_json::json!({"leaders": 3, "config": {"maxmemory-policy": "allkeys-lru"}}),
         ));
         assert_eq!(base.revision, live.revision);
         assert_eq!(
-            live.live.get("maxmemory").map(String::as_str),
-            Some("100mb")
+            live.live.get("maxmemory-policy").map(String::as_str),
+            Some("allkeys-lru")
         );
+        // maxmemory is live too, but with the default resources it sets the memory limit
+        // (build::resources), and a Pod's limit changes only with a new Pod.
+        let sized = |mm: &str| {
+            target(&cluster(
+                serde_json::json!({"leaders": 3, "config": {"maxmemory": mm}}),
+            ))
+        };
+        assert_ne!(sized("100mb").revision, sized("200mb").revision);
+        assert_eq!(sized("100mb").live["maxmemory"], "100mb");
+        // With spec.resources, maxmemory is applied live only.
+        let fixed = |mm: &str| {
+            target(&cluster(serde_json::json!({"leaders": 3,
+                "resources": {"limits": {"memory": "1Gi"}}, "config": {"maxmemory": mm}})))
+            .revision
+        };
+        assert_eq!(fixed("100mb"), fixed("200mb"));
     }
 
     #[test]

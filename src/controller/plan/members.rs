@@ -210,8 +210,12 @@ fn rebalance(f: &Facts<'_>, change: &Change) -> Next {
     if f.rolling() && outdated(target, &f.obs.target) {
         return Next::Stop;
     }
-    if f.obs.view_of(target).is_none() {
-        return Next::Continue;
+    // A member that cannot write to its disk would refuse writes as leader: the spread
+    // waits until its disk works again (recovery moved the lead away from it).
+    match f.obs.view_of(target) {
+        None => return Next::Continue,
+        Some(v) if v.persistence.failure().is_some() => return Next::Continue,
+        Some(_) => {}
     }
     let Some((v, _)) = follower_to_promote(f.obs, Why::Rebalance { leader, target }) else {
         // The target must first be attached and synced (the bootstrap's steps): nothing

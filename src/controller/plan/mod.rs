@@ -41,7 +41,7 @@ pub enum Gate {
 /// One concern: its name, its gate, whether its step keeps a Ready cluster Ready (work on a
 /// whole cluster, as opposed to healing), and the decision.
 pub struct Concern {
-    /// For logs and the README map.
+    /// For logs and the controller map (docs/architecture.md).
     pub name: &'static str,
     /// When it may be asked.
     pub gate: Gate,
@@ -95,6 +95,9 @@ pub struct Plan {
     pub problems: Vec<Problem>,
     /// Every slot served, every member present, answering and in sync, all pods ready.
     pub ready: bool,
+    /// `ready`, or every slot served with the asked redundancy while a scale-out's new shards
+    /// join ([`facts::health::Health::serving`]): what the `Ready` condition says.
+    pub serving: bool,
     /// Placement.
     pub placement: PlacementState,
     /// PVCs of members that are gone and that no member will use again.
@@ -109,9 +112,10 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// Whether the spec was refused as invalid (nothing is created, changed or deleted).
+    /// Whether the spec was refused as invalid, its TLS Secret included (nothing is created,
+    /// changed or deleted).
     pub fn invalid_spec(&self) -> bool {
-        self.refused && self.reason == spec::INVALID_SPEC
+        self.refused && [spec::INVALID_SPEC, spec::TLS_SECRET_INVALID].contains(&self.reason)
     }
 
     /// Whether the support objects (ConfigMap, Services, PDB) are applied before the step:
@@ -130,6 +134,7 @@ impl Plan {
             message: step.message,
             problems: step.problem.into_iter().collect(),
             ready: false,
+            serving: false,
             placement: PlacementState::Unknown,
             orphaned_claims: Vec::new(),
             refused: step.refused,
@@ -197,6 +202,8 @@ pub fn decide(f: &Facts<'_>) -> Plan {
     let blocked = blocked(f, &chosen, &problems);
     plan.problems = problems.into_iter().chain(plan.problems).collect();
     plan.ready = f.health.ready && chosen.as_ref().is_none_or(|(_, c, _)| c.keeps_ready);
+    plan.serving = plan.ready
+        || (f.health.serving && plan.problems.iter().all(|p| p.reason == "ZoneUnavailable"));
     plan.reshard = scale::state(f, blocked.as_deref());
     let rollout_blocked = match &chosen {
         Some((_, c, _)) if c.name == "scale" => Some("slots are being moved".to_string()),

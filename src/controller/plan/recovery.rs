@@ -43,6 +43,7 @@ pub fn step(f: &Facts<'_>) -> Option<Step> {
     }
     force_failover(f)
         .or_else(|| handover(f))
+        .or_else(|| disk_handover(f))
         .or_else(|| repoint(f))
         .or_else(|| forget(f))
 }
@@ -122,6 +123,45 @@ fn handover(f: &Facts<'_>) -> Option<Step> {
             "FailingOver",
             format!(
                 "shard {}: handing over from the deleted pod {}",
+                m.shard,
+                m.name()
+            ),
+        ));
+    }
+    None
+}
+
+/// A serving leader that cannot write to its disk refuses every write (`MISCONF`) for as long
+/// as that lasts (a full volume: found by the soak, 33 s of refused writes with a follower in
+/// sync next to it). A graceful failover to an in-sync follower whose disk works loses nothing
+/// and ends the outage; the rebalance does not hand the lead back while the disk still fails.
+fn disk_handover(f: &Facts<'_>) -> Option<Step> {
+    let obs = f.obs;
+    for m in obs.live() {
+        let Some(leader) = obs.view_of(m).filter(|v| v.is_serving_master()) else {
+            continue;
+        };
+        let Some(failure) = leader.persistence.failure() else {
+            continue;
+        };
+        let Some((best, _)) = follower_to_promote(obs, Why::LeaderCannotPersist(leader)) else {
+            continue;
+        };
+        return Some(Step::new(
+            Action::Failover {
+                shard: m.shard,
+                to: best.id().clone(),
+                kind: FailoverKind::Graceful,
+                reason: format!(
+                    "leader {} of shard {} cannot write to its disk: {failure}; it refuses writes until it hands over to {}, in sync and writing",
+                    m.name(),
+                    m.shard,
+                    best.id().short()
+                ),
+            },
+            "FailingOver",
+            format!(
+                "shard {}: handing over from {}, which cannot write to its disk",
                 m.shard,
                 m.name()
             ),

@@ -10,6 +10,11 @@ use crate::controller::observe::auth::Auth;
 /// The reason of a refused spec.
 pub const INVALID_SPEC: &str = "InvalidSpec";
 
+/// The reason of a `spec.tls` Secret that cannot be used (missing, a key missing, bad PEM):
+/// refused like an invalid spec (nothing is created or changed), under its own reason so that
+/// it can be told from a spec error and alerted on.
+pub const TLS_SECRET_INVALID: &str = "TLSSecretInvalid";
+
 /// The reason of a password the members do not accept.
 pub const AUTH_MISMATCH: &str = "AuthMismatch";
 
@@ -39,11 +44,28 @@ pub fn validate(f: &Facts<'_>) -> Option<Step> {
         .or_else(|| match &f.obs.auth {
             Auth::Invalid(msg) => Some(msg.clone()),
             _ => None,
-        })?;
-    let mut step = Step::refuse(INVALID_SPEC, invalid);
+        })
+        .or_else(|| missing_storage_class(f));
+    let step = match (invalid, &f.obs.auth) {
+        (Some(invalid), _) => Step::refuse(INVALID_SPEC, invalid),
+        (None, Auth::TlsInvalid(message)) => Step::refuse(TLS_SECRET_INVALID, message.clone()),
+        (None, _) => return None,
+    };
     // The message says what is wrong in Ready; Degraded is not written for it.
-    step.problem = None;
-    Some(step)
+    Some(Step {
+        problem: None,
+        ..step
+    })
+}
+
+/// A StorageClass that does not exist, while the cluster has no member: its claims would stay
+/// Pending for ever. Members that run already keep running (their claims are bound); the class
+/// matters again only for a new claim.
+fn missing_storage_class(f: &Facts<'_>) -> Option<String> {
+    let class = f.obs.missing_storage_class.as_ref()?;
+    f.obs.members.is_empty().then(|| {
+        format!("spec.storage.storageClassName: StorageClass {class} not found (claims of it would stay Pending)")
+    })
 }
 
 /// Creates the generated password Secret when it does not exist, and only while the cluster

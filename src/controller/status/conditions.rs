@@ -50,6 +50,17 @@ pub fn conditions(plan: &Plan, executed: &Executed) -> Vec<Desired> {
             "ClusterReady",
             "all slots served, every follower in sync",
         )
+    } else if plan.serving {
+        // A planned scale-out: the cluster serves as asked; Reconciling says what moves.
+        Desired::new(
+            types::READY,
+            true,
+            "ClusterReady",
+            format!(
+                "all slots served, every follower of a serving shard in sync; new shards joining: {}",
+                plan.message
+            ),
+        )
     } else {
         Desired::new(types::READY, false, plan.reason, plan.message.clone())
     };

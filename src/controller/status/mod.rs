@@ -3,6 +3,7 @@
 //! applies it.
 
 pub mod conditions;
+pub mod kstatus;
 pub mod patch;
 pub mod shards;
 pub mod summary;
@@ -25,7 +26,7 @@ pub fn build(
     let previous = cluster.status.as_ref().and_then(|s| s.reshard.as_ref());
     if plan.invalid_spec() {
         // Nothing was changed: Ready and Progressing say why; the last reshard stays shown.
-        let conditions = vec![
+        let mut conditions = vec![
             Desired::new(types::READY, false, plan.reason, plan.message.clone()),
             Desired::new(
                 types::PROGRESSING,
@@ -34,6 +35,7 @@ pub fn build(
                 "fix the spec; nothing was changed",
             ),
         ];
+        conditions.extend(kstatus::kstatus(plan, &conditions));
         let status = summary::summary(cluster, facts, &conditions, Vec::new(), previous.cloned());
         return (status, conditions);
     }
@@ -42,6 +44,8 @@ pub fn build(
     if let (Some(r), true) = (&reshard, plan.reshard.is_some()) {
         with_reshard_progress(&mut conditions, r);
     }
+    let gitops = kstatus::kstatus(plan, &conditions);
+    conditions.extend(gitops);
     let status = summary::summary(
         cluster,
         facts,

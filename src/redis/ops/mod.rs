@@ -18,6 +18,7 @@ pub mod migrate;
 pub mod repair;
 pub mod replicate;
 pub mod reshard;
+pub mod reshard_many;
 pub mod slots;
 
 use std::future::Future;

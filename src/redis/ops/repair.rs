@@ -81,7 +81,9 @@ pub struct RepairOptions {
 }
 
 /// Masters known to some observed node (not failed, not in handshake) that did not answer.
-fn unreachable_masters(view: &ClusterView) -> Vec<NodeId> {
+/// Masters some node lists that no observed node is: they may hold keys of open slots, so
+/// nothing may close those slots until they answer or are forgotten.
+pub fn unreachable_masters(view: &ClusterView) -> Vec<NodeId> {
     let observed: BTreeSet<&NodeId> = view.nodes.iter().map(|n| n.id()).collect();
     let mut out = BTreeSet::new();
     for node in &view.nodes {

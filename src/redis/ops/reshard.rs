@@ -6,24 +6,20 @@
 //! slot stands (who owns it on A and B, which markers are set) and continues from there, so a
 //! run killed anywhere is finished by running it again.
 //!
-//! [`ClusterAdmin::reshard`] runs many slot moves at once: moves are grouped by (source,
-//! target) pair, pairs run in parallel, and each pair runs several slot streams so the
-//! round trips of one slot overlap with the MIGRATE work of another.
+//! Many slot moves at once: [`super::reshard_many`].
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::future::join_all;
 
 use crate::redis::client::Client;
 use crate::redis::command::Cmd;
 use crate::redis::error::RedisError;
-use crate::redis::ids::{NodeId, ranges_from_slots};
+use crate::redis::ids::NodeId;
 use crate::redis::model::ClusterView;
-use crate::redis::ops::distribution::SlotMove;
 use crate::redis::ops::migrate::{BatchOptions, BatchSizer, ConflictPolicy, KeyMover, Progress};
 use crate::redis::ops::{ClusterAdmin, OpError, StepOutcome};
 use crate::redis::parse::cluster_nodes::{NodeEntry, OpenSlotState};
@@ -92,14 +88,14 @@ pub struct ReshardReport {
 
 /// One end of a move: id and client address.
 #[derive(Clone, Debug, PartialEq, Eq)]
-struct Endpoint {
+pub(super) struct Endpoint {
     id: NodeId,
     addr: SocketAddr,
 }
 
 /// Where a slot stands, from the two nodes' own `myself` lines.
 #[derive(Clone, Debug, PartialEq, Eq)]
-struct SlotState {
+pub(super) struct SlotState {
     source_owns: bool,
     target_owns: bool,
     source_migrating_to: Option<NodeId>,
@@ -107,7 +103,7 @@ struct SlotState {
 }
 
 impl SlotState {
-    fn of(slot: u16, source: &NodeEntry, target: &NodeEntry) -> Self {
+    pub(super) fn of(slot: u16, source: &NodeEntry, target: &NodeEntry) -> Self {
         Self {
             source_owns: source.owns(slot),
             target_owns: target.owns(slot),
@@ -131,7 +127,7 @@ fn is_not_master(err: &RedisError) -> bool {
 }
 
 /// A worker moving slots between one pair, holding its connections.
-struct SlotMover<'a> {
+pub(super) struct SlotMover<'a> {
     admin: &'a ClusterAdmin,
     source: Endpoint,
     target: Endpoint,
@@ -146,7 +142,7 @@ struct SlotMover<'a> {
 }
 
 impl<'a> SlotMover<'a> {
-    async fn connect(
+    pub(super) async fn connect(
         admin: &'a ClusterAdmin,
         source: Endpoint,
         target: Endpoint,
@@ -250,7 +246,10 @@ impl<'a> SlotMover<'a> {
     /// Moves a group of slots, each continuing from its own state. Slots of a group share
     /// pipelines for every SETSLOT step and MIGRATE batches for their keys, so Redis saves
     /// nodes.conf (an fsync) once per step for the whole group instead of once per slot.
-    async fn run_group(&mut self, group: &[(u16, SlotState)]) -> Result<Vec<MoveReport>, OpError> {
+    pub(super) async fn run_group(
+        &mut self,
+        group: &[(u16, SlotState)],
+    ) -> Result<Vec<MoveReport>, OpError> {
         self.refresh().await?;
         for (slot, state) in group {
             self.check(*slot, state)?;
@@ -429,7 +428,7 @@ impl<'a> SlotMover<'a> {
 }
 
 /// Other masters (not `a` or `b`) in the view, by address.
-fn other_masters(view: &ClusterView, a: &NodeId, b: &NodeId) -> Vec<SocketAddr> {
+pub(super) fn other_masters(view: &ClusterView, a: &NodeId, b: &NodeId) -> Vec<SocketAddr> {
     view.masters()
         .filter(|m| m.id() != a && m.id() != b)
         .map(|m| m.addr)
@@ -439,7 +438,12 @@ fn other_masters(view: &ClusterView, a: &NodeId, b: &NodeId) -> Vec<SocketAddr> 
 /// A move whose source gave away its last slot and turned into a replica (Redis does that
 /// with `cluster-allow-replica-migration yes`): the target owning the slot is all there is
 /// left to check, as a replica holds no open-slot state.
-fn finished_with_source_demoted(view: &ClusterView, slot: u16, from: &NodeId, to: &NodeId) -> bool {
+pub(super) fn finished_with_source_demoted(
+    view: &ClusterView,
+    slot: u16,
+    from: &NodeId,
+    to: &NodeId,
+) -> bool {
     let target_owns = view
         .node(to)
         .is_some_and(|t| t.is_master() && t.myself.owns(slot));
@@ -448,7 +452,7 @@ fn finished_with_source_demoted(view: &ClusterView, slot: u16, from: &NodeId, to
 }
 
 /// Checks that both ends are reachable masters and that every master knows the target.
-fn endpoints(
+pub(super) fn endpoints(
     view: &ClusterView,
     from: &NodeId,
     to: &NodeId,
@@ -518,125 +522,5 @@ impl ClusterAdmin {
         reports.into_iter().next().ok_or_else(|| {
             OpError::Verification(format!("slot {slot}: the move produced no report"))
         })
-    }
-
-    /// Runs many slot moves: unassigned slots (`from: None`) are added to their target, the
-    /// rest move by (source, target) pair, pairs in parallel, each pair with several streams.
-    /// Resumable like [`ClusterAdmin::move_slot`]: running the same plan again after a crash
-    /// finishes it. Stops at the first error (other streams finish their current slot).
-    pub async fn reshard(
-        &self,
-        moves: &[SlotMove],
-        options: &ReshardOptions,
-        progress: Option<&Progress>,
-    ) -> Result<ReshardReport, OpError> {
-        let started = Instant::now();
-        let mut report = ReshardReport::default();
-        let view = self.observe().await;
-        let mut unassigned: BTreeMap<NodeId, Vec<u16>> = BTreeMap::new();
-        let mut pairs: BTreeMap<(NodeId, NodeId), VecDeque<u16>> = BTreeMap::new();
-        for m in moves {
-            match &m.from {
-                None => unassigned.entry(m.to.clone()).or_default().push(m.slot),
-                Some(from) if from == &m.to => {}
-                Some(from) if finished_with_source_demoted(&view, m.slot, from, &m.to) => {
-                    report.slots_already_done += 1;
-                }
-                Some(from) => pairs
-                    .entry((from.clone(), m.to.clone()))
-                    .or_default()
-                    .push_back(m.slot),
-            }
-        }
-        for (to, slots) in unassigned {
-            let addr = Self::require(&view, &to)?.addr;
-            if self
-                .add_slot_ranges(addr, &ranges_from_slots(slots.iter().copied()))
-                .await?
-                == StepOutcome::Applied
-            {
-                report.slots_added += slots.len();
-            }
-        }
-        if pairs.is_empty() {
-            report.elapsed = started.elapsed();
-            return Ok(report);
-        }
-        let max_streams = options.max_streams.max(1);
-        let group_size = options.slots_per_group.max(1);
-        let per_pair = options
-            .streams_per_pair
-            .max(1)
-            .min((max_streams / pairs.len()).max(1));
-        let totals = Mutex::new(ReshardReport::default());
-        let failed = std::sync::atomic::AtomicBool::new(false);
-        let mut workers = Vec::new();
-        for ((from, to), slots) in pairs {
-            let (source, target) = endpoints(&view, &from, &to)?;
-            let (s, t) = (Self::require(&view, &from)?, Self::require(&view, &to)?);
-            let states: BTreeMap<u16, SlotState> = slots
-                .iter()
-                .map(|slot| (*slot, SlotState::of(*slot, &s.myself, &t.myself)))
-                .collect();
-            let queue = Arc::new(Mutex::new(slots));
-            let states = Arc::new(states);
-            let others = other_masters(&view, &from, &to);
-            for _ in 0..per_pair {
-                let (queue, states) = (queue.clone(), states.clone());
-                let (source, target, others) = (source.clone(), target.clone(), others.clone());
-                let (totals, failed) = (&totals, &failed);
-                let moves_options = options.moves;
-                workers.push(async move {
-                    let mut mover =
-                        SlotMover::connect(self, source, target, others, moves_options, progress)
-                            .await?;
-                    loop {
-                        if failed.load(Ordering::Relaxed) {
-                            return Ok(());
-                        }
-                        let group: Vec<(u16, SlotState)> = queue
-                            .lock()
-                            .map(|mut q| {
-                                let n = q.len().min(group_size);
-                                q.drain(..n).collect::<Vec<u16>>()
-                            })
-                            .unwrap_or_default()
-                            .into_iter()
-                            .filter_map(|slot| states.get(&slot).map(|st| (slot, st.clone())))
-                            .collect();
-                        if group.is_empty() {
-                            return Ok(());
-                        }
-                        match mover.run_group(&group).await {
-                            Ok(reports) => {
-                                if let Ok(mut t) = totals.lock() {
-                                    for r in reports {
-                                        t.keys_moved += r.keys_moved;
-                                        match r.step {
-                                            StepOutcome::Applied => t.slots_moved += 1,
-                                            StepOutcome::AlreadyDone => t.slots_already_done += 1,
-                                        }
-                                    }
-                                }
-                            }
-                            Err(e) => {
-                                failed.store(true, Ordering::Relaxed);
-                                return Err(e);
-                            }
-                        }
-                    }
-                });
-            }
-        }
-        let results: Vec<Result<(), OpError>> = join_all(workers).await;
-        if let Some(err) = results.into_iter().find_map(Result::err) {
-            return Err(err);
-        }
-        let totals = totals.lock().map(|t| *t).unwrap_or_default();
-        report.slots_moved = totals.slots_moved;
-        report.slots_already_done = totals.slots_already_done;
-        report.keys_moved = totals.keys_moved;
-        report.elapsed = started.elapsed();
-        Ok(report)
     }
 }

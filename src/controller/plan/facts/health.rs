@@ -2,9 +2,12 @@
 //! the cluster waits for, and whether it is Ready. Computed once from the observation,
 //! whichever step is then taken.
 
+use std::collections::BTreeSet;
+
 use super::formation::Formation;
 use super::gone::Gone;
 use super::loss::{Awaited, data_gone, fmt_ranges, lost_followers, quorum_lost, slot_ranges};
+use super::shard::{in_sync, shard_leader, shard_of};
 use crate::controller::observe::Observed;
 use crate::controller::observe::break_glass::{ACCEPT_DATA_LOSS, ACCEPT_TAKEOVER};
 use crate::controller::plan::step::Problem;
@@ -27,6 +30,10 @@ pub struct Health {
     /// nothing wrong but a zone without ready nodes (a cluster whole again in the surviving
     /// zones is Ready, and Degraded says the zone is missing).
     pub ready: bool,
+    /// Every slot is served with the redundancy the spec asks for, though not everything is
+    /// done: a scale-out's new shards are still joining. What `Ready` says to users (their
+    /// alerts must not fire on a planned scale); never a gate for the operator's own steps.
+    pub serving: bool,
 }
 
 /// Assesses the cluster. `formation` is `None` when no placement exists.
@@ -39,7 +46,7 @@ pub fn assess(
 ) -> Health {
     let losses = losses(obs, owners, gone, awaited);
     let covered = covered(obs, gone, awaited);
-    let others = others(obs, gone, &covered);
+    let others = others(obs, owners, gone, &covered);
     let (waiting, message, formed) = waiting(obs, formation);
     let blocked = match formation {
         Some(Formation::Blocked(m)) => Some(Problem::new("Blocked", m.clone())),
@@ -50,6 +57,12 @@ pub fn assess(
             .iter()
             .chain(&others)
             .all(|p| p.reason == "ZoneUnavailable");
+    let serving = ready
+        // The formation's block is not looked at: while a new shard has no Pods it "has no
+        // member that can lead"; a block on a serving shard fails shard_whole.
+        || (losses.is_empty()
+            && others.iter().all(|p| p.reason == "ZoneUnavailable")
+            && serving_while_joining(obs, owners));
     Health {
         losses,
         blocked,
@@ -57,7 +70,54 @@ pub fn assess(
         waiting,
         message,
         ready,
+        serving,
     }
+}
+
+/// Wanted shards that own no slot: a scale-out's new shards, until slots move to them. (A
+/// shard whose leader is lost still owns its slots through the lost identity; slots nobody
+/// owns make the cluster not serving anyway.)
+fn new_shards(obs: &Observed, owners: &[Option<NodeId>]) -> BTreeSet<usize> {
+    let held: BTreeSet<usize> = owners
+        .iter()
+        .flatten()
+        .filter_map(|id| shard_of(obs, id))
+        .collect();
+    (0..obs.shape.leaders)
+        .filter(|s| !held.contains(s))
+        .collect()
+}
+
+/// Every slot has an owner in a shard that is whole (its leader serving, every member present
+/// and Pod-ready, the spec's number of followers in sync), and some shard is still new.
+fn serving_while_joining(obs: &Observed, owners: &[Option<NodeId>]) -> bool {
+    let fresh = new_shards(obs, owners);
+    if fresh.is_empty() || owners.iter().any(Option::is_none) {
+        return false;
+    }
+    let owning: BTreeSet<usize> = owners
+        .iter()
+        .flatten()
+        .filter_map(|id| shard_of(obs, id))
+        .collect();
+    !owning.is_empty() && owning.iter().all(|&s| shard_whole(obs, s))
+}
+
+/// The shard's leader serves, it has exactly its members, all Pod-ready, with the spec's
+/// number of followers in sync.
+fn shard_whole(obs: &Observed, shard: usize) -> bool {
+    let Some(leader) = shard_leader(obs, shard) else {
+        return false;
+    };
+    let members: Vec<_> = obs.live().filter(|m| m.shard == shard).collect();
+    let synced = members
+        .iter()
+        .filter_map(|m| obs.view_of(m))
+        .filter(|v| v.id() != leader.id() && in_sync(v, leader))
+        .count();
+    members.len() == obs.shape.followers + 1
+        && members.iter().all(|m| m.ready())
+        && synced >= obs.shape.followers
 }
 
 /// What the formation waits for, and whether the cluster is formed with every Pod ready.
@@ -222,8 +282,24 @@ pub fn unavailable_zones(obs: &Observed) -> Vec<String> {
 }
 
 /// Everything else that is wrong now, computed from the observation alone.
-fn others(obs: &Observed, gone: &[Gone], covered: &[NodeId]) -> Vec<Problem> {
+fn others(
+    obs: &Observed,
+    owners: &[Option<NodeId>],
+    gone: &[Gone],
+    covered: &[NodeId],
+) -> Vec<Problem> {
     let mut out = Vec::new();
+    // A typo in a break-glass annotation (set by a human during an outage, who waits for the
+    // operator to act on it) must say so at once; it stops nothing else, recovery included.
+    if !obs.break_glass.malformed.is_empty() {
+        out.push(Problem::new(
+            "BreakGlassInvalid",
+            format!(
+                "break-glass annotations must list node ids (or prefixes of 8 to 40 hex digits), separated by commas; ignored: {}",
+                obs.break_glass.malformed.join(", ")
+            ),
+        ));
+    }
     // A cluster still being built is not degraded; one that served slots (or whose volumes
     // carry identities) and lost something is.
     let formed =
@@ -231,8 +307,10 @@ fn others(obs: &Observed, gone: &[Gone], covered: &[NodeId]) -> Vec<Problem> {
     if !formed {
         return out;
     }
-    let live: Vec<_> = obs.live().collect();
-    let want = obs.shape.members();
+    // A scale-out's new shards are being built, not missing.
+    let fresh = new_shards(obs, owners);
+    let live: Vec<_> = obs.live().filter(|m| !fresh.contains(&m.shard)).collect();
+    let want = obs.shape.members() - fresh.len() * (obs.shape.followers + 1);
     if live.len() < want && !live.is_empty() {
         out.push(Problem::new(
             "MembersMissing",
@@ -281,5 +359,24 @@ fn others(obs: &Observed, gone: &[Gone], covered: &[NodeId]) -> Vec<Problem> {
             format!("{} slot(s) left migrating or importing", open.len()),
         ));
     }
+    let unpersisted: Vec<String> = live
+        .iter()
+        .filter_map(|m| {
+            let failure = obs.view_of(m)?.persistence.failure()?;
+            Some(format!("{}: {failure}", m.name()))
+        })
+        .collect();
+    if !unpersisted.is_empty() {
+        out.push(Problem::new(
+            PERSISTENCE_FAILING,
+            format!(
+                "cannot write to disk ({}); a leader among them refuses writes (MISCONF) until it hands over",
+                unpersisted.join("; ")
+            ),
+        ));
+    }
     out
 }
+
+/// The reason of a member that cannot write its disk.
+pub const PERSISTENCE_FAILING: &str = "PersistenceFailing";

@@ -26,6 +26,9 @@ pub enum Why<'a> {
     LeaderGone(&'a Gone),
     /// Its leader's Pod is being deleted and did not hand over by itself.
     LeaderDeleted(&'a NodeView),
+    /// Its leader cannot write to its disk and refuses every write (`MISCONF`): the lead goes
+    /// to an in-sync follower whose disk works.
+    LeaderCannotPersist(&'a NodeView),
     /// The rolling update replaces the leader next; `outdated` are the members it replaces.
     Rollout {
         /// The serving leader.
@@ -61,6 +64,13 @@ pub fn follower_to_promote<'a>(
             .view
             .replicas_of(leader.id())
             .filter(|f| in_sync(f, leader))
+            .filter(|f| obs.member_at(f.addr).is_some_and(|m| !m.terminating()))
+            .max_by_key(|f| f.replication.master_repl_offset)
+            .and_then(with_member),
+        Why::LeaderCannotPersist(leader) => obs
+            .view
+            .replicas_of(leader.id())
+            .filter(|f| in_sync(f, leader) && f.persistence.failure().is_none())
             .filter(|f| obs.member_at(f.addr).is_some_and(|m| !m.terminating()))
             .max_by_key(|f| f.replication.master_repl_offset)
             .and_then(with_member),

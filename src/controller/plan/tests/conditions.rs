@@ -117,3 +117,27 @@ fn the_generated_secret_is_created_only_before_any_member_exists() {
     obs.auth = Auth::ToGenerate(secret);
     assert_eq!(plan(&obs).action, Action::CreateAuthSecret);
 }
+
+#[test]
+fn an_unusable_tls_secret_refuses_everything_under_its_own_reason() {
+    use crate::controller::observe::auth::Auth;
+    // A running cluster: nothing is done on what the operator cannot reach.
+    let mut obs = healthy().observed();
+    obs.auth = Auth::TlsInvalid("spec.tls: Secret demo-tls has no ca.crt".into());
+    let p = plan(&obs);
+    assert_eq!(
+        (&p.action, p.reason, p.invalid_spec()),
+        (&Action::Wait, "TLSSecretInvalid", true),
+        "{p:?}"
+    );
+    assert!(p.message.contains("demo-tls"), "{p:?}");
+    // A new cluster: not even the generated password Secret is made.
+    let mut fresh = healthy();
+    fresh.members.clear();
+    let mut obs = fresh.observed();
+    obs.auth = Auth::TlsInvalid("spec.tls: Secret demo-tls not found".into());
+    assert!(plan(&obs).invalid_spec());
+    // A spec error is still reported as one first.
+    obs.config.insert("port".into(), "7000".into());
+    assert_eq!(plan(&obs).reason, "InvalidSpec");
+}

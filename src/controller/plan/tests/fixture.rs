@@ -111,6 +111,7 @@ pub(super) fn healthy() -> Fx {
             rolling: true,
             ..Default::default()
         },
+        disk_failing: Vec::new(),
     }
 }
 
@@ -129,6 +130,8 @@ pub(super) struct Fx {
     pub(super) break_glass: crate::controller::observe::break_glass::BreakGlass,
     /// What the spec asks members to run.
     pub(super) target: crate::controller::observe::revision::Target,
+    /// Ids whose last AOF write failed (`INFO persistence`: a full disk).
+    pub(super) disk_failing: Vec<String>,
 }
 
 impl Fx {
@@ -265,16 +268,23 @@ impl Fx {
                     )
                 }
             };
-            view.nodes.push(
-                NodeObservation::from_replies(
-                    format!("{}:6379", o.ip).parse().unwrap(),
-                    &lines.join("\n"),
-                    "cluster_state:ok\r\n",
-                    &replication,
-                    Some(o.keys),
-                )
-                .unwrap(),
-            );
+            let mut observation = NodeObservation::from_replies(
+                format!("{}:6379", o.ip).parse().unwrap(),
+                &lines.join("\n"),
+                "cluster_state:ok\r\n",
+                &replication,
+                Some(o.keys),
+            )
+            .unwrap();
+            let aof = if self.disk_failing.contains(&o.id) {
+                "err"
+            } else {
+                "ok"
+            };
+            observation.persistence = crate::redis::model::PersistenceInfo::parse(&format!(
+                "aof_enabled:1\r\naof_last_write_status:{aof}\r\n"
+            ));
+            view.nodes.push(observation);
         }
         let zones = ["a", "b", "c"];
         let node_names: Vec<String> = zones
@@ -326,9 +336,11 @@ impl Fx {
         Observed {
             name: "demo".into(),
             break_glass: self.break_glass.clone(),
+            missing_storage_class: None,
             auth: crate::controller::observe::auth::Auth::Ready {
                 secret: crate::controller::observe::auth::SecretRef::default(),
                 password: "secret".into(),
+                tls: None,
             },
             config: BTreeMap::new(),
             // The last status recorded every member of the table in its shard.

@@ -379,3 +379,53 @@ fn quorum_lost_is_the_degraded_reason_even_while_the_bootstrap_is_blocked() {
     let c = conditions(&p, &Executed::Nothing);
     assert_eq!(cond(&c, types::DEGRADED).reason, "QuorumLost", "{p:?}");
 }
+
+#[test]
+fn a_break_glass_annotation_naming_no_node_id_is_reported_and_stops_nothing() {
+    use crate::controller::observe::break_glass::BreakGlass;
+    use std::collections::BTreeMap;
+    let mut fx = healthy();
+    let annotations = BTreeMap::from([(
+        crate::controller::observe::break_glass::ACCEPT_DATA_LOSS.to_string(),
+        "yes please, aaaaaaaa".to_string(),
+    )]);
+    fx.break_glass = BreakGlass::from_annotations(&annotations);
+    let p = plan(&fx.observed());
+    assert!(!p.invalid_spec(), "{p:?}");
+    let c = conditions(&p, &Executed::Nothing);
+    let d = cond(&c, types::DEGRADED);
+    assert_eq!((d.status, d.reason.as_str()), (true, "BreakGlassInvalid"));
+    assert!(
+        d.message.contains("accept-data-loss: \"yes\""),
+        "{}",
+        d.message
+    );
+    assert!(d.message.contains("\"please\""), "{}", d.message);
+    assert!(!d.message.contains("aaaaaaaa"), "{}", d.message);
+    // Node ids and unique prefixes of them are what it takes.
+    let annotations = BTreeMap::from([(
+        crate::controller::observe::break_glass::ACCEPT_TAKEOVER.to_string(),
+        format!("aaaaaaaa, {}", "0123456789abcdef0123456789abcdef01234567"),
+    )]);
+    fx.break_glass = BreakGlass::from_annotations(&annotations);
+    assert!(plan(&fx.observed()).problems.is_empty());
+}
+
+#[test]
+fn a_storage_class_that_does_not_exist_is_an_invalid_spec_until_members_exist() {
+    let fx = healthy().with_storage();
+    let mut obs = fx.observed();
+    obs.missing_storage_class = Some("no-such-class".into());
+    // Running members keep their bound claims: nothing to refuse.
+    assert!(!plan(&obs).invalid_spec());
+    obs.members.clear();
+    obs.claims.clear();
+    let p = plan(&obs);
+    assert!(p.invalid_spec(), "{p:?}");
+    assert!(
+        p.message
+            .contains("storageClassName: StorageClass no-such-class not found"),
+        "{}",
+        p.message
+    );
+}

@@ -237,3 +237,58 @@ fn a_returning_volume_whose_shard_was_made_whole_elsewhere_is_forgotten() {
         other => panic!("expected Forget, got {other:?}"),
     }
 }
+
+/// Found by the soak: a leader whose volume filled up refused writes (MISCONF) for 33 s while
+/// its follower, in sync and writing, stood by. It hands over gracefully; the spread does not
+/// hand the lead back while its disk fails; nothing moves when the follower's disk fails too.
+#[test]
+fn leader_that_cannot_write_its_disk_hands_over_to_a_follower_that_can() {
+    let mut fx = healthy();
+    fx.disk_failing.push(id('a'));
+    let p = plan(&fx.observed());
+    assert_eq!(
+        p.action,
+        Action::Failover {
+            shard: 0,
+            to: id('d').parse().unwrap(),
+            kind: FailoverKind::Graceful,
+            reason: plan_reason(&p),
+        }
+    );
+    assert!(
+        plan_reason(&p).contains("cannot write to its disk"),
+        "{p:?}"
+    );
+    let c = conditions(&p, &Executed::Nothing);
+    let degraded = cond(&c, types::DEGRADED);
+    assert!(
+        degraded.status && degraded.reason == "PersistenceFailing",
+        "{degraded:?}"
+    );
+    // After the handover: d leads shard 0, a follows it with its disk still failing. The
+    // placement wants shard 0's lead back in zone-a (on a): not while a cannot write.
+    let (a, d) = (fx.get('a').clone(), fx.get('d').clone());
+    *fx.get('d') = M {
+        slots: a.slots,
+        master: None,
+        member: d.member,
+        ..d.clone()
+    };
+    *fx.get('a') = M {
+        slots: "",
+        master: Some(d.id.clone()),
+        ..a.clone()
+    };
+    let p = plan(&fx.observed());
+    assert!(
+        !matches!(p.action, Action::Failover { .. }),
+        "the lead must not go back to a member that cannot write: {p:?}"
+    );
+    // Both members of the shard failing: no handover would help; it is reported only.
+    let mut fx = healthy();
+    fx.disk_failing.extend([id('a'), id('d')]);
+    let p = plan(&fx.observed());
+    assert!(!matches!(p.action, Action::Failover { .. }), "{p:?}");
+    let c = conditions(&p, &Executed::Nothing);
+    assert_eq!(cond(&c, types::DEGRADED).reason, "PersistenceFailing");
+}

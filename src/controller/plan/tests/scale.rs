@@ -190,3 +190,43 @@ fn removed_members_of_a_drained_shard_are_forgotten_at_once() {
         Action::Forget(_)
     ));
 }
+
+/// Ready means every slot served with the asked redundancy: a planned scale-out's new shard
+/// joining is Reconciling, not "not Ready" nor Degraded (alerts must not fire on it).
+#[test]
+fn scale_out_stays_ready_and_not_degraded_while_the_new_shard_joins() {
+    let states = |plan: &Plan| {
+        let c = conditions(plan, &Executed::Nothing);
+        (
+            cond(&c, types::READY).status,
+            cond(&c, types::DEGRADED).status,
+        )
+    };
+    // Its Pods being created.
+    let plan = crate::controller::plan::plan(&observed(&healthy(), 4));
+    assert!(
+        matches!(plan.action, Action::CreateMembers(_)),
+        "{}",
+        plan.reason
+    );
+    assert_eq!(states(&plan), (true, false), "{}", plan.reason);
+    // Its follower still syncing.
+    let mut fx = with_fourth_shard(healthy(), "");
+    fx.get('8').offset = 0;
+    fx.get('8').keys = 0;
+    fx.get('7').offset = 10_000_000;
+    let plan = crate::controller::plan::plan(&observed(&fx, 4));
+    assert_eq!(states(&plan), (true, false), "{}", plan.reason);
+    // A serving shard's follower lost at the same time: not the asked redundancy.
+    let mut fx = with_fourth_shard(healthy(), "");
+    fx.lose('e', None);
+    let plan = crate::controller::plan::plan(&observed(&fx, 4));
+    assert!(!states(&plan).0, "{}", plan.reason);
+    // A new cluster (no slot served yet) is not Ready.
+    let mut fx = healthy();
+    for c in ['a', 'b', 'c'] {
+        fx.get(c).slots = "";
+    }
+    let plan = crate::controller::plan::plan(&observed(&fx, 3));
+    assert!(!states(&plan).0, "{}", plan.reason);
+}
