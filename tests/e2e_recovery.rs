@@ -86,6 +86,37 @@ async fn leader_restarted_empty_loses_no_acknowledged_write() {
     chaos.finish(writer).await;
 }
 
+/// S4 again, for a leader that was once a follower (found by the soak on a cache mid-rollout).
+/// Without persistence, a follower still keeps the RDB its full sync wrote to /data. Once
+/// it leads, that file is its dataset as of the sync. If its process restarted and loaded the
+/// file, it came back as the leader of its slots with a stale dataset, and its followers synced
+/// it: every write acknowledged since that sync was gone. Here both members of shard 2 are
+/// replaced (each then full-syncs as a follower), more writes are acknowledged, and the leader
+/// is killed.
+#[tokio::test]
+#[ignore = "needs the local cluster; run by make test"]
+async fn former_follower_leading_without_persistence_restarts_without_stale_data() {
+    let (chaos, before, writer) = Chaos::start(
+        "rec-stale",
+        json!({"storage": null, "config": {"appendonly": "no", "save": "\"\""}}),
+    )
+    .await;
+    // The leader is handed over to its follower (preStop), and its replacement syncs as a
+    // follower; the spread may hand the lead back to it. Either way the leader of shard 2 is
+    // now a member that full-synced as a follower.
+    chaos.delete_pods(&[&before.leader(2).pod]).await;
+    let members = chaos
+        .recovered(RECOVERY, |addrs| writer.add_seeds(addrs))
+        .await;
+    let more = writer.acknowledged() + 300;
+    assert!(
+        acked_at_least(&writer, more, Duration::from_secs(60)).await,
+        "writes are acknowledged after the handover"
+    );
+    chaos.kill_redis(&members.leader(2).pod).await;
+    chaos.finish(writer).await;
+}
+
 #[tokio::test]
 #[ignore = "needs the local cluster; run by make test"]
 async fn every_member_pod_deleted_returns_with_the_same_ids() {
