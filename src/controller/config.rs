@@ -299,7 +299,9 @@ pub fn hash(rendered: &str) -> String {
 /// full-sync the empty dataset and wipe the shard. So it does not start until a peer shows that
 /// a follower took its slots over (Redis's own election or the operator's FORCE failover; it
 /// then rejoins as a follower of the new leader and syncs from it), or until every follower it
-/// knows answers and holds no keys (nothing to protect).
+/// knows answers and holds no keys (nothing to protect). Without persistence, an RDB on disk is
+/// a full sync's leftover, never the member's own dataset, and goes first
+/// (`scripts/stale-rdb.sh`): otherwise a leader that was once a follower came back with it.
 pub const ENTRY_SCRIPT: &str = concat!(
     r#"set -eu
 umask 077
@@ -309,6 +311,7 @@ umask 077
   printf 'masterauth "%s"\n' "$REDIS_PASSWORD"
 } > /run/redis/runtime.conf
 "#,
+    include_str!("scripts/stale-rdb.sh"),
     include_str!("scripts/start-gate.sh"),
     r#"exec redis-server /etc/redis/redis.conf
 "#
@@ -345,6 +348,54 @@ pub fn validate_password(password: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Runs `scripts/stale-rdb.sh` against a redis.conf rendered from `overrides` and a data
+    /// directory holding `dump.rdb`; true if the file is still there afterwards.
+    fn rdb_kept(overrides: &[(&str, &str)]) -> bool {
+        let dir = std::env::temp_dir().join(format!(
+            "stale-rdb-{}-{}",
+            std::process::id(),
+            hash(&format!("{overrides:?}"))
+        ));
+        let data = dir.join("data");
+        std::fs::create_dir_all(&data).unwrap();
+        let conf = dir.join("redis.conf");
+        let overrides: BTreeMap<String, String> = overrides
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        std::fs::write(&conf, render(&overrides)).unwrap();
+        let rdb = data.join(overrides.get("dbfilename").map_or("dump.rdb", |f| f.trim_matches('"')));
+        std::fs::write(&rdb, b"REDIS0011").unwrap();
+        let script = include_str!("scripts/stale-rdb.sh")
+            .replace("/etc/redis/redis.conf", &conf.display().to_string())
+            .replace("/data/", &format!("{}/", data.display()));
+        let status = std::process::Command::new("sh")
+            .args(["-euc", &script])
+            .status()
+            .unwrap();
+        assert!(status.success(), "the script runs under set -eu");
+        let kept = rdb.exists();
+        std::fs::remove_dir_all(&dir).unwrap();
+        kept
+    }
+
+    #[test]
+    fn an_rdb_is_removed_at_start_only_when_persistence_is_off() {
+        // (overrides, kept): the baseline has AOF on; an RDB is then a snapshot of its own.
+        let cases: &[(&[(&str, &str)], bool)] = &[
+            (&[], true),
+            (&[("appendonly", "no")], true),
+            (&[("appendonly", "no"), ("save", "900 1")], true),
+            (&[("save", "\"\"")], true),
+            (&[("appendonly", "no"), ("save", "\"\"")], false),
+            (&[("appendonly", "no"), ("save", "''")], false),
+            (&[("appendonly", "no"), ("save", "\"\""), ("dbfilename", "cache.rdb")], false),
+        ];
+        for (overrides, kept) in cases {
+            assert_eq!(rdb_kept(overrides), *kept, "{overrides:?}");
+        }
+    }
 
     #[test]
     fn owned_keys_are_refused_with_reasons() {
