@@ -365,7 +365,11 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         std::fs::write(&conf, render(&overrides)).unwrap();
-        let rdb = data.join(overrides.get("dbfilename").map_or("dump.rdb", |f| f.trim_matches('"')));
+        let rdb = data.join(
+            overrides
+                .get("dbfilename")
+                .map_or("dump.rdb", |f| f.trim_matches('"')),
+        );
         std::fs::write(&rdb, b"REDIS0011").unwrap();
         let script = include_str!("scripts/stale-rdb.sh")
             .replace("/etc/redis/redis.conf", &conf.display().to_string())
@@ -390,7 +394,14 @@ mod tests {
             (&[("save", "\"\"")], true),
             (&[("appendonly", "no"), ("save", "\"\"")], false),
             (&[("appendonly", "no"), ("save", "''")], false),
-            (&[("appendonly", "no"), ("save", "\"\""), ("dbfilename", "cache.rdb")], false),
+            (
+                &[
+                    ("appendonly", "no"),
+                    ("save", "\"\""),
+                    ("dbfilename", "cache.rdb"),
+                ],
+                false,
+            ),
         ];
         for (overrides, kept) in cases {
             assert_eq!(rdb_kept(overrides), *kept, "{overrides:?}");

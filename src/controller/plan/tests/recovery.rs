@@ -299,10 +299,15 @@ fn open_slots_toward_a_lost_leader_do_not_block_its_recovery() {
     // repair cannot close that slot while c does not answer (c may hold some of its keys), and
     // asking it first kept the recovery that brings c's shard back from ever running.
     let mut fx = healthy();
-    let migrating: &'static str = Box::leak(format!("0-5461 [5461->-{}]", id('c')).into_boxed_str());
+    let migrating: &'static str =
+        Box::leak(format!("0-5461 [5461->-{}]", id('c')).into_boxed_str());
     fx.get('a').slots = migrating;
     let open = fx.observed();
-    assert_eq!(open.view.open_slots().len(), 1, "the fixture opens one slot");
+    assert_eq!(
+        open.view.open_slots().len(),
+        1,
+        "the fixture opens one slot"
+    );
     assert_eq!(
         plan(&open).action,
         Action::FixOpenSlots,
