@@ -18,7 +18,7 @@ use bytes::Bytes;
 use redis_operator::redis::client::Frame;
 use redis_operator::redis::command::Cmd;
 use redis_operator::redis::ops::StepOutcome;
-use redis_operator::redis::ops::distribution::plan_slot_distribution;
+use redis_operator::redis::ops::distribution::{SlotMove, plan_slot_distribution};
 use redis_operator::redis::ops::migrate::{BatchOptions, Progress};
 use redis_operator::redis::ops::repair::{RepairAction, RepairOptions};
 use redis_operator::redis::ops::reshard::{MoveOptions, ReshardOptions};
@@ -578,17 +578,33 @@ async fn repair_marker_without_counterpart_and_uncovered_slot() {
     assert_values(&cluster, &pairs).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn drain_a_leader_then_repeat_is_a_no_op() {
-    let cluster = build("drain", 22700, 3, 0, &[], AdminOptions::default()).await;
+/// A 3-leader cluster loaded with 3,000 keys (`{prefix}:{i}`), and the plan that drains its
+/// third leader's 5,461 slots onto the other two.
+async fn drain_setup(
+    name: &str,
+    port: u16,
+    prefix: &str,
+) -> (TestCluster, Vec<(Bytes, Bytes)>, NodeId, Vec<SlotMove>) {
+    let cluster = build(name, port, 3, 0, &[], AdminOptions::default()).await;
     let pairs: Vec<(Bytes, Bytes)> = (0..3000)
-        .map(|i| (Bytes::from(format!("d:{i}")), Bytes::from(format!("dv{i}"))))
+        .map(|i| {
+            (
+                Bytes::from(format!("{prefix}:{i}")),
+                Bytes::from(format!("{prefix}v{i}")),
+            )
+        })
         .collect();
     load(&cluster, &pairs).await;
     let drained = cluster.leaders[2].clone();
     let view = cluster.admin.observe().await;
     let moves = plan_slot_distribution(&view.slot_owners(), &cluster.leaders[..2]);
     assert_eq!(moves.len(), 5461);
+    (cluster, pairs, drained, moves)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_a_leader_then_repeat_is_a_no_op() {
+    let (cluster, pairs, drained, moves) = drain_setup("drain", 22700, "d").await;
     let report = cluster
         .admin
         .reshard(&moves, &ReshardOptions::default(), None)
@@ -636,15 +652,7 @@ async fn drain_a_leader_then_repeat_is_a_no_op() {
 /// again finishes it with every value intact.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reshard_told_to_stop_leaves_no_slot_open_and_resumes() {
-    let cluster = build("stopped", 22800, 3, 0, &[], AdminOptions::default()).await;
-    let pairs: Vec<(Bytes, Bytes)> = (0..3000)
-        .map(|i| (Bytes::from(format!("s:{i}")), Bytes::from(format!("sv{i}"))))
-        .collect();
-    load(&cluster, &pairs).await;
-    let drained = cluster.leaders[2].clone();
-    let view = cluster.admin.observe().await;
-    let moves = plan_slot_distribution(&view.slot_owners(), &cluster.leaders[..2]);
-    assert_eq!(moves.len(), 5461);
+    let (cluster, pairs, drained, moves) = drain_setup("stopped", 22800, "s").await;
     let asked = std::sync::atomic::AtomicUsize::new(0);
     let keep_going = || asked.fetch_add(1, Ordering::Relaxed) < 10;
     let stopped = cluster
