@@ -104,6 +104,7 @@ pub fn action_kind(action: &Action) -> &'static str {
         Action::DeletePods(_) => "delete_pods",
         Action::Restart(_) => "restart",
         Action::ApplyConfig { .. } => "apply_config",
+        Action::ReloadTls { .. } => "reload_tls",
         Action::DeleteClaims(_) => "delete_claims",
         Action::Failover { .. } => "failover",
         Action::Forget(_) => "forget",

@@ -10,7 +10,9 @@ use kube::runtime::events::EventType;
 
 use super::events::publish;
 use super::executed::{Executed, Scope, failed, kube_failed};
-use crate::controller::labels::MANAGER;
+use crate::controller::build::tls;
+use crate::controller::labels::{MANAGER, TLS_RELOADED_ANNOTATION};
+use crate::controller::plan::certs::reloaded_annotation;
 
 /// `CONFIG SET` on each member, then records what its process now runs on its Pod. A refused
 /// value is the user's to fix: it is reported (Warning Event, condition) and not retried soon.
@@ -67,6 +69,67 @@ pub(super) async fn apply_config(
         scope.cluster,
         EventType::Normal,
         "ConfigApplied",
+        &note,
+    )
+    .await;
+    Executed::Applied(note)
+}
+
+/// Makes each member re-read its TLS files: `CONFIG SET` of the files it was started with
+/// ([`tls::server_args`]; Redis marks them volatile, so setting the same paths reloads them),
+/// then records the reload on its Pod, so a member whose mounted files are not updated yet is
+/// not asked again at once (`plan::certs`). The next pass checks what each presents.
+pub(super) async fn reload_tls(
+    scope: &Scope<'_>,
+    members: &[(String, SocketAddr)],
+    fingerprint: &str,
+) -> Executed {
+    let api: Api<Pod> = Api::namespaced(scope.ctx.client.clone(), scope.ns);
+    let files: BTreeMap<String, String> = [
+        ("tls-cert-file", tls::CERT_KEY),
+        ("tls-key-file", tls::KEY_KEY),
+        ("tls-ca-cert-file", tls::CA_KEY),
+    ]
+    .into_iter()
+    .map(|(k, file)| (k.to_string(), format!("{}/{file}", tls::TLS_DIR)))
+    .collect();
+    let annotation = reloaded_annotation(fingerprint, jiff::Timestamp::now());
+    let mut done = Vec::new();
+    for (pod, addr) in members {
+        if let Err(e) = scope.admin.config_set(*addr, &files).await {
+            return failed(
+                "TlsReloadFailed",
+                format!("reloading TLS files on {pod}: {e}"),
+                e,
+            );
+        }
+        let patch = serde_json::json!({"metadata": {"annotations": {
+            TLS_RELOADED_ANNOTATION: annotation
+        }}});
+        match api
+            .patch(pod, &PatchParams::apply(MANAGER), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => done.push(pod.clone()),
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) => {
+                return kube_failed("PatchFailed", &format!("recording the reload on {pod}"), e);
+            }
+        }
+    }
+    if done.is_empty() {
+        return Executed::Nothing;
+    }
+    let note = format!(
+        "reloaded the TLS certificate {} (no restart) on {}",
+        fingerprint.get(..16).unwrap_or(fingerprint),
+        done.join(", ")
+    );
+    publish(
+        scope.ctx,
+        scope.cluster,
+        EventType::Normal,
+        "CertificatesReloaded",
         &note,
     )
     .await;

@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod break_glass;
+pub mod certs;
 pub mod placement_input;
 pub mod pods;
 pub mod redis;
@@ -110,6 +111,8 @@ pub struct Observed {
     pub view: ClusterView,
     /// What members should run (revision, live config, update strategy).
     pub target: Target,
+    /// With `spec.tls`: the Secret's certificate and the one each member presents.
+    pub certs: certs::Certs,
     /// When the observation was taken.
     pub now: jiff::Timestamp,
 }
@@ -208,6 +211,7 @@ pub async fn observe(
         Some(_) => model::observe(&addrs, &redis::admin_options(&auth)).await,
         None => ClusterView::default(),
     };
+    let certs = certs::observe(&members, auth.tls().map(AsRef::as_ref)).await;
     for u in &view.unreachable {
         tracing::debug!(addr = %u.addr, error = %u.error, "member not answering");
     }
@@ -231,6 +235,7 @@ pub async fn observe(
         request: crate::controller::observe::placement_input::request(cluster),
         view,
         target: crate::controller::observe::revision::target(cluster),
+        certs,
         now: jiff::Timestamp::now(),
     })
 }
