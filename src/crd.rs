@@ -147,8 +147,9 @@ pub struct TlsSpec {
     /// operator), `tls.key` and `ca.crt` (the CA members and the operator trust). The name is
     /// immutable; its content may be renewed in place (cert-manager does): members reload the
     /// new files without a restart once they show up in their mounts (the operator compares
-    /// the certificate each member presents with the Secret's). To change CAs, put the old and
-    /// the new CA in `ca.crt` until every member presents the new certificate.
+    /// the certificate each member presents with the Secret's; a change of `ca.crt` alone is
+    /// not seen). To change CAs, first renew from the old CA with both CAs in `ca.crt`, then
+    /// switch to the new CA's certificate (docs/configuration.md, TLS).
     #[schemars(length(max = 253))]
     #[x_kube(validation = Rule::new("!format.dns1123Subdomain().validate(self).hasValue()").message("tls.secretName must be a Secret name (a lowercase DNS subdomain)"))]
     #[x_kube(validation = Rule::new("self == oldSelf").message("tls.secretName is immutable (renew the certificates in the same Secret: members reload them without a restart)"))]
