@@ -165,6 +165,7 @@ pub fn cluster_sample(
         conditions: condition_statuses(desired),
         problems: problem_counts(&plan.problems),
         leaders,
+        certificate_expiry: obs.certs.secret.as_ref().map(|c| c.not_after.as_second()),
     }
 }
 
