@@ -146,6 +146,10 @@ fn a_member_still_presenting_the_old_certificate_right_after_a_reload_is_awaited
             assert!(plan.message.contains("not updated yet"), "{}", plan.message);
             assert!(plan.message.contains("no restart"), "{}", plan.message);
             assert!(plan.ready);
+            let c = conditions(&plan, &Executed::Nothing);
+            assert!(cond(&c, types::READY).status);
+            assert!(!cond(&c, types::DEGRADED).status);
+            assert_eq!(cond(&c, types::PROGRESSING).reason, RELOADING);
         }
     }
     // One member awaited, another due: the due one is reloaded, the awaited one left alone.
