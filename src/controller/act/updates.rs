@@ -1,4 +1,5 @@
-//! Steps that carry out spec changes: runtime config (`CONFIG SET`) and reshard batches.
+//! Steps that carry out spec changes: runtime config (`CONFIG SET`), TLS reloads after the
+//! Secret was renewed (`CONFIG SET` of the TLS files), and reshard batches.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -95,13 +96,12 @@ pub(super) async fn reload_tls(
     .collect();
     let annotation = reloaded_annotation(fingerprint, jiff::Timestamp::now());
     let mut done = Vec::new();
+    let mut failure = None;
     for (pod, addr) in members {
         if let Err(e) = scope.admin.config_set(*addr, &files).await {
-            return failed(
-                "TlsReloadFailed",
-                format!("reloading TLS files on {pod}: {e}"),
-                e,
-            );
+            let message = format!("reloading TLS files on {pod}: {e}");
+            failure = Some(failed("TlsReloadFailed", message, e));
+            break;
         }
         let patch = serde_json::json!({"metadata": {"annotations": {
             TLS_RELOADED_ANNOTATION: annotation
@@ -113,27 +113,33 @@ pub(super) async fn reload_tls(
             Ok(_) => done.push(pod.clone()),
             Err(kube::Error::Api(s)) if s.code == 404 => {}
             Err(e) => {
-                return kube_failed("PatchFailed", &format!("recording the reload on {pod}"), e);
+                let what = format!("recording the reload on {pod}");
+                failure = Some(kube_failed("PatchFailed", &what, e));
+                break;
             }
         }
     }
-    if done.is_empty() {
-        return Executed::Nothing;
-    }
+    // The members reloaded before a failure were reloaded: their Event is published too.
     let note = format!(
         "reloaded the TLS certificate {} (no restart) on {}",
         fingerprint.get(..16).unwrap_or(fingerprint),
         done.join(", ")
     );
-    publish(
-        scope.ctx,
-        scope.cluster,
-        EventType::Normal,
-        "CertificatesReloaded",
-        &note,
-    )
-    .await;
-    Executed::Applied(note)
+    if !done.is_empty() {
+        publish(
+            scope.ctx,
+            scope.cluster,
+            EventType::Normal,
+            "CertificatesReloaded",
+            &note,
+        )
+        .await;
+    }
+    match failure {
+        Some(failed) => failed,
+        None if done.is_empty() => Executed::Nothing,
+        None => Executed::Applied(note),
+    }
 }
 
 /// Moves one batch of slots with the resumable reshard, with an Event per batch and one when
