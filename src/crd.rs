@@ -144,12 +144,15 @@ pub struct RedisClusterSpec {
 pub struct TlsSpec {
     /// A Secret in the cluster's namespace with `tls.crt` (every member's certificate chain,
     /// also presented as client certificate for replication, the cluster bus and the
-    /// operator), `tls.key` and `ca.crt` (the CA members and the operator trust). Immutable for
-    /// now (certificate rotation is not supported yet); renewing the certificates in the same
-    /// Secret needs member restarts to take effect.
+    /// operator), `tls.key` and `ca.crt` (the CA members and the operator trust). The name is
+    /// immutable; its content may be renewed in place (cert-manager does): members reload the
+    /// new files without a restart once they show up in their mounts (the operator compares
+    /// the certificate each member presents with the Secret's; a change of `ca.crt` alone is
+    /// not seen). To change CAs, first renew from the old CA with both CAs in `ca.crt`, then
+    /// switch to the new CA's certificate (docs/configuration.md, TLS).
     #[schemars(length(max = 253))]
     #[x_kube(validation = Rule::new("!format.dns1123Subdomain().validate(self).hasValue()").message("tls.secretName must be a Secret name (a lowercase DNS subdomain)"))]
-    #[x_kube(validation = Rule::new("self == oldSelf").message("tls.secretName is immutable (certificate rotation is not supported yet)"))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("tls.secretName is immutable (renew the certificates in the same Secret: members reload them without a restart)"))]
     pub secret_name: String,
     /// Require a certificate signed by `ca.crt`'s CA from every client, peers included
     /// (`tls-auth-clients yes`). Default false: any client that trusts the CA may connect, and
@@ -373,6 +376,31 @@ pub struct RedisClusterStatus {
     /// by the operator under `Delete` once the cluster is healthy again.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub orphaned_claims: Vec<String>,
+    /// With `spec.tls`: the certificate in the Secret and which members serve it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsStatus>,
+}
+
+/// The TLS Secret's certificate (the first in `tls.crt`) and what the members present.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TlsStatus {
+    /// SHA-256 fingerprint of the Secret's certificate (hex, as `openssl x509 -fingerprint
+    /// -sha256` prints it without colons).
+    pub fingerprint: String,
+    /// Its serial number (hex).
+    pub serial: String,
+    /// When it expires (RFC 3339). A Warning Event `CertificateExpiring` is published when
+    /// fewer than 7 days are left.
+    pub not_after: String,
+    /// Fewer than 7 days are left (or it expired).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub expiring: bool,
+    /// Members presenting it, over the members a TLS handshake reached.
+    pub serving: String,
+    /// Members presenting another certificate (waiting to reload theirs).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outdated: Vec<String>,
 }
 
 /// Progress of moving slots between shards.

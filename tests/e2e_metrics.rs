@@ -34,7 +34,7 @@ fn shipped_alert_rules_pass_promtool() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(out.status.success(), "promtool check rules failed:\n{text}");
-    assert!(text.contains("SUCCESS: 7 rules found"), "{text}");
+    assert!(text.contains("SUCCESS: 8 rules found"), "{text}");
 }
 
 #[test]
@@ -60,6 +60,7 @@ fn prometheus_rule_holds_the_same_rules() {
         "RedisClusterDataUnavailable",
         "RedisClusterReplicationLag",
         "RedisOperatorNoLeader",
+        "RedisClusterCertificateExpiring",
     ] {
         assert!(alerts.contains(&want), "{want} missing from {alerts:?}");
     }

@@ -486,3 +486,84 @@ fn from_pem_errors_with_real_material() {
         "{debug}"
     );
 }
+
+/// Certificate rotation as the operator does it (`plan::certs`): the files change in place, the
+/// server keeps presenting the certificate it loaded until `CONFIG SET tls-cert-file …` with the
+/// same paths, then presents the new one; `TlsOptions::peer_certificate` sees both, and a client
+/// trusting only the new CA gets in afterwards.
+#[tokio::test]
+async fn config_set_of_the_same_paths_reloads_the_certificate() {
+    use tokio_rustls::rustls::pki_types::CertificateDer;
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+
+    let pki = Pki::new("reload");
+    let server = TlsServer::start(&pki, false, false).await;
+    let old_ca = pki.read("ca.crt");
+    let by_old_ca = pki.tls("ca", None).with_server_name(SERVICE).expect("name");
+    let presented =
+        |tls: TlsOptions| async move { tls.peer_certificate(server.tls_addr, CONNECT).await };
+    let first = presented(by_old_ca.clone()).await.expect("handshake");
+    let cert = |file: &str| CertificateDer::from_pem_file(pki.path(file)).expect("PEM");
+    assert_eq!(first, cert("server.crt"));
+
+    // The next certificate, from the other CA, same names.
+    let ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
+    let run = |line: String| openssl(&pki.dir, &line.split(' ').collect::<Vec<_>>());
+    run(format!(
+        "req -new {ec} -subj /CN=next -keyout next.key -out next.csr"
+    ));
+    run(
+        "x509 -req -in next.csr -CA other-ca.crt -CAkey other-ca.key -CAcreateserial -days 1 \
+         -extfile server.ext -out next.crt"
+            .into(),
+    );
+    // In place, each file swapped atomically (as the kubelet's `..data` link is): the new
+    // certificate and key, and both CAs.
+    let swap = |file: &str, bytes: Vec<u8>| {
+        let tmp = pki.dir.join(format!("{file}.tmp"));
+        std::fs::write(&tmp, bytes).expect("write");
+        std::fs::rename(&tmp, pki.dir.join(file)).expect("rename");
+    };
+    let next = cert("next.crt");
+    swap("server.crt", pki.read("next.crt"));
+    swap("server.key", pki.read("next.key"));
+    swap(
+        "ca.crt",
+        [old_ca.clone(), pki.read("other-ca.crt")].concat(),
+    );
+    // Files alone change nothing: the process serves what it loaded.
+    assert_eq!(
+        presented(by_old_ca.clone()).await.expect("handshake"),
+        first
+    );
+    let by_new_ca = pki
+        .tls("other-ca", None)
+        .with_server_name(SERVICE)
+        .expect("name");
+    let refused = presented(by_new_ca.clone())
+        .await
+        .expect_err("old CA's certificate");
+    assert!(is_handshake_failure(&refused), "{refused}");
+
+    let mut admin = Client::connect(server.tls_addr, &options(Some(by_old_ca), true))
+        .await
+        .expect("connect");
+    let reload = Cmd::new("CONFIG")
+        .arg("SET")
+        .arg("tls-cert-file")
+        .arg(pki.path("server.crt"))
+        .arg("tls-key-file")
+        .arg(pki.path("server.key"))
+        .arg("tls-ca-cert-file")
+        .arg(pki.path("ca.crt"));
+    admin.call(&reload).await.expect("CONFIG SET");
+    assert_eq!(presented(by_new_ca.clone()).await.expect("handshake"), next);
+    // The connection open across the reload keeps working; a new one trusting only the new CA
+    // gets in.
+    admin.call(&Cmd::ping()).await.expect("open connection");
+    assert!(
+        ping(server.tls_addr, &options(Some(by_new_ca), true))
+            .await
+            .is_ok()
+    );
+}

@@ -20,6 +20,11 @@ pub const REVISION_ANNOTATION: &str = "redis.redis-operator.dev/revision";
 /// settings and the container restart count they were applied at; a restarted container
 /// re-reads redis.conf, so it is applied again).
 pub const LIVE_CONFIG_ANNOTATION: &str = "redis.redis-operator.dev/live-config";
+/// Pod annotation: the certificate (SHA-256 fingerprint) the operator last asked the member to
+/// reload its TLS files for, and when (`<fingerprint> <RFC 3339 time>`): a member still
+/// presenting an older one shortly after is waiting for its mounted Secret files, and is not
+/// asked again at once.
+pub const TLS_RELOADED_ANNOTATION: &str = "redis.redis-operator.dev/tls-reloaded";
 /// PVC annotation: the Redis node id last seen running on the volume. A member whose Pod is
 /// gone but whose volume is intact comes back with this identity, so it is never forgotten
 /// while the volume's node is usable.

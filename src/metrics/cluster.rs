@@ -44,6 +44,8 @@ pub struct ClusterSample {
     pub problems: BTreeMap<&'static str, i64>,
     /// The serving leader of each wanted shard, by node id.
     pub leaders: BTreeMap<usize, String>,
+    /// With `spec.tls`: when the Secret's certificate expires, Unix seconds.
+    pub certificate_expiry: Option<i64>,
 }
 
 /// Leaders per zone from the status's shards: every zone holding a member appears, with 0

@@ -85,6 +85,7 @@ pub(super) struct Families {
     pub(super) reshard_keys_moved: Family<ClusterLabels, Gauge>,
     pub(super) recovery_started: Family<ClusterLabels, FloatGauge>,
     pub(super) recovery_ended: Family<ClusterLabels, FloatGauge>,
+    pub(super) certificate_expiry: Family<ClusterLabels, Gauge>,
     pub(super) leaders: Family<ZoneLabels, Gauge>,
     pub(super) failovers: Family<KindLabels, Counter>,
     pub(super) condition: Family<ConditionLabels, Gauge>,
@@ -174,6 +175,12 @@ pub(super) fn register(r: &mut Registry, f: &Families) {
         "When the last recovery (Degraded=True) ended, Unix time; seconds since: time() - this",
         Unit::Seconds,
         f.recovery_ended.clone(),
+    );
+    r.register_with_unit(
+        "cluster_certificate_expiry_timestamp",
+        "When the TLS Secret's certificate (the first in tls.crt) expires, Unix time; absent without spec.tls",
+        Unit::Seconds,
+        f.certificate_expiry.clone(),
     );
     r.register(
         "cluster_leaders",

@@ -104,6 +104,7 @@ pub fn action_kind(action: &Action) -> &'static str {
         Action::DeletePods(_) => "delete_pods",
         Action::Restart(_) => "restart",
         Action::ApplyConfig { .. } => "apply_config",
+        Action::ReloadTls { .. } => "reload_tls",
         Action::DeleteClaims(_) => "delete_claims",
         Action::Failover { .. } => "failover",
         Action::Forget(_) => "forget",
@@ -164,6 +165,7 @@ pub fn cluster_sample(
         conditions: condition_statuses(desired),
         problems: problem_counts(&plan.problems),
         leaders,
+        certificate_expiry: obs.certs.secret.as_ref().map(|c| c.not_after.as_second()),
     }
 }
 

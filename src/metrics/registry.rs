@@ -98,6 +98,7 @@ impl Metrics {
             reshard_keys_moved: Family::default(),
             recovery_started: Family::default(),
             recovery_ended: Family::default(),
+            certificate_expiry: Family::default(),
             leaders: Family::default(),
             failovers: Family::default(),
             condition: Family::default(),
@@ -226,6 +227,7 @@ impl Metrics {
         set(&f.reshard_slots_to_move, key, sample.reshard.map(|r| r.0));
         set(&f.reshard_slots_moved, key, sample.reshard.map(|r| r.1));
         set(&f.reshard_keys_moved, key, sample.reshard.map(|r| r.2));
+        set(&f.certificate_expiry, key, sample.certificate_expiry);
         for t in CONDITION_TYPES {
             let labels = ConditionLabels {
                 namespace: key.namespace.clone(),
@@ -339,6 +341,7 @@ impl Metrics {
             &f.reshard_slots_to_move,
             &f.reshard_slots_moved,
             &f.reshard_keys_moved,
+            &f.certificate_expiry,
         ] {
             fam.remove(key);
         }

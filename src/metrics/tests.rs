@@ -30,6 +30,7 @@ fn sample(leaders: &[(usize, &str)]) -> ClusterSample {
             .iter()
             .map(|(s, i)| (*s, (*i).to_string()))
             .collect(),
+        certificate_expiry: Some(2_000_000_000),
     }
 }
 
@@ -84,6 +85,7 @@ fn a_pass_writes_prefixed_series_with_units_and_totals() {
         "redis_operator_cluster_condition{namespace=\"ns\",cluster=\"demo\",type=\"Ready\"} 0",
         "redis_operator_cluster_problems{namespace=\"ns\",cluster=\"demo\",reason=\"DataLoss\"} 1",
         "redis_operator_cluster_recovery_started_timestamp_seconds{namespace=\"ns\",cluster=\"demo\"} 100",
+        "redis_operator_cluster_certificate_expiry_timestamp_seconds{namespace=\"ns\",cluster=\"demo\"} 2000000000",
         "redis_operator_member_replication_lag_bytes{namespace=\"ns\",cluster=\"demo\",shard=\"0\",member=\"1\",pod=\"demo-0-1\"} 42",
         "redis_operator_member_connected_clients{namespace=\"ns\",cluster=\"demo\",shard=\"0\",member=\"1\",pod=\"demo-0-1\"} 2",
         "redis_operator_member_used_memory_bytes{",

@@ -175,6 +175,48 @@ impl TlsOptions {
         self.client_chain.is_some()
     }
 
+    /// The first certificate of the chain presented as client certificate (the members' own
+    /// `tls.crt` for the operator), when one is presented.
+    pub fn client_leaf(&self) -> Option<&CertificateDer<'static>> {
+        self.client_chain.as_ref()?.first()
+    }
+
+    /// The end-entity certificate `addr` presents: a TLS handshake (verified as every admin
+    /// connection is) and nothing else, all within `limit`; the connection is then closed with
+    /// a close_notify. This is what the member serves now, whatever its mounted files hold.
+    ///
+    /// # Errors
+    /// [`RedisError::ConnectTimeout`] past `limit`, [`RedisError::Connect`] for a refused
+    /// connection or a failed handshake, [`RedisError::Closed`] when the peer sent no
+    /// certificate.
+    pub async fn peer_certificate(
+        &self,
+        addr: SocketAddr,
+        limit: std::time::Duration,
+    ) -> Result<CertificateDer<'static>, RedisError> {
+        let exchange = async {
+            let tcp = TcpStream::connect(addr)
+                .await
+                .map_err(|source| RedisError::Connect { addr, source })?;
+            let Stream::Tls(mut tls) = self.handshake(addr, tcp).await? else {
+                return Err(RedisError::Closed { addr });
+            };
+            let leaf = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|chain| chain.first())
+                .map(|c| c.clone().into_owned());
+            // Politely: a bare close would be logged by the member as a failed connection.
+            let _ = tokio::io::AsyncWriteExt::shutdown(&mut tls).await;
+            leaf.ok_or(RedisError::Closed { addr })
+        };
+        match tokio::time::timeout(limit, exchange).await {
+            Err(_) => Err(RedisError::ConnectTimeout { addr, after: limit }),
+            Ok(result) => result,
+        }
+    }
+
     /// Runs the TLS handshake on a connected socket. The caller bounds it in time.
     pub(crate) async fn handshake(
         &self,

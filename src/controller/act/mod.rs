@@ -35,7 +35,8 @@ use executed::{failed, kube_failed};
 
 /// Publishes what the plan found that a human must hear about once: a refusal, a placement
 /// that cannot be met, and the losses only a human can accept.
-async fn announce(ctx: &Context, cluster: &RedisCluster, plan: &Plan) {
+async fn announce(ctx: &Context, cluster: &RedisCluster, obs: &Observed, plan: &Plan) {
+    expiry(ctx, cluster, obs).await;
     if plan.refused {
         let condition = if plan.invalid_spec() {
             types::READY
@@ -71,6 +72,37 @@ async fn announce(ctx: &Context, cluster: &RedisCluster, plan: &Plan) {
     }
 }
 
+/// A Warning Event for a TLS certificate about to expire, once per certificate: when the last
+/// written status does not already say this one is expiring (status `tls.expiring`; the
+/// metric and its alert keep reminding).
+async fn expiry(ctx: &Context, cluster: &RedisCluster, obs: &Observed) {
+    let Some(note) = crate::controller::plan::certs::expiring(obs) else {
+        return;
+    };
+    let announced = cluster
+        .status
+        .as_ref()
+        .and_then(|s| s.tls.as_ref())
+        .is_some_and(|t| {
+            t.expiring
+                && obs
+                    .certs
+                    .secret
+                    .as_ref()
+                    .is_some_and(|c| c.fingerprint == t.fingerprint)
+        });
+    if !announced {
+        publish(
+            ctx,
+            cluster,
+            EventType::Warning,
+            "CertificateExpiring",
+            &note,
+        )
+        .await;
+    }
+}
+
 /// Carries out `plan`: its announcements, the support objects when it applies them, and its
 /// step. Every failure is a Warning Event and comes back as [`Executed::Failed`].
 ///
@@ -82,7 +114,7 @@ pub async fn act(
     obs: &Observed,
     plan: &Plan,
 ) -> Result<Executed, Error> {
-    announce(ctx, cluster, plan).await;
+    announce(ctx, cluster, obs, plan).await;
     let ns = cluster.metadata.namespace.as_deref().unwrap_or_default();
     let executed = if plan.refused || matches!(plan.placement, PlacementState::Unsatisfiable(_)) {
         Executed::Nothing
@@ -205,6 +237,10 @@ async fn step(scope: &Scope<'_>, action: &Action) -> Executed {
         Action::ApplyConfig { members, config } => {
             updates::apply_config(scope, members, config).await
         }
+        Action::ReloadTls {
+            members,
+            fingerprint,
+        } => updates::reload_tls(scope, members, fingerprint).await,
         Action::DeleteClaims(claims) => {
             let api: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), scope.ns);
             delete_all(scope, &api, claims, "VolumeDeleted", "PVC").await

@@ -1,4 +1,5 @@
-//! Steps that carry out spec changes: runtime config (`CONFIG SET`) and reshard batches.
+//! Steps that carry out spec changes: runtime config (`CONFIG SET`), TLS reloads after the
+//! Secret was renewed (`CONFIG SET` of the TLS files), and reshard batches.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -10,7 +11,9 @@ use kube::runtime::events::EventType;
 
 use super::events::publish;
 use super::executed::{Executed, Scope, failed, kube_failed};
-use crate::controller::labels::MANAGER;
+use crate::controller::build::tls;
+use crate::controller::labels::{MANAGER, TLS_RELOADED_ANNOTATION};
+use crate::controller::plan::certs::reloaded_annotation;
 
 /// `CONFIG SET` on each member, then records what its process now runs on its Pod. A refused
 /// value is the user's to fix: it is reported (Warning Event, condition) and not retried soon.
@@ -71,6 +74,72 @@ pub(super) async fn apply_config(
     )
     .await;
     Executed::Applied(note)
+}
+
+/// Makes each member re-read its TLS files: `CONFIG SET` of the files it was started with
+/// ([`tls::server_args`]; Redis marks them volatile, so setting the same paths reloads them),
+/// then records the reload on its Pod, so a member whose mounted files are not updated yet is
+/// not asked again at once (`plan::certs`). The next pass checks what each presents.
+pub(super) async fn reload_tls(
+    scope: &Scope<'_>,
+    members: &[(String, SocketAddr)],
+    fingerprint: &str,
+) -> Executed {
+    let api: Api<Pod> = Api::namespaced(scope.ctx.client.clone(), scope.ns);
+    let files: BTreeMap<String, String> = [
+        ("tls-cert-file", tls::CERT_KEY),
+        ("tls-key-file", tls::KEY_KEY),
+        ("tls-ca-cert-file", tls::CA_KEY),
+    ]
+    .into_iter()
+    .map(|(k, file)| (k.to_string(), format!("{}/{file}", tls::TLS_DIR)))
+    .collect();
+    let annotation = reloaded_annotation(fingerprint, jiff::Timestamp::now());
+    let mut done = Vec::new();
+    let mut failure = None;
+    for (pod, addr) in members {
+        if let Err(e) = scope.admin.config_set(*addr, &files).await {
+            let message = format!("reloading TLS files on {pod}: {e}");
+            failure = Some(failed("TlsReloadFailed", message, e));
+            break;
+        }
+        let patch = serde_json::json!({"metadata": {"annotations": {
+            TLS_RELOADED_ANNOTATION: annotation
+        }}});
+        match api
+            .patch(pod, &PatchParams::apply(MANAGER), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => done.push(pod.clone()),
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) => {
+                let what = format!("recording the reload on {pod}");
+                failure = Some(kube_failed("PatchFailed", &what, e));
+                break;
+            }
+        }
+    }
+    // The members reloaded before a failure were reloaded: their Event is published too.
+    let note = format!(
+        "reloaded the TLS certificate {} (no restart) on {}",
+        fingerprint.get(..16).unwrap_or(fingerprint),
+        done.join(", ")
+    );
+    if !done.is_empty() {
+        publish(
+            scope.ctx,
+            scope.cluster,
+            EventType::Normal,
+            "CertificatesReloaded",
+            &note,
+        )
+        .await;
+    }
+    match failure {
+        Some(failed) => failed,
+        None if done.is_empty() => Executed::Nothing,
+        None => Executed::Applied(note),
+    }
 }
 
 /// Moves one batch of slots with the resumable reshard, with an Event per batch and one when

@@ -5,6 +5,7 @@
 //! the cluster is Ready come from the facts, whichever step is taken.
 
 pub mod bootstrap;
+pub mod certs;
 pub mod config;
 pub mod facts;
 pub mod loss;
@@ -62,6 +63,7 @@ pub const CONCERNS: &[Concern] = &[
     Concern { name: "loss", gate: Gate::Placed, keeps_ready: false, decide: loss::step },
     Concern { name: "members", gate: Gate::Placed, keeps_ready: false, decide: members::step },
     Concern { name: "bootstrap", gate: Gate::Placed, keeps_ready: false, decide: bootstrap::step },
+    Concern { name: "certificates", gate: Gate::Placed, keeps_ready: true, decide: certs::step },
     Concern { name: "identities", gate: Gate::Placed, keeps_ready: true, decide: volumes::record_identities },
     Concern { name: "config", gate: Gate::Placed, keeps_ready: true, decide: config::step },
     Concern { name: "scale", gate: Gate::Healthy, keeps_ready: true, decide: scale::step },

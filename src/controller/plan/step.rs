@@ -61,6 +61,14 @@ pub enum Action {
         /// The settings.
         config: BTreeMap<String, String>,
     },
+    /// Make members re-read their TLS files (`CONFIG SET tls-cert-file …`, no restart): they
+    /// present another certificate than the Secret's.
+    ReloadTls {
+        /// (pod, address) of each member to reload.
+        members: Vec<(String, SocketAddr)>,
+        /// The Secret's certificate they should present afterwards (SHA-256, hex).
+        fingerprint: String,
+    },
     /// Delete PVCs no member uses any more (retention policy Delete): (claim, why).
     DeleteClaims(Vec<(String, String)>),
     /// Promote `to` (a follower of `shard`).

@@ -118,6 +118,10 @@ fn progressing(plan: &Plan) -> Desired {
             r.reason.unwrap_or("RollingUpdate"),
             format!("{}/{} members updated: {}", r.updated, r.desired, r.message),
         )
+    } else if plan.ready && !plan.action.is_change() && plan.concern.is_some() {
+        // A concern with work that waits for something the operator started (a member's
+        // mounted TLS files after a reload) says what: the work is not done.
+        Desired::new(types::PROGRESSING, true, plan.reason, plan.message.clone())
     } else if plan.ready && !plan.action.is_change() {
         Desired::new(types::PROGRESSING, false, "Idle", "nothing to do")
     } else {

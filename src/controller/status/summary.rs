@@ -44,5 +44,35 @@ pub fn summary(
         placement: (!placement.is_empty()).then_some(placement),
         shards,
         orphaned_claims,
+        tls: tls(obs),
     }
+}
+
+/// The Secret's certificate and who serves it, with `spec.tls`.
+fn tls(obs: &crate::controller::observe::Observed) -> Option<crate::crd::TlsStatus> {
+    let secret = obs.certs.secret.as_ref()?;
+    let outdated: Vec<String> = crate::controller::plan::certs::outdated(obs, secret)
+        .map(|m| m.name().to_string())
+        .collect();
+    let reached = obs
+        .live()
+        .filter(|m| obs.certs.presented.contains_key(m.name()))
+        .count();
+    let serving = obs
+        .live()
+        .filter(|m| {
+            obs.certs
+                .presented
+                .get(m.name())
+                .is_some_and(|c| c.fingerprint == secret.fingerprint)
+        })
+        .count();
+    Some(crate::crd::TlsStatus {
+        fingerprint: secret.fingerprint.clone(),
+        serial: secret.serial.clone(),
+        not_after: secret.not_after.to_string(),
+        expiring: crate::controller::plan::certs::expiring(obs).is_some(),
+        serving: format!("{serving}/{reached}"),
+        outdated,
+    })
 }

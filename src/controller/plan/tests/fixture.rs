@@ -112,6 +112,7 @@ pub(super) fn healthy() -> Fx {
             ..Default::default()
         },
         disk_failing: Vec::new(),
+        certs: crate::controller::observe::certs::Certs::default(),
     }
 }
 
@@ -132,6 +133,8 @@ pub(super) struct Fx {
     pub(super) target: crate::controller::observe::revision::Target,
     /// Ids whose last AOF write failed (`INFO persistence`: a full disk).
     pub(super) disk_failing: Vec<String>,
+    /// With TLS: the Secret's certificate and what each member presents (by Pod name).
+    pub(super) certs: crate::controller::observe::certs::Certs,
 }
 
 impl Fx {
@@ -362,6 +365,7 @@ impl Fx {
             request: Request::new(3, 1),
             view,
             target: self.target.clone(),
+            certs: self.certs.clone(),
             now: jiff::Timestamp::from_second(1_000_000).unwrap(),
         }
     }

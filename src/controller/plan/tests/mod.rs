@@ -2,6 +2,7 @@
 //! file per concern, and the conditions a plan and its step produce.
 
 mod bootstrap;
+mod certs;
 mod conditions;
 mod fixture;
 mod loss;
