@@ -16,6 +16,9 @@
 #![allow(clippy::unwrap_used, clippy::panic)]
 
 mod kube_support;
+mod support {
+    pub mod app_client;
+}
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -29,6 +32,7 @@ use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube_support::*;
 use redis_operator::crd::RedisCluster;
 use serde_json::json;
+use support::app_client::{AppClient, AppOptions, AppTls};
 
 const NAME: &str = "enc";
 const SECRET: &str = "enc-tls";
@@ -230,6 +234,36 @@ async fn tls_cluster_bootstraps_and_refuses_plaintext() {
         );
         assert!(replication.contains("state=online"), "{ip}: {replication}");
     }
+
+    // An application: redis-py's RedisCluster with ssl, verifying the members against the CA
+    // and presenting the client certificate clientAuth asks for, writes and reads back.
+    let seeds: Vec<std::net::SocketAddr> = members
+        .iter()
+        .filter_map(pod_ip)
+        .filter_map(|ip| format!("{ip}:6379").parse().ok())
+        .collect();
+    let options = AppOptions {
+        rate: 100,
+        keys: 200,
+        tls: Some(AppTls {
+            ca: dir.join("ca.crt"),
+            cert: Some((dir.join("tls.crt"), dir.join("tls.key"))),
+        }),
+        ..AppOptions::default()
+    };
+    let app = AppClient::start_with(
+        &seeds,
+        &password,
+        Duration::from_secs(8),
+        "tls-app",
+        &options,
+    );
+    tokio::time::sleep(Duration::from_secs(9)).await;
+    let report = app.stop();
+    println!("{}", report.summary());
+    assert!(report.ok > 200, "redis-py over TLS: {}", report.summary());
+    assert_eq!(report.error_count(), 0, "{}", report.summary());
+    assert_eq!(report.wrong_reads, 0, "{}", report.summary());
 
     // Switching TLS off is refused at admission.
     let off = json!({"spec": {"tls": null}});

@@ -201,6 +201,12 @@ def parse_args(argv):
     # black-holed node (a partition, a SIGSTOPped process) would block forever. Applications set
     # one; 0 keeps redis-py's default (None).
     p.add_argument("--socket-timeout", type=float, default=5.0)
+    # TLS: ssl=True, the members' chain verified against this CA. Their hostnames are not
+    # checked: the slot map gives node IPs, and member certificates carry the headless
+    # Service's DNS names (the operator checks its serverName; redis-py cannot map IPs to it).
+    p.add_argument("--tls-ca", help="CA file (PEM): connect with TLS")
+    p.add_argument("--tls-cert", help="client certificate (PEM), for clientAuth")
+    p.add_argument("--tls-key", help="client key (PEM), for clientAuth")
     args = p.parse_args(argv)
     if args.max_ops is None:
         args.max_ops = int(args.duration * args.rate * 2) + 1000
@@ -213,6 +219,18 @@ def seeds_of(text):
         host, _, port = item.strip().rpartition(":")
         nodes.append(ClusterNode(host.strip("[]"), int(port)))
     return nodes
+
+
+def tls_kwargs(args):
+    """redis-py's TLS settings from the --tls-* arguments (none: plaintext)."""
+    if not args.tls_ca:
+        return {}
+    kwargs = {"ssl": True, "ssl_ca_certs": args.tls_ca, "ssl_cert_reqs": "required",
+              "ssl_check_hostname": False}
+    if args.tls_cert:
+        kwargs["ssl_certfile"] = args.tls_cert
+        kwargs["ssl_keyfile"] = args.tls_key
+    return kwargs
 
 
 def connect(args, password, report, deadline):
@@ -238,6 +256,7 @@ def connect(args, password, report, deadline):
                 socket_timeout=timeout,
                 socket_connect_timeout=timeout,
                 decode_responses=True,
+                **tls_kwargs(args),
             )
             report.startup_s = time.monotonic() - report.t0
             return client

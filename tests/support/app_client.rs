@@ -59,6 +59,16 @@ pub struct AppOptions {
     /// redis-py's socket (connect and read) timeout; `None` keeps redis-py's default (no
     /// timeout at all, so a black-holed node would block the client forever).
     pub socket_timeout: Option<Duration>,
+    /// TLS (`ssl=True`): the CA file the members' certificates are verified against, and the
+    /// client certificate and key presented (for `clientAuth`), as PEM files.
+    pub tls: Option<AppTls>,
+}
+
+/// PEM files for redis-py's TLS settings.
+#[derive(Clone, Debug)]
+pub struct AppTls {
+    pub ca: PathBuf,
+    pub cert: Option<(PathBuf, PathBuf)>,
 }
 
 impl Default for AppOptions {
@@ -67,6 +77,7 @@ impl Default for AppOptions {
             rate: 200,
             keys: 2000,
             socket_timeout: Some(Duration::from_secs(5)),
+            tls: None,
         }
     }
 }
@@ -204,8 +215,20 @@ impl AppClient {
         let seeds: Vec<String> = seeds.iter().map(SocketAddr::to_string).collect();
         let timeout = options.socket_timeout.map_or(0.0, |t| t.as_secs_f64());
         let log = std::fs::File::create(dir.join("client.log")).expect("create app client log");
-        let child = Command::new(python)
-            .arg(APP_CLIENT_SCRIPT)
+        let mut command = Command::new(python);
+        if let Some(tls) = &options.tls {
+            command.arg(APP_CLIENT_SCRIPT).arg("--tls-ca").arg(&tls.ca);
+            if let Some((cert, key)) = &tls.cert {
+                command
+                    .arg("--tls-cert")
+                    .arg(cert)
+                    .arg("--tls-key")
+                    .arg(key);
+            }
+        } else {
+            command.arg(APP_CLIENT_SCRIPT);
+        }
+        let child = command
             .arg("--seeds")
             .arg(seeds.join(","))
             .arg("--password-file")
