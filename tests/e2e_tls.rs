@@ -3,8 +3,9 @@
 //! carries the headless Service's DNS names and `serverName` names one of them); the operator
 //! reports an incomplete Secret as `TLSSecretInvalid` and creates nothing, then bootstraps a
 //! 3×1 over TLS once the Secret is complete. From the host: TLS with the CA and a client
-//! certificate answers, plaintext and a client without a certificate (`clientAuth`) are
-//! refused, replication and the cluster bus run over TLS, and removing `spec.tls` is refused.
+//! certificate answers; plaintext, a client without a certificate and one whose certificate
+//! another CA signed (`clientAuth`) are refused; replication and the cluster bus run over TLS;
+//! redis-py's RedisCluster with ssl works; and removing `spec.tls` is refused.
 //!
 //! Rotation: on a TLS 3×1 taking acknowledged writes, the Secret's certificate is replaced in
 //! place by one from a new CA (`ca.crt` holding both CAs); every member comes to present it
@@ -197,6 +198,15 @@ async fn tls_cluster_bootstraps_and_refuses_plaintext() {
     );
     let with_cert = ["--tls", "--cacert", &ca, "--cert", &crt, "--key", &key];
     let without_cert = ["--tls", "--cacert", &ca];
+    // A client certificate another CA signed, valid in every other respect.
+    let stranger = pki(&headless, "stranger");
+    let (other_crt, other_key) = (
+        stranger.join("tls.crt").display().to_string(),
+        stranger.join("tls.key").display().to_string(),
+    );
+    let foreign_cert = [
+        "--tls", "--cacert", &ca, "--cert", &other_crt, "--key", &other_key,
+    ];
     let members = member_pods(&client, &ns.name, NAME).await.unwrap();
     assert_eq!(members.len(), 6);
     for pod in &members {
@@ -215,6 +225,12 @@ async fn tls_cluster_bootstraps_and_refuses_plaintext() {
             anonymous.as_deref(),
             Ok("PONG"),
             "{ip}: no client certificate"
+        );
+        let foreign = cli(&ip, &password, &foreign_cert, &["ping"]);
+        assert_ne!(
+            foreign.as_deref(),
+            Ok("PONG"),
+            "{ip}: a client certificate from another CA"
         );
     }
     // Replication runs over TLS: every leader has its follower online.
@@ -274,6 +290,7 @@ async fn tls_cluster_bootstraps_and_refuses_plaintext() {
     assert!(refused.to_string().contains("spec.tls"), "{refused}");
 
     let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&stranger);
     ns.cleanup().await;
 }
 
