@@ -44,7 +44,7 @@ pub const DEFAULT_ZONE_KEY: &str = "topology.kubernetes.io/zone";
     validation = Rule::new("!has(oldSelf.spec) || has(self.spec.storage) == has(oldSelf.spec.storage)").message("spec.storage cannot be added or removed after creation"),
     // Every derived name must fit: Pods `<name>-s499-m5-xxxxx` (a hostname, 63), the headless
     // Service `<name>-headless` (63), label values (63).
-    validation = Rule::new("!has(oldSelf.spec) || has(self.spec.tls) == has(oldSelf.spec.tls)").message("spec.tls cannot be added or removed after creation (switching TLS on or off is not supported yet: members and clients would disagree on the protocol mid-way)"),
+    validation = Rule::new("!has(oldSelf.spec) || has(self.spec.tls) == has(oldSelf.spec.tls)").message("spec.tls cannot be added or removed after creation: the cluster bus is TLS on every member or on none, so a rolling switch would split the cluster; make a new cluster and move the data"),
     validation = Rule::new("self.metadata.name.size() <= 49").message("metadata.name must be at most 49 characters: the Pods, Services and labels derived from it must fit in 63")
 )]
 #[serde(rename_all = "camelCase")]
@@ -132,8 +132,9 @@ pub struct RedisClusterSpec {
 
     /// TLS for clients, replication and the cluster bus, from a Secret in the cert-manager
     /// shape (`tls.crt`, `tls.key`, `ca.crt`). Set it when the cluster is created: adding or
-    /// removing `tls` later is refused (switching TLS on or off is not supported yet; make a
-    /// new cluster).
+    /// removing `tls` later is refused, by design. The cluster bus is TLS on every member or
+    /// plaintext on every member (`tls-cluster`): half-way through a rolling switch the two
+    /// halves could not gossip, vote or fail over. Make a new cluster and move the data.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsSpec>,
 }

@@ -87,7 +87,10 @@ async fn watch_links(
             }
             polls.fetch_add(1, Ordering::Relaxed);
             if !info.contains("master_link_status:up") {
-                down.push(format!("{addr} at {:.1}s: {info}", begun.elapsed().as_secs_f64()));
+                down.push(format!(
+                    "{addr} at {:.1}s: {info}",
+                    begun.elapsed().as_secs_f64()
+                ));
             }
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -97,7 +100,9 @@ async fn watch_links(
 
 /// (uid, restart count) of every member container.
 async fn containers(chaos: &Chaos) -> BTreeMap<String, (String, i32)> {
-    let pods = member_pods(&chaos.client, &chaos.ns.name, NAME).await.unwrap();
+    let pods = member_pods(&chaos.client, &chaos.ns.name, NAME)
+        .await
+        .unwrap();
     pods.iter()
         .map(|p: &Pod| {
             let restarts = p
@@ -173,8 +178,10 @@ async fn the_password_rotates_live_under_writes_without_breaking_replication() {
     let rotated = Instant::now();
     let status = wait_for("the switch recorded", Duration::from_secs(120), || async {
         let auth = chaos.resource().await.status?.auth?;
-        (auth.rotated_at.is_some() && auth.previous_accepted_until.is_some() && auth.pending.is_empty())
-            .then_some(auth)
+        (auth.rotated_at.is_some()
+            && auth.previous_accepted_until.is_some()
+            && auth.pending.is_empty())
+        .then_some(auth)
     })
     .await;
     println!(
@@ -205,19 +212,27 @@ async fn the_password_rotates_live_under_writes_without_breaking_replication() {
     assert!(written.acknowledged() > 100, "{written}");
 
     // The grace period ends: the old password is removed and forgotten.
-    wait_for("the previous password removed", Duration::from_secs(240), || async {
-        let auth = chaos.resource().await.status?.auth?;
-        auth.previous_accepted_until.is_none().then_some(())
-    })
+    wait_for(
+        "the previous password removed",
+        Duration::from_secs(240),
+        || async {
+            let auth = chaos.resource().await.status?.auth?;
+            auth.previous_accepted_until.is_none().then_some(())
+        },
+    )
     .await;
-    wait_for("members refuse the old password", Duration::from_secs(60), || async {
-        for addr in &addrs {
-            if accepts(*addr, &old).await != Some(false) {
-                return None;
+    wait_for(
+        "members refuse the old password",
+        Duration::from_secs(60),
+        || async {
+            for addr in &addrs {
+                if accepts(*addr, &old).await != Some(false) {
+                    return None;
+                }
             }
-        }
-        Some(())
-    })
+            Some(())
+        },
+    )
     .await;
     for addr in &addrs {
         assert_eq!(accepts(*addr, NEW_PASSWORD).await, Some(true), "{addr} new");
@@ -232,8 +247,16 @@ async fn the_password_rotates_live_under_writes_without_breaking_replication() {
     // No restart, every step an Event, and the cluster healthy with the new password.
     assert_eq!(containers(&chaos).await, before, "no member restarted");
     let reasons = event_reasons(&chaos).await;
-    for reason in ["PasswordsUpdated", "MasterauthUpdated", "PasswordRotated", "PreviousPasswordRemoved"] {
-        assert!(reasons.iter().any(|r| r == reason), "no {reason} Event: {reasons:?}");
+    for reason in [
+        "PasswordsUpdated",
+        "MasterauthUpdated",
+        "PasswordRotated",
+        "PreviousPasswordRemoved",
+    ] {
+        assert!(
+            reasons.iter().any(|r| r == reason),
+            "no {reason} Event: {reasons:?}"
+        );
     }
     chaos.recovered(Duration::from_secs(60), |_| {}).await;
     chaos.cleanup().await;

@@ -32,7 +32,14 @@ pub(super) async fn create_state(scope: &Scope<'_>, password: &Password) -> Exec
                 "recorded the password members run with in Secret {}",
                 Names::auth_state_secret(scope.cluster)
             );
-            publish(scope.ctx, scope.cluster, EventType::Normal, "AuthStateCreated", &note).await;
+            publish(
+                scope.ctx,
+                scope.cluster,
+                EventType::Normal,
+                "AuthStateCreated",
+                &note,
+            )
+            .await;
             Executed::Applied(note)
         }
         Err(kube::Error::Api(e)) if e.code == 409 => Executed::Nothing,
@@ -130,7 +137,8 @@ pub(super) async fn forget_previous(scope: &Scope<'_>) -> Executed {
         "metadata": {"annotations": {PREVIOUS_UNTIL_ANNOTATION: null}},
         "data": {PREVIOUS_KEY: null},
     });
-    let note = "the previous password's grace period is over: no member accepts it any more".to_string();
+    let note =
+        "the previous password's grace period is over: no member accepts it any more".to_string();
     patch_state(scope, &patch, "PreviousPasswordRemoved", note).await
 }
 

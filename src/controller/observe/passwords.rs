@@ -134,7 +134,9 @@ pub fn parse_go_duration(s: &str) -> Option<jiff::SignedDuration> {
             .unwrap_or(rest.len());
         let value: f64 = rest.get(..digits)?.parse().ok()?;
         rest = rest.get(digits..)?;
-        let unit = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
         let seconds = match rest.get(..unit)? {
             "ns" => 1e-9,
             "us" | "µs" => 1e-6,

@@ -78,7 +78,11 @@ pub fn step(f: &Facts<'_>) -> Option<Step> {
         ));
     }
     let previous = state.previous.as_ref()?;
-    if in_grace.is_none() && !seen.iter().any(|s| s.auth.passwords.contains(&previous.hash())) {
+    if in_grace.is_none()
+        && !seen
+            .iter()
+            .any(|s| s.auth.passwords.contains(&previous.hash()))
+    {
         return Some(Step::new(
             Action::ForgetPreviousPassword,
             ROTATING,
@@ -143,7 +147,11 @@ fn sync_passwords(
     if changes.is_empty() {
         return None;
     }
-    let pods = changes.iter().map(|c| c.pod.as_str()).collect::<Vec<_>>().join(", ");
+    let pods = changes
+        .iter()
+        .map(|c| c.pod.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
     let adds_wanted = changes.iter().any(|c| c.add.contains(&wanted.hash()));
     let previous = state.previous.as_ref().map(Password::hash);
     let removes_previous = changes
@@ -175,7 +183,11 @@ fn masterauth(seen: &[Seen<'_>], wanted: &Password) -> Option<Step> {
     if stale.is_empty() {
         return None;
     }
-    let pods = stale.iter().map(|(p, _)| p.as_str()).collect::<Vec<_>>().join(", ");
+    let pods = stale
+        .iter()
+        .map(|(p, _)| p.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
     Some(Step::new(
         Action::SetMasterauth {
             members: stale,

@@ -78,7 +78,10 @@ impl ClusterAdmin {
 }
 
 /// The `passwords` field of an `ACL GETUSER` reply (a flat key/value array).
-fn passwords_of(cmd: &Cmd, frame: BytesFrame) -> Result<BTreeSet<String>, crate::redis::RedisError> {
+fn passwords_of(
+    cmd: &Cmd,
+    frame: BytesFrame,
+) -> Result<BTreeSet<String>, crate::redis::RedisError> {
     let fields = reply::array(cmd, frame)?;
     let mut it = fields.into_iter();
     while let Some(key) = it.next() {

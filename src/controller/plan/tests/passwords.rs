@@ -79,7 +79,11 @@ fn every(holds: Holds) -> Vec<(char, Option<Holds>)> {
     ALL.iter().map(|c| (*c, Some(holds))).collect()
 }
 
-fn with(mut members: Vec<(char, Option<Holds>)>, c: char, h: Option<Holds>) -> Vec<(char, Option<Holds>)> {
+fn with(
+    mut members: Vec<(char, Option<Holds>)>,
+    c: char,
+    h: Option<Holds>,
+) -> Vec<(char, Option<Holds>)> {
     for m in &mut members {
         if m.0 == c {
             m.1 = h;
@@ -181,7 +185,10 @@ fn the_switch_is_recorded_with_the_grace_period_once_every_member_replicates_wit
     );
     // The plan's Debug output (logged) never shows a password.
     let shown = format!("{plan:?}");
-    assert!(!shown.contains("\"Q\"") && !shown.contains("\"P\""), "{shown}");
+    assert!(
+        !shown.contains("\"Q\"") && !shown.contains("\"P\""),
+        "{shown}"
+    );
 }
 
 #[test]
@@ -194,18 +201,35 @@ fn the_previous_password_is_kept_for_the_grace_period_then_removed_then_forgotte
     assert_eq!(plan.action, Action::Wait, "{plan:?}");
     assert!(plan.ready);
     // A member restarted in the grace period (it starts with Q only) accepts P again.
-    let (fx, obs) = observed("Q", "Q", Some(("P", 5)), &with(every(both), 'b', Some(new_only)));
+    let (fx, obs) = observed(
+        "Q",
+        "Q",
+        Some(("P", 5)),
+        &with(every(both), 'b', Some(new_only)),
+    );
     let plan = decide(&obs);
     let want = BTreeMap::from([(pod_of(&fx, 'b'), (set(&["P"]), BTreeSet::new()))]);
     assert_eq!(changes(&plan), want);
     assert!(plan.message.contains("restarted"), "{}", plan.message);
     // The grace period is over: every member stops accepting P.
-    let (_, obs) = observed("Q", "Q", Some(("P", -1)), &with(every(both), 'b', Some(new_only)));
+    let (_, obs) = observed(
+        "Q",
+        "Q",
+        Some(("P", -1)),
+        &with(every(both), 'b', Some(new_only)),
+    );
     let plan = decide(&obs);
     let got = changes(&plan);
     assert_eq!(got.len(), 5, "{got:?}");
-    assert!(got.values().all(|(add, remove)| add.is_empty() && *remove == set(&["P"])));
-    assert!(plan.message.contains("grace period is over"), "{}", plan.message);
+    assert!(
+        got.values()
+            .all(|(add, remove)| add.is_empty() && *remove == set(&["P"]))
+    );
+    assert!(
+        plan.message.contains("grace period is over"),
+        "{}",
+        plan.message
+    );
     // No member accepts it any more: the record forgets it.
     let (_, obs) = observed("Q", "Q", Some(("P", -1)), &every(new_only));
     assert_eq!(plan_of(&obs), Action::ForgetPreviousPassword);
@@ -217,9 +241,21 @@ fn a_secret_changed_again_mid_rotation_drops_the_skipped_password_but_not_one_in
     let (fx, obs) = observed("R", "P", None, &every(holds(&["P", "Q", "R"], "P")));
     let got = changes(&decide(&obs));
     assert_eq!(got.len(), 6);
-    assert!(got.values().all(|(add, remove)| add.is_empty() && *remove == set(&["Q"])));
+    assert!(
+        got.values()
+            .all(|(add, remove)| add.is_empty() && *remove == set(&["Q"]))
+    );
     // A member replicating with Q keeps Q accepted everywhere until it switches to R.
-    let (_, obs) = observed("R", "P", None, &with(every(holds(&["P", "Q", "R"], "R")), 'f', Some(holds(&["P", "Q", "R"], "Q"))));
+    let (_, obs) = observed(
+        "R",
+        "P",
+        None,
+        &with(
+            every(holds(&["P", "Q", "R"], "R")),
+            'f',
+            Some(holds(&["P", "Q", "R"], "Q")),
+        ),
+    );
     let plan = decide(&obs);
     match &plan.action {
         Action::SetMasterauth { members, password } => {
