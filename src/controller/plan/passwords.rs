@@ -72,8 +72,11 @@ pub fn step(f: &Facts<'_>) -> Option<Step> {
                 until,
             },
             ROTATING,
+            // No timestamp in the message: a message that changes every pass would rewrite
+            // the status every pass, and each write wakes the next pass.
             format!(
-                "every member accepts the new password and replicates with it: switching to it; the previous password is accepted until {until}"
+                "every member accepts the new password and replicates with it: switching to it; the previous password stays accepted for {}",
+                short(creds.grace)
             ),
         ));
     }
@@ -90,6 +93,15 @@ pub fn step(f: &Facts<'_>) -> Option<Step> {
         ));
     }
     None
+}
+
+/// `10m`, `2h`, `90s`: a grace period as the spec writes it.
+fn short(d: jiff::SignedDuration) -> String {
+    match d.as_secs() {
+        s if s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
 }
 
 /// A live member whose passwords were read this pass.

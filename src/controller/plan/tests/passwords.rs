@@ -292,3 +292,14 @@ fn decide(obs: &Observed) -> Plan {
 fn plan_of(obs: &Observed) -> Action {
     decide(obs).action
 }
+
+#[test]
+fn the_switch_message_is_the_same_on_every_pass() {
+    // A message with the pass's time in it would change the status on every pass, and each
+    // status write wakes another pass.
+    let (_, mut obs) = observed("Q", "P", None, &every(holds(&["P", "Q"], "Q")));
+    let first = decide(&obs).message;
+    obs.now = at(1);
+    assert_eq!(decide(&obs).message, first);
+    assert!(first.contains("10m"), "{first}");
+}
