@@ -43,11 +43,13 @@ pub fn step(f: &Facts<'_>) -> Option<Step> {
     if let Some(step) = sync_passwords(&seen, &needed, wanted, state, in_grace.is_some()) {
         return Some(step);
     }
-    // A member that answers Redis but whose passwords were not read may be the leader a
-    // replica would switch to the new password against: nothing switches until it is read.
+    // Nothing switches until every live member's passwords are read, answering or not: one
+    // not read may be the leader a replica would switch against, and one cut off through the
+    // switch would come back refusing the password the operator and new members then use (a
+    // member that is gone for good stops counting once recovery replaces its Pod).
     let unseen: Vec<&str> = obs
         .live()
-        .filter(|m| obs.view_of(m).is_some() && !creds.members.contains_key(m.name()))
+        .filter(|m| !creds.members.contains_key(m.name()))
         .map(Member::name)
         .collect();
     if !unseen.is_empty() {

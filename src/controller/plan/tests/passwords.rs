@@ -155,6 +155,26 @@ fn replication_switches_only_once_every_member_accepts_the_new_password() {
     let plan = decide(&obs);
     assert_eq!(plan.action, Action::Wait, "{plan:?}");
     assert!(plan.message.contains("waiting to read"), "{}", plan.message);
+    // Nor one that does not answer at all (cut off, its node down): it would come back
+    // refusing the password everyone switched to.
+    let mut fx = healthy();
+    fx.members
+        .iter_mut()
+        .find(|m| m.id == id('e'))
+        .unwrap()
+        .answers = false;
+    let mut obs = fx.observed();
+    obs.credentials = observed("Q", "P", None, &with(every(both_q), 'e', None))
+        .1
+        .credentials;
+    let plan = decide(&obs);
+    assert!(
+        !matches!(
+            plan.action,
+            Action::RecordRotation { .. } | Action::SetMasterauth { .. }
+        ),
+        "{plan:?}"
+    );
     // All accept Q: those still replicating with P switch.
     let (fx, obs) = observed("Q", "P", None, &with(every(both_q), 'd', Some(both_p)));
     let plan = decide(&obs);
