@@ -44,7 +44,7 @@ pub const DEFAULT_ZONE_KEY: &str = "topology.kubernetes.io/zone";
     validation = Rule::new("!has(oldSelf.spec) || has(self.spec.storage) == has(oldSelf.spec.storage)").message("spec.storage cannot be added or removed after creation"),
     // Every derived name must fit: Pods `<name>-s499-m5-xxxxx` (a hostname, 63), the headless
     // Service `<name>-headless` (63), label values (63).
-    validation = Rule::new("!has(oldSelf.spec) || has(self.spec.tls) == has(oldSelf.spec.tls)").message("spec.tls cannot be added or removed after creation (switching TLS on or off is not supported yet: members and clients would disagree on the protocol mid-way)"),
+    validation = Rule::new("!has(oldSelf.spec) || has(self.spec.tls) == has(oldSelf.spec.tls)").message("spec.tls cannot be added or removed after creation: the cluster bus is TLS on every member or on none, so a rolling switch would split the cluster; make a new cluster and move the data"),
     validation = Rule::new("self.metadata.name.size() <= 49").message("metadata.name must be at most 49 characters: the Pods, Services and labels derived from it must fit in 63")
 )]
 #[serde(rename_all = "camelCase")]
@@ -132,8 +132,9 @@ pub struct RedisClusterSpec {
 
     /// TLS for clients, replication and the cluster bus, from a Secret in the cert-manager
     /// shape (`tls.crt`, `tls.key`, `ca.crt`). Set it when the cluster is created: adding or
-    /// removing `tls` later is refused (switching TLS on or off is not supported yet; make a
-    /// new cluster).
+    /// removing `tls` later is refused, by design. The cluster bus is TLS on every member or
+    /// plaintext on every member (`tls-cluster`): half-way through a rolling switch the two
+    /// halves could not gossip, vote or fail over. Make a new cluster and move the data.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsSpec>,
 }
@@ -295,6 +296,15 @@ pub struct AuthSpec {
     #[schemars(length(max = 253))]
     #[x_kube(validation = Rule::new("self.matches('^[-._a-zA-Z0-9]+$')").message("auth.secretKey must be a Secret key ([-._a-zA-Z0-9]+)"))]
     pub secret_key: Option<String>,
+    /// How long the previous password keeps working after the Secret's password changed and
+    /// every member accepts the new one, so that applications can roll to it (a Go duration,
+    /// at least `1m`; default `10m`). The rotation is live: each member accepts the new
+    /// password alongside the old (`ACL SETUSER default`), replicas switch `masterauth`, the
+    /// operator switches, and the old password is removed when this period is over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
+    #[x_kube(validation = Rule::new("self.matches('^([0-9]+(\\\\.[0-9]+)?(ns|us|ms|s|m|h))+$') && duration(self) >= duration('1m')").message("auth.rotationGracePeriod must be a duration of at least 1m, such as 10m or 1h30m"))]
+    pub rotation_grace_period: Option<String>,
 }
 
 /// Pod-level settings applied to every member.
@@ -379,6 +389,26 @@ pub struct RedisClusterStatus {
     /// With `spec.tls`: the certificate in the Secret and which members serve it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsStatus>,
+    /// The password: where it comes from and how its last rotation went.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<AuthStatus>,
+}
+
+/// The password the members run with, and a rotation under way or in its grace period.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthStatus {
+    /// The Secret and key the password comes from (`name/key`).
+    pub secret: String,
+    /// When the members and the operator last switched to a new password (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotated_at: Option<String>,
+    /// Until when the previous password is still accepted (RFC 3339); unset when it is not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_accepted_until: Option<String>,
+    /// Members that do not accept the Secret's password yet: a rotation under way.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending: Vec<String>,
 }
 
 /// The TLS Secret's certificate (the first in `tls.crt`) and what the members present.

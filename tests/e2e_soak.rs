@@ -35,7 +35,7 @@ use kube_support::repo;
 use soak::faults::{Targets, run_faults, start_moment};
 use soak::report::{RoundRecord, SoakReport, Timeline};
 use soak::schedule::{Kind, Round, plan, seed_from_date};
-use soak::world::{ROUND_RECOVERY, World};
+use soak::world::{QUORUM_WAIT, ROUND_RECOVERY, World};
 use support::ack_writer::ReadBackOptions;
 use support::app_client::AppClient;
 
@@ -223,9 +223,33 @@ async fn run_round(
         )
         .await;
     }
-    let recovered_after = match world.recovered(ROUND_RECOVERY).await {
+    // A loss of quorum that outlives its faults (reference S8) waits for a human: after
+    // QUORUM_WAIT the soak gives the break-glass the operator's condition names, as an SRE
+    // would, records it, and still asserts that no acknowledged write is lost.
+    let waiting = std::time::Instant::now();
+    let mut break_glass = Vec::new();
+    let first = world.recovered(QUORUM_WAIT).await;
+    let recovered_after = match first {
         Ok(after) => after,
-        Err(e) => stop_round(world, round, seed, timeline, from, &e).await,
+        Err(e) => {
+            break_glass = world.accept_takeover_if_quorum_lost().await;
+            for given in &break_glass {
+                timeline.log(format!("break-glass given: {given}"));
+            }
+            let left = ROUND_RECOVERY.saturating_sub(waiting.elapsed());
+            let left = if break_glass.is_empty() {
+                left
+            } else {
+                ROUND_RECOVERY
+            };
+            match world.recovered(left).await {
+                Ok(_) => waiting.elapsed(),
+                Err(again) => {
+                    let why = format!("{again} (at {}s: {e})", QUORUM_WAIT.as_secs());
+                    stop_round(world, round, seed, timeline, from, &why).await
+                }
+            }
+        }
     };
     timeline.log(format!(
         "round {} recovered {:.1} s after its last heal",
@@ -244,6 +268,7 @@ async fn run_round(
         recovered_after,
         failovers: failovers(world) - failovers_before,
         writer_windows: starts.into_iter().zip(ends).collect(),
+        break_glass,
     }
 }
 

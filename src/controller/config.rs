@@ -12,6 +12,9 @@ pub const DATA_DIR: &str = "/data";
 pub const CONFIG_DIR: &str = "/etc/redis";
 /// Directory of the per-start settings written by the container's entry script (memory-backed).
 pub const RUNTIME_DIR: &str = "/run/redis";
+/// Directory of the auth state Secret's files (`password`): what the probes and hooks
+/// authenticate with, kept current through a password rotation.
+pub const AUTH_DIR: &str = "/etc/redis-auth";
 /// Client port.
 pub const REDIS_PORT: i32 = 6379;
 /// Cluster bus port (client port + 10000).
@@ -324,9 +327,10 @@ umask 077
 /// hands over itself only if a leader still leads 5 s into its deletion.
 pub const PRE_STOP_SCRIPT: &str = include_str!("scripts/pre-stop.sh");
 
-/// Readiness: the server answers an authenticated PING.
-pub const READINESS_SCRIPT: &str =
-    r#"REDISCLI_AUTH="$REDIS_PASSWORD" redis-cli -p 6379 ping | grep -q PONG"#;
+/// Readiness: the server answers an authenticated PING, with the current password (the
+/// mounted file follows a rotation; the environment is the password the container started
+/// with, used only if the file is unreadable).
+pub const READINESS_SCRIPT: &str = r#"REDISCLI_AUTH="$(cat /etc/redis-auth/password 2>/dev/null || printf %s "$REDIS_PASSWORD")" redis-cli -p 6379 ping | grep -q PONG"#;
 
 /// Checks a password can be written into redis.conf verbatim.
 ///

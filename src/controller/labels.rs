@@ -25,6 +25,10 @@ pub const LIVE_CONFIG_ANNOTATION: &str = "redis.redis-operator.dev/live-config";
 /// presenting an older one shortly after is waiting for its mounted Secret files, and is not
 /// asked again at once.
 pub const TLS_RELOADED_ANNOTATION: &str = "redis.redis-operator.dev/tls-reloaded";
+/// Auth state Secret annotation: until when the previous password is accepted (RFC 3339).
+pub const PREVIOUS_UNTIL_ANNOTATION: &str = "redis.redis-operator.dev/previous-password-until";
+/// Auth state Secret annotation: when the members last switched password (RFC 3339).
+pub const ROTATED_AT_ANNOTATION: &str = "redis.redis-operator.dev/password-rotated-at";
 /// PVC annotation: the Redis node id last seen running on the volume. A member whose Pod is
 /// gone but whose volume is intact comes back with this identity, so it is never forgotten
 /// while the volume's node is usable.
@@ -98,6 +102,13 @@ impl Names {
     /// Generated auth Secret.
     pub fn generated_auth_secret(cluster: &RedisCluster) -> String {
         format!("{}-auth", name_of(cluster))
+    }
+    /// The operator's record of the password members run with (and the previous one during
+    /// a rotation's grace period). Members read their password from it, never from the
+    /// user's Secret: a member started in the middle of a rotation runs with a password every
+    /// member accepts.
+    pub fn auth_state_secret(cluster: &RedisCluster) -> String {
+        format!("{}-auth-state", name_of(cluster))
     }
     /// Pod of one incarnation of a member. Incarnations never reuse a name, so a replacement
     /// never waits for a predecessor stuck Terminating on a dead node.

@@ -100,6 +100,11 @@ pub fn action_kind(action: &Action) -> &'static str {
     match action {
         Action::Wait => "wait",
         Action::CreateAuthSecret => "create_auth_secret",
+        Action::CreateAuthState(_) => "create_auth_state",
+        Action::SetPasswords(_) => "set_passwords",
+        Action::SetMasterauth { .. } => "set_masterauth",
+        Action::RecordRotation { .. } => "record_rotation",
+        Action::ForgetPreviousPassword => "forget_previous_password",
         Action::CreateMembers(_) => "create_members",
         Action::DeletePods(_) => "delete_pods",
         Action::Restart(_) => "restart",

@@ -63,6 +63,8 @@ pub struct RoundRecord {
     /// Per cluster: the writer's offsets at the round's start and end (each writer has its
     /// own clock).
     pub writer_windows: Vec<(Duration, Duration)>,
+    /// Break-glass annotations the soak gave as an SRE would (QuorumLost after the heal).
+    pub break_glass: Vec<String>,
 }
 
 impl RoundRecord {
@@ -152,6 +154,9 @@ impl SoakReport {
                 r.outage(&reports).as_secs_f64(),
                 r.failovers
             );
+            for given in &r.break_glass {
+                let _ = writeln!(out, "    break-glass given: {given}");
+            }
         }
         let (mut acked, mut lost) = (0, 0);
         for (name, report) in &self.writers {

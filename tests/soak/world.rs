@@ -21,6 +21,9 @@ use crate::support::ack_writer::{AckWriter, AckWriterHandle, AckWriterOptions};
 /// How long one round may take to recover after its last fault is healed: a reshard or a
 /// rollout started by the round must also finish in it.
 pub const ROUND_RECOVERY: Duration = Duration::from_secs(480);
+/// How long a round waits for recovery before it looks for a loss of quorum that needs the
+/// break-glass: a partitioned zone's leaders come back with their data well within it.
+pub const QUORUM_WAIT: Duration = Duration::from_secs(120);
 
 /// One RedisCluster of the soak.
 pub struct SoakCluster {
@@ -170,6 +173,52 @@ impl World {
 
     pub fn api(&self) -> Api<RedisCluster> {
         Api::namespaced(self.client.clone(), &self.ns.name)
+    }
+
+    /// What an SRE does when a cluster stays `Degraded QuorumLost` after its faults healed
+    /// (reference S8: a zone that held half the leaders crashed, and without persistence its
+    /// leaders came back empty and are held by the start gate; nothing can elect): gives the
+    /// break-glass the condition's message names (`accept-takeover=<ids>`). Returns what was
+    /// given, per cluster.
+    pub async fn accept_takeover_if_quorum_lost(&self) -> Vec<String> {
+        let mut given = Vec::new();
+        for c in &self.clusters {
+            let Ok(rc) = self.api().get(&c.name).await else {
+                continue;
+            };
+            let Some((status, reason, message)) = condition(&rc, "Degraded") else {
+                continue;
+            };
+            if status != "True" || reason != "QuorumLost" {
+                continue;
+            }
+            let Some(ids) = message
+                .split("accept-takeover=")
+                .nth(1)
+                .and_then(|rest| {
+                    rest.split(|ch: char| ch.is_whitespace() || ch == '\'' || ch == '"')
+                        .next()
+                })
+                .filter(|ids| !ids.is_empty())
+            else {
+                continue;
+            };
+            let patch = json!({"metadata": {"annotations": {
+                "redis.redis-operator.dev/accept-takeover": ids
+            }}});
+            if self
+                .api()
+                .patch(&c.name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .is_ok()
+            {
+                given.push(format!(
+                    "{}: accept-takeover={ids} (QuorumLost after the heal)",
+                    c.name
+                ));
+            }
+        }
+        given
     }
 
     pub fn pods(&self) -> Api<Pod> {

@@ -8,6 +8,7 @@ pub mod events;
 pub mod executed;
 mod failover;
 pub mod objects;
+mod passwords;
 mod updates;
 
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
@@ -17,7 +18,7 @@ use kube::runtime::events::EventType;
 
 use crate::controller::context::Context;
 use crate::controller::error::Error;
-use crate::controller::labels::{MANAGER, NODE_ID_ANNOTATION};
+use crate::controller::labels::{MANAGER, NODE_ID_ANNOTATION, Names};
 use crate::controller::observe::Observed;
 use crate::controller::observe::redis::{addr_of, admin_options};
 use crate::controller::observe::revision::{LiveApplied, file_config, live_in_file};
@@ -126,7 +127,9 @@ pub async fn act(
                 .filter_map(addr_of),
             admin_options(&obs.auth),
         );
-        let secret = obs.auth.secret().cloned().unwrap_or_default();
+        // Members run with the operator's record of the password, never straight from the
+        // user's Secret: one started mid-rotation must run with a password all accept.
+        let state_secret = Names::auth_state_secret(cluster);
         // redis.conf holds only live values Redis accepted (revision::file_config); a member
         // created now starts with those and records exactly them.
         let file = file_config(&cluster.spec.config, &obs.target, obs.live());
@@ -142,8 +145,8 @@ pub async fn act(
             name: &obs.name,
             admin: &admin,
             inputs: MemberInputs {
-                secret_name: &secret.name,
-                secret_key: &secret.key,
+                secret_name: &state_secret,
+                secret_key: crate::controller::build::secret::PASSWORD_KEY,
                 revision: &obs.target.revision,
                 live_config: &live_config,
             },
@@ -223,6 +226,21 @@ async fn step(scope: &Scope<'_>, action: &Action) -> Executed {
         Action::CreateAuthSecret => auth::create(scope.cluster, ctx, scope.ns)
             .await
             .unwrap_or_else(|e| kube_failed("CreateFailed", "creating the password Secret", e)),
+        Action::CreateAuthState(password) => passwords::create_state(scope, password).await,
+        Action::SetPasswords(changes) => {
+            let why = "members accept the passwords a rotation needs (ACL SETUSER default)";
+            passwords::set_passwords(scope, changes, why).await
+        }
+        Action::SetMasterauth { members, password } => {
+            let why = "replicas authenticate to their leaders with the new password (masterauth)";
+            passwords::set_masterauth(scope, members, password, why).await
+        }
+        Action::RecordRotation {
+            password,
+            previous,
+            until,
+        } => passwords::record_rotation(scope, password, previous, *until).await,
+        Action::ForgetPreviousPassword => passwords::forget_previous(scope).await,
         Action::CreateMembers(news) => objects::create_members(scope, news)
             .await
             .unwrap_or_else(|(what, e)| kube_failed("CreateFailed", &what, e)),

@@ -7,7 +7,7 @@ use k8s_openapi::api::core::v1::{
     EnvVar, EnvVarSource, ExecAction, Lifecycle, LifecycleHandler, NodeAffinity, NodeSelector,
     NodeSelectorRequirement, NodeSelectorTerm, ObjectFieldSelector,
     PersistentVolumeClaimVolumeSource, Pod, PodSecurityContext, PodSpec, Probe, SeccompProfile,
-    SecretKeySelector, SecurityContext, TCPSocketAction, Volume, VolumeMount,
+    SecretKeySelector, SecretVolumeSource, SecurityContext, TCPSocketAction, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -176,9 +176,29 @@ fn volumes(cluster: &RedisCluster, m: &MemberPod<'_>) -> Vec<Volume> {
             ..Volume::default()
         },
     ];
+    volumes.push(auth_volume(cluster));
     volumes.extend(tls::of(cluster).map(tls::volume));
     volumes
 }
+
+/// The auth state Secret as files, for the probes and hooks: the environment keeps the
+/// password a container started with, the files follow a rotation (the kubelet updates Secret
+/// volumes in place), so a container started before one still authenticates after the
+/// previous password is removed. Readable by Redis's group only (the Pod's fsGroup).
+fn auth_volume(cluster: &RedisCluster) -> Volume {
+    Volume {
+        name: AUTH_VOLUME.to_string(),
+        secret: Some(SecretVolumeSource {
+            secret_name: Some(Names::auth_state_secret(cluster)),
+            default_mode: Some(0o440),
+            ..SecretVolumeSource::default()
+        }),
+        ..Volume::default()
+    }
+}
+
+/// Name of the auth state Secret's volume.
+const AUTH_VOLUME: &str = "auth";
 
 /// The redis container: the entry script, env, ports, probes and the preStop handover. With
 /// `spec.tls`, the scripts speak TLS and the Secret is mounted ([`tls`]).
@@ -192,6 +212,7 @@ fn container(cluster: &RedisCluster, m: &MemberPod<'_>) -> Container {
         mount("data", DATA_DIR, false),
         mount("config", CONFIG_DIR, true),
         mount("runtime", RUNTIME_DIR, false),
+        mount(AUTH_VOLUME, config::AUTH_DIR, true),
     ];
     volume_mounts.extend(tls.map(|_| tls::mount()));
     Container {

@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod break_glass;
 pub mod certs;
+pub mod passwords;
 pub mod placement_input;
 pub mod pods;
 pub mod redis;
@@ -113,6 +114,9 @@ pub struct Observed {
     pub target: Target,
     /// With `spec.tls`: the Secret's certificate and the one each member presents.
     pub certs: certs::Certs,
+    /// The password rotation's inputs: the Secret's password, the operator's record, and what
+    /// members accept while a rotation is under way.
+    pub credentials: passwords::Credentials,
     /// When the observation was taken.
     pub now: jiff::Timestamp,
 }
@@ -177,6 +181,13 @@ pub async fn observe(
     name: &str,
 ) -> Result<Observed, crate::controller::error::Error> {
     let auth = auth::read(cluster, ctx, ns).await?;
+    let mut credentials = passwords::Credentials {
+        wanted: auth.password().map(passwords::Password::new),
+        state: passwords::read_state(cluster, ctx, ns).await?,
+        grace: passwords::grace(cluster),
+        members: BTreeMap::new(),
+    };
+    let auth = credentials.connect_with(auth);
     let members = pods::members(&ctx.pods.state(), ns, name);
     let claims = pods::claims(&ctx.pvcs.state(), ns, name)
         .values()
@@ -214,10 +225,20 @@ pub async fn observe(
         }
     };
     // Side by side: a member that black-holes costs each its timeout once, not twice in a row.
-    let (view, certs) = tokio::join!(
+    let accepted = async {
+        match auth.password() {
+            Some(_) if credentials.rotating() => {
+                passwords::observe_members(&members, &redis::admin_options(&auth)).await
+            }
+            _ => BTreeMap::new(),
+        }
+    };
+    let (view, certs, accepted) = tokio::join!(
         view,
-        certs::observe(&members, auth.tls().map(AsRef::as_ref))
+        certs::observe(&members, auth.tls().map(AsRef::as_ref)),
+        accepted
     );
+    credentials.members = accepted;
     for u in &view.unreachable {
         tracing::debug!(addr = %u.addr, error = %u.error, "member not answering");
     }
@@ -242,6 +263,7 @@ pub async fn observe(
         view,
         target: crate::controller::observe::revision::target(cluster),
         certs,
+        credentials,
         now: jiff::Timestamp::now(),
     })
 }

@@ -10,6 +10,7 @@ pub mod config;
 pub mod facts;
 pub mod loss;
 pub mod members;
+pub mod passwords;
 pub mod recovery;
 pub mod repair;
 pub mod rollout;
@@ -22,7 +23,7 @@ use redis_scheduler::Placement;
 
 use crate::controller::observe::Observed;
 use facts::Facts;
-pub use step::{Action, FailoverKind, NewMember, Problem, Step};
+pub use step::{Action, FailoverKind, NewMember, PasswordChange, Problem, Step};
 
 /// When a concern may be asked at all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,12 +59,14 @@ pub const CONCERNS: &[Concern] = &[
     Concern { name: "spec", gate: Gate::Always, keeps_ready: false, decide: spec::validate },
     Concern { name: "auth", gate: Gate::Always, keeps_ready: false, decide: spec::auth_secret },
     Concern { name: "password", gate: Gate::Always, keeps_ready: false, decide: spec::auth_mismatch },
+    Concern { name: "auth-state", gate: Gate::Always, keeps_ready: false, decide: spec::auth_state },
     Concern { name: "repair", gate: Gate::Placed, keeps_ready: false, decide: repair::step },
     Concern { name: "recovery", gate: Gate::Formed, keeps_ready: false, decide: recovery::step },
     Concern { name: "loss", gate: Gate::Placed, keeps_ready: false, decide: loss::step },
     Concern { name: "members", gate: Gate::Placed, keeps_ready: false, decide: members::step },
     Concern { name: "bootstrap", gate: Gate::Placed, keeps_ready: false, decide: bootstrap::step },
     Concern { name: "certificates", gate: Gate::Placed, keeps_ready: true, decide: certs::step },
+    Concern { name: "passwords", gate: Gate::Placed, keeps_ready: true, decide: passwords::step },
     Concern { name: "identities", gate: Gate::Placed, keeps_ready: true, decide: volumes::record_identities },
     Concern { name: "config", gate: Gate::Placed, keeps_ready: true, decide: config::step },
     Concern { name: "scale", gate: Gate::Healthy, keeps_ready: true, decide: scale::step },
@@ -126,6 +129,7 @@ impl Plan {
         !self.refused
             && !matches!(self.placement, PlacementState::Unsatisfiable(_))
             && self.action != Action::CreateAuthSecret
+            && !matches!(self.action, Action::CreateAuthState(_))
     }
 
     fn from_step(step: Step, concern: Option<&'static str>) -> Self {
@@ -179,7 +183,7 @@ pub fn decide(f: &Facts<'_>) -> Plan {
         .filter(|(_, c)| gate_open(c.gate, f))
         .find_map(|(i, c)| Some((i, c, (c.decide)(f)?)));
     if let Some((_, c, step)) = &chosen
-        && matches!(c.name, "spec" | "auth" | "password")
+        && matches!(c.name, "spec" | "auth" | "password" | "auth-state")
     {
         return Plan::from_step(step.clone(), Some(c.name));
     }

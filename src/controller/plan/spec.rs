@@ -92,3 +92,19 @@ pub fn auth_secret(f: &Facts<'_>) -> Option<Step> {
         format!("generating the password Secret {}", secret.name),
     ))
 }
+
+/// Records the password members run with in the auth state Secret, once the Secret's password
+/// is usable and no member refuses it: before the first member is created (members read their
+/// password from the record), or for members made by an operator version without a record.
+pub fn auth_state(f: &Facts<'_>) -> Option<Step> {
+    let creds = &f.obs.credentials;
+    if creds.state.is_some() || !f.refusing_password.is_empty() {
+        return None;
+    }
+    let wanted = creds.wanted.as_ref()?;
+    Some(Step::new(
+        Action::CreateAuthState(wanted.clone()),
+        "CreatingAuthState",
+        "recording the password members run with (the auth state Secret), before any member uses it",
+    ))
+}

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
+use crate::controller::observe::passwords::Password;
 use crate::redis::ids::{NodeId, SlotRange};
 use crate::redis::ops::distribution::SlotMove;
 use crate::redis::ops::meet::MeetPair;
@@ -23,6 +24,19 @@ pub struct NewMember {
     pub reuse_claim: Option<String>,
     /// Why (for the Event).
     pub reason: String,
+}
+
+/// The passwords one member should start and stop accepting, by SHA-256 (hex).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PasswordChange {
+    /// The member's Pod.
+    pub pod: String,
+    /// Its address.
+    pub addr: SocketAddr,
+    /// Hashes to accept.
+    pub add: Vec<String>,
+    /// Hashes to refuse.
+    pub remove: Vec<String>,
 }
 
 /// How a failover is done.
@@ -46,6 +60,30 @@ pub enum Action {
     Wait,
     /// Create the generated password Secret (the spec names none and it does not exist).
     CreateAuthSecret,
+    /// Create the auth state Secret with the password the members accept now.
+    CreateAuthState(Password),
+    /// Make members accept and refuse passwords by their hash (`ACL SETUSER default`).
+    SetPasswords(Vec<PasswordChange>),
+    /// Switch members' `masterauth` (what they authenticate to their leader with) to the
+    /// password every member accepts now: (pod, address).
+    SetMasterauth {
+        /// The members to switch.
+        members: Vec<(String, SocketAddr)>,
+        /// The new password.
+        password: Password,
+    },
+    /// Record a rotation: `password` becomes the active one (the operator and new members use
+    /// it), and `previous` stays accepted until `until`.
+    RecordRotation {
+        /// The new active password.
+        password: Password,
+        /// The one it replaces.
+        previous: Password,
+        /// The end of the grace period.
+        until: jiff::Timestamp,
+    },
+    /// Forget the previous password: its grace period is over and no member accepts it.
+    ForgetPreviousPassword,
     /// Create member Pods (and PVCs).
     CreateMembers(Vec<NewMember>),
     /// Delete member Pods: (pod, why).

@@ -1,4 +1,5 @@
-export REDISCLI_AUTH="$REDIS_PASSWORD"
+REDISCLI_AUTH=$(cat /etc/redis-auth/password 2>/dev/null || printf %s "$REDIS_PASSWORD")
+export REDISCLI_AUTH
 cli() { timeout 2 redis-cli --no-auth-warning -p 6379 "$@"; }
 line=$(cli cluster nodes | grep myself) || exit 0
 set -- $line

@@ -8,7 +8,8 @@ has_data() {
   return 1
 }
 if [ -n "$myid" ] && ! has_data; then
-  export REDISCLI_AUTH="$REDIS_PASSWORD"
+  REDISCLI_AUTH=$(cat /etc/redis-auth/password 2>/dev/null || printf %s "$REDIS_PASSWORD")
+  export REDISCLI_AUTH
   echo "start gate: node $myid led slots and restarted without its data; holding the start until a follower has taken over"
   while :; do
     released=""

@@ -45,7 +45,23 @@ pub fn summary(
         shards,
         orphaned_claims,
         tls: tls(obs),
+        auth: auth(obs),
     }
+}
+
+/// Where the password comes from, and the last rotation (pending members, grace period).
+fn auth(obs: &crate::controller::observe::Observed) -> Option<crate::crd::AuthStatus> {
+    let secret = obs.auth.secret()?;
+    let state = obs.credentials.state.as_ref();
+    let previous_until = state
+        .and_then(|s| s.previous_until)
+        .filter(|until| obs.now < *until);
+    Some(crate::crd::AuthStatus {
+        secret: format!("{}/{}", secret.name, secret.key),
+        rotated_at: state.and_then(|s| s.rotated_at).map(|t| t.to_string()),
+        previous_accepted_until: previous_until.map(|t| t.to_string()),
+        pending: crate::controller::plan::passwords::pending(obs),
+    })
 }
 
 /// The Secret's certificate and who serves it, with `spec.tls`.

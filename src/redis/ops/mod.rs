@@ -8,6 +8,7 @@
 //! `fix_open_slots`, ...) return quickly so a reconcile loop can observe, act once and requeue;
 //! the `*_and_wait` helpers loop over the steps until a deadline.
 
+pub mod acl;
 pub mod config;
 pub mod distribution;
 pub mod failover;

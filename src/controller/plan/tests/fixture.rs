@@ -7,6 +7,7 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::Pod;
 use redis_scheduler::{Capacity, Node, NodeStatus, Request, Topology};
 
+use crate::controller::observe::passwords::{AuthState, Password};
 use crate::controller::observe::pods::Member;
 use crate::controller::observe::{Claim, NodeInfo, Observed, Shape};
 use crate::controller::plan::*;
@@ -366,6 +367,18 @@ impl Fx {
             view,
             target: self.target.clone(),
             certs: self.certs.clone(),
+            // The record holds the Secret's password: no rotation under way.
+            credentials: crate::controller::observe::passwords::Credentials {
+                wanted: Some(Password::new("secret")),
+                state: Some(AuthState {
+                    active: Password::new("secret"),
+                    previous: None,
+                    previous_until: None,
+                    rotated_at: None,
+                }),
+                grace: crate::controller::observe::passwords::DEFAULT_GRACE,
+                members: BTreeMap::new(),
+            },
             now: jiff::Timestamp::from_second(1_000_000).unwrap(),
         }
     }

@@ -7,6 +7,7 @@ mod conditions;
 mod fixture;
 mod loss;
 mod members;
+mod passwords;
 mod recovery;
 mod rollout;
 mod scale;
