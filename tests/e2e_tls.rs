@@ -22,7 +22,7 @@ mod support {
 }
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -30,6 +30,7 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::Api;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube_support::tls::{pki, secret_data};
 use kube_support::*;
 use redis_operator::crd::RedisCluster;
 use serde_json::json;
@@ -37,56 +38,6 @@ use support::app_client::{AppClient, AppOptions, AppTls};
 
 const NAME: &str = "enc";
 const SECRET: &str = "enc-tls";
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("run openssl");
-    assert!(out.status.success(), "openssl {args:?}: {out:?}");
-}
-
-/// A CA and one member certificate (EC P-256, one day) for `*.<headless>` and `<headless>`,
-/// usable as server and client certificate, in a fresh directory named after `tag`.
-fn pki(headless: &str, tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("e2e-tls-{}-{tag}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let ec = "-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes";
-    let run = |line: String| openssl(&dir, &line.split(' ').collect::<Vec<_>>());
-    run(format!(
-        "req -x509 {ec} -days 1 -subj /CN=e2e-ca -keyout ca.key -out ca.crt"
-    ));
-    run(format!(
-        "req {ec} -subj /CN=member -keyout tls.key -out tls.csr"
-    ));
-    std::fs::write(
-        dir.join("member.ext"),
-        format!(
-            "subjectAltName=DNS:{headless},DNS:*.{headless}\n\
-             extendedKeyUsage=serverAuth,clientAuth\nbasicConstraints=CA:FALSE\n"
-        ),
-    )
-    .unwrap();
-    run(
-        "x509 -req -in tls.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 1 \
-         -extfile member.ext -out tls.crt"
-            .into(),
-    );
-    dir
-}
-
-fn secret_data(dir: &Path, keys: &[&str]) -> BTreeMap<String, ByteString> {
-    keys.iter()
-        .map(|k| {
-            (
-                k.to_string(),
-                ByteString(std::fs::read(dir.join(k)).unwrap()),
-            )
-        })
-        .collect()
-}
 
 /// redis-cli against `ip:port` (plaintext unless `tls` options are given), the password from
 /// `REDISCLI_AUTH`: its output, or why it failed.

@@ -17,6 +17,7 @@ mod kube_support;
 mod support {
     pub mod ack_writer;
     pub mod chaos;
+    pub mod zone_loss;
 }
 
 use std::collections::BTreeSet;
@@ -26,12 +27,12 @@ use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::Api;
 use kube::api::ListParams;
 use kube_support::*;
-use redis_operator::crd::RedisCluster;
 use redis_operator::redis::SlotRange;
 use redis_operator::redis::model::observe_node;
 use serde_json::{Value, json};
 use support::ack_writer::{AckWriterHandle, AckWriterOptions};
 use support::chaos::*;
+use support::zone_loss::{self, clusters, leader_zone_down};
 
 /// How long a refused loss is watched for anything the operator or Redis might do about it.
 const REFUSAL_WATCH: Duration = Duration::from_secs(20);
@@ -39,140 +40,16 @@ const REFUSAL_WATCH: Duration = Duration::from_secs(20);
 /// the Pods' eviction (30 s later), so the members come back through their PVCs.
 const VOLUME_HOLD: Duration = Duration::from_secs(45);
 
-/// [`Chaos::create`] and a writer that outlives a zone lost and returned (each phase may take
-/// up to [`RECOVERY`]).
+/// [`zone_loss::start`] on a plaintext cluster.
 async fn start(prefix: &str, extra: Value) -> (Chaos, Members, AckWriterHandle) {
-    let (chaos, before) = Chaos::create(prefix, extra).await;
-    print_roles(&chaos.ns.name, "before", &before);
-    let writer = chaos
-        .writer_with(AckWriterOptions {
-            max_duration: Duration::from_secs(900),
-            ..AckWriterOptions::default()
-        })
-        .await;
-    (chaos, before, writer)
-}
-
-fn clusters(chaos: &Chaos) -> Api<RedisCluster> {
-    Api::namespaced(chaos.client.clone(), &chaos.ns.name)
-}
-
-/// Takes down (crash or partition) the zone of shard 0's leader under writes. While it is
-/// down the cluster must be Ready again in the two surviving zones (every shard a leader and an
-/// in-sync follower in distinct zones, no stale identity) with `Degraded=True ZoneUnavailable`
-/// naming the zone; after `zone-up`, Ready with `Degraded=False`, `zoneLossSafe` and the leader
-/// spread restored. Returns the shard-0 leader hit, the members at the end and the messages of
-/// the `FailoverCompleted` Events.
-async fn leader_zone_down(prefix: &str, partition: bool) -> (Member, Members, Vec<String>) {
-    let (chaos, before, writer) = start(prefix, json!({})).await;
-    let victim = before.leader(0).clone();
-    let zone = victim.zone.clone();
-    let fault = Instant::now();
-    let down = chaos.zone_down(&zone, partition);
-    let lost = [zone.clone()];
-    let recovery = Recovery {
-        timeout: RECOVERY,
-        poll: Duration::from_secs(1),
-        require_ready: true,
-    };
-    let (during, _) = until_recovered_without(
-        &chaos.client,
-        &chaos.ns.name,
-        NAME,
-        (LEADERS, FOLLOWERS),
-        &lost,
-        recovery,
-        |addrs| writer.add_seeds(addrs),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("while {zone} is down: {e}"));
-    let whole_again = fault.elapsed();
-    let rcs = clusters(&chaos);
-    let degraded = wait_for(
-        "Ready=True with Degraded=True ZoneUnavailable naming the zone",
-        Duration::from_secs(60),
-        || async {
-            let rc = rcs.get_opt(NAME).await.ok().flatten()?;
-            let ready = condition(&rc, "Ready")?;
-            let degraded = condition(&rc, "Degraded")?;
-            (ready.0 == "True"
-                && degraded.0 == "True"
-                && degraded.1 == "ZoneUnavailable"
-                && degraded.2.contains(&zone))
-            .then_some(degraded.2)
-        },
-    )
-    .await;
-    println!(
-        "{}: zone {zone} down{}: whole again in the other zones {:.1} s after the fault (Degraded: {degraded})",
-        chaos.ns.name,
-        if partition { " (partition)" } else { "" },
-        whole_again.as_secs_f64()
-    );
-    print_roles(&chaos.ns.name, "zone down", &during);
-
-    drop(down);
-    let returned = Instant::now();
-    let after = spread_again(&chaos, &writer).await;
-    println!(
-        "{}: zone {zone} up: Ready, Degraded=False, zoneLossSafe, leaders spread {:.1} s later",
-        chaos.ns.name,
-        returned.elapsed().as_secs_f64()
-    );
-    print_roles(&chaos.ns.name, "zone back", &after);
-    let events: Api<Event> = Api::namespaced(chaos.client.clone(), &chaos.ns.name);
-    let failovers: Vec<String> = events
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter(|e| e.reason.as_deref() == Some("FailoverCompleted"))
-        .filter_map(|e| e.message)
-        .collect();
-    chaos.finish(writer).await;
-    (victim, after, failovers)
-}
-
-/// Waits (up to [`RECOVERY`]) until one poll sees `Ready=True`, `Degraded=False`,
-/// `status.zoneLossSafe == true` and [`check_recovered`] passing (which includes at most
-/// ⌈L/Z⌉ leaders per zone and no stale identity), handing the writer the members' addresses.
-async fn spread_again(chaos: &Chaos, writer: &AckWriterHandle) -> Members {
-    let rcs = clusters(chaos);
-    let begun = Instant::now();
-    let mut last = String::from("not checked yet");
-    while begun.elapsed() < RECOVERY {
-        writer.add_seeds(member_addrs(&chaos.client, &chaos.ns.name, NAME).await);
-        if let Some(rc) = rcs.get_opt(NAME).await.ok().flatten() {
-            let ready = condition(&rc, "Ready");
-            let degraded = condition(&rc, "Degraded");
-            let safe = rc.status.as_ref().and_then(|s| s.zone_loss_safe);
-            if ready.as_ref().is_some_and(|c| c.0 == "True")
-                && degraded.as_ref().is_some_and(|c| c.0 == "False")
-                && safe == Some(true)
-            {
-                match check_recovered(&chaos.client, &chaos.ns.name, NAME, LEADERS, FOLLOWERS).await
-                {
-                    Ok(members) => return members,
-                    Err(e) => last = format!("status settled but {e}"),
-                }
-            } else {
-                last = format!("Ready {ready:?}, Degraded {degraded:?}, zoneLossSafe {safe:?}");
-            }
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-    panic!(
-        "{}: not spread again within {RECOVERY:?} after zone-up: {last}\noperator log: /tmp/redis-operator-{}.log",
-        chaos.ns.name, chaos.ns.name
-    )
+    zone_loss::start(prefix, extra, Setup::default()).await
 }
 
 /// The zone of shard 0's leader crashes (every process SIGKILLed, its nodes silent).
 #[tokio::test]
 #[ignore = "needs the local cluster; run alone by make test"]
 async fn serial_zone_crash_with_a_leader() {
-    leader_zone_down("zone-crash", false).await;
+    leader_zone_down("zone-crash", false, Setup::default()).await;
 }
 
 /// The zone of shard 0's leader is cut off: its processes live on, unreachable, and the old
@@ -181,7 +58,7 @@ async fn serial_zone_crash_with_a_leader() {
 #[tokio::test]
 #[ignore = "needs the local cluster; run alone by make test"]
 async fn serial_zone_partition_with_a_leader() {
-    let (victim, after, failovers) = leader_zone_down("zone-part", true).await;
+    let (victim, after, failovers) = leader_zone_down("zone-part", true, Setup::default()).await;
     match after.0.iter().find(|m| m.id == victim.id) {
         // It may lead again, but only handed the lead by a graceful failover after it had
         // rejoined as a follower (the spread restored), never by coming back as a second master.

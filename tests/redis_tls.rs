@@ -2,7 +2,12 @@
 //! TLS) on loopback: PING, AUTH and `observe_node` over TLS; a wrong CA, a wrong name, a
 //! plaintext client on the TLS port and a TLS client on a plaintext port all fail within the
 //! connect timeout; with `tls-auth-clients yes` only a client certificate from the right CA
-//! gets in. Certificates are made at test time with the `openssl` CLI (EC P-256, one day).
+//! gets in; the acknowledged-write checker (`support/ack_writer.rs`) writes and reads back over
+//! TLS. Certificates are made at test time with the `openssl` CLI (EC P-256, one day).
+
+mod support {
+    pub mod ack_writer;
+}
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -18,6 +23,7 @@ use redis_operator::redis::{
     AdminOptions, Auth, Client, RedisError, Timeouts, TlsError, TlsOptions, observe_node,
 };
 use redis_protocol::resp2::types::BytesFrame;
+use support::ack_writer::{AckWriter, AckWriterOptions, ReadBackOptions};
 
 const PASSWORD: &str = "x";
 const CONNECT: Duration = Duration::from_millis(1500);
@@ -566,4 +572,48 @@ async fn config_set_of_the_same_paths_reloads_the_certificate() {
             .await
             .is_ok()
     );
+}
+
+/// With `tls` set, the checker's writers, topology refresher and read-back all speak TLS (the
+/// node has no plaintext port; it asks for the client certificate); without, it cannot start.
+#[tokio::test]
+async fn ack_writer_writes_and_reads_back_over_tls() {
+    let pki = Pki::new("ack");
+    let server = TlsServer::start(&pki, true, false).await;
+    let tls = pki.tls("ca", Some("client")).with_server_name(SERVICE);
+    let tls = Arc::new(tls.expect("server name"));
+    let admin = options(Some(TlsOptions::clone(&tls)), true);
+    let mut node = Client::connect(server.tls_addr, &admin)
+        .await
+        .expect("connect");
+    // Alone, a node knows no IP of its own to announce; then it serves every slot.
+    let announce = Cmd::new("CONFIG").arg("SET").arg("cluster-announce-ip");
+    let all_slots = Cmd::new("CLUSTER")
+        .arg("ADDSLOTSRANGE")
+        .arg("0")
+        .arg("16383");
+    for cmd in [announce.arg("127.0.0.1"), all_slots] {
+        node.call(&cmd).await.expect("set up the node");
+    }
+    let opts = AckWriterOptions {
+        replicas: 0,
+        start_timeout: Duration::from_secs(5),
+        ..AckWriterOptions::default()
+    };
+    let seeds = vec![server.tls_addr];
+    let plain = AckWriter::start(seeds.clone(), PASSWORD.into(), opts.clone()).await;
+    assert!(plain.is_err(), "a plaintext writer started");
+    let opts = AckWriterOptions {
+        tls: Some(tls),
+        ..opts
+    };
+    let writer = AckWriter::start(seeds, PASSWORD.into(), opts).await;
+    let writer = writer.expect("the writer starts over TLS");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut report = writer.stop().await;
+    report
+        .read_back(&[], PASSWORD, &ReadBackOptions::default())
+        .await;
+    assert_eq!(report.verify(), Ok(()));
+    assert!(report.acknowledged() > 20, "{report}");
 }

@@ -329,8 +329,9 @@ pub async fn member_addrs(client: &Client, ns: &str, name: &str) -> Vec<SocketAd
 }
 
 /// The invariants of a healthy cluster after a fault, from live Pods and Nodes and from every
-/// member's own `CLUSTER NODES`, `CLUSTER INFO` and `INFO replication`; the first violation,
-/// in words, as the error:
+/// member's own `CLUSTER NODES`, `CLUSTER INFO` and `INFO replication` (asked over TLS when
+/// the cluster has `spec.tls`, see [`super::tls::cluster_admin`]); the first violation, in
+/// words, as the error:
 ///
 /// * exactly L × (1 + F) member Pods, every (shard, member) identity once (shards 0..L with
 ///   1 + F members each), one per node, each on a node with a zone;
@@ -377,8 +378,8 @@ pub async fn check_recovered_without(
         .filter(|z| !z.is_empty() && !lost_zones.contains(*z))
         .collect::<BTreeSet<_>>()
         .len();
-    let pass = password(client, ns, name).await;
-    let admin = member_admin(&pass);
+    // Over TLS for a TLS cluster: the settings come from its spec and Secret.
+    let admin = super::tls::cluster_admin(client, ns, name).await?;
 
     let mut members = Vec::new();
     for p in &pods {

@@ -15,6 +15,7 @@ pub mod dns;
 pub mod kstatus;
 pub mod operator;
 pub mod prometheus;
+pub mod tls;
 
 pub use checks::*;
 pub use operator::*;

@@ -33,6 +33,7 @@ use redis_operator::redis::client::Frame;
 use redis_operator::redis::command::Cmd;
 use redis_operator::redis::ids::ranges_from_slots;
 use redis_operator::redis::parse::cluster_nodes::{NodeEntry, parse_cluster_nodes};
+use redis_operator::redis::tls::TlsOptions;
 use redis_operator::redis::{
     AdminOptions, Auth, Client, RedisError, SLOT_COUNT, SlotRange, Timeouts, reply,
 };
@@ -69,6 +70,9 @@ pub struct AckWriterOptions {
     pub start_timeout: Duration,
     /// At most this many tags (writer tasks) per master; a master gets one per slot range.
     pub max_tags_per_master: usize,
+    /// Speak TLS with these settings (a TLS cluster): every connection of the writers, the
+    /// topology refresher and [`Report::read_back`]. `None`: plain TCP.
+    pub tls: Option<Arc<TlsOptions>>,
 }
 
 impl Default for AckWriterOptions {
@@ -85,6 +89,7 @@ impl Default for AckWriterOptions {
             refresh_interval: Duration::from_secs(1),
             start_timeout: Duration::from_secs(30),
             max_tags_per_master: 4,
+            tls: None,
         }
     }
 }
@@ -594,7 +599,10 @@ impl AckWriter {
         password: String,
         opts: AckWriterOptions,
     ) -> Result<AckWriterHandle, String> {
-        let admin = admin_options(&password, opts.connect_timeout, opts.command_timeout);
+        let admin = AdminOptions {
+            tls: opts.tls.clone(),
+            ..admin_options(&password, opts.connect_timeout, opts.command_timeout)
+        };
         let router = Router::new(seed_addrs.iter().copied(), admin);
         let begun = Instant::now();
         let topology = loop {
@@ -714,6 +722,7 @@ impl AckWriterHandle {
             refreshes: self.shared.router.refreshes.load(Ordering::Relaxed),
             failures,
             read_back: None,
+            tls: self.shared.opts.tls.clone(),
         }
     }
 }
@@ -907,6 +916,8 @@ pub struct Report {
     pub failures: Vec<String>,
     /// Filled by [`Report::read_back`].
     pub read_back: Option<ReadBack>,
+    /// The writer's TLS settings ([`AckWriterOptions::tls`]): the read-back connects with them.
+    pub tls: Option<Arc<TlsOptions>>,
 }
 
 /// Limits of the read-back.
@@ -969,7 +980,10 @@ impl Report {
     ) {
         let begun = Instant::now();
         let deadline = begun + opts.deadline;
-        let admin = admin_options(password, Duration::from_millis(500), Duration::from_secs(2));
+        let admin = AdminOptions {
+            tls: self.tls.clone(),
+            ..admin_options(password, Duration::from_millis(500), Duration::from_secs(2))
+        };
         let router = Router::new(self.seeds.iter().chain(seeds).copied(), admin);
         while router.refresh().await.is_none() && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(200)).await;

@@ -1,7 +1,9 @@
 //! One chaos test's world, shared by the recovery suite (`e2e_recovery.rs`) and the recovery
 //! benchmark (`bench_recovery.rs`): a namespace with its own operator process and a Ready
 //! 3 × 1 RedisCluster, the acknowledged-write checker (`ack_writer.rs`) against it, and the
-//! faults (Pods deleted, a redis process SIGKILLed, a node or a zone down).
+//! faults (Pods deleted, a redis process SIGKILLed, a node or a zone down). The cluster may be
+//! a TLS one ([`Chaos::start_tls`]): the writer, its read-back and the recovery checks then
+//! speak TLS to the members.
 //!
 //! Declared by a test crate as `mod support { pub mod ack_writer; pub mod chaos; }` next to
 //! `mod kube_support;`.
@@ -18,6 +20,7 @@ use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use redis_operator::crd::RedisCluster;
 use redis_operator::redis::model::observe_node;
+use redis_operator::redis::{AdminOptions, TlsOptions};
 use serde_json::{Value, json};
 
 use super::ack_writer::{AckWriter, AckWriterHandle, AckWriterOptions, ReadBackOptions, TagReport};
@@ -27,6 +30,18 @@ pub const NAME: &str = "chaos";
 pub const LEADERS: usize = 3;
 pub const FOLLOWERS: usize = 1;
 pub const RECOVERY: Duration = Duration::from_secs(240);
+/// The `kubernetes.io/tls` Secret of a TLS cluster ([`Setup::tls`]).
+pub const TLS_SECRET: &str = "chaos-tls";
+
+/// How [`Chaos::create_with`] makes the cluster.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Setup {
+    /// Confined to the Nodes that run no Pod ([`Chaos::create_on_free_nodes`]).
+    pub free_nodes: bool,
+    /// Encrypted: a fresh CA and member certificate (for the headless Service's names) in
+    /// [`TLS_SECRET`], and `spec.tls` with `serverName` and `clientAuth`.
+    pub tls: bool,
+}
 
 /// One test's world: namespace (deleted at the end, or on a panic), operator, a Ready 3 × 1
 /// cluster and its password.
@@ -35,6 +50,8 @@ pub struct Chaos {
     pub ns: TestNamespace,
     pub operator: Operator,
     pub pass: String,
+    /// The TLS settings for the members (from the cluster's Secret); `None`: plaintext.
+    pub tls: Option<Arc<TlsOptions>>,
     _cleanup: DeleteOnPanic,
     _pool: Option<NodePool>,
 }
@@ -60,24 +77,50 @@ impl Chaos {
         (chaos, members, writer)
     }
 
+    /// [`Chaos::start`] on a TLS cluster ([`Setup::tls`]).
+    pub async fn start_tls(prefix: &str, extra: Value) -> (Self, Members, AckWriterHandle) {
+        let setup = Setup {
+            tls: true,
+            ..Setup::default()
+        };
+        let (chaos, members) = Self::create_with(prefix, extra, setup).await;
+        print_roles(&chaos.ns.name, "before", &members);
+        let writer = chaos.writer().await;
+        (chaos, members, writer)
+    }
+
     /// Namespace, operator and the cluster (with `extra` spec fields), Ready and healthy;
     /// no writer yet.
     pub async fn create(prefix: &str, extra: Value) -> (Self, Members) {
-        Self::create_in(prefix, extra, false).await
+        Self::create_with(prefix, extra, Setup::default()).await
     }
 
     /// [`Chaos::create`] confined (`spec.pod.nodeSelector`) to the Nodes that run no Pod at
     /// all now, so that crashing one of its nodes hurts no one else: those Nodes get the label
     /// `pool.test.redis-operator.dev/<namespace>=yes`, removed when the test ends.
     pub async fn create_on_free_nodes(prefix: &str, extra: Value) -> (Self, Members) {
-        Self::create_in(prefix, extra, true).await
+        let setup = Setup {
+            free_nodes: true,
+            ..Setup::default()
+        };
+        Self::create_with(prefix, extra, setup).await
     }
 
-    async fn create_in(prefix: &str, mut extra: Value, free_nodes: bool) -> (Self, Members) {
+    /// [`Chaos::create`] as `setup` says.
+    pub async fn create_with(prefix: &str, mut extra: Value, setup: Setup) -> (Self, Members) {
         let client = client().await;
         let ns = TestNamespace::new(&client, prefix).await;
         let cleanup = DeleteOnPanic(ns.name.clone());
-        let pool = if free_nodes {
+        if setup.tls {
+            // Pod IPs are not known in advance: the certificate names the headless Service.
+            let headless = format!("{NAME}-headless.{}.svc", ns.name);
+            let dir = crate::kube_support::tls::pki(&headless, &ns.name);
+            crate::kube_support::tls::create_tls_secret(&client, &ns.name, TLS_SECRET, &dir).await;
+            let _ = std::fs::remove_dir_all(&dir);
+            extra["tls"] =
+                json!({"secretName": TLS_SECRET, "serverName": headless, "clientAuth": true});
+        }
+        let pool = if setup.free_nodes {
             let pool = NodePool::label_free_nodes(&client, &ns.name).await;
             extra["pod"] = json!({"nodeSelector": {pool.key.clone(): "yes"}});
             Some(pool)
@@ -94,11 +137,16 @@ impl Chaos {
         .unwrap();
         wait_ready(&api, NAME, RECOVERY).await;
         let pass = password(&client, &ns.name, NAME).await;
+        let tls = crate::kube_support::tls::member_tls(&client, &ns.name, NAME)
+            .await
+            .unwrap();
+        assert_eq!(tls.is_some(), setup.tls, "TLS settings for the members");
         let chaos = Self {
             client,
             ns,
             operator,
             pass,
+            tls,
             _cleanup: cleanup,
             _pool: pool,
         };
@@ -124,6 +172,20 @@ impl Chaos {
         .unwrap();
     }
 
+    /// Options for test connections to the members: [`member_admin`], over TLS on a TLS
+    /// cluster.
+    pub fn admin(&self) -> AdminOptions {
+        AdminOptions {
+            tls: self.tls.clone(),
+            ..member_admin(&self.pass)
+        }
+    }
+
+    /// A [`LeadershipWatch`] on `member`, over TLS on a TLS cluster.
+    pub fn watch_leadership(&self, member: &Member) -> LeadershipWatch {
+        LeadershipWatch::start_with(member, self.admin())
+    }
+
     pub fn pods(&self) -> Api<Pod> {
         Api::namespaced(self.client.clone(), &self.ns.name)
     }
@@ -143,8 +205,13 @@ impl Chaos {
     /// The writer starts, as an application would, from the client Service's name
     /// (`chaos.<namespace>.svc.cluster.local`, resolved by the cluster DNS, routed by
     /// kube-proxy), and learns the members from the cluster itself: no pod IP is handed to it,
-    /// so nothing it starts from goes stale when members are re-placed.
-    pub async fn writer_with(&self, opts: AckWriterOptions) -> AckWriterHandle {
+    /// so nothing it starts from goes stale when members are re-placed. On a TLS cluster it
+    /// speaks TLS (unless `opts.tls` says otherwise): the certificate names the headless
+    /// Service and `serverName` is checked, so dialling the client Service's IP is fine.
+    pub async fn writer_with(&self, mut opts: AckWriterOptions) -> AckWriterHandle {
+        if opts.tls.is_none() {
+            opts.tls = self.tls.clone();
+        }
         let service = crate::kube_support::dns::service_addr(
             NAME,
             &self.ns.name,
@@ -472,9 +539,14 @@ pub struct LeadershipWatch {
 
 impl LeadershipWatch {
     pub fn start(member: &Member, pass: &str) -> Self {
+        Self::start_with(member, member_admin(pass))
+    }
+
+    /// [`LeadershipWatch::start`] connecting with `admin` (e.g. over TLS).
+    pub fn start_with(member: &Member, admin: AdminOptions) -> Self {
         let seen = Arc::new(AtomicBool::new(false));
         let stop = Arc::new(AtomicBool::new(false));
-        let (addr, admin) = (member.addr(), member_admin(pass));
+        let addr = member.addr();
         let task = tokio::spawn({
             let (seen, stop) = (seen.clone(), stop.clone());
             async move {
