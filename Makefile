@@ -155,6 +155,13 @@ bench-rollout: build
 # Operator failover (issue 17): leader SIGKILL -> the standby holds the Lease and acts (5 runs),
 # RSS of the leader and the standby (about 6 minutes). Uses the running local cluster if it is
 # up (and leaves it up), else starts one and tears it down after.
+# What TLS costs: redis-benchmark SET/GET against one leader and the acknowledged writer over
+# the cluster, a plaintext 3x1 and a TLS 3x1 (clientAuth) side by side (about 4 minutes).
+# Like bench-recovery: uses the running local cluster if it is up (and leaves it up).
+.PHONY: bench-tls
+bench-tls: build
+	$(BENCH) bench_tls "TLS benchmark" '| measurement | plaintext | TLS | TLS cost |'
+
 .PHONY: bench-operator-ha
 bench-operator-ha: build
 	$(BENCH) e2e_operator_ha "Operator failover benchmark" '| measurement | result |' bench_operator_failover
