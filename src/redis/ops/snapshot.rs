@@ -354,7 +354,9 @@ impl<W: AsyncWrite + Unpin> Transfer<'_, W> {
             if self.buf.is_empty() {
                 self.fill().await?;
             }
-            let n = usize::try_from(left).unwrap_or(usize::MAX).min(self.buf.len());
+            let n = usize::try_from(left)
+                .unwrap_or(usize::MAX)
+                .min(self.buf.len());
             let chunk = self.buf.split_to(n);
             self.emit(&chunk).await?;
             left -= n as u64;

@@ -104,7 +104,11 @@ mod tests {
     fn slice_by_8_matches_bitwise_and_is_incremental() {
         let data: Vec<u8> = (0..1000u32).map(|i| (i * 7 + i / 13) as u8).collect();
         for len in [0, 1, 7, 8, 9, 15, 16, 17, 100, 1000] {
-            assert_eq!(crc64(0, &data[..len]), crc64_bitwise(0, &data[..len]), "len {len}");
+            assert_eq!(
+                crc64(0, &data[..len]),
+                crc64_bitwise(0, &data[..len]),
+                "len {len}"
+            );
         }
         for split in [0, 1, 5, 8, 333, 999, 1000] {
             let (a, b) = data.split_at(split);

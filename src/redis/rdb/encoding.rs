@@ -36,7 +36,9 @@ pub(crate) async fn read_len_field<R: AsyncRead + Unpin>(
         0 => Ok(Len::Plain(u64::from(first & 0x3f))),
         1 => {
             let second = src.u8().await?;
-            Ok(Len::Plain((u64::from(first & 0x3f) << 8) | u64::from(second)))
+            Ok(Len::Plain(
+                (u64::from(first & 0x3f) << 8) | u64::from(second),
+            ))
         }
         ENCVAL => Ok(Len::Encoded(first & 0x3f)),
         _ => match first {
@@ -53,7 +55,10 @@ pub(crate) async fn read_len_field<R: AsyncRead + Unpin>(
 pub(crate) async fn read_len<R: AsyncRead + Unpin>(src: &mut Source<R>) -> Result<u64, RdbError> {
     match read_len_field(src).await? {
         Len::Plain(n) => Ok(n),
-        Len::Encoded(_) => Err(corrupt(src, "string encoding where a length belongs".into())),
+        Len::Encoded(_) => Err(corrupt(
+            src,
+            "string encoding where a length belongs".into(),
+        )),
     }
 }
 
@@ -63,9 +68,7 @@ fn byte_len<R: AsyncRead + Unpin>(src: &Source<R>, n: u64) -> Result<usize, RdbE
 }
 
 /// Consumes one string without decoding it.
-pub(crate) async fn skip_string<R: AsyncRead + Unpin>(
-    src: &mut Source<R>,
-) -> Result<(), RdbError> {
+pub(crate) async fn skip_string<R: AsyncRead + Unpin>(src: &mut Source<R>) -> Result<(), RdbError> {
     match read_len_field(src).await? {
         Len::Plain(n) => src.take(byte_len(src, n)?, None).await,
         Len::Encoded(ENC_INT8) => src.take(1, None).await,
@@ -96,9 +99,9 @@ pub(crate) async fn read_string<R: AsyncRead + Unpin>(
             src.take(n, Some(&mut out)).await?;
             Ok(out)
         }
-        Len::Encoded(ENC_INT8) => {
-            Ok(i8::from_le_bytes(src.array::<1>().await?).to_string().into_bytes())
-        }
+        Len::Encoded(ENC_INT8) => Ok(i8::from_le_bytes(src.array::<1>().await?)
+            .to_string()
+            .into_bytes()),
         Len::Encoded(ENC_INT16) => Ok(i16::from_le_bytes(src.array::<2>().await?)
             .to_string()
             .into_bytes()),
@@ -157,7 +160,10 @@ mod tests {
             (&[0x40, 0x40], Len::Plain(64)),
             (&[0x7f, 0xff], Len::Plain(16383)),
             (&[0x80, 0x00, 0x00, 0x40, 0x00], Len::Plain(16384)),
-            (&[0x80, 0xff, 0xff, 0xff, 0xff], Len::Plain(u64::from(u32::MAX))),
+            (
+                &[0x80, 0xff, 0xff, 0xff, 0xff],
+                Len::Plain(u64::from(u32::MAX)),
+            ),
             (
                 &[0x81, 0, 0, 0, 1, 0, 0, 0, 0],
                 Len::Plain(u64::from(u32::MAX) + 1),
@@ -189,7 +195,10 @@ mod tests {
             (&[0xc1, 0x39, 0x30], b"12345"),
             (&[0xc2, 0x00, 0x00, 0x00, 0x80], b"-2147483648"),
             // LZF: compressed 5 bytes, expands to 10 ("aaaaaaaaaa").
-            (&[0xc3, 0x05, 0x0a, 0x00, b'a', 0xe0, 0x00, 0x00], b"aaaaaaaaaa"),
+            (
+                &[0xc3, 0x05, 0x0a, 0x00, b'a', 0xe0, 0x00, 0x00],
+                b"aaaaaaaaaa",
+            ),
         ];
         for (bytes, want) in cases {
             let mut src = Source::new(*bytes);

@@ -94,7 +94,9 @@ pub enum RdbError {
         what: String,
     },
     /// The file's checksum does not match its content.
-    #[error("RDB checksum mismatch: the file says {expected:016x}, its content gives {computed:016x}")]
+    #[error(
+        "RDB checksum mismatch: the file says {expected:016x}, its content gives {computed:016x}"
+    )]
     ChecksumMismatch {
         /// The checksum at the end of the file.
         expected: u64,

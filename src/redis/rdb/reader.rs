@@ -4,9 +4,7 @@
 use bytes::Bytes;
 use tokio::io::AsyncRead;
 
-use crate::redis::rdb::encoding::{
-    read_len, read_string, skip_double_text, skip_string,
-};
+use crate::redis::rdb::encoding::{read_len, read_string, skip_double_text, skip_string};
 use crate::redis::rdb::source::Source;
 use crate::redis::rdb::{MAX_RDB_VERSION, RdbError, crc64, printable_key};
 
@@ -341,7 +339,11 @@ async fn walk_stream<R: AsyncRead + Unpin>(
         skip_string(src).await?;
     }
     // Length and last ID; since RDB 10 also the first ID, max deleted ID and entries added.
-    let fields = if rdb_type >= TYPE_STREAM_LISTPACKS_2 { 8 } else { 3 };
+    let fields = if rdb_type >= TYPE_STREAM_LISTPACKS_2 {
+        8
+    } else {
+        3
+    };
     for _ in 0..fields {
         read_len(src).await?;
     }
@@ -361,7 +363,11 @@ async fn walk_stream<R: AsyncRead + Unpin>(
         for _ in 0..read_len(src).await? {
             // Consumer name, seen time, since RDB 11 the active time, then its pending IDs.
             skip_string(src).await?;
-            let times = if rdb_type >= TYPE_STREAM_LISTPACKS_3 { 16 } else { 8 };
+            let times = if rdb_type >= TYPE_STREAM_LISTPACKS_3 {
+                16
+            } else {
+                8
+            };
             src.take(times, None).await?;
             let pending = read_len(src).await?;
             for _ in 0..pending {
@@ -372,3 +378,6 @@ async fn walk_stream<R: AsyncRead + Unpin>(
     Ok(())
 }
 
+#[cfg(test)]
+#[path = "reader_tests.rs"]
+mod tests;
