@@ -3,6 +3,8 @@
 //! byte-identical to the server's own `DUMP`, for every type in its small and large
 //! encodings, and `RESTORE`d into an empty server gives the same `DEBUG DIGEST`.
 
+#![allow(clippy::unwrap_used, clippy::panic)]
+
 mod support {
     pub mod redis_procs;
 }
