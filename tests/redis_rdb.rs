@@ -443,3 +443,64 @@ async fn snapshot_from_an_in_sync_replica() {
     let total: u64 = dbsizes(master_addr).await.values().sum();
     assert_eq!(keys.len() as u64, total);
 }
+
+/// Throughput on a ~100 MB RDB (run with `--release -- --ignored --nocapture`): 100,000
+/// random 1 KB strings (incompressible, so the file is as large as the data) plus 200 hashes
+/// of 1,000 fields. Prints the fetch, parse and restore rates.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "throughput measurement; writes ~100 MB into a local redis-server"]
+async fn throughput_on_a_100_mb_rdb() {
+    let procs = RedisProcs::start("rdb-bench", 27460, 2, ARGS, &options()).await;
+    let (source, target) = (procs.nodes[0].addr(), procs.nodes[1].addr());
+    let mut c = connect(source).await;
+    let mut cmds = Vec::new();
+    for i in 0..100_000 {
+        cmds.push(cmd!("SET", format!("bench:{i}"), random(1000)));
+    }
+    for i in 0..200 {
+        let mut h = Cmd::new("HSET").arg(format!("bench:hash:{i}"));
+        for f in 0..1000 {
+            h = h.arg(format!("f{f}")).arg(format!("v{f}"));
+        }
+        cmds.push(h);
+    }
+    run(&mut c, cmds).await;
+    let started = std::time::Instant::now();
+    let (snap, rdb) = snapshot(source).await;
+    let fetch = started.elapsed();
+    let mb = rdb.len() as f64 / 1e6;
+    let started = std::time::Instant::now();
+    let mut reader = RdbReader::open(&rdb[..], ReaderLimits::default())
+        .await
+        .expect("header");
+    let mut keys = Vec::new();
+    while let Some(key) = reader.next_key().await.expect("parse") {
+        keys.push(key);
+    }
+    let parse = started.elapsed();
+    // Parse again without keeping the keys: the reader alone.
+    let started = std::time::Instant::now();
+    let mut reader = RdbReader::open(&rdb[..], ReaderLimits::default())
+        .await
+        .expect("header");
+    let mut count = 0u64;
+    while reader.next_key().await.expect("parse").is_some() {
+        count += 1;
+    }
+    let parse_only = started.elapsed();
+    let started = std::time::Instant::now();
+    restore_into(target, &keys).await;
+    let restore = started.elapsed();
+    eprintln!(
+        "RDB {mb:.1} MB, {count} keys, sha256 {}: fetch {:.0} MB/s ({fetch:?}), parse {:.0} MB/s \
+         ({parse:?}; {:.0} MB/s discarding keys), restore {:.0} MB/s ({restore:?})",
+        snap.sha256_hex(),
+        mb / fetch.as_secs_f64(),
+        mb / parse.as_secs_f64(),
+        mb / parse_only.as_secs_f64(),
+        mb / restore.as_secs_f64(),
+    );
+    assert_eq!(keys.len() as u64, count);
+    assert_eq!(dbsizes(source).await, dbsizes(target).await);
+    assert_eq!(digest(source).await, digest(target).await);
+}

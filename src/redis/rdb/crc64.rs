@@ -8,7 +8,8 @@
 /// The Jones polynomial in normal form; the reflected algorithm uses its bit reversal.
 const POLY: u64 = 0xad93_d235_94c9_35a9;
 
-const TABLES: [[u64; 256]; 8] = build_tables();
+// A static, not a const: a const would be a fresh 16 KiB temporary at every use in debug builds.
+static TABLES: [[u64; 256]; 8] = build_tables();
 
 const fn build_tables() -> [[u64; 256]; 8] {
     let reflected = POLY.reverse_bits();
