@@ -15,6 +15,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::BytesMut;
 use futures::{SinkExt, StreamExt};
 use redis_protocol::resp2::types::BytesFrame;
 use tokio::net::TcpStream;
@@ -126,6 +127,19 @@ impl Client {
     /// The node this connection talks to.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Hands over the byte stream and whatever was read past the last reply, for a protocol
+    /// that leaves RESP after a command (`SYNC` answers with a raw RDB transfer).
+    pub(crate) fn into_stream(mut self) -> Result<(Stream, BytesMut), RedisError> {
+        let addr = self.addr;
+        match self.io.take() {
+            Some(io) if !self.poisoned => {
+                let parts = io.into_parts();
+                Ok((parts.io, parts.read_buf))
+            }
+            _ => Err(RedisError::Poisoned { addr }),
+        }
     }
 
     /// Whether an earlier failure made this connection unusable.

@@ -18,6 +18,7 @@ pub mod ids;
 pub mod model;
 pub mod ops;
 pub mod parse;
+pub mod rdb;
 pub mod reply;
 pub mod sync;
 pub mod tls;

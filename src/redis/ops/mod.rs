@@ -20,7 +20,9 @@ pub mod repair;
 pub mod replicate;
 pub mod reshard;
 pub mod reshard_many;
+pub mod restore;
 pub mod slots;
+pub mod snapshot;
 
 use std::future::Future;
 use std::net::SocketAddr;
