@@ -7,7 +7,7 @@
 
 use tokio::io::AsyncRead;
 
-use crate::redis::rdb::RdbError;
+use crate::redis::rdb::error::RdbError;
 use crate::redis::rdb::lzf;
 use crate::redis::rdb::source::Source;
 

@@ -4,9 +4,10 @@
 use bytes::Bytes;
 use tokio::io::AsyncRead;
 
+use crate::redis::rdb::crc64::crc64;
 use crate::redis::rdb::encoding::{read_len, read_string, skip_double_text, skip_string};
+use crate::redis::rdb::error::{MAX_RDB_VERSION, RdbError, printable_key};
 use crate::redis::rdb::source::Source;
-use crate::redis::rdb::{MAX_RDB_VERSION, RdbError, crc64, printable_key};
 
 const OP_FUNCTION2: u8 = 245;
 const OP_FUNCTION_PRE_GA: u8 = 246;

@@ -8,8 +8,8 @@
 
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-use crate::redis::rdb::RdbError;
 use crate::redis::rdb::crc64::crc64;
+use crate::redis::rdb::error::RdbError;
 
 /// Read buffer size: large enough that the socket or file is read in big chunks.
 const BUF_SIZE: usize = 256 * 1024;
