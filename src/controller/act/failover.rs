@@ -115,9 +115,11 @@ pub(super) async fn failover(
                 to.short()
             );
             let mut executed = failed("FailoverFailed", note, e);
-            if let Executed::Failed { retry_after, .. } = &mut executed
-                && kind != FailoverKind::Graceful
-            {
+            // Any failover that did not complete may have started an election: the masters
+            // that voted will not vote for this shard again within 2 × cluster-node-timeout,
+            // and a retry sooner fails and renews their lock (a graceful failover retried every
+            // 9 s never completed).
+            if let Executed::Failed { retry_after, .. } = &mut executed {
                 *retry_after = FORCE_RETRY;
             }
             executed

@@ -202,9 +202,12 @@ impl ClusterAdmin {
                 return Ok(done);
             }
             if started.elapsed() >= limit {
+                // The limit, not the time measured: the message lands in a condition, and one
+                // that changes on every attempt rewrites the status, whose watch event starts
+                // the next attempt at once, ignoring the back-off.
                 return Err(OpError::NotConverged {
                     what: what.to_owned(),
-                    waited: started.elapsed(),
+                    waited: limit,
                 });
             }
             tokio::time::sleep(self.poll_interval).await;
