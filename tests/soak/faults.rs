@@ -164,13 +164,22 @@ pub async fn run_fault(
             Ok(in_zone(&m.zone))
         }
         (Kind::KillRedis, Some(m)) => {
-            let pid = pid_of(world, targets, &m).await?;
+            let Some(pid) = pid_of(world, targets, &m).await else {
+                timeline.log(format!(
+                    "{f}: {} runs no redis-server now (its Pod was just replaced); nothing to kill",
+                    describe(&m)
+                ));
+                return Ok(in_zone(&m.zone));
+            };
             timeline.log(format!("{f}: SIGKILL {} (pid {pid})", describe(&m)));
             signal("KILL", pid);
             Ok(in_zone(&m.zone))
         }
         (Kind::PauseRedis, Some(m)) => {
-            let pid = pid_of(world, targets, &m).await?;
+            let Some(pid) = pid_of(world, targets, &m).await else {
+                timeline.log(format!("{f}: {} runs no redis-server now (its Pod was just replaced); nothing to pause", describe(&m)));
+                return Ok(in_zone(&m.zone));
+            };
             timeline.log(format!("{f}: SIGSTOP {} (pid {pid})", describe(&m)));
             signal("STOP", pid);
             tokio::time::sleep(hold).await;
@@ -344,20 +353,19 @@ fn seat_of(pod: &str) -> &str {
 }
 
 /// The redis-server pid of `m`'s seat now, or the one read at the round's start when the API
-/// server cannot tell (a signal to a process that is gone is a no-op).
-async fn pid_of(world: &World, targets: &Targets, m: &Member) -> Result<u32, String> {
+/// server cannot tell (a signal to a process that is gone is a no-op). `None`: the seat runs
+/// no redis-server now (a rollout or recovery just replaced its Pod and its container has
+/// not started): signalling it is a no-op too, not a reason to stop the soak (seed 20261214
+/// stopped at round 63 on that).
+async fn pid_of(world: &World, targets: &Targets, m: &Member) -> Option<u32> {
     if let Some(pid) = current_pod(world, m)
         .await
         .as_ref()
         .and_then(crate::kube_support::container_pid)
     {
-        return Ok(pid);
+        return Some(pid);
     }
-    targets
-        .pids
-        .get(&m.pod)
-        .copied()
-        .ok_or_else(|| format!("no pid known for {}", m.pod))
+    targets.pids.get(&m.pod).copied()
 }
 
 /// `kill -SIG pid`; a process already gone is not an error (the fault raced a restart).

@@ -53,6 +53,13 @@ pub fn assess(
         _ => None,
     };
     let ready = formed && losses.iter().chain(&others).all(not_unhealthy);
+    // Formed and every Pod ready, yet not Ready because of a problem: that problem is what it
+    // waits for. Ready=False must never say "ClusterReady, all slots served" (seen in the
+    // soak with StaleIdentity, and with a failing disk no handover could fix).
+    let (waiting, message) = match losses.iter().chain(&others).find(|p| !not_unhealthy(p)) {
+        Some(p) if !ready && waiting == "ClusterReady" => (p.reason, p.message.clone()),
+        _ => (waiting, message),
+    };
     let serving = ready
         // The formation's block is not looked at: while a new shard has no Pods it "has no
         // member that can lead"; a block on a serving shard fails shard_whole.

@@ -291,6 +291,11 @@ fn leader_that_cannot_write_its_disk_hands_over_to_a_follower_that_can() {
     assert!(!matches!(p.action, Action::Failover { .. }), "{p:?}");
     let c = conditions(&p, &Executed::Nothing);
     assert_eq!(cond(&c, types::DEGRADED).reason, "PersistenceFailing");
+    // Not Ready, and Ready says why: never Ready=False "ClusterReady" "all slots served, every
+    // follower in sync" (seen in the soak with StaleIdentity).
+    let r = cond(&c, types::READY);
+    assert!(!r.status, "{r:?}");
+    assert_eq!(r.reason, "PersistenceFailing", "{r:?}");
 }
 
 #[test]
