@@ -1,0 +1,14 @@
+//! Backups of a RedisCluster to object storage, and restores from them.
+//!
+//! Two loops beside the cluster reconcile, each with its own field manager: the
+//! `RedisClusterBackup` controller takes one shard's snapshot per pass (see [`plan`]); the
+//! restore loop fills a new cluster from `spec.restoreFrom`. Neither blocks the cluster's own
+//! recovery: they read the cluster and write keys, nothing else.
+
+pub mod access;
+pub mod manifest;
+pub mod plan;
+pub mod shards;
+
+#[cfg(test)]
+mod fixture;
