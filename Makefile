@@ -2,6 +2,8 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 CRD := crds/redisclusters.redis.redis-operator.dev.yaml
+BACKUP_CRD := crds/redisclusterbackups.redis.redis-operator.dev.yaml
+SCHEDULE_CRD := crds/redisclusterbackupschedules.redis.redis-operator.dev.yaml
 LOCAL_CLUSTER := hack/local-cluster
 # The test cluster: 21 nodes, so that three 3x1 clusters of the recovery suite (one member per
 # node, 2 nodes per zone each) run side by side with a spare node per zone, and a 4x2 fits
@@ -39,13 +41,21 @@ build:
 
 # manifests/crds/ holds a copy for kustomize (which loads nothing outside manifests/).
 crds:
-	$(CARGO) run -q --bin crdgen > $(CRD)
+	$(CARGO) run -q --bin crdgen redisclusters > $(CRD)
+	$(CARGO) run -q --bin crdgen redisclusterbackups > $(BACKUP_CRD)
+	$(CARGO) run -q --bin crdgen redisclusterbackupschedules > $(SCHEDULE_CRD)
 	cp $(CRD) manifests/$(CRD)
+	cp $(BACKUP_CRD) manifests/$(BACKUP_CRD)
+	cp $(SCHEDULE_CRD) manifests/$(SCHEDULE_CRD)
 
 # CI fails when crds/ (or its copy in manifests/crds/) does not match the Rust types.
 check-crds:
 	@$(CARGO) run -q --bin crdgen | diff -u $(CRD) - || { echo "crds/ is stale: run 'make crds'"; exit 1; }
+	@$(CARGO) run -q --bin crdgen redisclusterbackups | diff -u $(BACKUP_CRD) - || { echo "crds/ is stale: run 'make crds'"; exit 1; }
+	@$(CARGO) run -q --bin crdgen redisclusterbackupschedules | diff -u $(SCHEDULE_CRD) - || { echo "crds/ is stale: run 'make crds'"; exit 1; }
 	@diff -u $(CRD) manifests/$(CRD) || { echo "manifests/crds/ is stale: run 'make crds'"; exit 1; }
+	@diff -u $(BACKUP_CRD) manifests/$(BACKUP_CRD) || { echo "manifests/crds/ is stale: run 'make crds'"; exit 1; }
+	@diff -u $(SCHEDULE_CRD) manifests/$(SCHEDULE_CRD) || { echo "manifests/crds/ is stale: run 'make crds'"; exit 1; }
 
 lint:
 	$(CARGO) fmt --all -- --check

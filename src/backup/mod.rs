@@ -6,9 +6,17 @@
 //! recovery: they read the cluster and write keys, nothing else.
 
 pub mod access;
+pub mod controller;
+pub mod destination;
 pub mod manifest;
 pub mod plan;
+pub mod restore;
+pub mod schedule;
+pub mod schedule_plan;
 pub mod shards;
+pub mod status;
+pub mod store;
+pub mod take;
 
 #[cfg(test)]
 mod fixture;

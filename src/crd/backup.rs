@@ -256,6 +256,13 @@ pub struct RestoreStatus {
     /// Indexes of the backup's shards fully restored (a restart resumes after them).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub shards_done: Vec<i32>,
+    /// The backup shard being written (a restart resumes it, tolerating its keys written
+    /// before).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_progress: Option<i32>,
+    /// Attempts at the shard in progress that failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_attempts: Option<i32>,
     /// Keys written so far.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keys: Option<i64>,

