@@ -195,9 +195,13 @@ impl World {
             let Some(ids) = message
                 .split("accept-takeover=")
                 .nth(1)
-                .and_then(|rest| {
-                    rest.split(|ch: char| ch.is_whitespace() || ch == '\'' || ch == '"')
-                        .next()
+                // Node ids and commas only: the message goes on after them ("…,550ae2cf; 4096
+                // slot(s) …"), and a trailing ';' made an annotation the operator ignored.
+                .map(|rest| {
+                    let end = rest
+                        .find(|ch: char| !(ch.is_ascii_hexdigit() || ch == ','))
+                        .unwrap_or(rest.len());
+                    rest[..end].trim_end_matches(',')
                 })
                 .filter(|ids| !ids.is_empty())
             else {

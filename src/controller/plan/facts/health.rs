@@ -52,16 +52,12 @@ pub fn assess(
         Some(Formation::Blocked(m)) => Some(Problem::new("Blocked", m.clone())),
         _ => None,
     };
-    let ready = formed
-        && losses
-            .iter()
-            .chain(&others)
-            .all(|p| p.reason == "ZoneUnavailable");
+    let ready = formed && losses.iter().chain(&others).all(not_unhealthy);
     let serving = ready
         // The formation's block is not looked at: while a new shard has no Pods it "has no
         // member that can lead"; a block on a serving shard fails shard_whole.
         || (losses.is_empty()
-            && others.iter().all(|p| p.reason == "ZoneUnavailable")
+            && others.iter().all(not_unhealthy)
             && serving_while_joining(obs, owners));
     Health {
         losses,
@@ -72,6 +68,13 @@ pub fn assess(
         ready,
         serving,
     }
+}
+
+/// Problems that leave a cluster Ready: a zone without ready nodes once the cluster is whole
+/// in the others, and a malformed break-glass annotation (about the annotation, not the
+/// cluster: a recovered cluster with a leftover typo serves, and says Degraded why).
+fn not_unhealthy(p: &Problem) -> bool {
+    matches!(p.reason, "ZoneUnavailable" | "BreakGlassInvalid")
 }
 
 /// Wanted shards that own no slot: a scale-out's new shards, until slots move to them. (A
