@@ -89,6 +89,8 @@ pub fn classify(shape: ErrorShape, text: &str) -> StoreErrorKind {
     if shape == ErrorShape::Denied
         || has(&[
             "invalidaccesskeyid",
+            // versitygw's answer (a 404) to an access key it does not know.
+            "xadminusernotfound",
             "signaturedoesnotmatch",
             "accessdenied",
             "403 forbidden",
@@ -166,7 +168,34 @@ pub fn error_text(e: &(dyn StdError + 'static)) -> String {
 pub fn from_object_store(op: &str, e: &object_store::Error) -> StoreError {
     let text = error_text(e);
     let kind = classify(shape_of(e), &text);
-    StoreError::new(kind, format!("{op}: {}: {text}", kind.as_str()))
+    StoreError::new(
+        kind,
+        format!("{op}: {}: {}", kind.as_str(), condense(&text)),
+    )
+}
+
+/// The text of an element `<tag>…</tag>` in an S3 XML error body.
+fn xml_element<'a>(text: &'a str, tag: &str) -> Option<&'a str> {
+    let open = format!("<{tag}>");
+    let start = text.find(&open)? + open.len();
+    let end = text[start..].find(&format!("</{tag}>"))? + start;
+    Some(&text[start..end])
+}
+
+/// Replaces an S3 XML error body (which may run to kilobytes: a SignatureDoesNotMatch carries
+/// the whole canonical request in hex) by its `Code: Message`, the part an SRE acts on.
+pub fn condense(text: &str) -> String {
+    let Some(body) = text.find("<?xml").or_else(|| text.find("<Error>")) else {
+        return text.to_string();
+    };
+    let code = xml_element(&text[body..], "Code");
+    let message = xml_element(&text[body..], "Message");
+    let head = text[..body].trim_end();
+    match (code, message) {
+        (Some(c), Some(m)) => format!("{head} {c}: {m}"),
+        (Some(c), None) => format!("{head} {c}"),
+        _ => text.to_string(),
+    }
 }
 
 #[cfg(test)]
@@ -241,6 +270,23 @@ mod tests {
         for (shape, text, want) in cases {
             assert_eq!(classify(*shape, text), *want, "{shape:?} {text}");
         }
+    }
+
+    #[test]
+    fn condense_keeps_code_and_message() {
+        let text = "PUT http://x/b/k - Server returned non-2xx status code: 403 Forbidden: \
+            <?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>SignatureDoesNotMatch</Code>\
+            <Message>The request signature we calculated does not match.</Message>\
+            <StringToSign>AWS4-HMAC-SHA256 ...</StringToSign></Error>";
+        assert_eq!(
+            condense(text),
+            "PUT http://x/b/k - Server returned non-2xx status code: 403 Forbidden: \
+             SignatureDoesNotMatch: The request signature we calculated does not match."
+        );
+        let plain = "tcp connect error: Connection refused (os error 111)";
+        assert_eq!(condense(plain), plain);
+        let no_code = "500: <?xml version=\"1.0\"?><Oops/>";
+        assert_eq!(condense(no_code), no_code);
     }
 
     #[test]

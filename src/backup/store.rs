@@ -9,7 +9,7 @@
 use std::path::Path as FsPath;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -22,8 +22,8 @@ use object_store::{BackoffConfig, ClientOptions, ObjectStore, ObjectStoreExt, Re
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio_util::io::StreamReader;
 
+use super::error::{ErrorShape, classify, error_text, from_object_store};
 pub use super::error::{StoreError, StoreErrorKind};
-use super::error::{error_text, from_object_store};
 
 /// The size of one multipart part; at most [`MAX_CONCURRENT_PARTS`] are in flight and one more is
 /// being filled, so an upload holds about 24 MiB whatever the object's size. S3 wants parts of
@@ -264,6 +264,7 @@ impl Store {
         ObjectWriter {
             inner,
             op: self.op("PUT", name),
+            state: WriterState::Open,
         }
     }
 
@@ -358,23 +359,52 @@ impl Store {
 pub struct ObjectWriter {
     inner: BufWriter,
     op: String,
+    state: WriterState,
+}
+
+/// object_store's BufWriter panics when used after a shutdown or polled again after an error;
+/// this keeps those calls errors (and `abort` after them a no-op).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum WriterState {
+    Open,
+    /// A write failed: the upload can still be aborted, not continued.
+    Failed,
+    /// Shutdown (completion) started; the upload belongs to it from here on.
+    Closing,
+    Closed,
+    /// Completion failed.
+    CloseFailed,
+}
+
+fn writer_gone(state: WriterState) -> std::io::Error {
+    std::io::Error::other(match state {
+        WriterState::Failed => "the upload failed earlier",
+        WriterState::CloseFailed => "completing the upload failed earlier",
+        _ => "the upload was already completed",
+    })
 }
 
 impl ObjectWriter {
     /// Uploads what is buffered and completes the upload: the object exists from here on.
     pub async fn finish(mut self) -> Result<(), StoreError> {
-        match self.inner.shutdown().await {
+        match self.shutdown().await {
             Ok(()) => Ok(()),
             Err(e) => Err(self.io_error(&e)),
         }
     }
 
-    /// Drops the upload: the parts sent so far are deleted (S3 AbortMultipartUpload).
+    /// Drops the upload: the parts sent so far are deleted (S3 AbortMultipartUpload). After a
+    /// completion was started (a failed `shutdown`) there is nothing left to abort here: an S3
+    /// lifecycle rule for incomplete multipart uploads cleans up such parts.
     pub async fn abort(mut self) -> Result<(), StoreError> {
-        self.inner
-            .abort()
-            .await
-            .map_err(|e| from_object_store(&format!("abort {}", self.op), &e))
+        match self.state {
+            WriterState::Open | WriterState::Failed => self
+                .inner
+                .abort()
+                .await
+                .map_err(|e| from_object_store(&format!("abort {}", self.op), &e)),
+            WriterState::Closing | WriterState::Closed | WriterState::CloseFailed => Ok(()),
+        }
     }
 
     /// The [`StoreError`] for an error this writer returned.
@@ -394,10 +424,16 @@ pub fn io_to_store_error(op: &str, e: &std::io::Error) -> StoreError {
         None => {
             let text = error_text(e);
             let shape = match e.kind() {
-                std::io::ErrorKind::NotFound => super::error::ErrorShape::NotFound,
-                _ => super::error::ErrorShape::Other,
+                std::io::ErrorKind::NotFound => ErrorShape::NotFound,
+                std::io::ErrorKind::TimedOut
+                | std::io::ErrorKind::ConnectionRefused
+                | std::io::ErrorKind::ConnectionReset
+                | std::io::ErrorKind::ConnectionAborted
+                | std::io::ErrorKind::BrokenPipe
+                | std::io::ErrorKind::UnexpectedEof => ErrorShape::Transport,
+                _ => ErrorShape::Other,
             };
-            let kind = super::error::classify(shape, &text);
+            let kind = classify(shape, &text);
             StoreError::new(kind, format!("{op}: {}: {text}", kind.as_str()))
         }
     }
@@ -409,16 +445,46 @@ impl AsyncWrite for ObjectWriter {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        if self.state != WriterState::Open {
+            return Poll::Ready(Err(writer_gone(self.state)));
+        }
+        let result = ready!(Pin::new(&mut self.inner).poll_write(cx, buf));
+        if result.is_err() {
+            self.state = WriterState::Failed;
+        }
+        Poll::Ready(result)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+        match self.state {
+            WriterState::Open => {}
+            WriterState::Closed => return Poll::Ready(Ok(())),
+            state => return Poll::Ready(Err(writer_gone(state))),
+        }
+        let result = ready!(Pin::new(&mut self.inner).poll_flush(cx));
+        if result.is_err() {
+            self.state = WriterState::Failed;
+        }
+        Poll::Ready(result)
     }
 
     /// Completes the upload, as [`ObjectWriter::finish`] does.
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
+        match self.state {
+            WriterState::Open | WriterState::Closing => {}
+            WriterState::Closed => return Poll::Ready(Ok(())),
+            state @ (WriterState::Failed | WriterState::CloseFailed) => {
+                return Poll::Ready(Err(writer_gone(state)));
+            }
+        }
+        self.state = WriterState::Closing;
+        let result = ready!(Pin::new(&mut self.inner).poll_shutdown(cx));
+        // Failed or not, the completion consumed the upload: nothing to retry or abort.
+        self.state = match result {
+            Ok(()) => WriterState::Closed,
+            Err(_) => WriterState::CloseFailed,
+        };
+        Poll::Ready(result)
     }
 }
 
