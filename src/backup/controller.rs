@@ -17,7 +17,8 @@ use kube::{Api, Resource, ResourceExt};
 
 use super::plan::{self, Step, human_bytes, human_duration};
 use super::status::{now_text, publish, seconds_since, set_condition};
-use super::store::{StoreErrorKind, backup_path};
+use super::error::StoreErrorKind;
+use super::store::backup_path;
 use super::{access, destination, shards, take};
 use crate::controller::context::Context;
 use crate::crd::RedisCluster;

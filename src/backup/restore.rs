@@ -23,7 +23,8 @@ use tokio::io::AsyncReadExt;
 
 use super::manifest::{MANIFEST, Manifest};
 use super::status::{now_text, publish, seconds_since, set_condition};
-use super::store::{Store, StoreErrorKind};
+use super::error::StoreErrorKind;
+use super::store::Store;
 use super::{access, destination, plan};
 use crate::controller::context::Context;
 use crate::crd::backup::{BackupPhase, RestorePhase, RestoreStatus, conditions::RESTORED};
@@ -257,7 +258,7 @@ async fn step(
 /// Streams every object once: its size and SHA-256 must be the manifest's.
 async fn verify(store: &Store, manifest: &Manifest) -> Result<(), Outcome> {
     for shard in &manifest.shards {
-        let unavailable = |e: super::store::StoreError| match e.kind {
+        let unavailable = |e: super::error::StoreError| match e.kind {
             StoreErrorKind::NotFound => outcome(
                 "ObjectMissing",
                 format!("{} is missing from {}", shard.object, store.describe()),
@@ -321,7 +322,7 @@ async fn store_error(
     ctx: &Context,
     ns: &str,
     status: RestoreStatus,
-    e: &super::store::StoreError,
+    e: &super::error::StoreError,
 ) -> Result<Action, Error> {
     match e.kind {
         StoreErrorKind::Unauthorized | StoreErrorKind::BucketMissing => {

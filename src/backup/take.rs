@@ -3,10 +3,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
-
 use super::manifest::{FORMAT_VERSION, MANIFEST, Manifest, ManifestShard, object_name};
-use super::store::{Store, StoreErrorKind};
+use super::error::StoreErrorKind;
+use super::store::Store;
 use crate::crd::backup::{BackupShardStatus, RedisClusterBackup};
 use crate::redis::client::AdminOptions;
 use crate::redis::ops::backup::{snapshot_shard, wait_replica_offset};
@@ -29,7 +28,7 @@ pub struct ShardError {
 }
 
 impl ShardError {
-    fn store(e: &super::store::StoreError, what: &str) -> Self {
+    fn store(e: &super::error::StoreError, what: &str) -> Self {
         let permanent = matches!(
             e.kind,
             StoreErrorKind::Unauthorized | StoreErrorKind::BucketMissing
@@ -84,7 +83,10 @@ pub async fn snapshot(
     let taken = match taken {
         Ok(t) => t,
         Err(e) => {
-            writer.abort().await;
+            // Never completed: an aborted multipart upload leaves no object to trust.
+            if let Err(abort) = writer.abort().await {
+                tracing::debug!(error = %abort, "aborting the upload");
+            }
             return Err(ShardError {
                 permanent: false,
                 reason: "SnapshotFailed",
@@ -92,13 +94,6 @@ pub async fn snapshot(
             });
         }
     };
-    if let Err(e) = writer.shutdown().await {
-        return Err(ShardError {
-            permanent: false,
-            reason: "StorageUnavailable",
-            message: format!("shard {index}: finishing the upload of {object}: {e}"),
-        });
-    }
     writer
         .finish()
         .await
