@@ -9,6 +9,7 @@
 //! the `*_and_wait` helpers loop over the steps until a deadline.
 
 pub mod acl;
+pub mod backup;
 pub mod config;
 pub mod distribution;
 pub mod failover;
