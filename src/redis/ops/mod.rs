@@ -22,6 +22,9 @@ pub mod replicate;
 pub mod reshard;
 pub mod reshard_many;
 pub mod restore;
+mod restore_batch;
+pub mod restore_route;
+pub mod restore_stream;
 pub mod slots;
 pub mod snapshot;
 
