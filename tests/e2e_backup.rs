@@ -102,11 +102,15 @@ fn backup(name: &str, cluster: &str, s3: &S3, prefix: &str, creds: &str) -> Redi
 
 /// Waits for the backup to finish; returns it.
 async fn finished(api: &Api<RedisClusterBackup>, name: &str) -> RedisClusterBackup {
-    wait_for(&format!("backup {name} finished"), Duration::from_secs(300), || async {
-        let b = api.get(name).await.ok()?;
-        let phase = format!("{:?}", b.status.as_ref()?.phase?);
-        (phase == "Completed" || phase == "Failed").then_some(b)
-    })
+    wait_for(
+        &format!("backup {name} finished"),
+        Duration::from_secs(300),
+        || async {
+            let b = api.get(name).await.ok()?;
+            let phase = format!("{:?}", b.status.as_ref()?.phase?);
+            (phase == "Completed" || phase == "Failed").then_some(b)
+        },
+    )
     .await
 }
 
@@ -115,23 +119,76 @@ async fn load(data: &mut DataClient) -> Vec<Vec<u8>> {
     let n = per_kind();
     let mut keys: Vec<Vec<u8>> = Vec::new();
     let pairs: Vec<(Bytes, Bytes)> = (0..n * 2)
-        .map(|i| (Bytes::from(format!("str:{i}")), Bytes::from(format!("value-{i}"))))
+        .map(|i| {
+            (
+                Bytes::from(format!("str:{i}")),
+                Bytes::from(format!("value-{i}")),
+            )
+        })
         .collect();
     data.load(&pairs, 500).await.unwrap();
     keys.extend(pairs.iter().map(|(k, _)| k.to_vec()));
     let big: Vec<(Bytes, Bytes)> = (0..20)
-        .map(|i| (Bytes::from(format!("big:{i}")), Bytes::from(vec![b'a' + i as u8; 1 << 20])))
+        .map(|i| {
+            (
+                Bytes::from(format!("big:{i}")),
+                Bytes::from(vec![b'a' + i as u8; 1 << 20]),
+            )
+        })
         .collect();
     data.load(&big, 2).await.unwrap();
     keys.extend(big.iter().map(|(k, _)| k.to_vec()));
     for i in 0..n {
         let cmds = [
-            (format!("hash:{i}"), Cmd::new("HSET").arg(format!("hash:{i}")).arg("f1").arg(format!("v{i}")).arg("f2").arg("x")),
-            (format!("list:{i}"), Cmd::new("RPUSH").arg(format!("list:{i}")).arg("a").arg(format!("{i}")).arg("c")),
-            (format!("set:{i}"), Cmd::new("SADD").arg(format!("set:{i}")).arg("m1").arg(format!("m{i}"))),
-            (format!("zset:{i}"), Cmd::new("ZADD").arg(format!("zset:{i}")).arg("1").arg("a").arg(format!("{i}")).arg("b")),
-            (format!("stream:{i}"), Cmd::new("XADD").arg(format!("stream:{i}")).arg("*").arg("f").arg(format!("{i}"))),
-            (format!("ttl:{i}"), Cmd::new("SET").arg(format!("ttl:{i}")).arg("t").arg("EX").arg("3600")),
+            (
+                format!("hash:{i}"),
+                Cmd::new("HSET")
+                    .arg(format!("hash:{i}"))
+                    .arg("f1")
+                    .arg(format!("v{i}"))
+                    .arg("f2")
+                    .arg("x"),
+            ),
+            (
+                format!("list:{i}"),
+                Cmd::new("RPUSH")
+                    .arg(format!("list:{i}"))
+                    .arg("a")
+                    .arg(format!("{i}"))
+                    .arg("c"),
+            ),
+            (
+                format!("set:{i}"),
+                Cmd::new("SADD")
+                    .arg(format!("set:{i}"))
+                    .arg("m1")
+                    .arg(format!("m{i}")),
+            ),
+            (
+                format!("zset:{i}"),
+                Cmd::new("ZADD")
+                    .arg(format!("zset:{i}"))
+                    .arg("1")
+                    .arg("a")
+                    .arg(format!("{i}"))
+                    .arg("b"),
+            ),
+            (
+                format!("stream:{i}"),
+                Cmd::new("XADD")
+                    .arg(format!("stream:{i}"))
+                    .arg("*")
+                    .arg("f")
+                    .arg(format!("{i}")),
+            ),
+            (
+                format!("ttl:{i}"),
+                Cmd::new("SET")
+                    .arg(format!("ttl:{i}"))
+                    .arg("t")
+                    .arg("EX")
+                    .arg("3600"),
+            ),
         ];
         for (key, cmd) in cmds {
             data.run(key.as_bytes(), &cmd).await.unwrap();
@@ -142,16 +199,19 @@ async fn load(data: &mut DataClient) -> Vec<Vec<u8>> {
 }
 
 /// DUMP and PEXPIRETIME of `keys`.
-async fn dump(data: &mut DataClient, keys: &[Vec<u8>]) -> BTreeMap<Vec<u8>, (Option<Vec<u8>>, i64)> {
+async fn dump(
+    data: &mut DataClient,
+    keys: &[Vec<u8>],
+) -> BTreeMap<Vec<u8>, (Option<Vec<u8>>, i64)> {
     let mut out = BTreeMap::new();
     for key in keys {
-        let payload = match data.run(key, &Cmd::new("DUMP").arg_bytes(key.clone().into())).await.unwrap() {
-            redis_operator::redis::client::Frame::BlobString { data, .. } => Some(data.to_vec()),
-            _ => None,
-        };
+        let cmd = Cmd::new("DUMP").arg_bytes(key.clone().into());
+        let payload = reply::opt_bytes(&cmd, data.run(key, &cmd).await.unwrap())
+            .unwrap()
+            .map(|b| b.to_vec());
         // The absolute expiry (Unix ms; -1 without one): comparable across clusters and time.
         let cmd = Cmd::new("PEXPIRETIME").arg_bytes(key.clone().into());
-        let ttl = reply::integer(&cmd, data.run(key, &cmd).await.unwrap()).unwrap();
+        let ttl = reply::int(&cmd, data.run(key, &cmd).await.unwrap()).unwrap();
         out.insert(key.clone(), (payload, ttl));
     }
     out
@@ -179,7 +239,11 @@ async fn a_backup_restores_into_five_and_three_shards_with_every_key() {
     let mut source = DataClient::new(members.addrs(), chaos.admin()).await;
     let loaded = Instant::now();
     let keys = load(&mut source).await;
-    println!("{ns}: loaded {} keys in {:.1} s", keys.len(), loaded.elapsed().as_secs_f64());
+    println!(
+        "{ns}: loaded {} keys in {:.1} s",
+        keys.len(),
+        loaded.elapsed().as_secs_f64()
+    );
     let before = dump(&mut source, &keys).await;
 
     credentials(&chaos, &s3, "s3-creds", &s3.secret_key).await;
@@ -187,38 +251,67 @@ async fn a_backup_restores_into_five_and_three_shards_with_every_key() {
     // Every write acknowledged before this instant must be in the backup.
     let cut = writer.elapsed();
     backups
-        .create(&PostParams::default(), &backup("b1", NAME, &s3, &format!("{ns}/"), "s3-creds"))
+        .create(
+            &PostParams::default(),
+            &backup("b1", NAME, &s3, &format!("{ns}/"), "s3-creds"),
+        )
         .await
         .unwrap();
     let b1 = finished(&backups, "b1").await;
     let st = b1.status.clone().unwrap();
-    println!("{ns}: backup {:?} {:?} {:?} in {:?} at {:?}", st.phase, st.size, st.keys, st.duration, st.location);
-    assert_eq!(format!("{:?}", st.phase.unwrap()), "Completed", "{:?}", st.conditions);
+    println!(
+        "{ns}: backup {:?} {:?} {:?} in {:?} at {:?}",
+        st.phase, st.size, st.keys, st.duration, st.location
+    );
+    assert_eq!(
+        format!("{:?}", st.phase.unwrap()),
+        "Completed",
+        "{:?}",
+        st.conditions
+    );
     assert_eq!(st.shards.len(), 3);
     for s in &st.shards {
         assert_eq!(s.source_role.as_deref(), Some("follower"), "{s:?}");
-        assert!(s.source_offset.unwrap() >= s.leader_offset_at_start, "{s:?}");
+        assert!(
+            s.source_offset.unwrap() >= s.leader_offset_at_start,
+            "{s:?}"
+        );
     }
     let mut report = writer.stop().await;
 
     let clusters: Api<RedisCluster> = Api::namespaced(chaos.client.clone(), &ns);
     for (name, leaders) in [("restored5", 5), ("restored3", 3)] {
         clusters
-            .create(&PostParams::default(), &cluster(name, leaders, 1, json!({"restoreFrom": {"backup": "b1"}})))
+            .create(
+                &PostParams::default(),
+                &cluster(name, leaders, 1, json!({"restoreFrom": {"backup": "b1"}})),
+            )
             .await
             .unwrap();
     }
     for (name, leaders) in [("restored5", 5usize), ("restored3", 3)] {
-        let rc = wait_for(&format!("{name} restored"), Duration::from_secs(600), || async {
-            let rc = clusters.get(name).await.ok()?;
-            let r = rc.status.as_ref()?.restore.as_ref()?;
-            let phase = format!("{:?}", r.phase?);
-            (phase == "Completed" || phase == "Failed").then_some(rc)
-        })
+        let rc = wait_for(
+            &format!("{name} restored"),
+            Duration::from_secs(600),
+            || async {
+                let rc = clusters.get(name).await.ok()?;
+                let r = rc.status.as_ref()?.restore.as_ref()?;
+                let phase = format!("{:?}", r.phase?);
+                (phase == "Completed" || phase == "Failed").then_some(rc)
+            },
+        )
         .await;
         let restore = rc.status.unwrap().restore.unwrap();
-        println!("{ns}: {name}: restore {:?} {:?} keys {:?}", restore.phase, restore.progress, restore.keys);
-        assert_eq!(format!("{:?}", restore.phase.unwrap()), "Completed", "{:?}", restore.conditions);
+        println!(
+            "{ns}: {name}: restore {:?} {:?} keys {:?}",
+            restore.phase, restore.progress, restore.keys
+        );
+        assert_eq!(
+            format!("{:?}", restore.phase.unwrap()),
+            "Completed",
+            "{:?}",
+            restore.conditions
+        );
         let pass = password(&chaos.client, &ns, name).await;
         let addrs = member_addrs(&chaos.client, &ns, name).await;
         let mut target = DataClient::new(addrs.clone(), member_admin(&pass)).await;
@@ -229,26 +322,44 @@ async fn a_backup_restores_into_five_and_three_shards_with_every_key() {
             if payload != p2 || (ttl - t2).abs() > 2000 || (*ttl < 0) != (*t2 < 0) {
                 differ += 1;
                 if differ < 5 {
-                    println!("{name}: {} differs: ttl {ttl} vs {t2}", String::from_utf8_lossy(key));
+                    println!(
+                        "{name}: {} differs: ttl {ttl} vs {t2}",
+                        String::from_utf8_lossy(key)
+                    );
                 }
             }
         }
         assert_eq!(differ, 0, "{name}: keys differing from the source");
         let counts = slot_counts(addrs[0], &pass).await;
-        assert_eq!(counts.len(), leaders, "{name}: masters with slots: {counts:?}");
-        assert!(counts.iter().max().unwrap() - counts.iter().min().unwrap() <= 1, "{name}: {counts:?}");
+        assert_eq!(
+            counts.len(),
+            leaders,
+            "{name}: masters with slots: {counts:?}"
+        );
+        assert!(
+            counts.iter().max().unwrap() - counts.iter().min().unwrap() <= 1,
+            "{name}: {counts:?}"
+        );
         // The writes acknowledged before the backup was created.
         let mut early = report.clone();
         for tag in &mut early.tags {
             let n = tag.acked_at.iter().take_while(|at| **at < cut).count();
             tag.acked.truncate(n);
         }
-        early.read_back(&addrs, &pass, &ReadBackOptions::default()).await;
+        early
+            .read_back(&addrs, &pass, &ReadBackOptions::default())
+            .await;
         println!("{ns}: {name}: acknowledged before the backup: {early}");
         assert_eq!(early.lost(), Some(0), "{name}");
         assert!(early.acknowledged() > 0);
     }
-    report.read_back(&members.addrs(), &chaos.pass, &ReadBackOptions::default()).await;
-    assert_eq!(report.lost(), Some(0), "the source lost acknowledged writes");
+    report
+        .read_back(&members.addrs(), &chaos.pass, &ReadBackOptions::default())
+        .await;
+    assert_eq!(
+        report.lost(),
+        Some(0),
+        "the source lost acknowledged writes"
+    );
     chaos.cleanup().await;
 }

@@ -15,9 +15,9 @@ use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::watcher;
 use kube::{Api, Resource, ResourceExt};
 
+use super::error::StoreErrorKind;
 use super::plan::{self, Step, human_bytes, human_duration};
 use super::status::{now_text, publish, seconds_since, set_condition};
-use super::error::StoreErrorKind;
 use super::store::backup_path;
 use super::{access, destination, shards, take};
 use crate::controller::context::Context;
@@ -125,7 +125,17 @@ async fn apply(backup: &RedisClusterBackup, ctx: &Context, ns: &str) -> Result<A
         Err(access::AccessError::Kube(e)) => {
             return wait(backup, ctx, ns, status, "ClusterUnreachable", &e).await;
         }
-        Err(e) => return wait(backup, ctx, ns, status, "ClusterUnreachable", &e.to_string()).await,
+        Err(e) => {
+            return wait(
+                backup,
+                ctx,
+                ns,
+                status,
+                "ClusterUnreachable",
+                &e.to_string(),
+            )
+            .await;
+        }
     };
     let followers = usize::try_from(cluster.spec.followers_per_leader).unwrap_or(0);
     match plan::next(&status, &seen.view, followers) {
@@ -154,7 +164,14 @@ async fn apply(backup: &RedisClusterBackup, ctx: &Context, ns: &str) -> Result<A
                 backup.spec.cluster,
                 store.describe()
             );
-            set_condition(&mut status.conditions, COMPLETED, false, "Running", &note, None);
+            set_condition(
+                &mut status.conditions,
+                COMPLETED,
+                false,
+                "Running",
+                &note,
+                None,
+            );
             write(ctx, ns, backup, &status).await?;
             publish(ctx, backup, EventType::Normal, "BackupStarted", &note).await;
             Ok(Action::requeue(Duration::from_millis(100)))
@@ -167,8 +184,14 @@ async fn apply(backup: &RedisClusterBackup, ctx: &Context, ns: &str) -> Result<A
         } => {
             let pod = seen.pod_at(source);
             let recorded = status.shards[index].clone();
-            match take::snapshot(&store, &seen.options, &recorded, (source, pod, role), at_least)
-                .await
+            match take::snapshot(
+                &store,
+                &seen.options,
+                &recorded,
+                (source, pod, role),
+                at_least,
+            )
+            .await
             {
                 Ok(done) => {
                     let note = format!(
@@ -179,7 +202,14 @@ async fn apply(backup: &RedisClusterBackup, ctx: &Context, ns: &str) -> Result<A
                     );
                     status.shards[index] = done;
                     totals(&mut status);
-                    set_condition(&mut status.conditions, COMPLETED, false, "Running", &note, None);
+                    set_condition(
+                        &mut status.conditions,
+                        COMPLETED,
+                        false,
+                        "Running",
+                        &note,
+                        None,
+                    );
                     write(ctx, ns, backup, &status).await?;
                     publish(ctx, backup, EventType::Normal, "ShardStored", &note).await;
                     Ok(Action::requeue(Duration::from_millis(100)))
@@ -191,7 +221,14 @@ async fn apply(backup: &RedisClusterBackup, ctx: &Context, ns: &str) -> Result<A
                     if e.permanent {
                         return fail(backup, ctx, ns, status, e.reason, &e.message).await;
                     }
-                    set_condition(&mut status.conditions, COMPLETED, false, e.reason, &e.message, None);
+                    set_condition(
+                        &mut status.conditions,
+                        COMPLETED,
+                        false,
+                        e.reason,
+                        &e.message,
+                        None,
+                    );
                     write(ctx, ns, backup, &status).await?;
                     Ok(Action::requeue(WAIT * u32::try_from(attempts).unwrap_or(1)))
                 }
@@ -204,7 +241,8 @@ async fn apply(backup: &RedisClusterBackup, ctx: &Context, ns: &str) -> Result<A
                 Ok(manifest) => {
                     status.phase = Some(BackupPhase::Completed);
                     status.completion_time = Some(completed_at);
-                    status.duration = Some(human_duration(seconds_since(status.start_time.as_deref())));
+                    status.duration =
+                        Some(human_duration(seconds_since(status.start_time.as_deref())));
                     let note = format!(
                         "{} shards, {} keys, {} in {}",
                         manifest.shards.len(),
@@ -212,7 +250,14 @@ async fn apply(backup: &RedisClusterBackup, ctx: &Context, ns: &str) -> Result<A
                         human_bytes(i64::try_from(manifest.bytes()).unwrap_or(i64::MAX)),
                         status.duration.as_deref().unwrap_or("?")
                     );
-                    set_condition(&mut status.conditions, COMPLETED, true, "Completed", &note, None);
+                    set_condition(
+                        &mut status.conditions,
+                        COMPLETED,
+                        true,
+                        "Completed",
+                        &note,
+                        None,
+                    );
                     write(ctx, ns, backup, &status).await?;
                     publish(ctx, backup, EventType::Normal, "BackupCompleted", &note).await;
                     Ok(Action::await_change())
@@ -322,7 +367,12 @@ async fn cleanup(backup: &RedisClusterBackup, ctx: &Context, ns: &str) -> Result
             publish(ctx, backup, EventType::Normal, "BackupDataDeleted", &note).await;
             Ok(Action::await_change())
         }
-        Err(e) if matches!(e.kind, StoreErrorKind::Unauthorized | StoreErrorKind::BucketMissing) => {
+        Err(e)
+            if matches!(
+                e.kind,
+                StoreErrorKind::Unauthorized | StoreErrorKind::BucketMissing
+            ) =>
+        {
             left_behind(backup, ctx, &e.to_string()).await;
             Ok(Action::await_change())
         }
@@ -336,7 +386,18 @@ async fn cleanup(backup: &RedisClusterBackup, ctx: &Context, ns: &str) -> Result
 async fn left_behind(backup: &RedisClusterBackup, ctx: &Context, why: &str) {
     let note = format!(
         "the stored objects were not deleted ({why}); delete {} by hand",
-        backup.status.as_ref().and_then(|s| s.location.as_deref()).unwrap_or("them")
+        backup
+            .status
+            .as_ref()
+            .and_then(|s| s.location.as_deref())
+            .unwrap_or("them")
     );
-    publish(ctx, backup, EventType::Warning, "BackupDataLeftBehind", &note).await;
+    publish(
+        ctx,
+        backup,
+        EventType::Warning,
+        "BackupDataLeftBehind",
+        &note,
+    )
+    .await;
 }

@@ -21,9 +21,9 @@ use kube::{Api, Resource, ResourceExt};
 use ring::digest;
 use tokio::io::AsyncReadExt;
 
+use super::error::StoreErrorKind;
 use super::manifest::{MANIFEST, Manifest};
 use super::status::{now_text, publish, seconds_since, set_condition};
-use super::error::StoreErrorKind;
 use super::store::Store;
 use super::{access, destination, plan};
 use crate::controller::context::Context;
@@ -113,7 +113,9 @@ async fn reconcile(cluster: Arc<RedisCluster>, ctx: Arc<Context>) -> Result<Acti
     let manifest = match store.get(MANIFEST).await {
         Ok(bytes) => match Manifest::parse(&bytes) {
             Ok(m) => m,
-            Err(why) => return fail(&cluster, &ctx, &ns, status, outcome("InvalidBackup", why)).await,
+            Err(why) => {
+                return fail(&cluster, &ctx, &ns, status, outcome("InvalidBackup", why)).await;
+            }
         },
         Err(e) if e.kind == StoreErrorKind::NotFound => {
             let why = format!(
@@ -145,14 +147,22 @@ async fn source(
         let (Some(BackupPhase::Completed), Some(path)) = (st.phase, st.path) else {
             return Ok(Err(outcome(
                 "BackupNotCompleted",
-                format!("RedisClusterBackup {name} is not Completed ({:?})", st.phase),
+                format!(
+                    "RedisClusterBackup {name} is not Completed ({:?})",
+                    st.phase
+                ),
             )));
         };
         (b.spec.destination.s3.clone(), path)
     } else {
         match (&from.s3, &from.path) {
             (Some(s3), Some(path)) => (s3.clone(), path.clone()),
-            _ => return Ok(Err(outcome("InvalidSpec", "restoreFrom needs backup, or s3 and path"))),
+            _ => {
+                return Ok(Err(outcome(
+                    "InvalidSpec",
+                    "restoreFrom needs backup, or s3 and path",
+                )));
+            }
         }
     };
     match destination::open(&ctx.client, ns, &dest).await {
@@ -173,7 +183,16 @@ async fn step(
 ) -> Result<Action, Error> {
     let seen = match access::observe(cluster, ctx, ns).await {
         Ok(a) => a,
-        Err(e) => return wait(cluster, ctx, ns, status, outcome("ClusterUnreachable", e.to_string())).await,
+        Err(e) => {
+            return wait(
+                cluster,
+                ctx,
+                ns,
+                status,
+                outcome("ClusterUnreachable", e.to_string()),
+            )
+            .await;
+        }
     };
     status.source = Some(store.describe());
     let total = manifest.shards.len();
@@ -188,10 +207,21 @@ async fn step(
         match cluster_key_count(&seen.addrs(), &seen.options).await {
             Ok(0) => {}
             Ok(n) => {
-                let why = format!("the cluster already holds {n} keys: a restore writes only into an empty cluster");
+                let why = format!(
+                    "the cluster already holds {n} keys: a restore writes only into an empty cluster"
+                );
                 return fail(cluster, ctx, ns, status, outcome("RestoreRefused", why)).await;
             }
-            Err(e) => return wait(cluster, ctx, ns, status, outcome("ClusterUnreachable", e.to_string())).await,
+            Err(e) => {
+                return wait(
+                    cluster,
+                    ctx,
+                    ns,
+                    status,
+                    outcome("ClusterUnreachable", e.to_string()),
+                )
+                .await;
+            }
         }
         status.phase = Some(RestorePhase::Running);
         status.start_time = Some(now_text());
@@ -203,16 +233,23 @@ async fn step(
             plan::human_bytes(i64::try_from(manifest.bytes()).unwrap_or(i64::MAX)),
             store.describe()
         );
-        set_condition(&mut status.conditions, RESTORED, false, "Running", &note, None);
+        set_condition(
+            &mut status.conditions,
+            RESTORED,
+            false,
+            "Running",
+            &note,
+            None,
+        );
         write(ctx, ns, cluster, &status).await?;
         publish(ctx, cluster, EventType::Normal, "RestoreStarted", &note).await;
         return Ok(Action::requeue(Duration::from_millis(100)));
     }
-    let Some(shard) = manifest
-        .shards
-        .iter()
-        .find(|s| !status.shards_done.contains(&i32::try_from(s.index).unwrap_or(-1)))
-    else {
+    let Some(shard) = manifest.shards.iter().find(|s| {
+        !status
+            .shards_done
+            .contains(&i32::try_from(s.index).unwrap_or(-1))
+    }) else {
         return complete(cluster, ctx, ns, status, manifest).await;
     };
     let index = i32::try_from(shard.index).unwrap_or(i32::MAX);
@@ -222,11 +259,22 @@ async fn step(
         status.failed_attempts = None;
         write(ctx, ns, cluster, &status).await?;
     }
-    let mode = if resume { RestoreMode::Resume } else { RestoreMode::Fresh };
+    let mode = if resume {
+        RestoreMode::Resume
+    } else {
+        RestoreMode::Fresh
+    };
     let result = match store.reader(&shard.object).await {
-        Ok(reader) => restore_rdb(reader, &seen.addrs(), &seen.options, mode, Default::default(), &mut |_| {})
-            .await
-            .map_err(|e| (e.transient(), e.to_string())),
+        Ok(reader) => restore_rdb(
+            reader,
+            &seen.addrs(),
+            &seen.options,
+            mode,
+            Default::default(),
+            &mut |_| {},
+        )
+        .await
+        .map_err(|e| (e.transient(), e.to_string())),
         Err(e) => Err((e.transient(), e.to_string())),
     };
     match result {
@@ -235,7 +283,8 @@ async fn step(
             status.in_progress = None;
             status.failed_attempts = None;
             let written = summary.restored + summary.replaced;
-            status.keys = Some(status.keys.unwrap_or(0) + i64::try_from(written).unwrap_or(i64::MAX));
+            status.keys =
+                Some(status.keys.unwrap_or(0) + i64::try_from(written).unwrap_or(i64::MAX));
             status.progress = Some(format!("{}/{total}", status.shards_done.len()));
             write(ctx, ns, cluster, &status).await?;
             Ok(Action::requeue(Duration::from_millis(100)))
@@ -244,11 +293,25 @@ async fn step(
             let attempts = status.failed_attempts.unwrap_or(0) + 1;
             status.failed_attempts = Some(attempts);
             let note = format!("backup shard {index}: {why}");
-            publish(ctx, cluster, EventType::Warning, "RestoreShardFailed", &note).await;
+            publish(
+                ctx,
+                cluster,
+                EventType::Warning,
+                "RestoreShardFailed",
+                &note,
+            )
+            .await;
             if !transient || attempts >= MAX_ATTEMPTS {
                 return fail(cluster, ctx, ns, status, outcome("RestoreFailed", note)).await;
             }
-            set_condition(&mut status.conditions, RESTORED, false, "Retrying", &note, None);
+            set_condition(
+                &mut status.conditions,
+                RESTORED,
+                false,
+                "Retrying",
+                &note,
+                None,
+            );
             write(ctx, ns, cluster, &status).await?;
             Ok(Action::requeue(WAIT * u32::try_from(attempts).unwrap_or(1)))
         }
@@ -274,7 +337,10 @@ async fn verify(store: &Store, manifest: &Manifest) -> Result<(), Outcome> {
         let mut bytes = 0u64;
         loop {
             let n = reader.read(&mut buf).await.map_err(|e| {
-                outcome("StorageUnavailable", format!("reading {}: {e}", shard.object))
+                outcome(
+                    "StorageUnavailable",
+                    format!("reading {}: {e}", shard.object),
+                )
             })?;
             if n == 0 {
                 break;
@@ -282,7 +348,12 @@ async fn verify(store: &Store, manifest: &Manifest) -> Result<(), Outcome> {
             bytes += n as u64;
             ctx.update(&buf[..n]);
         }
-        let sha: String = ctx.finish().as_ref().iter().map(|b| format!("{b:02x}")).collect();
+        let sha: String = ctx
+            .finish()
+            .as_ref()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         if bytes != shard.bytes || sha != shard.sha256 {
             return Err(outcome(
                 "ChecksumMismatch",
@@ -311,7 +382,14 @@ async fn complete(
         manifest.shards.len(),
         plan::human_duration(seconds_since(status.start_time.as_deref()))
     );
-    set_condition(&mut status.conditions, RESTORED, true, "Completed", &note, None);
+    set_condition(
+        &mut status.conditions,
+        RESTORED,
+        true,
+        "Completed",
+        &note,
+        None,
+    );
     write(ctx, ns, cluster, &status).await?;
     publish(ctx, cluster, EventType::Normal, "RestoreCompleted", &note).await;
     Ok(Action::await_change())
@@ -326,9 +404,25 @@ async fn store_error(
 ) -> Result<Action, Error> {
     match e.kind {
         StoreErrorKind::Unauthorized | StoreErrorKind::BucketMissing => {
-            fail(cluster, ctx, ns, status, outcome("StorageRefused", e.to_string())).await
+            fail(
+                cluster,
+                ctx,
+                ns,
+                status,
+                outcome("StorageRefused", e.to_string()),
+            )
+            .await
         }
-        _ => wait(cluster, ctx, ns, status, outcome("StorageUnavailable", e.to_string())).await,
+        _ => {
+            wait(
+                cluster,
+                ctx,
+                ns,
+                status,
+                outcome("StorageUnavailable", e.to_string()),
+            )
+            .await
+        }
     }
 }
 
@@ -342,7 +436,14 @@ async fn wait(
     if status.phase.is_none() {
         status.phase = Some(RestorePhase::Pending);
     }
-    set_condition(&mut status.conditions, RESTORED, false, o.reason, &o.message, None);
+    set_condition(
+        &mut status.conditions,
+        RESTORED,
+        false,
+        o.reason,
+        &o.message,
+        None,
+    );
     let old = cluster.status.as_ref().and_then(|s| s.restore.as_ref());
     if Some(&status) != old {
         write(ctx, ns, cluster, &status).await?;
@@ -358,9 +459,23 @@ async fn fail(
     o: Outcome,
 ) -> Result<Action, Error> {
     status.phase = Some(RestorePhase::Failed);
-    set_condition(&mut status.conditions, RESTORED, false, o.reason, &o.message, None);
+    set_condition(
+        &mut status.conditions,
+        RESTORED,
+        false,
+        o.reason,
+        &o.message,
+        None,
+    );
     write(ctx, ns, cluster, &status).await?;
-    publish(ctx, cluster, EventType::Warning, "RestoreFailed", &o.message).await;
+    publish(
+        ctx,
+        cluster,
+        EventType::Warning,
+        "RestoreFailed",
+        &o.message,
+    )
+    .await;
     Ok(Action::await_change())
 }
 

@@ -16,7 +16,9 @@ use super::status::{publish, set_condition};
 use crate::controller::context::Context;
 use crate::controller::observe::passwords::parse_go_duration;
 use crate::crd::backup::{BackupPhase, RedisClusterBackup};
-use crate::crd::schedule::{RedisClusterBackupSchedule, RedisClusterBackupScheduleStatus, SCHEDULE_LABEL};
+use crate::crd::schedule::{
+    RedisClusterBackupSchedule, RedisClusterBackupScheduleStatus, SCHEDULE_LABEL,
+};
 
 const FIELD_MANAGER: &str = "redis-operator/schedule";
 /// The condition: the schedule is valid and waiting for its next run.
@@ -102,7 +104,14 @@ async fn reconcile(
     let parsed = match Schedule::parse(&schedule.spec.schedule) {
         Ok(s) => s,
         Err(why) => {
-            set_condition(&mut status.conditions, SCHEDULED, false, "InvalidSchedule", &why, schedule.metadata.generation);
+            set_condition(
+                &mut status.conditions,
+                SCHEDULED,
+                false,
+                "InvalidSchedule",
+                &why,
+                schedule.metadata.generation,
+            );
             write(&ctx, &ns, &name, &schedule, &status).await?;
             return Ok(Action::await_change());
         }
@@ -118,18 +127,34 @@ async fn reconcile(
         if status.active.is_empty() {
             let backup = make_backup(&schedule, &name, at);
             match backups.create(&PostParams::default(), &backup).await {
-                Ok(_) | Err(kube::Error::Api(kube::core::ErrorResponse { code: 409, .. })) => {}
+                Ok(_) => {}
+                // Made already, before a restart: the name comes from the scheduled time.
+                Err(kube::Error::Api(e)) if e.code == 409 => {}
                 Err(e) => return Err(e.into()),
             }
             let note = format!("made {} for the run at {at}", backup.name_any());
-            publish(&ctx, schedule.as_ref(), EventType::Normal, "BackupScheduled", &note).await;
+            publish(
+                &ctx,
+                schedule.as_ref(),
+                EventType::Normal,
+                "BackupScheduled",
+                &note,
+            )
+            .await;
             status.active.push(backup.name_any());
         } else {
             let note = format!(
                 "skipped the run at {at}: {} still running",
                 status.active.join(", ")
             );
-            publish(&ctx, schedule.as_ref(), EventType::Warning, "BackupSkipped", &note).await;
+            publish(
+                &ctx,
+                schedule.as_ref(),
+                EventType::Warning,
+                "BackupSkipped",
+                &note,
+            )
+            .await;
         }
         status.last_schedule_time = Some(at.to_string());
     }
@@ -140,7 +165,18 @@ async fn reconcile(
         (false, Some(t)) => format!("next run at {t}"),
         (false, None) => "the schedule has no future run".to_string(),
     };
-    set_condition(&mut status.conditions, SCHEDULED, !schedule.spec.suspend, if schedule.spec.suspend { "Suspended" } else { "Scheduled" }, &message, schedule.metadata.generation);
+    set_condition(
+        &mut status.conditions,
+        SCHEDULED,
+        !schedule.spec.suspend,
+        if schedule.spec.suspend {
+            "Suspended"
+        } else {
+            "Scheduled"
+        },
+        &message,
+        schedule.metadata.generation,
+    );
     if Some(&status) != schedule.status.as_ref() {
         write(&ctx, &ns, &name, &schedule, &status).await?;
     }
@@ -158,8 +194,13 @@ fn existing(b: &RedisClusterBackup) -> Option<Existing> {
     })
 }
 
-fn make_backup(schedule: &RedisClusterBackupSchedule, name: &str, at: jiff::Timestamp) -> RedisClusterBackup {
-    let mut backup = RedisClusterBackup::new(&backup_name(name, at), schedule.spec.template.clone());
+fn make_backup(
+    schedule: &RedisClusterBackupSchedule,
+    name: &str,
+    at: jiff::Timestamp,
+) -> RedisClusterBackup {
+    let mut backup =
+        RedisClusterBackup::new(&backup_name(name, at), schedule.spec.template.clone());
     backup.metadata.labels = Some([(SCHEDULE_LABEL.to_string(), name.to_string())].into());
     backup
 }
@@ -173,13 +214,20 @@ async fn retain(
 ) -> Result<(), Error> {
     let keep = Keep {
         last: usize::try_from(schedule.spec.keep_last).unwrap_or(1),
-        within: schedule.spec.keep_within.as_deref().and_then(parse_go_duration),
+        within: schedule
+            .spec
+            .keep_within
+            .as_deref()
+            .and_then(parse_go_duration),
         failed: usize::try_from(schedule.spec.keep_failed).unwrap_or(0),
     };
     for name in to_delete(existing, keep, jiff::Timestamp::now()) {
         match backups.delete(&name, &DeleteParams::default()).await {
             Ok(_) => {
-                let note = format!("deleted {name} (retention: keepLast {}, keepWithin {:?}, keepFailed {})", keep.last, schedule.spec.keep_within, keep.failed);
+                let note = format!(
+                    "deleted {name} (retention: keepLast {}, keepWithin {:?}, keepFailed {})",
+                    keep.last, schedule.spec.keep_within, keep.failed
+                );
                 publish(ctx, schedule, EventType::Normal, "BackupExpired", &note).await;
             }
             Err(kube::Error::Api(e)) if e.code == 404 => {}
@@ -205,7 +253,11 @@ async fn write(
         "kind": RedisClusterBackupSchedule::kind(&()),
         "status": status,
     });
-    api.patch_status(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
-        .await?;
+    api.patch_status(
+        name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
     Ok(())
 }

@@ -12,6 +12,7 @@ use jiff::{SignedDuration, Timestamp};
 use crate::crd::backup::BackupPhase;
 
 /// A parsed schedule (five fields, UTC; `@hourly`, `@daily`… too).
+#[derive(Debug)]
 pub struct Schedule(croner::Cron);
 
 impl Schedule {
@@ -39,7 +40,9 @@ impl Schedule {
         // Bounded: a schedule every minute missed for a week is 10,080 steps; beyond that
         // only the latest missed time matters, so start a day before now.
         if now.as_second() - after.as_second() > 7 * 86_400 {
-            t = now.checked_sub(SignedDuration::from_hours(24)).unwrap_or(after);
+            t = now
+                .checked_sub(SignedDuration::from_hours(24))
+                .unwrap_or(after);
         }
         for _ in 0..20_000 {
             match self.next_after(t) {
@@ -132,7 +135,11 @@ mod tests {
             Some(t("2026-12-05T10:10:00Z"))
         );
         assert!(Schedule::parse("@hourly").is_ok());
-        assert!(Schedule::parse("0 3 * *").unwrap_err().contains("not a cron expression"));
+        assert!(
+            Schedule::parse("0 3 * *")
+                .unwrap_err()
+                .contains("not a cron expression")
+        );
         assert!(Schedule::parse("61 * * * *").is_err());
     }
 

@@ -60,10 +60,9 @@ where
 
 /// Now, RFC 3339 (seconds).
 pub fn now_text() -> String {
-    jiff::Timestamp::now().round(jiff::Unit::Second).map_or_else(
-        |_| jiff::Timestamp::now().to_string(),
-        |t| t.to_string(),
-    )
+    jiff::Timestamp::now()
+        .round(jiff::Unit::Second)
+        .map_or_else(|_| jiff::Timestamp::now().to_string(), |t| t.to_string())
 }
 
 /// Seconds from `since` (RFC 3339) to now; 0 when unreadable.

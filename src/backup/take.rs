@@ -3,8 +3,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::manifest::{FORMAT_VERSION, MANIFEST, Manifest, ManifestShard, object_name};
 use super::error::StoreErrorKind;
+use super::manifest::{FORMAT_VERSION, MANIFEST, Manifest, ManifestShard, object_name};
 use super::store::Store;
 use crate::crd::backup::{BackupShardStatus, RedisClusterBackup};
 use crate::redis::client::AdminOptions;

@@ -14,7 +14,9 @@ fn main() -> std::process::ExitCode {
         "redisclusterbackups" => RedisClusterBackup::crd(),
         "redisclusterbackupschedules" => RedisClusterBackupSchedule::crd(),
         other => {
-            eprintln!("crdgen: unknown kind {other:?} (redisclusters, redisclusterbackups, redisclusterbackupschedules)");
+            eprintln!(
+                "crdgen: unknown kind {other:?} (redisclusters, redisclusterbackups, redisclusterbackupschedules)"
+            );
             return std::process::ExitCode::FAILURE;
         }
     };

@@ -26,7 +26,8 @@ use super::backup::RedisClusterBackupSpec;
     printcolumn(name = "Suspend", type_ = "boolean", json_path = ".spec.suspend"),
     printcolumn(name = "Last", type_ = "date", json_path = ".status.lastScheduleTime"),
     printcolumn(name = "Last-Success", type_ = "date", json_path = ".status.lastSuccessfulTime"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    validation = Rule::new("self.metadata.name.size() <= 240").message("metadata.name must be at most 240 characters: its backups are named <schedule>-<yyyymmddhhmm>")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct RedisClusterBackupScheduleSpec {

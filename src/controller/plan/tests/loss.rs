@@ -405,7 +405,11 @@ fn a_break_glass_annotation_naming_no_node_id_is_reported_and_stops_nothing() {
     // A healthy cluster stays Ready: the typo is about the annotation, not the cluster (seen in
     // the soak: a leftover "ids;" kept a recovered cluster Ready=False "ClusterReady").
     let r = cond(&c, types::READY);
-    assert_eq!((r.status, r.reason.as_str()), (true, "ClusterReady"), "{r:?}");
+    assert_eq!(
+        (r.status, r.reason.as_str()),
+        (true, "ClusterReady"),
+        "{r:?}"
+    );
     // Node ids and unique prefixes of them are what it takes.
     let annotations = BTreeMap::from([(
         crate::controller::observe::break_glass::ACCEPT_TAKEOVER.to_string(),
