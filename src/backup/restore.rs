@@ -66,10 +66,13 @@ fn error_policy(cluster: Arc<RedisCluster>, error: &Error, _: Arc<Context>) -> A
     Action::requeue(Duration::from_secs(10))
 }
 
-/// Where the restore stands, for [`reconcile`]'s wait/fail paths.
-struct Outcome {
-    reason: &'static str,
-    message: String,
+/// Why a restore waits or failed: the condition's reason and message.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The condition's reason.
+    pub reason: &'static str,
+    /// Its message.
+    pub message: String,
 }
 
 fn outcome(reason: &'static str, message: impl Into<String>) -> Outcome {
@@ -319,7 +322,10 @@ async fn step(
 }
 
 /// Streams every object once: its size and SHA-256 must be the manifest's.
-async fn verify(store: &Store, manifest: &Manifest) -> Result<(), Outcome> {
+///
+/// # Errors
+/// `ObjectMissing`, `ChecksumMismatch`, `StorageRefused`, `StorageUnavailable` (transient).
+pub async fn verify(store: &Store, manifest: &Manifest) -> Result<(), Outcome> {
     for shard in &manifest.shards {
         let unavailable = |e: super::error::StoreError| match e.kind {
             StoreErrorKind::NotFound => outcome(
