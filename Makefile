@@ -96,17 +96,20 @@ e2e: build image
 	  OPERATOR_KUBECONFIG=$$PWD/target/operator.kubeconfig $(CARGO) test --test e2e_bad_specs -- --ignored >target/e2e_bad_specs.log 2>&1 & bad_specs_pid=$$!; \
 	  OPERATOR_KUBECONFIG=$$PWD/target/operator.kubeconfig $(CARGO) test --test e2e_tls -- --ignored >target/e2e_tls.log 2>&1 & tls_pid=$$!; \
 	  OPERATOR_KUBECONFIG=$$PWD/target/operator.kubeconfig $(CARGO) test --test e2e_auth -- --ignored >target/e2e_auth.log 2>&1 & auth_pid=$$!; \
+	  OPERATOR_KUBECONFIG=$$PWD/target/operator.kubeconfig $(CARGO) test --test e2e_backup -- --ignored --nocapture >target/e2e_backup.log 2>&1 & backup_pid=$$!; \
 	  OPERATOR_KUBECONFIG=$$PWD/target/operator.kubeconfig $(CARGO) test --test e2e_tls_chaos -- --ignored --test-threads=1 --skip serial_ >target/e2e_tls_chaos.log 2>&1 & tls_chaos_pid=$$!; \
 	  OPERATOR_KUBECONFIG=$$PWD/target/operator.kubeconfig $(CARGO) test --test e2e_scale -- --ignored --test-threads=2 || status=$$?; \
 	  wait $$bad_specs_pid || status=$$?; cat target/e2e_bad_specs.log; \
 	  wait $$tls_pid || status=$$?; cat target/e2e_tls.log; \
 	  wait $$auth_pid || status=$$?; cat target/e2e_auth.log; \
+	  wait $$backup_pid || status=$$?; cat target/e2e_backup.log; \
 	  wait $$tls_chaos_pid || status=$$?; cat target/e2e_tls_chaos.log; \
 	  wait $$soak_pid || status=$$?; cat target/e2e_soak.log; \
 	  OPERATOR_KUBECONFIG=$$PWD/target/operator.kubeconfig $(CARGO) test --test e2e_operator_ha -- --ignored --test-threads=4 --skip bench_ || status=$$?; \
 	  OPERATOR_KUBECONFIG=$$PWD/target/operator.kubeconfig $(CARGO) test --test e2e_zones -- --ignored --test-threads=1 serial_ || status=$$?; \
 	  OPERATOR_KUBECONFIG=$$PWD/target/operator.kubeconfig $(CARGO) test --test e2e_tls_chaos -- --ignored --test-threads=1 serial_ || status=$$?; \
 	fi; \
+	hack/s3 down >/dev/null 2>&1 || true; \
 	$(LOCAL_CLUSTER) down || status=$$?; \
 	if [ $$status -eq 0 ]; then $(CARGO) test --test local_cluster_down -- --ignored || status=$$?; fi; \
 	exit $$status
