@@ -520,3 +520,55 @@ async fn restore_survives_killed_connections_and_moving_slots() {
     )
     .await;
 }
+
+/// Throughput against `redis-cli --cluster import` (run with `-- --ignored --nocapture`,
+/// best with `--release`): the same 100,000 keys of every type from a standalone server into
+/// a fresh 3-master cluster, once as snapshot + streamed restore, once with redis-cli (which
+/// `MIGRATE`s key by key). Prints both rates; asserts only that both copies are complete.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "throughput comparison; runs redis-cli --cluster import"]
+async fn throughput_against_redis_cli_cluster_import() {
+    let procs = RedisProcs::start("restore-bench-src", 27900, 1, SOURCE_ARGS, &options()).await;
+    let source = procs.nodes[0].addr();
+    fill(source, 100_000).await;
+    let total = dbsize(source).await;
+
+    let ours = build("restore-bench-a", 27910, 3, 0, CLUSTER_ARGS, options()).await;
+    let started = Instant::now();
+    let (_, rdb) = snapshot(source).await;
+    let summary = restore(&rdb, &ours, RestoreMode::Fresh)
+        .await
+        .expect("restore");
+    let ours_took = started.elapsed();
+    assert_eq!(summary.restored, total);
+
+    let theirs = build("restore-bench-b", 27930, 3, 0, CLUSTER_ARGS, options()).await;
+    let started = Instant::now();
+    let status = tokio::process::Command::new("redis-cli")
+        .arg("--cluster")
+        .arg("import")
+        .arg(theirs.procs.addrs()[0].to_string())
+        .arg("--cluster-from")
+        .arg(source.to_string())
+        .arg("--cluster-copy")
+        .stdout(std::process::Stdio::null())
+        .status()
+        .await
+        .expect("run redis-cli");
+    let theirs_took = started.elapsed();
+    assert!(status.success(), "redis-cli --cluster import failed");
+    let seeds = theirs.procs.addrs();
+    assert_eq!(
+        cluster_key_count(&seeds, &options()).await.expect("count"),
+        total
+    );
+    let rate = |took: Duration| total as f64 / took.as_secs_f64();
+    eprintln!(
+        "{total} keys: snapshot + restore_rdb {ours_took:?} ({:.0} keys/s; restore alone {:?}), \
+         redis-cli --cluster import {theirs_took:?} ({:.0} keys/s): {:.1}x",
+        rate(ours_took),
+        summary.elapsed,
+        rate(theirs_took),
+        theirs_took.as_secs_f64() / ours_took.as_secs_f64()
+    );
+}
