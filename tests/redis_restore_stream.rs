@@ -22,6 +22,8 @@ use redis_operator::redis::client::Frame;
 use redis_operator::redis::command::Cmd;
 use redis_operator::redis::ids::even_ranges;
 use redis_operator::redis::ops::backup::{ShardSnapshot, snapshot_shard, wait_replica_offset};
+use redis_operator::redis::ops::reshard::MoveOptions;
+use redis_operator::redis::ops::restore::BatchLimits;
 use redis_operator::redis::ops::restore::key_slot;
 use redis_operator::redis::ops::restore_stream::{
     RestoreError, RestoreLimits, RestoreMode, RestoreProgress, RestoreSummary, cluster_key_count,
@@ -219,14 +221,21 @@ fn owner(cluster: &TestCluster, key: &[u8]) -> SocketAddr {
     cluster.addr(&cluster.leaders[i])
 }
 
-/// Every live key of `keys` is on its owner with the source's value digest and its TTL.
-async fn verify(cluster: &TestCluster, source: SocketAddr, keys: &[RdbKey]) {
+/// Every live key of `keys` is on its owner (by even ranges, but `moved` slots on
+/// `moved_to`) with the source's value digest and its TTL.
+async fn verify(
+    cluster: &TestCluster,
+    source: SocketAddr,
+    keys: &[RdbKey],
+    moved: (&[u16], Option<SocketAddr>),
+) {
     let mut by_owner: BTreeMap<SocketAddr, Vec<&RdbKey>> = BTreeMap::new();
     for key in keys {
-        by_owner
-            .entry(owner(cluster, &key.key))
-            .or_default()
-            .push(key);
+        let addr = match moved {
+            (slots, Some(to)) if slots.contains(&key_slot(&key.key)) => to,
+            _ => owner(cluster, &key.key),
+        };
+        by_owner.entry(addr).or_default().push(key);
     }
     let mut src = connect(source).await;
     for (addr, keys) in by_owner {
@@ -358,7 +367,7 @@ async fn snapshot_counts_keys_and_restores_into_3_and_5_masters() {
             cluster_key_count(&seeds, &options()).await.expect("count"),
             live.len() as u64
         );
-        verify(&cluster, source, &live).await;
+        verify(&cluster, source, &live, (&[], None)).await;
     }
 }
 
@@ -406,11 +415,160 @@ async fn fresh_stops_on_an_existing_key_and_resume_replaces() {
         cluster_key_count(&seeds, &options()).await.expect("count"),
         shard.keys
     );
-    verify(&cluster, source, &parse_all(&rdb).await).await;
+    verify(&cluster, source, &parse_all(&rdb).await, (&[], None)).await;
     let got = run(
         &mut connect(victim_owner).await,
         vec![cmd!("GET", &victim[..])],
     )
     .await;
     assert_eq!(got[0], Frame::BulkString(Bytes::from_static(b"value 4242")));
+}
+
+/// While the restore is paused (its progress callback blocks), every connection to one master
+/// is killed, ten slots move to another master and ten more are left half-moved: the restore
+/// re-sends the cut batches (replacing what they had written), follows MOVED and ASK, and
+/// every key ends up on its slot's final owner.
+#[tokio::test(flavor = "multi_thread")]
+async fn restore_survives_killed_connections_and_moving_slots() {
+    let procs = RedisProcs::start("restore-src3", 27800, 1, SOURCE_ARGS, &options()).await;
+    let source = procs.nodes[0].addr();
+    fill(source, 30_000).await;
+    let (shard, rdb) = snapshot(source).await;
+    let cluster = build("restore-moves", 27810, 3, 0, CLUSTER_ARGS, options()).await;
+    let (from, to) = (cluster.leaders[1].clone(), cluster.leaders[2].clone());
+    let (from_addr, to_addr) = (cluster.addr(&from), cluster.addr(&to));
+    let start = even_ranges(3)[1].start;
+    let moved: Vec<u16> = (start..start + 10).collect();
+    let opened: Vec<u16> = (start + 10..start + 20).collect();
+    let killed_addr = cluster.addr(&cluster.leaders[0]);
+
+    let (go_tx, go_rx) = tokio::sync::oneshot::channel::<()>();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let admin = cluster.admin.clone();
+    let (moving, opening, ids) = (moved.clone(), opened.clone(), (from.clone(), to.clone()));
+    let disruptor = tokio::spawn(async move {
+        go_rx.await.expect("go");
+        let kill = cmd!("CLIENT", "KILL", "TYPE", "normal");
+        let killed = run(&mut connect(killed_addr).await, vec![kill]).await;
+        eprintln!("killed {killed:?} connection(s) on {killed_addr}");
+        for slot in moving {
+            admin
+                .move_slot(slot, &ids.0, &ids.1, &MoveOptions::default(), None)
+                .await
+                .expect("move slot");
+        }
+        for slot in opening {
+            let importing = Cmd::setslot_importing(slot, &ids.0);
+            run(&mut connect(to_addr).await, vec![importing]).await;
+            let migrating = Cmd::setslot_migrating(slot, &ids.1);
+            run(&mut connect(from_addr).await, vec![migrating]).await;
+        }
+        done_tx.send(()).expect("done");
+    });
+    let mut go = Some(go_tx);
+    let mut progress = move |_: &RestoreProgress| {
+        if let Some(go) = go.take() {
+            go.send(()).expect("disruptor waits");
+            done_rx
+                .recv_timeout(Duration::from_secs(60))
+                .expect("disruption done");
+        }
+    };
+    let limits = RestoreLimits {
+        batch: BatchLimits {
+            max_commands: 100,
+            max_bytes: 1 << 20,
+        },
+        pipelines_per_master: 1,
+        progress_keys: 3_000,
+        progress_interval: Duration::from_secs(3600),
+        ..RestoreLimits::default()
+    };
+    let seeds = cluster.procs.addrs();
+    let summary = restore_rdb(
+        &rdb[..],
+        &seeds[..1],
+        &options(),
+        RestoreMode::Fresh,
+        limits,
+        &mut progress,
+    )
+    .await
+    .expect("restore");
+    disruptor.await.expect("disruptor");
+    eprintln!("restore with disruptions: {summary:?}");
+    assert_eq!(summary.restored + summary.replaced, shard.keys);
+    assert!(summary.retried_batches >= 1, "{summary:?}");
+    assert!(summary.redirected >= 1, "{summary:?}");
+    for slot in &opened {
+        cluster
+            .admin
+            .move_slot(*slot, &from, &to, &MoveOptions::default(), None)
+            .await
+            .expect("finish the move");
+    }
+    assert_eq!(
+        cluster_key_count(&seeds, &options()).await.expect("count"),
+        shard.keys
+    );
+    let all: Vec<u16> = moved.iter().chain(&opened).copied().collect();
+    verify(
+        &cluster,
+        source,
+        &parse_all(&rdb).await,
+        (&all, Some(to_addr)),
+    )
+    .await;
+}
+
+/// Throughput against `redis-cli --cluster import` (run with `-- --ignored --nocapture`,
+/// best with `--release`): the same 100,000 keys of every type from a standalone server into
+/// a fresh 3-master cluster, once as snapshot + streamed restore, once with redis-cli (which
+/// `MIGRATE`s key by key). Prints both rates; asserts only that both copies are complete.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "throughput comparison; runs redis-cli --cluster import"]
+async fn throughput_against_redis_cli_cluster_import() {
+    let procs = RedisProcs::start("restore-bench-src", 27900, 1, SOURCE_ARGS, &options()).await;
+    let source = procs.nodes[0].addr();
+    fill(source, 100_000).await;
+    let total = dbsize(source).await;
+
+    let ours = build("restore-bench-a", 27910, 3, 0, CLUSTER_ARGS, options()).await;
+    let started = Instant::now();
+    let (_, rdb) = snapshot(source).await;
+    let summary = restore(&rdb, &ours, RestoreMode::Fresh)
+        .await
+        .expect("restore");
+    let ours_took = started.elapsed();
+    assert_eq!(summary.restored, total);
+
+    let theirs = build("restore-bench-b", 27930, 3, 0, CLUSTER_ARGS, options()).await;
+    let started = Instant::now();
+    let status = tokio::process::Command::new("redis-cli")
+        .arg("--cluster")
+        .arg("import")
+        .arg(theirs.procs.addrs()[0].to_string())
+        .arg("--cluster-from")
+        .arg(source.to_string())
+        .arg("--cluster-copy")
+        .stdout(std::process::Stdio::null())
+        .status()
+        .await
+        .expect("run redis-cli");
+    let theirs_took = started.elapsed();
+    assert!(status.success(), "redis-cli --cluster import failed");
+    let seeds = theirs.procs.addrs();
+    assert_eq!(
+        cluster_key_count(&seeds, &options()).await.expect("count"),
+        total
+    );
+    let rate = |took: Duration| total as f64 / took.as_secs_f64();
+    eprintln!(
+        "{total} keys: snapshot + restore_rdb {ours_took:?} ({:.0} keys/s; restore alone {:?}), \
+         redis-cli --cluster import {theirs_took:?} ({:.0} keys/s): {:.1}x",
+        rate(ours_took),
+        summary.elapsed,
+        rate(theirs_took),
+        theirs_took.as_secs_f64() / ours_took.as_secs_f64()
+    );
 }

@@ -50,6 +50,8 @@ pub(crate) struct Done {
     pub(crate) reroute: Vec<Cmd>,
     /// Commands to send again once to another node, after `ASKING`.
     pub(crate) ask: Vec<(SocketAddr, Cmd)>,
+    /// Pipelines sent again on a new connection after a transport failure.
+    pub(crate) retries: u32,
     pub(crate) error: Option<RestoreError>,
 }
 
@@ -72,6 +74,7 @@ impl Job {
             replaced: 0,
             reroute: Vec::new(),
             ask: Vec::new(),
+            retries: 0,
             error: None,
         };
         if let Err(e) = self.run_inner(&mut done, batch).await {
@@ -84,7 +87,9 @@ impl Job {
     }
 
     async fn run_inner(&self, done: &mut Done, batch: Batch) -> Result<(), RestoreError> {
-        let (replies, resent) = self.exchange(&mut done.client, &batch).await?;
+        let (replies, resent) = self
+            .exchange(&mut done.client, &mut done.retries, &batch)
+            .await?;
         let mut busy = Vec::new();
         for (cmd, reply) in batch.cmds.into_iter().zip(replies) {
             match self.verdict(&cmd, reply, done)? {
@@ -105,7 +110,9 @@ impl Job {
             return Ok(());
         }
         let batch = Batch::new(busy, batch.asking);
-        let (replies, _) = self.exchange(&mut done.client, &batch).await?;
+        let (replies, _) = self
+            .exchange(&mut done.client, &mut done.retries, &batch)
+            .await?;
         for (cmd, reply) in batch.cmds.into_iter().zip(replies) {
             match self.verdict(&cmd, reply, done)? {
                 Some(Verdict::Busy) => {
@@ -154,6 +161,7 @@ impl Job {
     async fn exchange(
         &self,
         client: &mut Option<Client>,
+        retries: &mut u32,
         batch: &Batch,
     ) -> Result<(Vec<Result<Frame, RedisError>>, bool), RestoreError> {
         let wire: Vec<Cmd> = if batch.asking {
@@ -190,6 +198,7 @@ impl Job {
                 Ok(replies) => return Ok((replies, resent)),
                 Err(e) if e.is_transient() && attempt < self.limits.connection_retries => {
                     attempt += 1;
+                    *retries += 1;
                     // A refused connection sent nothing; anything later may have.
                     resent |= !matches!(
                         e,

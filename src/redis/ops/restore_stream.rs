@@ -65,6 +65,11 @@ pub struct RestoreSummary {
     pub bytes: u64,
     /// How long it took.
     pub elapsed: Duration,
+    /// `RESTORE`s sent again elsewhere after `MOVED`, `ASK` (and `TRYAGAIN`, `CLUSTERDOWN`,
+    /// `LOADING`): slots moved while the restore ran.
+    pub redirected: u64,
+    /// Pipelines sent again on a new connection after a transport failure.
+    pub retried_batches: u64,
     /// Keys acknowledged (restored or replaced) per master.
     pub per_master: BTreeMap<SocketAddr, u64>,
 }
@@ -320,6 +325,8 @@ impl Engine {
         }
         self.summary.restored += done.restored;
         self.summary.replaced += done.replaced;
+        self.summary.retried_batches += u64::from(done.retries);
+        self.summary.redirected += (done.reroute.len() + done.ask.len()) as u64;
         *self.summary.per_master.entry(done.addr).or_default() += done.restored + done.replaced;
         if let Some(error) = done.error {
             return Err(error);
