@@ -96,7 +96,14 @@ async fn reconcile(backup: Arc<RedisClusterBackup>, ctx: Arc<Context>) -> Result
 }
 
 /// One step of a backup.
-async fn apply(backup: &RedisClusterBackup, ctx: &Context, ns: &str) -> Result<Action, Error> {
+async fn apply(cached: &RedisClusterBackup, ctx: &Context, ns: &str) -> Result<Action, Error> {
+    // The status as written last, not the cache's: a pass right after the one that stored a
+    // shard must not take that shard again.
+    let api: Api<RedisClusterBackup> = Api::namespaced(ctx.client.clone(), ns);
+    let Some(fresh) = api.get_opt(&cached.name_any()).await? else {
+        return Ok(Action::await_change());
+    };
+    let backup = &fresh;
     let mut status = backup.status.clone().unwrap_or_default();
     if matches!(
         status.phase,

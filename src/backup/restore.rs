@@ -10,6 +10,7 @@
 //!    already written are recognised (`RESTORE … REPLACE` for those) instead of refused.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -29,7 +30,9 @@ use super::{access, destination, plan};
 use crate::controller::context::Context;
 use crate::crd::backup::{BackupPhase, RestorePhase, RestoreStatus, conditions::RESTORED};
 use crate::crd::{Phase, RedisCluster, RedisClusterBackup};
-use crate::redis::ops::restore_stream::{RestoreMode, cluster_key_count, restore_rdb};
+use crate::redis::ops::restore_stream::{
+    RestoreError, RestoreMode, RestoreProgress, RestoreSummary, cluster_key_count, restore_rdb,
+};
 
 const FIELD_MANAGER: &str = "redis-operator/restore";
 const WAIT: Duration = Duration::from_secs(5);
@@ -82,16 +85,23 @@ fn outcome(reason: &'static str, message: impl Into<String>) -> Outcome {
     }
 }
 
-async fn reconcile(cluster: Arc<RedisCluster>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let Some(from) = cluster.spec.restore_from.clone() else {
-        return Ok(Action::await_change());
-    };
-    if cluster.metadata.deletion_timestamp.is_some() {
+async fn reconcile(cached: Arc<RedisCluster>, ctx: Arc<Context>) -> Result<Action, Error> {
+    if cached.spec.restore_from.is_none() || cached.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
     if !ctx.leadership.may_act() {
         return Ok(Action::requeue(Duration::from_secs(10)));
     }
+    // The status as written last, not the cache's: a pass right after the one that recorded
+    // a shard as done must not see it still in progress (and write it again).
+    let ns = cached.namespace().unwrap_or_default();
+    let api: Api<RedisCluster> = Api::namespaced(ctx.client.clone(), &ns);
+    let Some(cluster) = api.get_opt(&cached.name_any()).await? else {
+        return Ok(Action::await_change());
+    };
+    let Some(from) = cluster.spec.restore_from.clone() else {
+        return Ok(Action::await_change());
+    };
     let status = cluster
         .status
         .as_ref()
@@ -103,7 +113,6 @@ async fn reconcile(cluster: Arc<RedisCluster>, ctx: Arc<Context>) -> Result<Acti
     ) {
         return Ok(Action::await_change());
     }
-    let ns = cluster.namespace().unwrap_or_default();
     let store = match source(&ctx, &ns, &from).await? {
         Ok(store) => store,
         Err(wait_for) => return wait(&cluster, &ctx, &ns, status, wait_for).await,
@@ -268,22 +277,16 @@ async fn step(
         RestoreMode::Fresh
     };
     let result = match store.reader(&shard.object).await {
-        Ok(reader) => restore_rdb(
-            reader,
-            &seen.addrs(),
-            &seen.options,
-            mode,
-            Default::default(),
-            &mut |_| {},
-        )
-        .await
-        .map_err(|e| (e.transient(), e.to_string())),
+        Ok(reader) => restore_shard(ctx, ns, cluster, &status, reader, &seen, mode)
+            .await
+            .map_err(|e| (e.transient(), e.to_string())),
         Err(e) => Err((e.transient(), e.to_string())),
     };
     match result {
         Ok(summary) => {
             status.shards_done.push(index);
             status.in_progress = None;
+            status.in_progress_keys = None;
             status.failed_attempts = None;
             let written = summary.restored + summary.replaced;
             status.keys =
@@ -317,6 +320,54 @@ async fn step(
             );
             write(ctx, ns, cluster, &status).await?;
             Ok(Action::requeue(WAIT * u32::try_from(attempts).unwrap_or(1)))
+        }
+    }
+}
+
+/// How often `status.restore.keys` shows a shard's progress while it is written.
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+
+/// Restores one backup shard from `reader`, writing the keys written so far to
+/// `status.restore.inProgressKeys` every [`PROGRESS_EVERY`]: a shard of gigabytes takes minutes, and the
+/// status must show it moving.
+#[allow(clippy::too_many_arguments)] // the pass's context, spelled out
+async fn restore_shard<R: tokio::io::AsyncRead + Unpin + Send>(
+    ctx: &Context,
+    ns: &str,
+    cluster: &RedisCluster,
+    status: &RestoreStatus,
+    reader: R,
+    seen: &access::Access,
+    mode: RestoreMode,
+) -> Result<RestoreSummary, RestoreError> {
+    let written = Arc::new(AtomicU64::new(0));
+    let counter = written.clone();
+    let mut report = move |p: &RestoreProgress| {
+        counter.store(p.restored + p.replaced, Ordering::Relaxed);
+    };
+    let seeds = seen.addrs();
+    let run = restore_rdb(
+        reader,
+        &seeds,
+        &seen.options,
+        mode,
+        Default::default(),
+        &mut report,
+    );
+    tokio::pin!(run);
+    let start = tokio::time::Instant::now() + PROGRESS_EVERY;
+    let mut tick = tokio::time::interval_at(start, PROGRESS_EVERY);
+    loop {
+        tokio::select! {
+            result = &mut run => return result,
+            _ = tick.tick() => {
+                let mut shown = status.clone();
+                let now = i64::try_from(written.load(Ordering::Relaxed)).unwrap_or(i64::MAX);
+                shown.in_progress_keys = Some(now);
+                if let Err(e) = write(ctx, ns, cluster, &shown).await {
+                    tracing::debug!(error = %e, "restore progress not written");
+                }
+            }
         }
     }
 }

@@ -263,9 +263,12 @@ pub struct RestoreStatus {
     /// Attempts at the shard in progress that failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failed_attempts: Option<i32>,
-    /// Keys written so far.
+    /// Keys written from the backup shards done.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keys: Option<i64>,
+    /// Keys written so far from the shard in progress (every few seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_progress_keys: Option<i64>,
     /// When writing started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_time: Option<String>,
