@@ -26,6 +26,12 @@ demo: deps build image
 
 demo-down:
 	hack/demo.sh down
+	hack/s3 down >/dev/null 2>&1 || true
+
+# Back the demo cluster up to a local S3 server (hack/s3) and restore it into a 4-shard cluster.
+.PHONY: demo-backup
+demo-backup:
+	hack/demo-backup.sh
 
 # Kill a zone of the demo (MODE=--partition to cut it off instead) and watch it heal.
 demo-zone-down: build
