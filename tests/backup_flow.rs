@@ -239,3 +239,85 @@ async fn a_cluster_backed_up_to_s3_restores_into_five_masters() {
     let err = verify(&missing, &read).await.unwrap_err();
     assert_eq!(err.reason, "ObjectMissing", "{err:?}");
 }
+
+/// Loads `n` incompressible values of 1 MiB (a snapshot of several part-sized chunks).
+async fn load_big(data: &mut DataClient, n: usize) {
+    use rand::RngCore;
+    let mut rng = rand::rng();
+    let pairs: Vec<(Bytes, Bytes)> = (0..n)
+        .map(|i| {
+            let mut v = vec![0u8; 1 << 20];
+            rng.fill_bytes(&mut v);
+            (Bytes::from(format!("rnd:{i}")), Bytes::from(v))
+        })
+        .collect();
+    data.load(&pairs, 4).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failed_snapshot_leaves_nothing_a_restore_would_trust() {
+    let s3 = S3Server::start("backup-fail");
+    let store = Store::s3(
+        &s3.location("fail/"),
+        &S3Server::credentials(),
+        StoreTimeouts::default(),
+    )
+    .unwrap()
+    .child("src/fail-00000000/");
+    let mut src = build("bfail-src", 27860, 3, 1, ARGS, options()).await;
+    let addrs = src.procs.addrs();
+    let mut data = DataClient::new(addrs.clone(), options()).await;
+    load_big(&mut data, 60).await;
+    let view = model::observe(&addrs, &options()).await;
+    let at_start = shards::shards_at_start(&view);
+    let shard = &at_start[0];
+    let recorded = BackupShardStatus {
+        index: 0,
+        slots: shards::slots_text(&shard.slots),
+        leader_id: shard.leader.to_string(),
+        leader_offset_at_start: i64::try_from(shard.leader_offset).unwrap(),
+        ..BackupShardStatus::default()
+    };
+    let Source::Follower(f) = shards::source_for(&view, shard, 1) else {
+        panic!("no follower");
+    };
+    let follower = f.addr;
+    let source = || (follower, follower.to_string(), "follower");
+
+    // The bucket unreachable while the RDB streams: the upload fails, nothing is stored.
+    s3.signal("STOP");
+    let begun = Instant::now();
+    let err = take::snapshot(&store, &options(), &recorded, source(), shard.leader_offset)
+        .await
+        .unwrap_err();
+    s3.signal("CONT");
+    println!(
+        "S3 stopped: {err:?} after {:.1} s",
+        begun.elapsed().as_secs_f64()
+    );
+    assert!(!err.permanent, "{err:?}");
+    assert_eq!(store.size("shard-0.rdb").await.unwrap(), None);
+
+    // The source follower killed mid-snapshot: an error to retry, nothing stored.
+    let index = src
+        .procs
+        .addrs()
+        .iter()
+        .position(|a| *a == follower)
+        .unwrap();
+    src.procs.nodes[index].pause();
+    let opts = options();
+    // As a leader source (no offset wait first), so that SYNC is what the kill cuts.
+    let as_leader = (follower, follower.to_string(), "leader");
+    let snapshot = take::snapshot(&store, &opts, &recorded, as_leader, 0);
+    let kill = async {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        src.procs.nodes[index].kill();
+    };
+    let (result, ()) = tokio::join!(snapshot, kill);
+    let err = result.unwrap_err();
+    println!("source killed: {err:?}");
+    assert!(!err.permanent, "{err:?}");
+    assert_eq!(store.size("shard-0.rdb").await.unwrap(), None);
+    assert!(store.list().await.unwrap().is_empty(), "nothing stored");
+}
