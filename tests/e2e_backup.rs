@@ -363,3 +363,151 @@ async fn a_backup_restores_into_five_and_three_shards_with_every_key() {
     );
     chaos.cleanup().await;
 }
+
+/// The backup's phase and progress.
+async fn phase_of(api: &Api<RedisClusterBackup>, name: &str) -> (String, String) {
+    let b = api.get(name).await.unwrap();
+    let st = b.status.unwrap_or_default();
+    (
+        st.phase.map(|p| format!("{p:?}")).unwrap_or_default(),
+        st.progress.unwrap_or_default(),
+    )
+}
+
+/// The reason of the backup's `Completed` condition.
+async fn backup_reason(api: &Api<RedisClusterBackup>, name: &str) -> Option<String> {
+    let b = api.get(name).await.ok()?;
+    let c = b
+        .status?
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == "Completed")?;
+    Some(c.reason)
+}
+
+#[tokio::test]
+#[ignore = "needs the local cluster; run by make test"]
+async fn backup_failures_are_conditions_and_a_killed_operator_resumes() {
+    use redis_operator::backup::store::{S3Credentials, S3Location, Store, StoreTimeouts};
+    let s3 = s3_up();
+    let (mut chaos, members) = Chaos::create("e2e-backup-fail", json!({})).await;
+    let ns = chaos.ns.name.clone();
+    let backups: Api<RedisClusterBackup> = Api::namespaced(chaos.client.clone(), &ns);
+    // Enough incompressible data that each shard takes a moment to stream.
+    let mut data = DataClient::new(members.addrs(), chaos.admin()).await;
+    let big: Vec<(Bytes, Bytes)> = (0..90)
+        .map(|i| {
+            let v: Vec<u8> = (0..1usize << 20)
+                .map(|j| (j.wrapping_mul(2654435761) >> (i % 7)) as u8)
+                .collect();
+            (Bytes::from(format!("big:{i}")), Bytes::from(v))
+        })
+        .collect();
+    data.load(&big, 4).await.unwrap();
+
+    // Credentials missing: Pending, then the Secret appears, then wrong: Failed, StorageRefused.
+    let prefix = format!("{ns}/");
+    backups
+        .create(
+            &PostParams::default(),
+            &backup("nocreds", NAME, &s3, &prefix, "later"),
+        )
+        .await
+        .unwrap();
+    wait_for("CredentialsMissing", Duration::from_secs(60), || async {
+        (backup_reason(&backups, "nocreds").await? == "CredentialsMissing").then_some(())
+    })
+    .await;
+    credentials(&chaos, &s3, "later", "not-the-secret").await;
+    let b = finished(&backups, "nocreds").await;
+    let st = b.status.unwrap();
+    println!("{ns}: wrong credentials: {:?}", st.conditions);
+    assert_eq!(format!("{:?}", st.phase.unwrap()), "Failed");
+    assert_eq!(
+        backup_reason(&backups, "nocreds").await.as_deref(),
+        Some("StorageRefused")
+    );
+
+    // The operator killed mid-backup: a new one resumes after the shards stored.
+    credentials(&chaos, &s3, "s3-creds", &s3.secret_key).await;
+    backups
+        .create(
+            &PostParams::default(),
+            &backup("resumed", NAME, &s3, &prefix, "s3-creds"),
+        )
+        .await
+        .unwrap();
+    wait_for(
+        "the first shard stored",
+        Duration::from_secs(120),
+        || async {
+            let (_, progress) = phase_of(&backups, "resumed").await;
+            (!progress.is_empty() && progress != "0/3").then_some(())
+        },
+    )
+    .await;
+    chaos.operator.kill();
+    println!(
+        "{ns}: operator killed at {:?}",
+        phase_of(&backups, "resumed").await
+    );
+    chaos.operator = Operator::start(&ns);
+    let b = finished(&backups, "resumed").await;
+    let st = b.status.clone().unwrap();
+    assert_eq!(
+        format!("{:?}", st.phase.unwrap()),
+        "Completed",
+        "{:?}",
+        st.conditions
+    );
+    assert!(st.shards.iter().all(|s| s.sha256.is_some()));
+
+    // A corrupted object: the restore fails with ChecksumMismatch and writes nothing.
+    let store = Store::s3(
+        &S3Location {
+            endpoint: Some(s3.endpoint.clone()),
+            bucket: s3.bucket.clone(),
+            prefix: prefix.clone(),
+            region: "us-east-1".into(),
+        },
+        &S3Credentials {
+            access_key_id: s3.access_key.clone(),
+            secret_access_key: s3.secret_key.clone(),
+        },
+        StoreTimeouts::default(),
+    )
+    .unwrap()
+    .child(st.path.as_deref().unwrap());
+    let mut bytes = store.get("shard-1.rdb").await.unwrap().to_vec();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    store.put("shard-1.rdb", bytes.into()).await.unwrap();
+    let clusters: Api<RedisCluster> = Api::namespaced(chaos.client.clone(), &ns);
+    clusters
+        .create(
+            &PostParams::default(),
+            &cluster(
+                "corrupt",
+                3,
+                0,
+                json!({"restoreFrom": {"backup": "resumed"}}),
+            ),
+        )
+        .await
+        .unwrap();
+    let restore = wait_for("the restore refused", Duration::from_secs(300), || async {
+        let r = clusters.get("corrupt").await.ok()?.status?.restore?;
+        (format!("{:?}", r.phase?) == "Failed").then_some(r)
+    })
+    .await;
+    println!("{ns}: corrupted: {:?}", restore.conditions);
+    assert_eq!(restore.conditions[0].reason, "ChecksumMismatch");
+    let pass = password(&chaos.client, &ns, "corrupt").await;
+    let addrs = member_addrs(&chaos.client, &ns, "corrupt").await;
+    let held =
+        redis_operator::redis::ops::restore_stream::cluster_key_count(&addrs, &member_admin(&pass))
+            .await
+            .unwrap();
+    assert_eq!(held, 0, "nothing written");
+    chaos.cleanup().await;
+}
