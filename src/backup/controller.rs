@@ -4,6 +4,7 @@
 //! operator restart at any point: a shard is either recorded as stored (with its checksum) or
 //! taken again. Its own field manager writes the status.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,7 +19,7 @@ use kube::{Api, Resource, ResourceExt};
 use super::error::StoreErrorKind;
 use super::plan::{self, Step, human_bytes, human_duration};
 use super::status::{now_text, publish, seconds_since, set_condition};
-use super::store::backup_path;
+use super::store::{Store, backup_path};
 use super::{access, destination, shards, take};
 use crate::controller::context::Context;
 use crate::crd::RedisCluster;
@@ -26,6 +27,7 @@ use crate::crd::backup::{
     BackupPhase, BackupShardStatus, DeletionPolicy, RedisClusterBackup, RedisClusterBackupStatus,
     conditions::COMPLETED,
 };
+use crate::redis::client::AdminOptions;
 
 /// Deletes a backup's stored objects with it (`deletionPolicy: Delete`).
 pub const FINALIZER: &str = "redis.redis-operator.dev/backup-data";
@@ -104,7 +106,7 @@ async fn apply(cached: &RedisClusterBackup, ctx: &Context, ns: &str) -> Result<A
         return Ok(Action::await_change());
     };
     let backup = &fresh;
-    let mut status = backup.status.clone().unwrap_or_default();
+    let status = backup.status.clone().unwrap_or_default();
     if matches!(
         status.phase,
         Some(BackupPhase::Completed | BackupPhase::Failed)
@@ -145,134 +147,178 @@ async fn apply(cached: &RedisClusterBackup, ctx: &Context, ns: &str) -> Result<A
         }
     };
     let followers = usize::try_from(cluster.spec.followers_per_leader).unwrap_or(0);
+    let pass = Pass { backup, ctx, ns };
     match plan::next(&status, &seen.view, followers) {
         Step::Finished => Ok(Action::await_change()),
         Step::Wait(reason, why) => wait(backup, ctx, ns, status, reason, &why).await,
         Step::Fail(reason, why) => fail(backup, ctx, ns, status, reason, &why).await,
-        Step::Start(at_start) => {
-            status.phase = Some(BackupPhase::Running);
-            status.start_time = Some(now_text());
-            status.path = Some(path_of(backup));
-            status.location = Some(store.describe());
-            status.shards = at_start
-                .iter()
-                .map(|s| BackupShardStatus {
-                    index: i32::try_from(s.index).unwrap_or(i32::MAX),
-                    slots: shards::slots_text(&s.slots),
-                    leader_id: s.leader.to_string(),
-                    leader_offset_at_start: i64::try_from(s.leader_offset).unwrap_or(i64::MAX),
-                    ..BackupShardStatus::default()
-                })
-                .collect();
-            totals(&mut status);
-            let note = format!(
-                "backing up {} shards of {} to {}",
-                at_start.len(),
-                backup.spec.cluster,
-                store.describe()
-            );
-            set_condition(
-                &mut status.conditions,
-                COMPLETED,
-                false,
-                "Running",
-                &note,
-                None,
-            );
-            write(ctx, ns, backup, &status).await?;
-            publish(ctx, backup, EventType::Normal, "BackupStarted", &note).await;
-            Ok(Action::requeue(Duration::from_millis(100)))
-        }
+        Step::Start(at_start) => pass.start(status, &store, &at_start).await,
         Step::Snapshot {
             index,
             source,
             role,
             at_least,
         } => {
-            let pod = seen.pod_at(source);
-            let recorded = status.shards[index].clone();
-            match take::snapshot(
-                &store,
-                &seen.options,
-                &recorded,
-                (source, pod, role),
-                at_least,
-            )
-            .await
-            {
-                Ok(done) => {
-                    let note = format!(
-                        "shard {index}: {} keys, {} from {} ({role})",
-                        done.keys.unwrap_or(0),
-                        human_bytes(done.bytes.unwrap_or(0)),
-                        done.source.as_deref().unwrap_or("?")
-                    );
-                    status.shards[index] = done;
-                    totals(&mut status);
-                    set_condition(
-                        &mut status.conditions,
-                        COMPLETED,
-                        false,
-                        "Running",
-                        &note,
-                        None,
-                    );
-                    write(ctx, ns, backup, &status).await?;
-                    publish(ctx, backup, EventType::Normal, "ShardStored", &note).await;
-                    Ok(Action::requeue(Duration::from_millis(100)))
-                }
-                Err(e) => {
-                    status.shards[index].failed_attempts += 1;
-                    let attempts = status.shards[index].failed_attempts;
-                    publish(ctx, backup, EventType::Warning, e.reason, &e.message).await;
-                    if e.permanent {
-                        return fail(backup, ctx, ns, status, e.reason, &e.message).await;
-                    }
-                    set_condition(
-                        &mut status.conditions,
-                        COMPLETED,
-                        false,
-                        e.reason,
-                        &e.message,
-                        None,
-                    );
-                    write(ctx, ns, backup, &status).await?;
-                    Ok(Action::requeue(WAIT * u32::try_from(attempts).unwrap_or(1)))
-                }
-            }
+            let from = (source, seen.pod_at(source), role);
+            pass.snapshot(status, &store, &seen.options, index, from, at_least)
+                .await
         }
         Step::WriteManifest => {
-            let completed_at = now_text();
             let spec = serde_json::to_value(&cluster.spec).unwrap_or_default();
-            match take::write_manifest(&store, backup, spec, &completed_at).await {
-                Ok(manifest) => {
-                    status.phase = Some(BackupPhase::Completed);
-                    status.completion_time = Some(completed_at);
-                    status.duration =
-                        Some(human_duration(seconds_since(status.start_time.as_deref())));
-                    let note = format!(
-                        "{} shards, {} keys, {} in {}",
-                        manifest.shards.len(),
-                        manifest.keys(),
-                        human_bytes(i64::try_from(manifest.bytes()).unwrap_or(i64::MAX)),
-                        status.duration.as_deref().unwrap_or("?")
-                    );
-                    set_condition(
-                        &mut status.conditions,
-                        COMPLETED,
-                        true,
-                        "Completed",
-                        &note,
-                        None,
-                    );
-                    write(ctx, ns, backup, &status).await?;
-                    publish(ctx, backup, EventType::Normal, "BackupCompleted", &note).await;
-                    Ok(Action::await_change())
+            pass.manifest(status, &store, spec).await
+        }
+    }
+}
+
+/// One pass's steps on one backup.
+struct Pass<'a> {
+    backup: &'a RedisClusterBackup,
+    ctx: &'a Context,
+    ns: &'a str,
+}
+
+impl Pass<'_> {
+    /// Records the shards, their leaders and offsets: the consistency point.
+    async fn start(
+        &self,
+        mut status: RedisClusterBackupStatus,
+        store: &Store,
+        at_start: &[shards::ShardAtStart],
+    ) -> Result<Action, Error> {
+        status.phase = Some(BackupPhase::Running);
+        status.start_time = Some(now_text());
+        status.path = Some(path_of(self.backup));
+        status.location = Some(store.describe());
+        status.shards = at_start
+            .iter()
+            .map(|s| BackupShardStatus {
+                index: i32::try_from(s.index).unwrap_or(i32::MAX),
+                slots: shards::slots_text(&s.slots),
+                leader_id: s.leader.to_string(),
+                leader_offset_at_start: i64::try_from(s.leader_offset).unwrap_or(i64::MAX),
+                ..BackupShardStatus::default()
+            })
+            .collect();
+        totals(&mut status);
+        let note = format!(
+            "backing up {} shards of {} to {}",
+            at_start.len(),
+            self.backup.spec.cluster,
+            store.describe()
+        );
+        set_condition(
+            &mut status.conditions,
+            COMPLETED,
+            false,
+            "Running",
+            &note,
+            None,
+        );
+        write(self.ctx, self.ns, self.backup, &status).await?;
+        publish(
+            self.ctx,
+            self.backup,
+            EventType::Normal,
+            "BackupStarted",
+            &note,
+        )
+        .await;
+        Ok(Action::requeue(Duration::from_millis(100)))
+    }
+
+    /// Takes shard `index`'s snapshot and records it, or the failed attempt.
+    async fn snapshot(
+        &self,
+        mut status: RedisClusterBackupStatus,
+        store: &Store,
+        options: &AdminOptions,
+        index: usize,
+        from: (SocketAddr, String, &'static str),
+        at_least: u64,
+    ) -> Result<Action, Error> {
+        let (backup, ctx, ns) = (self.backup, self.ctx, self.ns);
+        let role = from.2;
+        let recorded = status.shards[index].clone();
+        match take::snapshot(store, options, &recorded, from, at_least).await {
+            Ok(done) => {
+                let note = format!(
+                    "shard {index}: {} keys, {} from {} ({role})",
+                    done.keys.unwrap_or(0),
+                    human_bytes(done.bytes.unwrap_or(0)),
+                    done.source.as_deref().unwrap_or("?")
+                );
+                status.shards[index] = done;
+                totals(&mut status);
+                set_condition(
+                    &mut status.conditions,
+                    COMPLETED,
+                    false,
+                    "Running",
+                    &note,
+                    None,
+                );
+                write(ctx, ns, backup, &status).await?;
+                publish(ctx, backup, EventType::Normal, "ShardStored", &note).await;
+                Ok(Action::requeue(Duration::from_millis(100)))
+            }
+            Err(e) => {
+                status.shards[index].failed_attempts += 1;
+                let attempts = status.shards[index].failed_attempts;
+                publish(ctx, backup, EventType::Warning, e.reason, &e.message).await;
+                if e.permanent {
+                    return fail(backup, ctx, ns, status, e.reason, &e.message).await;
                 }
-                Err(e) if e.permanent => fail(backup, ctx, ns, status, e.reason, &e.message).await,
-                Err(e) => wait(backup, ctx, ns, status, e.reason, &e.message).await,
+                set_condition(
+                    &mut status.conditions,
+                    COMPLETED,
+                    false,
+                    e.reason,
+                    &e.message,
+                    None,
+                );
+                write(ctx, ns, backup, &status).await?;
+                Ok(Action::requeue(WAIT * u32::try_from(attempts).unwrap_or(1)))
             }
         }
+    }
+
+    /// Every shard is stored: the manifest, and the backup is Completed.
+    async fn manifest(
+        &self,
+        mut status: RedisClusterBackupStatus,
+        store: &Store,
+        spec: serde_json::Value,
+    ) -> Result<Action, Error> {
+        let (backup, ctx, ns) = (self.backup, self.ctx, self.ns);
+        let completed_at = now_text();
+        let manifest = match take::write_manifest(store, backup, spec, &completed_at).await {
+            Ok(m) => m,
+            Err(e) if e.permanent => {
+                return fail(backup, ctx, ns, status, e.reason, &e.message).await;
+            }
+            Err(e) => return wait(backup, ctx, ns, status, e.reason, &e.message).await,
+        };
+        status.phase = Some(BackupPhase::Completed);
+        status.completion_time = Some(completed_at);
+        status.duration = Some(human_duration(seconds_since(status.start_time.as_deref())));
+        let note = format!(
+            "{} shards, {} keys, {} in {}",
+            manifest.shards.len(),
+            manifest.keys(),
+            human_bytes(i64::try_from(manifest.bytes()).unwrap_or(i64::MAX)),
+            status.duration.as_deref().unwrap_or("?")
+        );
+        set_condition(
+            &mut status.conditions,
+            COMPLETED,
+            true,
+            "Completed",
+            &note,
+            None,
+        );
+        write(ctx, ns, backup, &status).await?;
+        publish(ctx, backup, EventType::Normal, "BackupCompleted", &note).await;
+        Ok(Action::await_change())
     }
 }
 

@@ -207,56 +207,83 @@ async fn step(
         }
     };
     status.source = Some(store.describe());
-    let total = manifest.shards.len();
     if status.phase != Some(RestorePhase::Running) {
-        if let Err(o) = verify(store, manifest).await {
-            return if o.reason == "StorageUnavailable" {
-                wait(cluster, ctx, ns, status, o).await
-            } else {
-                fail(cluster, ctx, ns, status, o).await
-            };
-        }
-        match cluster_key_count(&seen.addrs(), &seen.options).await {
-            Ok(0) => {}
-            Ok(n) => {
-                let why = format!(
-                    "the cluster already holds {n} keys: a restore writes only into an empty cluster"
-                );
-                return fail(cluster, ctx, ns, status, outcome("RestoreRefused", why)).await;
-            }
-            Err(e) => {
-                return wait(
-                    cluster,
-                    ctx,
-                    ns,
-                    status,
-                    outcome("ClusterUnreachable", e.to_string()),
-                )
-                .await;
-            }
-        }
-        status.phase = Some(RestorePhase::Running);
-        status.start_time = Some(now_text());
-        status.progress = Some(format!("0/{total}"));
-        let note = format!(
-            "restoring {} keys ({} shards, {}) from {}",
-            manifest.keys(),
-            total,
-            plan::human_bytes(i64::try_from(manifest.bytes()).unwrap_or(i64::MAX)),
-            store.describe()
-        );
-        set_condition(
-            &mut status.conditions,
-            RESTORED,
-            false,
-            "Running",
-            &note,
-            None,
-        );
-        write(ctx, ns, cluster, &status).await?;
-        publish(ctx, cluster, EventType::Normal, "RestoreStarted", &note).await;
-        return Ok(Action::requeue(Duration::from_millis(100)));
+        return begin(cluster, ctx, ns, status, store, manifest, &seen).await;
     }
+    next_shard(cluster, ctx, ns, status, store, manifest, &seen).await
+}
+
+/// Before the first key: every object verified, the cluster empty; then Running.
+async fn begin(
+    cluster: &RedisCluster,
+    ctx: &Context,
+    ns: &str,
+    mut status: RestoreStatus,
+    store: &Store,
+    manifest: &Manifest,
+    seen: &access::Access,
+) -> Result<Action, Error> {
+    let total = manifest.shards.len();
+    if let Err(o) = verify(store, manifest).await {
+        return if o.reason == "StorageUnavailable" {
+            wait(cluster, ctx, ns, status, o).await
+        } else {
+            fail(cluster, ctx, ns, status, o).await
+        };
+    }
+    match cluster_key_count(&seen.addrs(), &seen.options).await {
+        Ok(0) => {}
+        Ok(n) => {
+            let why = format!(
+                "the cluster already holds {n} keys: a restore writes only into an empty cluster"
+            );
+            return fail(cluster, ctx, ns, status, outcome("RestoreRefused", why)).await;
+        }
+        Err(e) => {
+            return wait(
+                cluster,
+                ctx,
+                ns,
+                status,
+                outcome("ClusterUnreachable", e.to_string()),
+            )
+            .await;
+        }
+    }
+    status.phase = Some(RestorePhase::Running);
+    status.start_time = Some(now_text());
+    status.progress = Some(format!("0/{total}"));
+    let note = format!(
+        "restoring {} keys ({} shards, {}) from {}",
+        manifest.keys(),
+        total,
+        plan::human_bytes(i64::try_from(manifest.bytes()).unwrap_or(i64::MAX)),
+        store.describe()
+    );
+    set_condition(
+        &mut status.conditions,
+        RESTORED,
+        false,
+        "Running",
+        &note,
+        None,
+    );
+    write(ctx, ns, cluster, &status).await?;
+    publish(ctx, cluster, EventType::Normal, "RestoreStarted", &note).await;
+    Ok(Action::requeue(Duration::from_millis(100)))
+}
+
+/// Writes the next backup shard not done (again, tolerating its keys, when it was in progress).
+async fn next_shard(
+    cluster: &RedisCluster,
+    ctx: &Context,
+    ns: &str,
+    mut status: RestoreStatus,
+    store: &Store,
+    manifest: &Manifest,
+    seen: &access::Access,
+) -> Result<Action, Error> {
+    let total = manifest.shards.len();
     let Some(shard) = manifest.shards.iter().find(|s| {
         !status
             .shards_done
@@ -277,7 +304,7 @@ async fn step(
         RestoreMode::Fresh
     };
     let result = match store.reader(&shard.object).await {
-        Ok(reader) => restore_shard(ctx, ns, cluster, &status, reader, &seen, mode)
+        Ok(reader) => restore_shard(ctx, ns, cluster, &status, reader, seen, mode)
             .await
             .map_err(|e| (e.transient(), e.to_string())),
         Err(e) => Err((e.transient(), e.to_string())),
