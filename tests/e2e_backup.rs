@@ -114,6 +114,9 @@ async fn finished(api: &Api<RedisClusterBackup>, name: &str) -> RedisClusterBack
     .await
 }
 
+/// Builds the command writing key `k` number `i` of a kind.
+type MakeCmd = fn(&str, usize) -> Cmd;
+
 /// Loads keys of every kind into the source; returns their names.
 async fn load(data: &mut DataClient) -> Vec<Vec<u8>> {
     let n = per_kind();
@@ -126,74 +129,66 @@ async fn load(data: &mut DataClient) -> Vec<Vec<u8>> {
             )
         })
         .collect();
-    data.load(&pairs, 500).await.unwrap();
+    data.load(&pairs, 1000).await.unwrap();
     keys.extend(pairs.iter().map(|(k, _)| k.to_vec()));
-    let big: Vec<(Bytes, Bytes)> = (0..20)
+    let big: Vec<(Bytes, Bytes)> = (0..20u8)
         .map(|i| {
             (
                 Bytes::from(format!("big:{i}")),
-                Bytes::from(vec![b'a' + i as u8; 1 << 20]),
+                Bytes::from(vec![b'a' + i; 1 << 20]),
             )
         })
         .collect();
     data.load(&big, 2).await.unwrap();
     keys.extend(big.iter().map(|(k, _)| k.to_vec()));
-    for i in 0..n {
-        let cmds = [
-            (
-                format!("hash:{i}"),
-                Cmd::new("HSET")
-                    .arg(format!("hash:{i}"))
-                    .arg("f1")
-                    .arg(format!("v{i}"))
-                    .arg("f2")
-                    .arg("x"),
-            ),
-            (
-                format!("list:{i}"),
-                Cmd::new("RPUSH")
-                    .arg(format!("list:{i}"))
-                    .arg("a")
-                    .arg(format!("{i}"))
-                    .arg("c"),
-            ),
-            (
-                format!("set:{i}"),
-                Cmd::new("SADD")
-                    .arg(format!("set:{i}"))
-                    .arg("m1")
-                    .arg(format!("m{i}")),
-            ),
-            (
-                format!("zset:{i}"),
-                Cmd::new("ZADD")
-                    .arg(format!("zset:{i}"))
-                    .arg("1")
-                    .arg("a")
-                    .arg(format!("{i}"))
-                    .arg("b"),
-            ),
-            (
-                format!("stream:{i}"),
-                Cmd::new("XADD")
-                    .arg(format!("stream:{i}"))
-                    .arg("*")
-                    .arg("f")
-                    .arg(format!("{i}")),
-            ),
-            (
-                format!("ttl:{i}"),
-                Cmd::new("SET")
-                    .arg(format!("ttl:{i}"))
-                    .arg("t")
-                    .arg("EX")
-                    .arg("3600"),
-            ),
-        ];
-        for (key, cmd) in cmds {
-            data.run(key.as_bytes(), &cmd).await.unwrap();
-            keys.push(key.into_bytes());
-        }
+    let kinds: [(&str, MakeCmd); 6] = [
+        ("hash", |k, i| {
+            Cmd::new("HSET")
+                .arg(k)
+                .arg("f1")
+                .arg(format!("v{i}"))
+                .arg("f2")
+                .arg("x")
+        }),
+        ("list", |k, i| {
+            Cmd::new("RPUSH")
+                .arg(k)
+                .arg("a")
+                .arg(format!("{i}"))
+                .arg("c")
+        }),
+        ("set", |k, i| {
+            Cmd::new("SADD").arg(k).arg("m1").arg(format!("m{i}"))
+        }),
+        ("zset", |k, i| {
+            Cmd::new("ZADD")
+                .arg(k)
+                .arg("1")
+                .arg("a")
+                .arg(format!("{i}"))
+                .arg("b")
+        }),
+        ("stream", |k, i| {
+            Cmd::new("XADD")
+                .arg(k)
+                .arg("*")
+                .arg("f")
+                .arg(format!("{i}"))
+        }),
+        ("ttl", |k, _| {
+            Cmd::new("SET").arg(k).arg("t").arg("EX").arg("3600")
+        }),
+    ];
+    for (kind, make) in kinds {
+        let cmds: Vec<(Bytes, Cmd)> = (0..n)
+            .map(|i| {
+                let key = format!("{kind}:{i}");
+                let cmd = make(&key, i);
+                (Bytes::from(key), cmd)
+            })
+            .collect();
+        data.run_many(&cmds, 1000).await.unwrap();
+        keys.extend(cmds.iter().map(|(k, _)| k.to_vec()));
     }
     keys
 }
@@ -204,15 +199,35 @@ async fn dump(
     keys: &[Vec<u8>],
 ) -> BTreeMap<Vec<u8>, (Option<Vec<u8>>, i64)> {
     let mut out = BTreeMap::new();
-    for key in keys {
-        let cmd = Cmd::new("DUMP").arg_bytes(key.clone().into());
-        let payload = reply::opt_bytes(&cmd, data.run(key, &cmd).await.unwrap())
-            .unwrap()
-            .map(|b| b.to_vec());
+    for part in keys.chunks(20_000) {
+        let dumps: Vec<(Bytes, Cmd)> = part
+            .iter()
+            .map(|k| {
+                (
+                    Bytes::from(k.clone()),
+                    Cmd::new("DUMP").arg_bytes(k.clone().into()),
+                )
+            })
+            .collect();
         // The absolute expiry (Unix ms; -1 without one): comparable across clusters and time.
-        let cmd = Cmd::new("PEXPIRETIME").arg_bytes(key.clone().into());
-        let ttl = reply::int(&cmd, data.run(key, &cmd).await.unwrap()).unwrap();
-        out.insert(key.clone(), (payload, ttl));
+        let expiries: Vec<(Bytes, Cmd)> = part
+            .iter()
+            .map(|k| {
+                (
+                    Bytes::from(k.clone()),
+                    Cmd::new("PEXPIRETIME").arg_bytes(k.clone().into()),
+                )
+            })
+            .collect();
+        let payloads = data.run_many(&dumps, 500).await.unwrap();
+        let ats = data.run_many(&expiries, 1000).await.unwrap();
+        for (((key, cmd), payload), ((_, tcmd), at)) in
+            dumps.iter().zip(payloads).zip(expiries.iter().zip(ats))
+        {
+            let payload = reply::opt_bytes(cmd, payload).unwrap().map(|b| b.to_vec());
+            let at = reply::int(tcmd, at).unwrap();
+            out.insert(key.to_vec(), (payload, at));
+        }
     }
     out
 }
