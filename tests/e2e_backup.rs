@@ -477,6 +477,46 @@ async fn backup_failures_are_conditions_and_a_killed_operator_resumes() {
     );
     assert!(st.shards.iter().all(|s| s.sha256.is_some()));
 
+    // A shard's follower deleted while an earlier shard streams: that shard waits for the
+    // replacement follower to sync and is taken from it (its leader never forks).
+    backups
+        .create(
+            &PostParams::default(),
+            &backup("moved", NAME, &s3, &prefix, "s3-creds"),
+        )
+        .await
+        .unwrap();
+    wait_for("a shard stored", Duration::from_secs(120), || async {
+        let (_, progress) = phase_of(&backups, "moved").await;
+        (!progress.is_empty() && progress != "0/3").then_some(())
+    })
+    .await;
+    let leader = backups.get("moved").await.unwrap().status.unwrap().shards[2]
+        .leader_id
+        .clone();
+    let gone = members
+        .0
+        .iter()
+        .find(|m| m.master_id.as_deref() == Some(leader.as_str()))
+        .unwrap()
+        .pod
+        .clone();
+    chaos.delete_pods(&[gone.as_str()]).await;
+    let b = finished(&backups, "moved").await;
+    let moved = b.status.unwrap();
+    println!(
+        "{ns}: follower {gone} deleted mid-backup: {:?}",
+        moved.shards[2]
+    );
+    assert_eq!(
+        format!("{:?}", moved.phase.unwrap()),
+        "Completed",
+        "{:?}",
+        moved.conditions
+    );
+    assert_ne!(moved.shards[2].source.as_deref(), Some(gone.as_str()));
+    assert_eq!(moved.shards[2].source_role.as_deref(), Some("follower"));
+
     // A corrupted object: the restore fails with ChecksumMismatch and writes nothing.
     let store = Store::s3(
         &S3Location {
