@@ -19,7 +19,7 @@ SHORT_SOAK_FAULTS ?= pod-delete,pod-force-delete,redis-sigkill,redis-sigstop,ope
 ZONE ?= zone-a
 MODE ?=
 
-.PHONY: demo demo-down demo-zone-down test deps build crds check-crds lint unit e2e bench bench-e2e bench-recovery cluster-up cluster-down
+.PHONY: demo demo-down demo-zone-down test deps build crds check-crds lint unit e2e bench bench-e2e bench-recovery bench-backup cluster-up cluster-down
 
 demo: deps build image
 	hack/demo.sh
@@ -200,6 +200,15 @@ FAULTS ?=
 soak: deps build
 	CARGO=$(CARGO) TEST_ZONES=$(TEST_ZONES) TEST_NODES_PER_ZONE=$(TEST_NODES_PER_ZONE) \
 	  hack/soak.sh $(ROUNDS) $(SEED) $(CLUSTERS) '$(FAULTS)'
+
+# Backup and restore (issue 22): per shard of a 3x1, take::snapshot from its follower into S3
+# vs redis-cli --rdb; the backup restored from S3 into a 5x0 vs redis-cli --cluster import from a
+# standalone server; the restore's peak RSS. No Kubernetes: local redis-server processes,
+# versitygw (installed by deps) and redis-cli on loopback (about 5 minutes; ~1 GB with
+# BENCH_BACKUP_VALUE_BYTES=1024). The table is printed and written to target/bench-backup.md.
+.PHONY: bench-backup
+bench-backup: deps
+	$(CARGO) test --release --test bench_backup -- --ignored --nocapture
 
 .PHONY: bench-scale
 bench-scale:
