@@ -69,6 +69,13 @@ fn error_policy(cluster: Arc<RedisCluster>, error: &Error, _: Arc<Context>) -> A
     Action::requeue(Duration::from_secs(10))
 }
 
+/// The cluster a pass works on.
+struct Target<'a> {
+    cluster: &'a RedisCluster,
+    ctx: &'a Context,
+    ns: &'a str,
+}
+
 /// Why a restore waits or failed: the condition's reason and message.
 #[derive(Debug)]
 pub struct Outcome {
@@ -113,20 +120,25 @@ async fn reconcile(cached: Arc<RedisCluster>, ctx: Arc<Context>) -> Result<Actio
     ) {
         return Ok(Action::await_change());
     }
+    let t = Target {
+        cluster: &cluster,
+        ctx: &ctx,
+        ns: &ns,
+    };
     let store = match source(&ctx, &ns, &from).await? {
         Ok(store) => store,
-        Err(wait_for) => return wait(&cluster, &ctx, &ns, status, wait_for).await,
+        Err(wait_for) => return wait(&t, status, wait_for).await,
     };
     let ready = cluster.status.as_ref().and_then(|s| s.phase) == Some(Phase::Ready);
     if !ready {
         let o = outcome("WaitingForCluster", "waiting for the cluster to be Ready");
-        return wait(&cluster, &ctx, &ns, status, o).await;
+        return wait(&t, status, o).await;
     }
     let manifest = match store.get(MANIFEST).await {
         Ok(bytes) => match Manifest::parse(&bytes) {
             Ok(m) => m,
             Err(why) => {
-                return fail(&cluster, &ctx, &ns, status, outcome("InvalidBackup", why)).await;
+                return fail(&t, status, outcome("InvalidBackup", why)).await;
             }
         },
         Err(e) if e.kind == StoreErrorKind::NotFound => {
@@ -134,11 +146,11 @@ async fn reconcile(cached: Arc<RedisCluster>, ctx: Arc<Context>) -> Result<Actio
                 "{} has no {MANIFEST}: not a complete backup (a failed or unfinished one has none)",
                 store.describe()
             );
-            return fail(&cluster, &ctx, &ns, status, outcome("BackupNotFound", why)).await;
+            return fail(&t, status, outcome("BackupNotFound", why)).await;
         }
-        Err(e) => return store_error(&cluster, &ctx, &ns, status, &e).await,
+        Err(e) => return store_error(&t, status, &e).await,
     };
-    step(&cluster, &ctx, &ns, status, &store, &manifest).await
+    step(&t, status, &store, &manifest).await
 }
 
 /// The store holding the backup, or why not yet.
@@ -186,38 +198,27 @@ async fn source(
 
 /// Verify, refuse a non-empty cluster, or restore the next shard.
 async fn step(
-    cluster: &RedisCluster,
-    ctx: &Context,
-    ns: &str,
+    t: &Target<'_>,
     mut status: RestoreStatus,
     store: &Store,
     manifest: &Manifest,
 ) -> Result<Action, Error> {
-    let seen = match access::observe(cluster, ctx, ns).await {
+    let seen = match access::observe(t.cluster, t.ctx, t.ns).await {
         Ok(a) => a,
         Err(e) => {
-            return wait(
-                cluster,
-                ctx,
-                ns,
-                status,
-                outcome("ClusterUnreachable", e.to_string()),
-            )
-            .await;
+            return wait(t, status, outcome("ClusterUnreachable", e.to_string())).await;
         }
     };
     status.source = Some(store.describe());
     if status.phase != Some(RestorePhase::Running) {
-        return begin(cluster, ctx, ns, status, store, manifest, &seen).await;
+        return begin(t, status, store, manifest, &seen).await;
     }
-    next_shard(cluster, ctx, ns, status, store, manifest, &seen).await
+    next_shard(t, status, store, manifest, &seen).await
 }
 
 /// Before the first key: every object verified, the cluster empty; then Running.
 async fn begin(
-    cluster: &RedisCluster,
-    ctx: &Context,
-    ns: &str,
+    t: &Target<'_>,
     mut status: RestoreStatus,
     store: &Store,
     manifest: &Manifest,
@@ -226,9 +227,9 @@ async fn begin(
     let total = manifest.shards.len();
     if let Err(o) = verify(store, manifest).await {
         return if o.reason == "StorageUnavailable" {
-            wait(cluster, ctx, ns, status, o).await
+            wait(t, status, o).await
         } else {
-            fail(cluster, ctx, ns, status, o).await
+            fail(t, status, o).await
         };
     }
     match cluster_key_count(&seen.addrs(), &seen.options).await {
@@ -237,17 +238,10 @@ async fn begin(
             let why = format!(
                 "the cluster already holds {n} keys: a restore writes only into an empty cluster"
             );
-            return fail(cluster, ctx, ns, status, outcome("RestoreRefused", why)).await;
+            return fail(t, status, outcome("RestoreRefused", why)).await;
         }
         Err(e) => {
-            return wait(
-                cluster,
-                ctx,
-                ns,
-                status,
-                outcome("ClusterUnreachable", e.to_string()),
-            )
-            .await;
+            return wait(t, status, outcome("ClusterUnreachable", e.to_string())).await;
         }
     }
     status.phase = Some(RestorePhase::Running);
@@ -268,16 +262,14 @@ async fn begin(
         &note,
         None,
     );
-    write(ctx, ns, cluster, &status).await?;
-    publish(ctx, cluster, EventType::Normal, "RestoreStarted", &note).await;
+    write(t, &status).await?;
+    publish(t.ctx, t.cluster, EventType::Normal, "RestoreStarted", &note).await;
     Ok(Action::requeue(Duration::from_millis(100)))
 }
 
 /// Writes the next backup shard not done (again, tolerating its keys, when it was in progress).
 async fn next_shard(
-    cluster: &RedisCluster,
-    ctx: &Context,
-    ns: &str,
+    t: &Target<'_>,
     mut status: RestoreStatus,
     store: &Store,
     manifest: &Manifest,
@@ -289,14 +281,14 @@ async fn next_shard(
             .shards_done
             .contains(&i32::try_from(s.index).unwrap_or(-1))
     }) else {
-        return complete(cluster, ctx, ns, status, manifest).await;
+        return complete(t, status, manifest).await;
     };
     let index = i32::try_from(shard.index).unwrap_or(i32::MAX);
     let resume = status.in_progress == Some(index);
     if !resume {
         status.in_progress = Some(index);
         status.failed_attempts = None;
-        write(ctx, ns, cluster, &status).await?;
+        write(t, &status).await?;
     }
     let mode = if resume {
         RestoreMode::Resume
@@ -304,7 +296,7 @@ async fn next_shard(
         RestoreMode::Fresh
     };
     let result = match store.reader(&shard.object).await {
-        Ok(reader) => restore_shard(ctx, ns, cluster, &status, reader, seen, mode)
+        Ok(reader) => restore_shard(t, &status, reader, seen, mode)
             .await
             .map_err(|e| (e.transient(), e.to_string())),
         Err(e) => Err((e.transient(), e.to_string())),
@@ -319,7 +311,7 @@ async fn next_shard(
             status.keys =
                 Some(status.keys.unwrap_or(0) + i64::try_from(written).unwrap_or(i64::MAX));
             status.progress = Some(format!("{}/{total}", status.shards_done.len()));
-            write(ctx, ns, cluster, &status).await?;
+            write(t, &status).await?;
             Ok(Action::requeue(Duration::from_millis(100)))
         }
         Err((transient, why)) => {
@@ -327,15 +319,15 @@ async fn next_shard(
             status.failed_attempts = Some(attempts);
             let note = format!("backup shard {index}: {why}");
             publish(
-                ctx,
-                cluster,
+                t.ctx,
+                t.cluster,
                 EventType::Warning,
                 "RestoreShardFailed",
                 &note,
             )
             .await;
             if !transient || attempts >= MAX_ATTEMPTS {
-                return fail(cluster, ctx, ns, status, outcome("RestoreFailed", note)).await;
+                return fail(t, status, outcome("RestoreFailed", note)).await;
             }
             set_condition(
                 &mut status.conditions,
@@ -345,7 +337,7 @@ async fn next_shard(
                 &note,
                 None,
             );
-            write(ctx, ns, cluster, &status).await?;
+            write(t, &status).await?;
             Ok(Action::requeue(WAIT * u32::try_from(attempts).unwrap_or(1)))
         }
     }
@@ -359,9 +351,7 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 /// status must show it moving.
 #[allow(clippy::too_many_arguments)] // the pass's context, spelled out
 async fn restore_shard<R: tokio::io::AsyncRead + Unpin + Send>(
-    ctx: &Context,
-    ns: &str,
-    cluster: &RedisCluster,
+    t: &Target<'_>,
     status: &RestoreStatus,
     reader: R,
     seen: &access::Access,
@@ -391,7 +381,7 @@ async fn restore_shard<R: tokio::io::AsyncRead + Unpin + Send>(
                 let mut shown = status.clone();
                 let now = i64::try_from(written.load(Ordering::Relaxed)).unwrap_or(i64::MAX);
                 shown.in_progress_keys = Some(now);
-                if let Err(e) = write(ctx, ns, cluster, &shown).await {
+                if let Err(e) = write(t, &shown).await {
                     tracing::debug!(error = %e, "restore progress not written");
                 }
             }
@@ -452,9 +442,7 @@ pub async fn verify(store: &Store, manifest: &Manifest) -> Result<(), Outcome> {
 }
 
 async fn complete(
-    cluster: &RedisCluster,
-    ctx: &Context,
-    ns: &str,
+    t: &Target<'_>,
     mut status: RestoreStatus,
     manifest: &Manifest,
 ) -> Result<Action, Error> {
@@ -474,49 +462,32 @@ async fn complete(
         &note,
         None,
     );
-    write(ctx, ns, cluster, &status).await?;
-    publish(ctx, cluster, EventType::Normal, "RestoreCompleted", &note).await;
+    write(t, &status).await?;
+    publish(
+        t.ctx,
+        t.cluster,
+        EventType::Normal,
+        "RestoreCompleted",
+        &note,
+    )
+    .await;
     Ok(Action::await_change())
 }
 
 async fn store_error(
-    cluster: &RedisCluster,
-    ctx: &Context,
-    ns: &str,
+    t: &Target<'_>,
     status: RestoreStatus,
     e: &super::error::StoreError,
 ) -> Result<Action, Error> {
     match e.kind {
         StoreErrorKind::Unauthorized | StoreErrorKind::BucketMissing => {
-            fail(
-                cluster,
-                ctx,
-                ns,
-                status,
-                outcome("StorageRefused", e.to_string()),
-            )
-            .await
+            fail(t, status, outcome("StorageRefused", e.to_string())).await
         }
-        _ => {
-            wait(
-                cluster,
-                ctx,
-                ns,
-                status,
-                outcome("StorageUnavailable", e.to_string()),
-            )
-            .await
-        }
+        _ => wait(t, status, outcome("StorageUnavailable", e.to_string())).await,
     }
 }
 
-async fn wait(
-    cluster: &RedisCluster,
-    ctx: &Context,
-    ns: &str,
-    mut status: RestoreStatus,
-    o: Outcome,
-) -> Result<Action, Error> {
+async fn wait(t: &Target<'_>, mut status: RestoreStatus, o: Outcome) -> Result<Action, Error> {
     if status.phase.is_none() {
         status.phase = Some(RestorePhase::Pending);
     }
@@ -528,20 +499,14 @@ async fn wait(
         &o.message,
         None,
     );
-    let old = cluster.status.as_ref().and_then(|s| s.restore.as_ref());
+    let old = t.cluster.status.as_ref().and_then(|s| s.restore.as_ref());
     if Some(&status) != old {
-        write(ctx, ns, cluster, &status).await?;
+        write(t, &status).await?;
     }
     Ok(Action::requeue(WAIT))
 }
 
-async fn fail(
-    cluster: &RedisCluster,
-    ctx: &Context,
-    ns: &str,
-    mut status: RestoreStatus,
-    o: Outcome,
-) -> Result<Action, Error> {
+async fn fail(t: &Target<'_>, mut status: RestoreStatus, o: Outcome) -> Result<Action, Error> {
     status.phase = Some(RestorePhase::Failed);
     set_condition(
         &mut status.conditions,
@@ -551,10 +516,10 @@ async fn fail(
         &o.message,
         None,
     );
-    write(ctx, ns, cluster, &status).await?;
+    write(t, &status).await?;
     publish(
-        ctx,
-        cluster,
+        t.ctx,
+        t.cluster,
         EventType::Warning,
         "RestoreFailed",
         &o.message,
@@ -563,23 +528,18 @@ async fn fail(
     Ok(Action::await_change())
 }
 
-async fn write(
-    ctx: &Context,
-    ns: &str,
-    cluster: &RedisCluster,
-    status: &RestoreStatus,
-) -> Result<(), Error> {
-    if !ctx.leadership.may_act() {
+async fn write(t: &Target<'_>, status: &RestoreStatus) -> Result<(), Error> {
+    if !t.ctx.leadership.may_act() {
         return Ok(());
     }
-    let api: Api<RedisCluster> = Api::namespaced(ctx.client.clone(), ns);
+    let api: Api<RedisCluster> = Api::namespaced(t.ctx.client.clone(), t.ns);
     let patch = serde_json::json!({
         "apiVersion": RedisCluster::api_version(&()),
         "kind": RedisCluster::kind(&()),
         "status": {"restore": status},
     });
     api.patch_status(
-        &cluster.name_any(),
+        &t.cluster.name_any(),
         &PatchParams::apply(FIELD_MANAGER).force(),
         &Patch::Apply(&patch),
     )
