@@ -2,6 +2,8 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 CRD := crds/redisclusters.redis.redis-operator.dev.yaml
+BACKUP_CRD := crds/redisclusterbackups.redis.redis-operator.dev.yaml
+SCHEDULE_CRD := crds/redisclusterbackupschedules.redis.redis-operator.dev.yaml
 LOCAL_CLUSTER := hack/local-cluster
 # The test cluster: 21 nodes, so that three 3x1 clusters of the recovery suite (one member per
 # node, 2 nodes per zone each) run side by side with a spare node per zone, and a 4x2 fits
@@ -17,13 +19,19 @@ SHORT_SOAK_FAULTS ?= pod-delete,pod-force-delete,redis-sigkill,redis-sigstop,ope
 ZONE ?= zone-a
 MODE ?=
 
-.PHONY: demo demo-down demo-zone-down test deps build crds check-crds lint unit e2e bench bench-e2e bench-recovery cluster-up cluster-down
+.PHONY: demo demo-down demo-zone-down test deps build crds check-crds lint unit e2e bench bench-e2e bench-recovery bench-backup cluster-up cluster-down
 
 demo: deps build image
 	hack/demo.sh
 
 demo-down:
 	hack/demo.sh down
+	hack/s3 down >/dev/null 2>&1 || true
+
+# Back the demo cluster up to a local S3 server (hack/s3) and restore it into a 4-shard cluster.
+.PHONY: demo-backup
+demo-backup:
+	hack/demo-backup.sh
 
 # Kill a zone of the demo (MODE=--partition to cut it off instead) and watch it heal.
 demo-zone-down: build
@@ -39,13 +47,21 @@ build:
 
 # manifests/crds/ holds a copy for kustomize (which loads nothing outside manifests/).
 crds:
-	$(CARGO) run -q --bin crdgen > $(CRD)
+	$(CARGO) run -q --bin crdgen redisclusters > $(CRD)
+	$(CARGO) run -q --bin crdgen redisclusterbackups > $(BACKUP_CRD)
+	$(CARGO) run -q --bin crdgen redisclusterbackupschedules > $(SCHEDULE_CRD)
 	cp $(CRD) manifests/$(CRD)
+	cp $(BACKUP_CRD) manifests/$(BACKUP_CRD)
+	cp $(SCHEDULE_CRD) manifests/$(SCHEDULE_CRD)
 
 # CI fails when crds/ (or its copy in manifests/crds/) does not match the Rust types.
 check-crds:
 	@$(CARGO) run -q --bin crdgen | diff -u $(CRD) - || { echo "crds/ is stale: run 'make crds'"; exit 1; }
+	@$(CARGO) run -q --bin crdgen redisclusterbackups | diff -u $(BACKUP_CRD) - || { echo "crds/ is stale: run 'make crds'"; exit 1; }
+	@$(CARGO) run -q --bin crdgen redisclusterbackupschedules | diff -u $(SCHEDULE_CRD) - || { echo "crds/ is stale: run 'make crds'"; exit 1; }
 	@diff -u $(CRD) manifests/$(CRD) || { echo "manifests/crds/ is stale: run 'make crds'"; exit 1; }
+	@diff -u $(BACKUP_CRD) manifests/$(BACKUP_CRD) || { echo "manifests/crds/ is stale: run 'make crds'"; exit 1; }
+	@diff -u $(SCHEDULE_CRD) manifests/$(SCHEDULE_CRD) || { echo "manifests/crds/ is stale: run 'make crds'"; exit 1; }
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -86,17 +102,20 @@ e2e: build image
 	  OPERATOR_KUBECONFIG=$$PWD/target/operator.kubeconfig $(CARGO) test --test e2e_bad_specs -- --ignored >target/e2e_bad_specs.log 2>&1 & bad_specs_pid=$$!; \
 	  OPERATOR_KUBECONFIG=$$PWD/target/operator.kubeconfig $(CARGO) test --test e2e_tls -- --ignored >target/e2e_tls.log 2>&1 & tls_pid=$$!; \
 	  OPERATOR_KUBECONFIG=$$PWD/target/operator.kubeconfig $(CARGO) test --test e2e_auth -- --ignored >target/e2e_auth.log 2>&1 & auth_pid=$$!; \
+	  OPERATOR_KUBECONFIG=$$PWD/target/operator.kubeconfig $(CARGO) test --test e2e_backup -- --ignored --nocapture >target/e2e_backup.log 2>&1 & backup_pid=$$!; \
 	  OPERATOR_KUBECONFIG=$$PWD/target/operator.kubeconfig $(CARGO) test --test e2e_tls_chaos -- --ignored --test-threads=1 --skip serial_ >target/e2e_tls_chaos.log 2>&1 & tls_chaos_pid=$$!; \
 	  OPERATOR_KUBECONFIG=$$PWD/target/operator.kubeconfig $(CARGO) test --test e2e_scale -- --ignored --test-threads=2 || status=$$?; \
 	  wait $$bad_specs_pid || status=$$?; cat target/e2e_bad_specs.log; \
 	  wait $$tls_pid || status=$$?; cat target/e2e_tls.log; \
 	  wait $$auth_pid || status=$$?; cat target/e2e_auth.log; \
+	  wait $$backup_pid || status=$$?; cat target/e2e_backup.log; \
 	  wait $$tls_chaos_pid || status=$$?; cat target/e2e_tls_chaos.log; \
 	  wait $$soak_pid || status=$$?; cat target/e2e_soak.log; \
 	  OPERATOR_KUBECONFIG=$$PWD/target/operator.kubeconfig $(CARGO) test --test e2e_operator_ha -- --ignored --test-threads=4 --skip bench_ || status=$$?; \
 	  OPERATOR_KUBECONFIG=$$PWD/target/operator.kubeconfig $(CARGO) test --test e2e_zones -- --ignored --test-threads=1 serial_ || status=$$?; \
 	  OPERATOR_KUBECONFIG=$$PWD/target/operator.kubeconfig $(CARGO) test --test e2e_tls_chaos -- --ignored --test-threads=1 serial_ || status=$$?; \
 	fi; \
+	hack/s3 down >/dev/null 2>&1 || true; \
 	$(LOCAL_CLUSTER) down || status=$$?; \
 	if [ $$status -eq 0 ]; then $(CARGO) test --test local_cluster_down -- --ignored || status=$$?; fi; \
 	exit $$status
@@ -181,6 +200,15 @@ FAULTS ?=
 soak: deps build
 	CARGO=$(CARGO) TEST_ZONES=$(TEST_ZONES) TEST_NODES_PER_ZONE=$(TEST_NODES_PER_ZONE) \
 	  hack/soak.sh $(ROUNDS) $(SEED) $(CLUSTERS) '$(FAULTS)'
+
+# Backup and restore (issue 22): per shard of a 3x1, take::snapshot from its follower into S3
+# vs redis-cli --rdb; the backup restored from S3 into a 5x0 vs redis-cli --cluster import from a
+# standalone server; the restore's peak RSS. No Kubernetes: local redis-server processes,
+# versitygw (installed by deps) and redis-cli on loopback (about 5 minutes; ~1 GB with
+# BENCH_BACKUP_VALUE_BYTES=1024). The table is printed and written to target/bench-backup.md.
+.PHONY: bench-backup
+bench-backup: deps
+	$(CARGO) test --release --test bench_backup -- --ignored --nocapture
 
 .PHONY: bench-scale
 bench-scale:

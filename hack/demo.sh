@@ -71,6 +71,8 @@ Reach the cluster from this machine (pod IPs are routable here):
 Which replica acts, and the Events it wrote:
   kubectl -n redis-operator get lease redis-operator -o jsonpath='{.spec.holderIdentity}'
   kubectl -n demo get events.events.k8s.io -o custom-columns=REASON:.reason,BY:.reportingInstance,NOTE:.note
+Back it up to a local S3 server and restore it into a 4-shard cluster:
+  make demo-backup
 Kill a zone while writes run and watch it heal (MODE=--partition to cut it off instead):
   make demo-zone-down ZONE=zone-a
 Stop everything:

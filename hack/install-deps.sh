@@ -86,3 +86,14 @@ if ! "$pyenv_dir/bin/python" -c "import redis, sys; sys.exit(redis.__version__ !
   python3 -m venv "$pyenv_dir"
   "$pyenv_dir/bin/python" -m pip install -q --disable-pip-version-check "redis==$redis_py_version"
 fi
+
+# versitygw, the S3-compatible server of the backup tests and the demo (hack/s3,
+# tests/s3_store.rs): one pinned release built from the Go module proxy into the cache.
+versitygw_version=v1.8.0
+versitygw_dir=${XDG_CACHE_HOME:-$HOME/.cache}/redis-operator/versitygw
+if [[ ! -x $versitygw_dir/bin/versitygw || $(cat "$versitygw_dir/version" 2>/dev/null) != "$versitygw_version" ]]; then
+  echo "[install-deps] versitygw $versitygw_version (into $versitygw_dir/bin)" >&2
+  mkdir -p "$versitygw_dir/bin"
+  GOBIN=$versitygw_dir/bin go install "github.com/versity/versitygw/cmd/versitygw@$versitygw_version"
+  echo "$versitygw_version" >"$versitygw_dir/version"
+fi

@@ -4,6 +4,7 @@
 //! parsing, object builders, planning) and thin I/O edges (the Kubernetes client and the RESP
 //! admin client).
 
+pub mod backup;
 pub mod cli;
 pub mod controller;
 pub mod crd;

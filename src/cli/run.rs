@@ -200,6 +200,7 @@ async fn run(args: RunArgs) -> Result<(), String> {
             operator_namespace: std::env::var("POD_NAMESPACE")
                 .ok()
                 .filter(|ns| !ns.is_empty()),
+            companions: companions(args.namespace.clone()),
         },
     )
     .instrument(span.clone());
@@ -231,4 +232,15 @@ async fn run(args: RunArgs) -> Result<(), String> {
             }
         }
     }
+}
+
+/// The backup and schedule controllers and the restore loop, on the controller's context.
+fn companions(namespace: Option<String>) -> Vec<crate::controller::Companion> {
+    let backups = namespace.clone();
+    let schedules = namespace.clone();
+    vec![
+        Box::new(move |ctx| Box::pin(crate::backup::controller::run(ctx, backups))),
+        Box::new(move |ctx| Box::pin(crate::backup::schedule::run(ctx, schedules))),
+        Box::new(move |ctx| Box::pin(crate::backup::restore::run(ctx, namespace))),
+    ]
 }

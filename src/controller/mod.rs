@@ -46,7 +46,14 @@ pub struct RunOptions {
     pub metrics: crate::metrics::Metrics,
     /// The namespace the operator's Pod runs in (POD_NAMESPACE), if it runs in one.
     pub operator_namespace: Option<String>,
+    /// Loops started beside the controller on the same context (the backup and restore
+    /// loops): the caller wires them, so this module imports none of them.
+    pub companions: Vec<Companion>,
 }
+
+/// A loop started with the controller's context.
+pub type Companion =
+    Box<dyn FnOnce(Arc<Context>) -> futures::future::BoxFuture<'static, ()> + Send>;
 
 /// Runs the controller until SIGTERM/Ctrl-C.
 ///
@@ -60,6 +67,7 @@ pub async fn run(client: Client, options: RunOptions) -> Result<(), Error> {
         readiness,
         metrics,
         operator_namespace,
+        companions,
     } = options;
     let clusters: Api<RedisCluster> = scoped(&client, namespace.as_deref());
     // Fail fast with a clear message instead of a watch error loop when the CRD is missing.
@@ -98,6 +106,9 @@ pub async fn run(client: Client, options: RunOptions) -> Result<(), Error> {
         namespace = namespace.as_deref().unwrap_or("*"),
         "redis-operator started"
     );
+    for companion in companions {
+        tokio::spawn(companion(ctx.clone()));
+    }
 
     // The RedisCluster reflector as Controller::new builds it, plus a signal once its first list
     // is in (/readyz). Not Store::wait_until_ready on the controller's store: the controller's

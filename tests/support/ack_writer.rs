@@ -531,6 +531,8 @@ pub struct TagReport {
     pub last_error: Option<(Duration, String)>,
     /// Sequence numbers of acknowledged writes (the value of key `seq` is `seq`).
     pub acked: Vec<u64>,
+    /// When each of them was acknowledged (offsets from the writer's start, same order).
+    pub acked_at: Vec<Duration>,
     /// Acknowledgement times and the longest gap.
     pub outage: OutageTracker,
     /// Every gap between two consecutive acknowledgements of at least [`LONG_GAP`], in order
@@ -659,6 +661,7 @@ impl AckWriter {
                     other_errors: 0,
                     last_error: None,
                     acked: Vec::new(),
+                    acked_at: Vec::new(),
                     outage: OutageTracker::default(),
                     long_gaps: Vec::new(),
                     ended_by: "stop",
@@ -775,6 +778,7 @@ async fn run_tag(shared: Arc<Shared>, mut report: TagReport) -> TagReport {
         if write_acked(&shared, &mut conns, &mut report, seq).await {
             report.acked.push(seq);
             let at = shared.elapsed();
+            report.acked_at.push(at);
             if let Some(last) = report.outage.last
                 && at.saturating_sub(last) >= LONG_GAP
             {

@@ -225,4 +225,41 @@ impl DataClient {
         }
         Ok(values)
     }
+
+    /// Runs one command per key with pipelines of `chunk` commands per node (the key routes
+    /// it); a command whose pipelined reply was an error (a redirect) is run again one by one.
+    /// Returns the replies in order.
+    pub async fn run_many(
+        &mut self,
+        cmds: &[(Bytes, Cmd)],
+        chunk: usize,
+    ) -> Result<Vec<Frame>, RedisError> {
+        let mut out: Vec<Option<Frame>> = vec![None; cmds.len()];
+        let mut by_node: HashMap<SocketAddr, Vec<usize>> = HashMap::new();
+        for (i, (k, _)) in cmds.iter().enumerate() {
+            if let Some(addr) = self.owner(k) {
+                by_node.entry(addr).or_default().push(i);
+            }
+        }
+        for (addr, idx) in by_node {
+            for part in idx.chunks(chunk.max(1)) {
+                let batch: Vec<Cmd> = part.iter().map(|i| cmds[*i].1.clone()).collect();
+                let conn = self.conn(addr).await?;
+                let replies = conn.pipeline(&batch).await?;
+                for (i, r) in part.iter().zip(replies) {
+                    if let Ok(frame) = r {
+                        out[*i] = Some(frame);
+                    }
+                }
+            }
+        }
+        let mut frames = Vec::with_capacity(cmds.len());
+        for (i, f) in out.into_iter().enumerate() {
+            frames.push(match f {
+                Some(f) => f,
+                None => self.run(&cmds[i].0, &cmds[i].1).await?,
+            });
+        }
+        Ok(frames)
+    }
 }

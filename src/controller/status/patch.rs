@@ -22,7 +22,11 @@ pub async fn write(
     mut status: RedisClusterStatus,
     conditions: &[Desired],
 ) -> Result<(), Error> {
-    let old = cluster.status.clone().unwrap_or_default();
+    let mut old = cluster.status.clone().unwrap_or_default();
+    // `restore` belongs to the restore loop (its own field manager): never compared (it would
+    // differ on every pass) nor applied (this manager would take it over).
+    old.restore = None;
+    status.restore = None;
     let now = Time(jiff::Timestamp::now());
     status.conditions =
         status::merge_conditions(&old.conditions, conditions, status.observed_generation, now);

@@ -46,6 +46,8 @@ pub fn summary(
         orphaned_claims,
         tls: tls(obs),
         auth: auth(obs),
+        // Written by the restore loop under its own field manager, never here.
+        restore: None,
     }
 }
 

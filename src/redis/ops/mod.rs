@@ -9,6 +9,7 @@
 //! the `*_and_wait` helpers loop over the steps until a deadline.
 
 pub mod acl;
+pub mod backup;
 pub mod config;
 pub mod distribution;
 pub mod failover;
@@ -21,6 +22,9 @@ pub mod replicate;
 pub mod reshard;
 pub mod reshard_many;
 pub mod restore;
+mod restore_batch;
+pub mod restore_route;
+pub mod restore_stream;
 pub mod slots;
 pub mod snapshot;
 

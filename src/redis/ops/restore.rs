@@ -8,9 +8,9 @@
 //!   here instead of being sent (Redis would also accept and drop it).
 //! * No `REPLACE`: a restore runs only into an empty cluster (checked before it starts), so an
 //!   existing key means something else is writing; `BUSYKEY` surfaces that instead of silently
-//!   overwriting a newer value. A retried batch after a lost reply also answers `BUSYKEY` for
-//!   the keys it had already written; the caller can compare with `DUMP` to tell a retry from
-//!   a conflict.
+//!   overwriting a newer value. Two cases add `REPLACE` ([`with_replace`]) for the keys that
+//!   answer `BUSYKEY`: a resumed restore (the interrupted attempt wrote them), and a batch
+//!   re-sent after its replies were lost (it wrote them itself).
 //! * No `IDLETIME`/`FREQ`: restored data starts fresh for eviction, like after `MIGRATE`.
 
 use std::collections::BTreeMap;
@@ -26,6 +26,18 @@ pub fn restore_cmd(key: &RdbKey, now_ms: i64) -> Option<Cmd> {
         Some(at) if at <= now_ms => None,
         Some(at) => Some(cmd.arg_int(at).arg_bytes(key.payload.clone()).arg("ABSTTL")),
     }
+}
+
+/// `cmd` (a `RESTORE` from [`restore_cmd`]) with `REPLACE`: for a resumed restore, where a
+/// key that exists was written by the interrupted attempt, and for a batch re-sent after its
+/// replies were lost, whose keys may be its own.
+pub fn with_replace(cmd: Cmd) -> Cmd {
+    cmd.arg("REPLACE")
+}
+
+/// The key of a `RESTORE` command (its first argument).
+pub fn restore_key(cmd: &Cmd) -> &[u8] {
+    cmd.args().get(1).map_or(&[][..], |k| k.as_ref())
 }
 
 /// The cluster slot of a key (CRC16 of the key or its `{hash tag}`, mod 16384).
@@ -127,6 +139,20 @@ mod tests {
             args(&cmd),
             [&b"RESTORE"[..], b"b", b"1000005", b"Q", b"ABSTTL"]
         );
+        let replace = with_replace(cmd);
+        assert_eq!(
+            args(&replace),
+            [
+                &b"RESTORE"[..],
+                b"b",
+                b"1000005",
+                b"Q",
+                b"ABSTTL",
+                b"REPLACE"
+            ]
+        );
+        assert_eq!(restore_key(&replace), b"b");
+        assert_eq!(restore_key(&Cmd::new("RESTORE")), b"");
         assert_eq!(restore_cmd(&key("c", Some(now), b"R"), now), None);
         assert_eq!(restore_cmd(&key("d", Some(-1), b"R"), now), None);
     }

@@ -24,7 +24,7 @@ use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use crate::redis::client::{AdminOptions, Client};
 use crate::redis::command::Cmd;
 use crate::redis::error::RedisError;
-use crate::redis::parse::info::{ReplicationInfo, ReplicationRole, parse_replication_info};
+use crate::redis::parse::info::{ReplicationInfo, parse_replication_info};
 use crate::redis::reply;
 use crate::redis::tls::Stream;
 
@@ -84,10 +84,7 @@ impl Snapshot {
     /// The node's replication offset before the snapshot: `slave_repl_offset` on a replica,
     /// `master_repl_offset` on a master.
     pub fn repl_offset_before(&self) -> u64 {
-        match &self.replication_before.role {
-            ReplicationRole::Replica(link) => link.repl_offset,
-            ReplicationRole::Master { .. } => self.replication_before.master_repl_offset,
-        }
+        self.replication_before.data_offset()
     }
 }
 

@@ -71,6 +71,15 @@ impl ReplicationInfo {
             ReplicationRole::Master { .. } => None,
         }
     }
+
+    /// The offset of the data this node holds: `slave_repl_offset` on a replica (what it has
+    /// processed from its master), `master_repl_offset` on a master.
+    pub fn data_offset(&self) -> u64 {
+        match &self.role {
+            ReplicationRole::Replica(link) => link.repl_offset,
+            ReplicationRole::Master { .. } => self.master_repl_offset,
+        }
+    }
 }
 
 /// Parses the reply of `INFO replication` (other sections in the text are ignored).

@@ -21,6 +21,7 @@ mod reader;
 mod source;
 
 pub use crc64::crc64;
+pub(crate) use error::printable_key;
 pub use error::{MAX_RDB_VERSION, RdbError};
 pub use lzf::{LzfError, decompress as lzf_decompress};
 pub use reader::{RdbKey, RdbReader, RdbSummary, ReaderLimits};

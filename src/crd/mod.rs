@@ -11,6 +11,11 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
+pub mod backup;
+pub mod schedule;
+pub use backup::{RedisClusterBackup, RestoreFrom, RestoreStatus};
+pub use schedule::RedisClusterBackupSchedule;
+
 /// API group of every resource this operator defines.
 pub const GROUP: &str = "redis.redis-operator.dev";
 /// The image used when `spec.image` is not set.
@@ -45,6 +50,7 @@ pub const DEFAULT_ZONE_KEY: &str = "topology.kubernetes.io/zone";
     // Every derived name must fit: Pods `<name>-s499-m5-xxxxx` (a hostname, 63), the headless
     // Service `<name>-headless` (63), label values (63).
     validation = Rule::new("!has(oldSelf.spec) || has(self.spec.tls) == has(oldSelf.spec.tls)").message("spec.tls cannot be added or removed after creation: the cluster bus is TLS on every member or on none, so a rolling switch would split the cluster; make a new cluster and move the data"),
+    validation = Rule::new("!has(oldSelf.spec) || has(self.spec.restoreFrom) == has(oldSelf.spec.restoreFrom) && (!has(self.spec.restoreFrom) || self.spec.restoreFrom == oldSelf.spec.restoreFrom)").message("spec.restoreFrom is set when the cluster is created and cannot change"),
     validation = Rule::new("self.metadata.name.size() <= 49").message("metadata.name must be at most 49 characters: the Pods, Services and labels derived from it must fit in 63")
 )]
 #[serde(rename_all = "camelCase")]
@@ -137,6 +143,12 @@ pub struct RedisClusterSpec {
     /// halves could not gossip, vote or fail over. Make a new cluster and move the data.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsSpec>,
+
+    /// Fill the new cluster from a backup: once every slot is served, every key of the backup
+    /// is written to the shard owning its slot here, whatever the number of shards. Only into
+    /// an empty cluster; set when the cluster is created. Progress: `status.restore`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_from: Option<RestoreFrom>,
 }
 
 /// TLS settings of the members. With TLS, port 6379 speaks TLS only.
@@ -392,6 +404,9 @@ pub struct RedisClusterStatus {
     /// The password: where it comes from and how its last rotation went.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<AuthStatus>,
+    /// With `spec.restoreFrom`: the restore's progress (written by the restore loop).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore: Option<RestoreStatus>,
 }
 
 /// The password the members run with, and a rotation under way or in its grace period.

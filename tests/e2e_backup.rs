@@ -1,0 +1,568 @@
+//! End-to-end: backup and restore (issue 22) against a real S3 server (versitygw, `hack/s3`).
+//!
+//! A 3×1 holds keys of every type (strings, hashes, lists, sets, sorted sets, streams), some
+//! with TTLs, and 20 values of 1 MiB, and takes WAIT-acknowledged writes throughout. A
+//! RedisClusterBackup stores it; then two new clusters, a 5×1 and a 3×1, are created with
+//! `restoreFrom` it. In both: every loaded key has the same type and value (`DUMP` equal) and
+//! its TTL within 2 s, every write acknowledged before the backup was created is there, and the
+//! slots are spread evenly. Then a backup is made of a cluster, its object corrupted, and a
+//! restore from it fails with `ChecksumMismatch` having written nothing.
+//!
+//! Needs the cluster, the CRDs and the RBAC: run through `make test`.
+
+#![allow(clippy::unwrap_used, clippy::panic)]
+
+mod kube_support;
+mod support {
+    pub mod ack_writer;
+    pub mod chaos;
+    pub mod redis_data;
+}
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use k8s_openapi::api::core::v1::Secret;
+use kube::Api;
+use kube::api::PostParams;
+use kube_support::*;
+use redis_operator::crd::{RedisCluster, RedisClusterBackup};
+use redis_operator::redis::command::Cmd;
+use redis_operator::redis::{Client, reply};
+use serde_json::json;
+use support::ack_writer::ReadBackOptions;
+use support::chaos::*;
+use support::redis_data::DataClient;
+
+/// Keys of each kind loaded before the backup (make test's budget; the benchmark loads 1M).
+fn per_kind() -> usize {
+    std::env::var("BACKUP_KEYS_PER_KIND")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3000)
+}
+
+/// `hack/s3 up`'s settings.
+struct S3 {
+    endpoint: String,
+    bucket: String,
+    access_key: String,
+    secret_key: String,
+}
+
+fn s3_up() -> S3 {
+    let out = std::process::Command::new(repo().join("hack/s3"))
+        .arg("up")
+        .output()
+        .expect("hack/s3 up");
+    assert!(
+        out.status.success(),
+        "hack/s3 up: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let get = |k: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{k}=")))
+            .unwrap_or_else(|| panic!("hack/s3 up printed no {k}: {text}"))
+            .to_string()
+    };
+    S3 {
+        endpoint: get("S3_ENDPOINT"),
+        bucket: get("S3_BUCKET"),
+        access_key: get("S3_ACCESS_KEY"),
+        secret_key: get("S3_SECRET_KEY"),
+    }
+}
+
+async fn credentials(chaos: &Chaos, s3: &S3, name: &str, secret_key: &str) {
+    let secret: Secret = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": name},
+        "stringData": {"accessKeyId": s3.access_key, "secretAccessKey": secret_key}
+    }))
+    .unwrap();
+    Api::<Secret>::namespaced(chaos.client.clone(), &chaos.ns.name)
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+}
+
+fn backup(name: &str, cluster: &str, s3: &S3, prefix: &str, creds: &str) -> RedisClusterBackup {
+    serde_json::from_value(json!({
+        "apiVersion": "redis.redis-operator.dev/v1alpha1", "kind": "RedisClusterBackup",
+        "metadata": {"name": name},
+        "spec": {"cluster": cluster, "destination": {"s3": {
+            "endpoint": s3.endpoint, "bucket": s3.bucket, "prefix": prefix,
+            "credentialsSecret": creds}}}
+    }))
+    .unwrap()
+}
+
+/// Waits for the backup to finish; returns it.
+async fn finished(api: &Api<RedisClusterBackup>, name: &str) -> RedisClusterBackup {
+    wait_for(
+        &format!("backup {name} finished"),
+        Duration::from_secs(300),
+        || async {
+            let b = api.get(name).await.ok()?;
+            let phase = format!("{:?}", b.status.as_ref()?.phase?);
+            (phase == "Completed" || phase == "Failed").then_some(b)
+        },
+    )
+    .await
+}
+
+/// Builds the command writing key `k` number `i` of a kind.
+type MakeCmd = fn(&str, usize) -> Cmd;
+
+/// Loads keys of every kind into the source; returns their names.
+async fn load(data: &mut DataClient) -> Vec<Vec<u8>> {
+    let n = per_kind();
+    let mut keys: Vec<Vec<u8>> = Vec::new();
+    let pairs: Vec<(Bytes, Bytes)> = (0..n * 2)
+        .map(|i| {
+            (
+                Bytes::from(format!("str:{i}")),
+                Bytes::from(format!("value-{i}")),
+            )
+        })
+        .collect();
+    data.load(&pairs, 1000).await.unwrap();
+    keys.extend(pairs.iter().map(|(k, _)| k.to_vec()));
+    let big: Vec<(Bytes, Bytes)> = (0..20u8)
+        .map(|i| {
+            (
+                Bytes::from(format!("big:{i}")),
+                Bytes::from(vec![b'a' + i; 1 << 20]),
+            )
+        })
+        .collect();
+    data.load(&big, 2).await.unwrap();
+    keys.extend(big.iter().map(|(k, _)| k.to_vec()));
+    let kinds: [(&str, MakeCmd); 6] = [
+        ("hash", |k, i| {
+            Cmd::new("HSET")
+                .arg(k)
+                .arg("f1")
+                .arg(format!("v{i}"))
+                .arg("f2")
+                .arg("x")
+        }),
+        ("list", |k, i| {
+            Cmd::new("RPUSH")
+                .arg(k)
+                .arg("a")
+                .arg(format!("{i}"))
+                .arg("c")
+        }),
+        ("set", |k, i| {
+            Cmd::new("SADD").arg(k).arg("m1").arg(format!("m{i}"))
+        }),
+        ("zset", |k, i| {
+            Cmd::new("ZADD")
+                .arg(k)
+                .arg("1")
+                .arg("a")
+                .arg(format!("{i}"))
+                .arg("b")
+        }),
+        ("stream", |k, i| {
+            Cmd::new("XADD")
+                .arg(k)
+                .arg("*")
+                .arg("f")
+                .arg(format!("{i}"))
+        }),
+        ("ttl", |k, _| {
+            Cmd::new("SET").arg(k).arg("t").arg("EX").arg("3600")
+        }),
+    ];
+    for (kind, make) in kinds {
+        let cmds: Vec<(Bytes, Cmd)> = (0..n)
+            .map(|i| {
+                let key = format!("{kind}:{i}");
+                let cmd = make(&key, i);
+                (Bytes::from(key), cmd)
+            })
+            .collect();
+        data.run_many(&cmds, 1000).await.unwrap();
+        keys.extend(cmds.iter().map(|(k, _)| k.to_vec()));
+    }
+    keys
+}
+
+/// DUMP and PEXPIRETIME of `keys`.
+async fn dump(
+    data: &mut DataClient,
+    keys: &[Vec<u8>],
+) -> BTreeMap<Vec<u8>, (Option<Vec<u8>>, i64)> {
+    let mut out = BTreeMap::new();
+    for part in keys.chunks(20_000) {
+        let dumps: Vec<(Bytes, Cmd)> = part
+            .iter()
+            .map(|k| {
+                (
+                    Bytes::from(k.clone()),
+                    Cmd::new("DUMP").arg_bytes(k.clone().into()),
+                )
+            })
+            .collect();
+        // The absolute expiry (Unix ms; -1 without one): comparable across clusters and time.
+        let expiries: Vec<(Bytes, Cmd)> = part
+            .iter()
+            .map(|k| {
+                (
+                    Bytes::from(k.clone()),
+                    Cmd::new("PEXPIRETIME").arg_bytes(k.clone().into()),
+                )
+            })
+            .collect();
+        let payloads = data.run_many(&dumps, 500).await.unwrap();
+        let ats = data.run_many(&expiries, 1000).await.unwrap();
+        for (((key, cmd), payload), ((_, tcmd), at)) in
+            dumps.iter().zip(payloads).zip(expiries.iter().zip(ats))
+        {
+            let payload = reply::opt_bytes(cmd, payload).unwrap().map(|b| b.to_vec());
+            let at = reply::int(tcmd, at).unwrap();
+            out.insert(key.to_vec(), (payload, at));
+        }
+    }
+    out
+}
+
+/// Slots per master of the cluster at `seed`.
+async fn slot_counts(seed: SocketAddr, pass: &str) -> Vec<usize> {
+    let mut c = Client::connect(seed, &member_admin(pass)).await.unwrap();
+    let cmd = Cmd::cluster("NODES");
+    let text = reply::text(&cmd, c.call(&cmd).await.unwrap()).unwrap();
+    redis_operator::redis::parse::cluster_nodes::parse_cluster_nodes(&text)
+        .unwrap()
+        .iter()
+        .filter(|e| e.is_master() && !e.slots.is_empty())
+        .map(|e| e.slots.iter().map(|r| r.len()).sum())
+        .collect()
+}
+
+#[tokio::test]
+#[ignore = "needs the local cluster; run by make test"]
+async fn a_backup_restores_into_five_and_three_shards_with_every_key() {
+    let s3 = s3_up();
+    let (chaos, members, writer) = Chaos::start("e2e-backup", json!({})).await;
+    let ns = chaos.ns.name.clone();
+    let mut source = DataClient::new(members.addrs(), chaos.admin()).await;
+    let loaded = Instant::now();
+    let keys = load(&mut source).await;
+    println!(
+        "{ns}: loaded {} keys in {:.1} s",
+        keys.len(),
+        loaded.elapsed().as_secs_f64()
+    );
+    let before = dump(&mut source, &keys).await;
+
+    credentials(&chaos, &s3, "s3-creds", &s3.secret_key).await;
+    let backups: Api<RedisClusterBackup> = Api::namespaced(chaos.client.clone(), &ns);
+    // Every write acknowledged before this instant must be in the backup.
+    let cut = writer.elapsed();
+    backups
+        .create(
+            &PostParams::default(),
+            &backup("b1", NAME, &s3, &format!("{ns}/"), "s3-creds"),
+        )
+        .await
+        .unwrap();
+    let b1 = finished(&backups, "b1").await;
+    let st = b1.status.clone().unwrap();
+    println!(
+        "{ns}: backup {:?} {:?} {:?} in {:?} at {:?}",
+        st.phase, st.size, st.keys, st.duration, st.location
+    );
+    assert_eq!(
+        format!("{:?}", st.phase.unwrap()),
+        "Completed",
+        "{:?}",
+        st.conditions
+    );
+    assert_eq!(st.shards.len(), 3);
+    for s in &st.shards {
+        assert_eq!(s.source_role.as_deref(), Some("follower"), "{s:?}");
+        assert!(
+            s.source_offset.unwrap() >= s.leader_offset_at_start,
+            "{s:?}"
+        );
+    }
+    let mut report = writer.stop().await;
+
+    let clusters: Api<RedisCluster> = Api::namespaced(chaos.client.clone(), &ns);
+    for (name, leaders) in [("restored5", 5), ("restored3", 3)] {
+        clusters
+            .create(
+                &PostParams::default(),
+                &cluster(name, leaders, 1, json!({"restoreFrom": {"backup": "b1"}})),
+            )
+            .await
+            .unwrap();
+    }
+    for (name, leaders) in [("restored5", 5usize), ("restored3", 3)] {
+        let rc = wait_for(
+            &format!("{name} restored"),
+            Duration::from_secs(600),
+            || async {
+                let rc = clusters.get(name).await.ok()?;
+                let r = rc.status.as_ref()?.restore.as_ref()?;
+                let phase = format!("{:?}", r.phase?);
+                (phase == "Completed" || phase == "Failed").then_some(rc)
+            },
+        )
+        .await;
+        let restore = rc.status.unwrap().restore.unwrap();
+        println!(
+            "{ns}: {name}: restore {:?} {:?} keys {:?}",
+            restore.phase, restore.progress, restore.keys
+        );
+        assert_eq!(
+            format!("{:?}", restore.phase.unwrap()),
+            "Completed",
+            "{:?}",
+            restore.conditions
+        );
+        let pass = password(&chaos.client, &ns, name).await;
+        let addrs = member_addrs(&chaos.client, &ns, name).await;
+        let mut target = DataClient::new(addrs.clone(), member_admin(&pass)).await;
+        let after = dump(&mut target, &keys).await;
+        let mut differ = 0;
+        for (key, (payload, ttl)) in &before {
+            let (p2, t2) = &after[key];
+            if payload != p2 || (ttl - t2).abs() > 2000 || (*ttl < 0) != (*t2 < 0) {
+                differ += 1;
+                if differ < 5 {
+                    println!(
+                        "{name}: {} differs: ttl {ttl} vs {t2}",
+                        String::from_utf8_lossy(key)
+                    );
+                }
+            }
+        }
+        assert_eq!(differ, 0, "{name}: keys differing from the source");
+        let counts = slot_counts(addrs[0], &pass).await;
+        assert_eq!(
+            counts.len(),
+            leaders,
+            "{name}: masters with slots: {counts:?}"
+        );
+        assert!(
+            counts.iter().max().unwrap() - counts.iter().min().unwrap() <= 1,
+            "{name}: {counts:?}"
+        );
+        // The writes acknowledged before the backup was created.
+        let mut early = report.clone();
+        for tag in &mut early.tags {
+            let n = tag.acked_at.iter().take_while(|at| **at < cut).count();
+            tag.acked.truncate(n);
+        }
+        early
+            .read_back(&addrs, &pass, &ReadBackOptions::default())
+            .await;
+        println!("{ns}: {name}: acknowledged before the backup: {early}");
+        assert_eq!(early.lost(), Some(0), "{name}");
+        assert!(early.acknowledged() > 0);
+    }
+    report
+        .read_back(&members.addrs(), &chaos.pass, &ReadBackOptions::default())
+        .await;
+    assert_eq!(
+        report.lost(),
+        Some(0),
+        "the source lost acknowledged writes"
+    );
+    chaos.cleanup().await;
+}
+
+/// The backup's phase and progress.
+async fn phase_of(api: &Api<RedisClusterBackup>, name: &str) -> (String, String) {
+    let b = api.get(name).await.unwrap();
+    let st = b.status.unwrap_or_default();
+    (
+        st.phase.map(|p| format!("{p:?}")).unwrap_or_default(),
+        st.progress.unwrap_or_default(),
+    )
+}
+
+/// The reason of the backup's `Completed` condition.
+async fn backup_reason(api: &Api<RedisClusterBackup>, name: &str) -> Option<String> {
+    let b = api.get(name).await.ok()?;
+    let c = b
+        .status?
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == "Completed")?;
+    Some(c.reason)
+}
+
+#[tokio::test]
+#[ignore = "needs the local cluster; run by make test"]
+async fn backup_failures_are_conditions_and_a_killed_operator_resumes() {
+    use redis_operator::backup::store::{S3Credentials, S3Location, Store, StoreTimeouts};
+    let s3 = s3_up();
+    let (mut chaos, members) = Chaos::create("e2e-backup-fail", json!({})).await;
+    let ns = chaos.ns.name.clone();
+    let backups: Api<RedisClusterBackup> = Api::namespaced(chaos.client.clone(), &ns);
+    // Enough incompressible data that each shard takes a moment to stream.
+    let mut data = DataClient::new(members.addrs(), chaos.admin()).await;
+    let big: Vec<(Bytes, Bytes)> = (0..90)
+        .map(|i| {
+            let v: Vec<u8> = (0..1usize << 20)
+                .map(|j| (j.wrapping_mul(2654435761) >> (i % 7)) as u8)
+                .collect();
+            (Bytes::from(format!("big:{i}")), Bytes::from(v))
+        })
+        .collect();
+    data.load(&big, 4).await.unwrap();
+
+    // Credentials missing: Pending, then the Secret appears, then wrong: Failed, StorageRefused.
+    let prefix = format!("{ns}/");
+    backups
+        .create(
+            &PostParams::default(),
+            &backup("nocreds", NAME, &s3, &prefix, "later"),
+        )
+        .await
+        .unwrap();
+    wait_for("CredentialsMissing", Duration::from_secs(60), || async {
+        (backup_reason(&backups, "nocreds").await? == "CredentialsMissing").then_some(())
+    })
+    .await;
+    credentials(&chaos, &s3, "later", "not-the-secret").await;
+    let b = finished(&backups, "nocreds").await;
+    let st = b.status.unwrap();
+    println!("{ns}: wrong credentials: {:?}", st.conditions);
+    assert_eq!(format!("{:?}", st.phase.unwrap()), "Failed");
+    assert_eq!(
+        backup_reason(&backups, "nocreds").await.as_deref(),
+        Some("StorageRefused")
+    );
+
+    // The operator killed mid-backup: a new one resumes after the shards stored.
+    credentials(&chaos, &s3, "s3-creds", &s3.secret_key).await;
+    backups
+        .create(
+            &PostParams::default(),
+            &backup("resumed", NAME, &s3, &prefix, "s3-creds"),
+        )
+        .await
+        .unwrap();
+    wait_for(
+        "the first shard stored",
+        Duration::from_secs(120),
+        || async {
+            let (_, progress) = phase_of(&backups, "resumed").await;
+            (!progress.is_empty() && progress != "0/3").then_some(())
+        },
+    )
+    .await;
+    chaos.operator.kill();
+    println!(
+        "{ns}: operator killed at {:?}",
+        phase_of(&backups, "resumed").await
+    );
+    chaos.operator = Operator::start(&ns);
+    let b = finished(&backups, "resumed").await;
+    let st = b.status.clone().unwrap();
+    assert_eq!(
+        format!("{:?}", st.phase.unwrap()),
+        "Completed",
+        "{:?}",
+        st.conditions
+    );
+    assert!(st.shards.iter().all(|s| s.sha256.is_some()));
+
+    // A shard's follower deleted while an earlier shard streams: that shard waits for the
+    // replacement follower to sync and is taken from it (its leader never forks).
+    backups
+        .create(
+            &PostParams::default(),
+            &backup("moved", NAME, &s3, &prefix, "s3-creds"),
+        )
+        .await
+        .unwrap();
+    wait_for("a shard stored", Duration::from_secs(120), || async {
+        let (_, progress) = phase_of(&backups, "moved").await;
+        (!progress.is_empty() && progress != "0/3").then_some(())
+    })
+    .await;
+    let leader = backups.get("moved").await.unwrap().status.unwrap().shards[2]
+        .leader_id
+        .clone();
+    let gone = members
+        .0
+        .iter()
+        .find(|m| m.master_id.as_deref() == Some(leader.as_str()))
+        .unwrap()
+        .pod
+        .clone();
+    chaos.delete_pods(&[gone.as_str()]).await;
+    let b = finished(&backups, "moved").await;
+    let moved = b.status.unwrap();
+    println!(
+        "{ns}: follower {gone} deleted mid-backup: {:?}",
+        moved.shards[2]
+    );
+    assert_eq!(
+        format!("{:?}", moved.phase.unwrap()),
+        "Completed",
+        "{:?}",
+        moved.conditions
+    );
+    assert_ne!(moved.shards[2].source.as_deref(), Some(gone.as_str()));
+    assert_eq!(moved.shards[2].source_role.as_deref(), Some("follower"));
+
+    // A corrupted object: the restore fails with ChecksumMismatch and writes nothing.
+    let store = Store::s3(
+        &S3Location {
+            endpoint: Some(s3.endpoint.clone()),
+            bucket: s3.bucket.clone(),
+            prefix: prefix.clone(),
+            region: "us-east-1".into(),
+        },
+        &S3Credentials {
+            access_key_id: s3.access_key.clone(),
+            secret_access_key: s3.secret_key.clone(),
+        },
+        StoreTimeouts::default(),
+    )
+    .unwrap()
+    .child(st.path.as_deref().unwrap());
+    let mut bytes = store.get("shard-1.rdb").await.unwrap().to_vec();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    store.put("shard-1.rdb", bytes.into()).await.unwrap();
+    let clusters: Api<RedisCluster> = Api::namespaced(chaos.client.clone(), &ns);
+    clusters
+        .create(
+            &PostParams::default(),
+            &cluster(
+                "corrupt",
+                3,
+                0,
+                json!({"restoreFrom": {"backup": "resumed"}}),
+            ),
+        )
+        .await
+        .unwrap();
+    let restore = wait_for("the restore refused", Duration::from_secs(300), || async {
+        let r = clusters.get("corrupt").await.ok()?.status?.restore?;
+        (format!("{:?}", r.phase?) == "Failed").then_some(r)
+    })
+    .await;
+    println!("{ns}: corrupted: {:?}", restore.conditions);
+    assert_eq!(restore.conditions[0].reason, "ChecksumMismatch");
+    let pass = password(&chaos.client, &ns, "corrupt").await;
+    let addrs = member_addrs(&chaos.client, &ns, "corrupt").await;
+    let held =
+        redis_operator::redis::ops::restore_stream::cluster_key_count(&addrs, &member_admin(&pass))
+            .await
+            .unwrap();
+    assert_eq!(held, 0, "nothing written");
+    chaos.cleanup().await;
+}
