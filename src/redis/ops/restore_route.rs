@@ -182,13 +182,23 @@ impl SlotMap {
 }
 
 /// Every master any answering node knows of, by address (handshake entries excluded): the
-/// nodes whose keys count, slots or not.
+/// nodes whose keys count, slots or not. A node that answered says itself what it is: a
+/// peer's older line calling it a master (a follower just attached) does not count it twice
+/// (seen in the backup benchmark: 33,345 keys counted for 20,002).
 pub fn master_addrs(view: &ClusterView) -> BTreeSet<SocketAddr> {
-    view.nodes
+    let answered: BTreeSet<SocketAddr> = view.nodes.iter().map(|n| n.addr).collect();
+    let claimed = view
+        .nodes
         .iter()
-        .flat_map(|n| std::iter::once(&n.myself).chain(n.peers.iter()))
+        .flat_map(|n| n.peers.iter())
         .filter(|e| e.is_master() && !e.flags.handshake)
         .filter_map(|e| e.addr)
+        .filter(|a| !answered.contains(a));
+    view.nodes
+        .iter()
+        .filter(|n| n.is_master())
+        .map(|n| n.addr)
+        .chain(claimed)
         .collect()
 }
 
@@ -300,6 +310,27 @@ mod tests {
         assert_eq!(map.owner(16384), None);
         assert_eq!(map.masters(), BTreeSet::from([a, b]));
         assert_eq!(master_addrs(&view), BTreeSet::from([a, b]));
+        // b answers and says it is a replica now: a's older line calling it a master does not
+        // make its keys count.
+        let b_text = format!(
+            "{} 127.0.0.1:7001@17001 myself,slave {} 0 0 1 connected\n{} 127.0.0.1:7000@17000 master - 0 0 1 connected 0-16383\n",
+            "b".repeat(40),
+            "a".repeat(40),
+            "a".repeat(40)
+        );
+        let replica = NodeObservation::from_replies(
+            b,
+            &b_text,
+            INFO,
+            "role:slave\r\nmaster_host:127.0.0.1\r\nmaster_port:7000\r\nmaster_link_status:up\r\nmaster_sync_in_progress:0\r\nslave_repl_offset:0\r\nmaster_replid:x\r\nmaster_repl_offset:0\r\n",
+            Some(0),
+        )
+        .expect("observation");
+        let stale = ClusterView {
+            nodes: vec![node(7000, &nodes_text('a', "8192-16383")), replica],
+            unreachable: Vec::new(),
+        };
+        assert_eq!(master_addrs(&stale), BTreeSet::from([a]));
         let partial = ClusterView {
             nodes: vec![node(7000, &nodes_text('a', "8192-16000"))],
             unreachable: Vec::new(),
