@@ -19,6 +19,8 @@ command -v losetup >/dev/null || need_apt+=(mount)
 command -v fallocate >/dev/null || need_apt+=(util-linux)
 command -v python3 >/dev/null || need_apt+=(python3)
 command -v bc >/dev/null || need_apt+=(bc) # benchmark scripts
+# The operator image's trust store (HTTPS to S3 for backups): Mozilla's roots as Debian ships them.
+[[ -d /usr/share/ca-certificates/mozilla ]] || need_apt+=(ca-certificates)
 # kube-proxy's nftables mode drives the kernel through `nft` (iptables is not needed); dig
 # queries the cluster DNS (hack/local-cluster up and dns).
 command -v nft >/dev/null || need_apt+=(nftables)

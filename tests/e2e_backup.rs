@@ -6,7 +6,9 @@
 //! `restoreFrom` it. In both: every loaded key has the same type and value (`DUMP` equal) and
 //! its TTL within 2 s, every write acknowledged before the backup was created is there, and the
 //! slots are spread evenly. Then a backup is made of a cluster, its object corrupted, and a
-//! restore from it fails with `ChecksumMismatch` having written nothing.
+//! restore from it fails with `ChecksumMismatch` having written nothing. A schedule firing
+//! every minute makes backups and deletes all but the newest two with their objects, while a
+//! restore whose operator is killed mid-way resumes and completes with every key.
 //!
 //! Needs the cluster, the CRDs and the RBAC: run through `make test`.
 
@@ -28,7 +30,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 use kube::api::PostParams;
 use kube_support::*;
-use redis_operator::crd::{RedisCluster, RedisClusterBackup};
+use redis_operator::crd::{RedisCluster, RedisClusterBackup, RedisClusterBackupSchedule};
 use redis_operator::redis::command::Cmd;
 use redis_operator::redis::{Client, reply};
 use serde_json::json;
@@ -578,5 +580,204 @@ async fn backup_failures_are_conditions_and_a_killed_operator_resumes() {
             .await
             .unwrap();
     assert_eq!(held, 0, "nothing written");
+    chaos.cleanup().await;
+}
+
+/// The names of the schedule's backups now.
+async fn scheduled(api: &Api<RedisClusterBackup>, schedule: &str) -> Vec<(String, String)> {
+    let lp = kube::api::ListParams::default()
+        .labels(&format!("redis.redis-operator.dev/schedule={schedule}"));
+    let mut out: Vec<(String, String)> = api
+        .list(&lp)
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|b| b.metadata.deletion_timestamp.is_none())
+        .map(|b| {
+            let phase = b
+                .status
+                .and_then(|s| s.phase)
+                .map(|p| format!("{p:?}"))
+                .unwrap_or_default();
+            (b.metadata.name.unwrap_or_default(), phase)
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[tokio::test]
+#[ignore = "needs the local cluster; run by make test"]
+async fn a_schedule_keeps_the_newest_and_a_killed_operator_resumes_a_restore() {
+    use redis_operator::backup::store::{S3Credentials, S3Location, Store, StoreTimeouts};
+    let s3 = s3_up();
+    let (mut chaos, members) = Chaos::create("e2e-backup-sched", json!({})).await;
+    let ns = chaos.ns.name.clone();
+    let prefix = format!("{ns}/");
+    credentials(&chaos, &s3, "s3-creds", &s3.secret_key).await;
+    let backups: Api<RedisClusterBackup> = Api::namespaced(chaos.client.clone(), &ns);
+
+    // Every minute, keeping the newest two: the first run is at most a minute away, and by the
+    // third the first must be gone with its objects.
+    let schedules: Api<RedisClusterBackupSchedule> = Api::namespaced(chaos.client.clone(), &ns);
+    let schedule: RedisClusterBackupSchedule = serde_json::from_value(json!({
+        "apiVersion": "redis.redis-operator.dev/v1alpha1", "kind": "RedisClusterBackupSchedule",
+        "metadata": {"name": "minutely"},
+        "spec": {"schedule": "* * * * *", "keepLast": 2, "template": {"cluster": NAME,
+            "destination": {"s3": {"endpoint": s3.endpoint, "bucket": s3.bucket,
+                "prefix": prefix, "credentialsSecret": "s3-creds"}}}}
+    }))
+    .unwrap();
+    schedules
+        .create(&PostParams::default(), &schedule)
+        .await
+        .unwrap();
+
+    // Enough keys that a restore takes several seconds to write.
+    let mut data = DataClient::new(members.addrs(), chaos.admin()).await;
+    let pairs: Vec<(Bytes, Bytes)> = (0..300_000)
+        .map(|i| {
+            (
+                Bytes::from(format!("k:{i}")),
+                Bytes::from(format!("{i:0>64}")),
+            )
+        })
+        .collect();
+    data.load(&pairs, 1000).await.unwrap();
+    let keys: Vec<Vec<u8>> = pairs.iter().map(|(k, _)| k.to_vec()).collect();
+    let before = dump(&mut data, &keys).await;
+    backups
+        .create(
+            &PostParams::default(),
+            &backup("full", NAME, &s3, &prefix, "s3-creds"),
+        )
+        .await
+        .unwrap();
+    let full = finished(&backups, "full").await;
+    assert_eq!(
+        format!("{:?}", full.status.as_ref().unwrap().phase.unwrap()),
+        "Completed"
+    );
+
+    // The operator killed while the restore writes a shard: a new one resumes it.
+    let clusters: Api<RedisCluster> = Api::namespaced(chaos.client.clone(), &ns);
+    clusters
+        .create(
+            &PostParams::default(),
+            &cluster(
+                "resumed",
+                3,
+                0,
+                json!({"restoreFrom": {"backup": "full"}}),
+            ),
+        )
+        .await
+        .unwrap();
+    let mid = wait_for("the restore writing", Duration::from_secs(300), || async {
+        let r = clusters.get("resumed").await.ok()?.status?.restore?;
+        (format!("{:?}", r.phase?) == "Running" && r.in_progress.is_some()).then_some(r)
+    })
+    .await;
+    chaos.operator.kill();
+    println!(
+        "{ns}: operator killed mid-restore: progress {:?}, in progress {:?}",
+        mid.progress, mid.in_progress
+    );
+    chaos.operator = Operator::start(&ns);
+    let restore = wait_for("the restore finished", Duration::from_secs(600), || async {
+        let r = clusters.get("resumed").await.ok()?.status?.restore?;
+        let phase = format!("{:?}", r.phase?);
+        (phase == "Completed" || phase == "Failed").then_some(r)
+    })
+    .await;
+    println!(
+        "{ns}: restore after the kill: {:?} {:?} keys {:?}",
+        restore.phase, restore.progress, restore.keys
+    );
+    assert_eq!(
+        format!("{:?}", restore.phase.unwrap()),
+        "Completed",
+        "{:?}",
+        restore.conditions
+    );
+    let pass = password(&chaos.client, &ns, "resumed").await;
+    let addrs = member_addrs(&chaos.client, &ns, "resumed").await;
+    let mut target = DataClient::new(addrs.clone(), member_admin(&pass)).await;
+    assert_eq!(dump(&mut target, &keys).await, before, "restored keys");
+    let held =
+        redis_operator::redis::ops::restore_stream::cluster_key_count(&addrs, &member_admin(&pass))
+            .await
+            .unwrap();
+    assert_eq!(held, keys.len() as u64, "no key twice, none extra");
+
+    // The schedule: three runs made; the oldest deleted with its objects; the newest two kept.
+    let mut seen: Vec<String> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let kept = loop {
+        let now = scheduled(&backups, "minutely").await;
+        for (name, _) in &now {
+            if !seen.contains(name) {
+                seen.push(name.clone());
+            }
+        }
+        if seen.len() >= 3
+            && now.len() == 2
+            && !now.iter().any(|(n, _)| *n == seen[0])
+            && now.iter().all(|(_, p)| p == "Completed")
+        {
+            break now;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "three scheduled runs with the oldest deleted: seen {seen:?}, now {now:?}"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    println!("{ns}: scheduled runs seen {seen:?}, kept {kept:?}");
+    let sched = schedules.get("minutely").await.unwrap().status.unwrap();
+    assert!(sched.last_successful_time.is_some(), "{sched:?}");
+    assert!(sched.next_schedule_time.is_some(), "{sched:?}");
+    // The deleted backup's objects are gone; the kept ones' are there.
+    let store = Store::s3(
+        &S3Location {
+            endpoint: Some(s3.endpoint.clone()),
+            bucket: s3.bucket.clone(),
+            prefix: prefix.clone(),
+            region: "us-east-1".into(),
+        },
+        &S3Credentials {
+            access_key_id: s3.access_key.clone(),
+            secret_access_key: s3.secret_key.clone(),
+        },
+        StoreTimeouts::default(),
+    )
+    .unwrap();
+    // Objects live under `<prefix><cluster>/<backup>-<uid8>/`.
+    let under = |name: &str, objects: &[(String, u64)]| -> Vec<String> {
+        let start = format!("{NAME}/{name}-");
+        objects
+            .iter()
+            .filter(|(o, _)| o.starts_with(&start))
+            .map(|(o, _)| o.clone())
+            .collect()
+    };
+    let oldest = seen[0].clone();
+    let objects = wait_for(
+        "the deleted backup's objects gone",
+        Duration::from_secs(60),
+        || async {
+            let objects = store.list().await.ok()?;
+            under(&oldest, &objects).is_empty().then_some(objects)
+        },
+    )
+    .await;
+    for (name, _) in &kept {
+        let mine = under(name, &objects);
+        assert!(
+            mine.iter().any(|o| o.ends_with("manifest.json")),
+            "{name}: {mine:?}"
+        );
+    }
     chaos.cleanup().await;
 }

@@ -72,13 +72,29 @@ def created_time():
     return ts.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def ca_bundle(directory):
+    """Mozilla's root certificates as Debian ships them, concatenated in name order.
+
+    Only the package's own files, never /etc/ssl/certs: that one also holds whatever the build
+    machine's administrator trusted locally, which must not leak into the image (and would make
+    two machines build two digests)."""
+    names = sorted(n for n in os.listdir(directory) if n.endswith(".crt"))
+    if not names:
+        raise SystemExit(f"oci.py: no certificates in {directory}")
+    return b"".join(read(os.path.join(directory, n)).rstrip(b"\n") + b"\n" for n in names)
+
+
 def layer(args):
-    """The root file system: the binary, a passwd/group naming 65532, and nothing else (no shell)."""
+    """The root file system: the binary, a passwd/group naming 65532, the CA bundle (HTTPS to S3
+    for backups), and nothing else (no shell)."""
     return tar_bytes(
         [
             ("etc", DIR_MODE, None),
             ("etc/passwd", FILE_MODE, read(args.passwd)),
             ("etc/group", FILE_MODE, read(args.group)),
+            ("etc/ssl", DIR_MODE, None),
+            ("etc/ssl/certs", DIR_MODE, None),
+            ("etc/ssl/certs/ca-certificates.crt", FILE_MODE, ca_bundle(args.ca_dir)),
             ("redis-operator", EXEC_MODE, read(args.binary)),
         ]
     )
@@ -175,6 +191,11 @@ def main():
     p.add_argument("--binary", required=True)
     p.add_argument("--passwd", required=True)
     p.add_argument("--group", required=True)
+    p.add_argument(
+        "--ca-dir",
+        default="/usr/share/ca-certificates/mozilla",
+        help="directory of .crt files for etc/ssl/certs/ca-certificates.crt",
+    )
     p.add_argument("--ref", required=True, help="image reference, e.g. redis-operator:latest")
     p.add_argument("--out", required=True)
     args = p.parse_args()
