@@ -350,6 +350,7 @@ async fn restore_child() {
         bucket: support::s3_server::BUCKET.to_string(),
         prefix: var("BENCH_BACKUP_PREFIX"),
         region: support::s3_server::REGION.to_string(),
+        ca_pem: None,
     };
     let store = Store::s3(
         &location,

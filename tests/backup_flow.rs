@@ -120,6 +120,7 @@ fn backup_object(status: RedisClusterBackupStatus) -> RedisClusterBackup {
                     prefix: String::new(),
                     region: "us-east-1".into(),
                     credentials_secret: "c".into(),
+                    ca_secret: None,
                 },
             },
             deletion_policy: DeletionPolicy::Delete,

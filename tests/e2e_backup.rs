@@ -540,6 +540,7 @@ async fn backup_failures_are_conditions_and_a_killed_operator_resumes() {
             bucket: s3.bucket.clone(),
             prefix: prefix.clone(),
             region: "us-east-1".into(),
+            ca_pem: None,
         },
         &S3Credentials {
             access_key_id: s3.access_key.clone(),
@@ -665,12 +666,7 @@ async fn a_schedule_keeps_the_newest_and_a_killed_operator_resumes_a_restore() {
     clusters
         .create(
             &PostParams::default(),
-            &cluster(
-                "resumed",
-                3,
-                0,
-                json!({"restoreFrom": {"backup": "full"}}),
-            ),
+            &cluster("resumed", 3, 0, json!({"restoreFrom": {"backup": "full"}})),
         )
         .await
         .unwrap();
@@ -745,6 +741,7 @@ async fn a_schedule_keeps_the_newest_and_a_killed_operator_resumes_a_restore() {
             bucket: s3.bucket.clone(),
             prefix: prefix.clone(),
             region: "us-east-1".into(),
+            ca_pem: None,
         },
         &S3Credentials {
             access_key_id: s3.access_key.clone(),

@@ -321,3 +321,41 @@ async fn local_directory_store() {
     assert!(store.list().await.expect("list").is_empty());
     std::fs::remove_dir_all(&dir).expect("cleanup");
 }
+
+#[tokio::test]
+async fn https_with_a_private_ca() {
+    let server = S3Server::start_tls("tls");
+    // Trusting the CA that signed the server's certificate: a round trip.
+    let store = Store::s3(
+        &server.location("p"),
+        &S3Server::credentials(),
+        short_timeouts(),
+    )
+    .expect("store");
+    store
+        .put("x", Bytes::from_static(b"over tls"))
+        .await
+        .unwrap_or_else(|e| panic!("put over https: {e}\n{}", server.log()));
+    assert_eq!(
+        store.get("x").await.expect("get"),
+        Bytes::from_static(b"over tls")
+    );
+    // Without it, the system roots do not vouch for the server: refused, never sent in clear.
+    let mut untrusted = server.location("p");
+    untrusted.ca_pem = None;
+    let store = Store::s3(&untrusted, &S3Server::credentials(), short_timeouts()).expect("store");
+    let err = store
+        .get("x")
+        .await
+        .expect_err("get with an untrusted certificate");
+    eprintln!("{err}");
+    assert_eq!(err.kind, StoreErrorKind::Untrusted, "{err}");
+    assert!(!err.transient(), "retrying will not make it trusted");
+    assert!(err.message.contains("certificate"), "{err}");
+    // A CA that is not PEM is refused when the store is made.
+    let mut garbage = server.location("p");
+    garbage.ca_pem = Some(b"not a certificate".to_vec());
+    let err = Store::s3(&garbage, &S3Server::credentials(), short_timeouts())
+        .expect_err("a CA that is not PEM");
+    assert!(err.message.contains("CA"), "{err}");
+}

@@ -423,7 +423,9 @@ async fn cleanup(backup: &RedisClusterBackup, ctx: &Context, ns: &str) -> Result
         Err(e)
             if matches!(
                 e.kind,
-                StoreErrorKind::Unauthorized | StoreErrorKind::BucketMissing
+                StoreErrorKind::Unauthorized
+                    | StoreErrorKind::BucketMissing
+                    | StoreErrorKind::Untrusted
             ) =>
         {
             left_behind(backup, ctx, &e.to_string()).await;

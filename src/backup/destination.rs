@@ -10,6 +10,8 @@ use crate::crd::backup::S3Destination;
 pub const ACCESS_KEY_ID: &str = "accessKeyId";
 /// The credentials Secret's keys.
 pub const SECRET_ACCESS_KEY: &str = "secretAccessKey";
+/// The CA Secret's key (as in a `kubernetes.io/tls` Secret or cert-manager's).
+pub const CA_KEY: &str = "ca.crt";
 
 /// Why a destination cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -59,12 +61,35 @@ pub async fn open(
         access_key_id: key(ACCESS_KEY_ID)?,
         secret_access_key: key(SECRET_ACCESS_KEY)?,
     };
+    let ca_pem = match &dest.ca_secret {
+        Some(ca) => Some(ca_of(&api, ca).await?),
+        None => None,
+    };
     let location = S3Location {
         endpoint: dest.endpoint.clone(),
         bucket: dest.bucket.clone(),
         prefix: dest.prefix.clone(),
         region: dest.region.clone(),
+        ca_pem,
     };
     Store::s3(&location, &credentials, StoreTimeouts::default())
         .map_err(|e| DestinationError::Store(e.to_string()))
+}
+
+/// The PEM in the CA Secret `name`.
+async fn ca_of(api: &Api<Secret>, name: &str) -> Result<Vec<u8>, DestinationError> {
+    let secret = api.get_opt(name).await?.ok_or_else(|| {
+        DestinationError::Credentials(format!(
+            "the CA Secret {name} does not exist (key {CA_KEY})"
+        ))
+    })?;
+    secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(CA_KEY))
+        .map(|v| v.0.clone())
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| {
+            DestinationError::Credentials(format!("the CA Secret {name} has no key {CA_KEY}"))
+        })
 }

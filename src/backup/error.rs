@@ -19,6 +19,9 @@ pub enum StoreErrorKind {
     Unauthorized,
     /// The bucket does not exist. Retrying will not help until someone creates it.
     BucketMissing,
+    /// The server's TLS certificate did not verify (unknown issuer, expired, another name).
+    /// Retrying will not help until the CA (`caSecret`) or the server's certificate changes.
+    Untrusted,
     /// No answer: connection refused, DNS failure, a timeout, a connection cut mid-request.
     Unreachable,
     /// Anything else (a 5xx after the retries, a malformed answer, a local I/O error).
@@ -32,6 +35,7 @@ impl StoreErrorKind {
             StoreErrorKind::NotFound => "not found",
             StoreErrorKind::Unauthorized => "unauthorized",
             StoreErrorKind::BucketMissing => "bucket missing",
+            StoreErrorKind::Untrusted => "certificate not trusted",
             StoreErrorKind::Unreachable => "unreachable",
             StoreErrorKind::Other => "error",
         }
@@ -101,6 +105,15 @@ pub fn classify(shape: ErrorShape, text: &str) -> StoreErrorKind {
     }
     if shape == ErrorShape::NotFound || has(&["nosuchkey", "404 not found"]) {
         return StoreErrorKind::NotFound;
+    }
+    // Before Unreachable: rustls refuses during the connect, so the transport shape says
+    // Connect, but no retry will change what the certificate says.
+    if has(&[
+        "invalid peer certificate",
+        "certificate verify failed",
+        "invalidcertificate",
+    ]) {
+        return StoreErrorKind::Untrusted;
     }
     if shape == ErrorShape::Transport
         || has(&[
@@ -238,6 +251,11 @@ mod tests {
                 K::Unauthorized,
             ),
             (S::Other, "<Code>AccessDenied</Code>", K::Unauthorized),
+            (
+                S::Transport,
+                "Error performing GET https://127.0.0.1:41387/backups/p/x in 1.01s, after 3 retries - HTTP error: error sending request: client error (Connect): invalid peer certificate: UnknownIssuer",
+                K::Untrusted,
+            ),
             (
                 S::Transport,
                 "HTTP error: error sending request",

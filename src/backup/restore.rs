@@ -400,9 +400,9 @@ pub async fn verify(store: &Store, manifest: &Manifest) -> Result<(), Outcome> {
                 "ObjectMissing",
                 format!("{} is missing from {}", shard.object, store.describe()),
             ),
-            StoreErrorKind::Unauthorized | StoreErrorKind::BucketMissing => {
-                outcome("StorageRefused", e.to_string())
-            }
+            StoreErrorKind::Unauthorized
+            | StoreErrorKind::BucketMissing
+            | StoreErrorKind::Untrusted => outcome("StorageRefused", e.to_string()),
             _ => outcome("StorageUnavailable", e.to_string()),
         };
         let mut reader = store.reader(&shard.object).await.map_err(unavailable)?;
@@ -480,7 +480,9 @@ async fn store_error(
     e: &super::error::StoreError,
 ) -> Result<Action, Error> {
     match e.kind {
-        StoreErrorKind::Unauthorized | StoreErrorKind::BucketMissing => {
+        StoreErrorKind::Unauthorized
+        | StoreErrorKind::BucketMissing
+        | StoreErrorKind::Untrusted => {
             fail(t, status, outcome("StorageRefused", e.to_string())).await
         }
         _ => wait(t, status, outcome("StorageUnavailable", e.to_string())).await,

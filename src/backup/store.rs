@@ -43,6 +43,9 @@ pub struct S3Location {
     /// May be empty; slashes at either end do not matter.
     pub prefix: String,
     pub region: String,
+    /// PEM certificates trusted beside the system roots (a private CA that signed the
+    /// endpoint's certificate).
+    pub ca_pem: Option<Vec<u8>>,
 }
 
 /// Static S3 credentials. Debug hides the secret key.
@@ -148,6 +151,23 @@ fn s3_client(
         .with_virtual_hosted_style_request(false)
         .with_retry(retry_config());
     let mut options = options;
+    if let Some(pem) = &loc.ca_pem {
+        let certs = object_store::Certificate::from_pem_bundle(pem).map_err(|e| {
+            StoreError::new(
+                StoreErrorKind::Other,
+                format!("the CA for {:?} is not PEM: {}", loc.bucket, error_text(&e)),
+            )
+        })?;
+        if certs.is_empty() {
+            return Err(StoreError::new(
+                StoreErrorKind::Other,
+                format!("the CA for {:?} holds no certificate", loc.bucket),
+            ));
+        }
+        for cert in certs {
+            options = options.with_root_certificate(cert);
+        }
+    }
     if let Some(endpoint) = &loc.endpoint {
         builder = builder.with_endpoint(endpoint);
         if endpoint.starts_with("http://") {
@@ -526,6 +546,7 @@ mod tests {
             bucket: "backups".into(),
             prefix: "/team/".into(),
             region: "us-east-1".into(),
+            ca_pem: None,
         };
         let creds = S3Credentials {
             access_key_id: "AKID".into(),

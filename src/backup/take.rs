@@ -31,7 +31,9 @@ impl ShardError {
     fn store(e: &super::error::StoreError, what: &str) -> Self {
         let permanent = matches!(
             e.kind,
-            StoreErrorKind::Unauthorized | StoreErrorKind::BucketMissing
+            StoreErrorKind::Unauthorized
+                | StoreErrorKind::BucketMissing
+                | StoreErrorKind::Untrusted
         );
         Self {
             permanent,

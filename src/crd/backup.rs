@@ -78,6 +78,11 @@ pub struct S3Destination {
     /// A Secret in this namespace with the keys `accessKeyId` and `secretAccessKey`.
     #[schemars(length(min = 1, max = 253))]
     pub credentials_secret: String,
+    /// A Secret in this namespace whose key `ca.crt` holds the PEM certificate(s) of a private
+    /// CA that signed the endpoint's certificate, trusted beside the system roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub ca_secret: Option<String>,
 }
 
 fn default_region() -> String {

@@ -31,12 +31,54 @@ pub fn versitygw_bin() -> PathBuf {
 pub struct S3Server {
     pub addr: SocketAddr,
     pub dir: PathBuf,
+    /// HTTPS with a certificate for 127.0.0.1 from its own CA (`ca.crt` in `dir`).
+    pub tls: bool,
     child: Option<Child>,
+}
+
+/// Runs `openssl ARGS` in `dir`; a failure fails the test with openssl's output.
+fn openssl(dir: &std::path::Path, args: &str) {
+    let out = Command::new("openssl")
+        .args(args.split(' '))
+        .current_dir(dir)
+        .output()
+        .expect("run openssl");
+    assert!(out.status.success(), "openssl {args}: {out:?}");
+}
+
+/// A CA (`ca.crt`) and a server certificate for 127.0.0.1 it signed (`tls.crt`, `tls.key`).
+fn server_pki(dir: &std::path::Path) {
+    std::fs::write(
+        dir.join("san.ext"),
+        "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+    )
+    .expect("write san.ext");
+    openssl(
+        dir,
+        "req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key -out ca.crt -days 2 -subj /CN=s3-test-ca",
+    );
+    openssl(
+        dir,
+        "req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout tls.key -out tls.csr -subj /CN=127.0.0.1",
+    );
+    openssl(
+        dir,
+        "x509 -req -in tls.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out tls.crt -days 2 -extfile san.ext",
+    );
 }
 
 impl S3Server {
     /// Starts a server whose bucket [`BUCKET`] exists, and waits until it accepts connections.
     pub fn start(name: &str) -> S3Server {
+        Self::start_with(name, false)
+    }
+
+    /// [`S3Server::start`] over HTTPS, its certificate signed by a CA of its own.
+    pub fn start_tls(name: &str) -> S3Server {
+        Self::start_with(name, true)
+    }
+
+    fn start_with(name: &str, tls: bool) -> S3Server {
         let bin = versitygw_bin();
         assert!(
             bin.exists(),
@@ -49,7 +91,15 @@ impl S3Server {
         std::fs::create_dir_all(dir.join("data").join(BUCKET)).expect("create s3 data dir");
         let addr = free_loopback_addr();
         let log = std::fs::File::create(dir.join("versitygw.log")).expect("create s3 log");
-        let child = Command::new(&bin)
+        let mut cmd = Command::new(&bin);
+        if tls {
+            server_pki(&dir);
+            cmd.arg("--cert")
+                .arg(dir.join("tls.crt"))
+                .arg("--key")
+                .arg(dir.join("tls.key"));
+        }
+        let child = cmd
             .arg("--port")
             .arg(addr.to_string())
             .args(["--access", ACCESS_KEY, "--secret", SECRET_KEY])
@@ -63,6 +113,7 @@ impl S3Server {
         let server = S3Server {
             addr,
             dir,
+            tls,
             child: Some(child),
         };
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -78,7 +129,14 @@ impl S3Server {
     }
 
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// The CA that signed an HTTPS server's certificate.
+    pub fn ca_pem(&self) -> Option<Vec<u8>> {
+        self.tls
+            .then(|| std::fs::read(self.dir.join("ca.crt")).expect("read ca.crt"))
     }
 
     pub fn location(&self, prefix: &str) -> S3Location {
@@ -87,6 +145,7 @@ impl S3Server {
             bucket: BUCKET.to_string(),
             prefix: prefix.to_string(),
             region: REGION.to_string(),
+            ca_pem: self.ca_pem(),
         }
     }
 
