@@ -707,6 +707,42 @@ async fn a_schedule_keeps_the_newest_and_a_killed_operator_resumes_a_restore() {
             .unwrap();
     assert_eq!(held, keys.len() as u64, "no key twice, none extra");
 
+    // A restore into a cluster that already holds a key is refused and writes nothing. The
+    // backup it names does not exist yet, so the cluster is up (and written to) first.
+    clusters
+        .create(
+            &PostParams::default(),
+            &cluster("refused", 3, 0, json!({"restoreFrom": {"backup": "later"}})),
+        )
+        .await
+        .unwrap();
+    wait_ready(&clusters, "refused", Duration::from_secs(300)).await;
+    let pass = password(&chaos.client, &ns, "refused").await;
+    let addrs = member_addrs(&chaos.client, &ns, "refused").await;
+    let mut mine = DataClient::new(addrs.clone(), member_admin(&pass)).await;
+    mine.load(&[(Bytes::from("mine"), Bytes::from("the user's"))], 1)
+        .await
+        .unwrap();
+    backups
+        .create(
+            &PostParams::default(),
+            &backup("later", NAME, &s3, &prefix, "s3-creds"),
+        )
+        .await
+        .unwrap();
+    let refused = wait_for("the restore refused", Duration::from_secs(300), || async {
+        let r = clusters.get("refused").await.ok()?.status?.restore?;
+        (format!("{:?}", r.phase?) == "Failed").then_some(r)
+    })
+    .await;
+    println!("{ns}: a cluster holding a key: {:?}", refused.conditions);
+    assert_eq!(refused.conditions[0].reason, "RestoreRefused");
+    let held =
+        redis_operator::redis::ops::restore_stream::cluster_key_count(&addrs, &member_admin(&pass))
+            .await
+            .unwrap();
+    assert_eq!(held, 1, "nothing written beside the user's key");
+
     // The schedule: three runs made; the oldest deleted with its objects; the newest two kept.
     let mut seen: Vec<String> = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(300);
