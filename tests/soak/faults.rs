@@ -252,18 +252,34 @@ pub async fn run_fault(
             Ok(Resolved::default())
         }
         (Kind::OperatorPause, _) => {
-            let pid = world
-                .operator
-                .lock()
-                .map_err(|e| e.to_string())?
-                .as_ref()
-                .map(Operator::pid)
-                .ok_or("no operator running")?;
+            let running = || -> Result<Option<u32>, String> {
+                Ok(world
+                    .operator
+                    .lock()
+                    .map_err(|e| e.to_string())?
+                    .as_ref()
+                    .map(Operator::pid))
+            };
+            // A kill drawn just before this pause may hold the operator down: then there is
+            // nothing to pause, and its absence is already the fault (seed 20261206, round 5).
+            let Some(pid) = running()? else {
+                timeline.log(format!(
+                    "{f}: no operator running (another fault killed it): nothing to pause"
+                ));
+                tokio::time::sleep(hold).await;
+                return Ok(Resolved::default());
+            };
             timeline.log(format!("{f}: SIGSTOP the operator (pid {pid})"));
             signal("STOP", pid);
             tokio::time::sleep(hold).await;
-            signal("CONT", pid);
-            timeline.log(format!("{f}: SIGCONT the operator"));
+            // A kill during the pause replaced the process: never signal a pid that may have
+            // been reused.
+            if running()? == Some(pid) {
+                signal("CONT", pid);
+                timeline.log(format!("{f}: SIGCONT the operator"));
+            } else {
+                timeline.log(format!("{f}: the paused operator was killed meanwhile"));
+            }
             Ok(Resolved::default())
         }
         (Kind::ApiServerDown, _) => {

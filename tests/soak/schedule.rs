@@ -415,6 +415,23 @@ mod tests {
         }
     }
 
+    /// make test's short soak on 2026-12-06 drew a pause of the operator landing while a kill
+    /// held it down, and stopped with "no operator running". The faults now treat an absent
+    /// operator as nothing to pause (replay: SOAK_SEED=20261206 SOAK_ROUNDS=6 with make test's
+    /// SOAK_FAULTS); this pins that the seed still draws the overlap the replay exercises.
+    #[test]
+    fn seed_20261206_pauses_the_operator_while_a_kill_holds_it_down() {
+        let short: Vec<Kind> = "pod-delete,pod-force-delete,redis-sigkill,redis-sigstop,operator-sigkill,operator-sigstop,disk-full"
+            .split(',')
+            .map(|k| Kind::parse(k).unwrap())
+            .collect();
+        let round = &plan(20261206, 8, &short)[5];
+        let (after, second) = round.second.as_ref().expect("two faults");
+        assert_eq!(round.first.kind, Kind::OperatorKill, "{round}");
+        assert_eq!(second.kind, Kind::OperatorPause, "{round}");
+        assert!(*after < round.first.hold_secs, "{round}");
+    }
+
     #[test]
     fn a_filter_draws_only_its_kinds() {
         let only = [Kind::KillRedis, Kind::ZoneCrash];
