@@ -282,6 +282,14 @@ pub fn render(overrides: &BTreeMap<String, String>) -> String {
     out
 }
 
+/// Whether the redis.conf rendered from `overrides` turns the AOF on: the baseline does, and
+/// `spec.config` may say otherwise.
+pub fn aof_on(overrides: &BTreeMap<String, String>) -> bool {
+    overrides
+        .get("appendonly")
+        .is_none_or(|v| runtime_value(v).eq_ignore_ascii_case("yes"))
+}
+
 /// Stable short hash (of a rendered config, of a revision's inputs).
 pub fn hash(rendered: &str) -> String {
     // FNV-1a: stable across Rust versions and processes, unlike DefaultHasher.

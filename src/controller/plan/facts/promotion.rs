@@ -10,6 +10,9 @@
 //!     replaced next and hand the lead straight back), and prefers the zone with the fewest
 //!     leaders so the spread holds.
 //!   - A rebalance has its target chosen by the placement (the zone that restores the spread).
+//!   - Both planned moves wait for a follower that started from its shutdown RDB to have its
+//!     AOF back on (`plan::config` does that first): as a leader it would keep its writes only
+//!     in memory until the next RDB save.
 
 use std::collections::BTreeMap;
 
@@ -18,6 +21,7 @@ use super::shard::in_sync;
 use crate::controller::observe::Observed;
 use crate::controller::observe::pods::Member;
 use crate::controller::observe::redis::NodeView;
+use crate::controller::observe::revision::aof_off;
 
 /// Why a shard's lead must change.
 #[derive(Debug, Clone, Copy)]
@@ -84,6 +88,7 @@ pub fn follower_to_promote<'a>(
                 .filter(|m| m.shard == shard && !outdated.iter().any(|o| o.name() == m.name()))
                 .filter_map(|m| Some((obs.view_of(m)?, m)))
                 .filter(|(v, _)| v.id() != leader.id() && in_sync(v, leader))
+                .filter(|(v, _)| !aof_off(v, &obs.target))
                 .min_by_key(|(v, m)| {
                     let zone = m.node().map_or("", |n| obs.zone_of(n));
                     (
@@ -94,7 +99,7 @@ pub fn follower_to_promote<'a>(
         }
         Why::Rebalance { leader, target } => obs
             .view_of(target)
-            .filter(|v| in_sync(v, leader))
+            .filter(|v| in_sync(v, leader) && !aof_off(v, &obs.target))
             .map(|v| (v, target)),
     }
 }
