@@ -3,7 +3,9 @@
 //!
 //! * After a crash ([`Why::LeaderGone`]) the leader cannot be asked anything, so no follower
 //!   can be proven in sync with it: the follower with the highest offset wins, and never one
-//!   that never synced (it would serve the slots empty, reference S19).
+//!   that never synced (it would serve the slots empty, reference S19), nor one that has not
+//!   reached its leader since it started (it holds only what it loaded from its disk: a
+//!   follower that started from its shutdown RDB reports that RDB's offset, not 0).
 //! * When the leader is alive ([`Why::LeaderDeleted`], [`Why::Rollout`], [`Why::Rebalance`])
 //!   the handover is graceful and loses nothing only to a follower in sync now.
 //!   - A rollout also needs the follower to be updated already (an outdated one would be
@@ -22,6 +24,7 @@ use crate::controller::observe::Observed;
 use crate::controller::observe::pods::Member;
 use crate::controller::observe::redis::NodeView;
 use crate::controller::observe::revision::aof_off;
+use crate::redis::parse::info::ReplicaLink;
 
 /// Why a shard's lead must change.
 #[derive(Debug, Clone, Copy)]
@@ -62,6 +65,11 @@ pub fn follower_to_promote<'a>(
             .followers
             .iter()
             .filter_map(|id| obs.view.node(id))
+            .filter(|f| {
+                f.replication
+                    .replica_link()
+                    .is_none_or(ReplicaLink::linked_since_start)
+            })
             .find(|f| f.replication.master_repl_offset > 0)
             .and_then(with_member),
         Why::LeaderDeleted(leader) => obs

@@ -114,3 +114,19 @@ fn the_rollout_hands_the_lead_only_to_a_follower_with_its_aof() {
     let (shard, to, kind) = failover_of(&plan);
     assert_eq!((shard, to, kind), (0, id('d'), FailoverKind::Graceful));
 }
+
+#[test]
+fn a_follower_that_has_not_reached_its_leader_since_its_start_is_not_forced_over() {
+    // It loaded its RDB (a real offset) and its leader crashed before the resync: it holds
+    // only what its disk had, as one that loaded its AOF (offset 0) did before.
+    let mut fx = restarted_from_rdb(healthy(), 'd', true);
+    fx.lose('a', Some(PodState::Down));
+    let p = plan(&fx.observed());
+    assert!(!matches!(p.action, Action::Failover { .. }), "{p:?}");
+    assert!(p.problems.iter().any(|x| x.reason == "LeaderLost"), "{p:?}");
+    // Once linked (then the link went down), it is the best copy there is.
+    fx.unlinked.clear();
+    let p = plan(&fx.observed());
+    let (shard, to, kind) = failover_of(&p);
+    assert_eq!((shard, to, kind), (0, id('d'), FailoverKind::Force));
+}
