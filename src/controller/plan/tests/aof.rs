@@ -130,3 +130,21 @@ fn a_follower_that_has_not_reached_its_leader_since_its_start_is_not_forced_over
     let (shard, to, kind) = failover_of(&p);
     assert_eq!((shard, to, kind), (0, id('d'), FailoverKind::Force));
 }
+
+#[test]
+fn the_spread_is_restored_only_once_the_returning_leader_has_its_aof() {
+    // After a handover d (zone-b) leads shard 0; a (zone-a) came back updated, in sync, from
+    // its shutdown RDB. The lead returns to zone-a once a's AOF is on.
+    let mut fx = restarted_from_rdb(healthy(), 'a', false);
+    fx.get('d').master = None;
+    fx.get('d').slots = "0-5461";
+    fx.get('a').slots = "";
+    fx.get('a').master = Some(id('d'));
+    let plan = plan(&fx.observed());
+    assert_eq!(resumed(&plan), ["p-s0-m0-a"], "{plan:?}");
+    fx.aof_off.clear();
+    let plan = crate::controller::plan::plan(&fx.observed());
+    let (shard, to, kind) = failover_of(&plan);
+    assert_eq!((shard, to, kind), (0, id('a'), FailoverKind::Graceful));
+    assert_eq!(plan.reason, "RebalancingLeaders");
+}
