@@ -15,6 +15,7 @@ mod support {
 }
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Event, Pod};
@@ -79,6 +80,89 @@ async fn wait_rolled(
     (revision, members)
 }
 
+/// Syncs the members served while it runs (issue 23, restart cost): every member's
+/// `sync_full` and `sync_partial_ok` (INFO stats, counted by the serving side), sampled every
+/// 500 ms and kept per process (`run_id`: a restarted process counts from 0 again). Printed,
+/// never asserted.
+struct SyncCounter {
+    seen: Seen,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl SyncCounter {
+    fn start(chaos: &Chaos) -> Self {
+        let seen: Seen = Arc::default();
+        let (client, ns, pass) = (
+            chaos.client.clone(),
+            chaos.ns.name.clone(),
+            chaos.pass.clone(),
+        );
+        let first = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let into = seen.clone();
+        let task = tokio::spawn(async move {
+            let options = redis_operator::redis::AdminOptions {
+                auth: Some(redis_operator::redis::Auth {
+                    username: None,
+                    password: pass,
+                }),
+                ..Default::default()
+            };
+            loop {
+                let initial = first.swap(false, std::sync::atomic::Ordering::Relaxed);
+                for addr in member_addrs(&client, &ns, NAME).await {
+                    if let Some((run, counts)) = sync_counts(addr, &options).await {
+                        let mut seen = into.lock().unwrap();
+                        // A process first seen after the start was started since: from 0.
+                        let base = if initial { counts } else { (0, 0) };
+                        seen.entry(run).or_insert([base, counts])[1] = counts;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        });
+        Self { seen, task }
+    }
+
+    /// (full, partial) syncs served since the start.
+    async fn finish(self) -> (u64, u64) {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        self.task.abort();
+        let seen = self.seen.lock().unwrap();
+        seen.values().fold((0, 0), |(f, p), [base, last]| {
+            (f + last.0 - base.0, p + last.1 - base.1)
+        })
+    }
+}
+
+/// run_id → (full, partial) when first seen, and the latest.
+type Seen = Arc<Mutex<BTreeMap<String, [(u64, u64); 2]>>>;
+
+/// A member's run_id and (sync_full, sync_partial_ok), if it answers.
+async fn sync_counts(
+    addr: std::net::SocketAddr,
+    options: &redis_operator::redis::AdminOptions,
+) -> Option<(String, (u64, u64))> {
+    use redis_operator::redis::command::Cmd;
+    let mut c = redis_operator::redis::Client::connect(addr, options)
+        .await
+        .ok()?;
+    let cmds = [Cmd::info("server"), Cmd::info("stats")];
+    let mut text = String::new();
+    for (cmd, r) in cmds.iter().zip(c.pipeline(&cmds).await.ok()?) {
+        text.push_str(&redis_operator::redis::reply::text(cmd, r.ok()?).ok()?);
+    }
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.trim_end().strip_prefix(name)?.strip_prefix(':'))
+            .map(str::to_string)
+    };
+    let num = |name: &str| field(name)?.parse::<u64>().ok();
+    Some((
+        field("run_id")?,
+        (num("sync_full")?, num("sync_partial_ok")?),
+    ))
+}
+
 fn config_get(m: &Member, pass: &str, key: &str) -> String {
     cli(&m.ip, pass, &["config", "get", key])
         .lines()
@@ -97,9 +181,24 @@ async fn rolling_update_of_image_and_config_loses_no_write() {
     // 1. A new image tag: every member replaced, followers first, leaders by handover.
     // Watched as GitOps tools do (kstatus): never Current before every member is updated.
     let watch = kstatus::Watch::start(Api::namespaced(chaos.client.clone(), &chaos.ns.name), NAME);
+    let syncs = SyncCounter::start(&chaos);
     chaos.patch_spec(json!({"image": "redis:7.0"})).await;
     let generation = chaos.resource().await.metadata.generation.unwrap();
     let (second, members) = wait_rolled(&chaos, &writer, &first).await;
+    // Followers restarted from their shutdown RDB get their AOF back once resynced.
+    wait_for("the AOF on everywhere", ROLLOUT, || async {
+        let on = members
+            .0
+            .iter()
+            .all(|m| config_get(m, &chaos.pass, "appendonly") == "yes");
+        on.then_some(())
+    })
+    .await;
+    let (full, partial) = syncs.finish().await;
+    println!(
+        "{}: image rollout: syncs served {full} full, {partial} partial",
+        chaos.ns.name
+    );
     let seen = watch.finish().await;
     kstatus::assert_current_only_when(&seen, generation, "image rollout", |rc| {
         rc.status.as_ref().is_some_and(|s| {
@@ -127,6 +226,7 @@ async fn rolling_update_of_image_and_config_loses_no_write() {
 
     // 2. A restart-requiring key; the operator is killed once the rollout has begun and a
     //    new one resumes it.
+    let syncs = SyncCounter::start(&chaos);
     chaos
         .patch_spec(json!({"config": {"tcp-backlog": "256"}}))
         .await;
@@ -142,6 +242,11 @@ async fn rolling_update_of_image_and_config_loses_no_write() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     chaos.operator = Operator::start(&chaos.ns.name);
     let (_third, members) = wait_rolled(&chaos, &writer, &second).await;
+    let (full, partial) = syncs.finish().await;
+    println!(
+        "{}: config rollout (operator killed once): syncs served {full} full, {partial} partial",
+        chaos.ns.name
+    );
     for m in &members.0 {
         assert_eq!(config_get(m, &chaos.pass, "tcp-backlog"), "256");
     }

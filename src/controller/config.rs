@@ -282,6 +282,14 @@ pub fn render(overrides: &BTreeMap<String, String>) -> String {
     out
 }
 
+/// Whether the redis.conf rendered from `overrides` turns the AOF on: the baseline does, and
+/// `spec.config` may say otherwise.
+pub fn aof_on(overrides: &BTreeMap<String, String>) -> bool {
+    overrides
+        .get("appendonly")
+        .is_none_or(|v| runtime_value(v).eq_ignore_ascii_case("yes"))
+}
+
 /// Stable short hash (of a rendered config, of a revision's inputs).
 pub fn hash(rendered: &str) -> String {
     // FNV-1a: stable across Rust versions and processes, unlike DefaultHasher.
@@ -305,6 +313,9 @@ pub fn hash(rendered: &str) -> String {
 /// knows answers and holds no keys (nothing to protect). Without persistence, an RDB on disk is
 /// a full sync's leftover, never the member's own dataset, and goes first
 /// (`scripts/stale-rdb.sh`): otherwise a leader that was once a follower came back with it.
+///
+/// A follower stopped gracefully starts from its shutdown RDB instead of its AOF, so that it
+/// resumes with a partial resync ([`RESUME_RDB_SCRIPT`]).
 pub const ENTRY_SCRIPT: &str = concat!(
     r#"set -eu
 umask 077
@@ -315,10 +326,16 @@ umask 077
 } > /run/redis/runtime.conf
 "#,
     include_str!("scripts/stale-rdb.sh"),
+    include_str!("scripts/resume-rdb.sh"),
     include_str!("scripts/start-gate.sh"),
     r#"exec redis-server /etc/redis/redis.conf
 "#
 );
+
+/// The entry script's step that starts a follower from its shutdown RDB with the AOF off
+/// (`scripts/resume-rdb.sh`, which says why this is safe); the operator turns the AOF back on
+/// once its replication link is up. Public for the tests against real servers.
+pub const RESUME_RDB_SCRIPT: &str = include_str!("scripts/resume-rdb.sh");
 
 /// preStop hook: a leader hands its slots to its best in-sync follower with a graceful
 /// `CLUSTER FAILOVER` (no acknowledged write lost, writes pause for milliseconds) and waits up
@@ -348,6 +365,9 @@ pub fn validate_password(password: &str) -> Result<(), String> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod resume_tests;
 
 #[cfg(test)]
 mod tests {

@@ -110,6 +110,7 @@ pub fn action_kind(action: &Action) -> &'static str {
         Action::Restart(_) => "restart",
         Action::ApplyConfig { .. } => "apply_config",
         Action::ReloadTls { .. } => "reload_tls",
+        Action::ResumeAof(_) => "resume_aof",
         Action::DeleteClaims(_) => "delete_claims",
         Action::Failover { .. } => "failover",
         Action::Forget(_) => "forget",

@@ -45,6 +45,9 @@ pub struct RedisProc {
     pub dir: PathBuf,
     args: Vec<String>,
     child: Option<Child>,
+    /// A redis.conf the process starts from; then only its port, bind address, log and
+    /// foreground mode are given on the command line, and the file holds the rest.
+    conf: Option<PathBuf>,
 }
 
 impl RedisProc {
@@ -53,9 +56,79 @@ impl RedisProc {
         SocketAddr::from(([127, 0, 0, 1], self.port))
     }
 
+    /// A process that runs from the redis.conf at `conf` (its data directory, cluster and
+    /// persistence settings are the file's), not started yet: see [`RedisProc::start`].
+    pub fn from_conf(port: u16, dir: PathBuf, conf: PathBuf) -> Self {
+        Self {
+            port,
+            dir,
+            args: Vec::new(),
+            child: None,
+            conf: Some(conf),
+        }
+    }
+
+    /// Starts the process if it is not running, and waits until it answers PING (after its
+    /// dataset is loaded).
+    pub async fn start(&mut self, limit: Duration) {
+        if self.child.is_none() {
+            self.spawn(&[]);
+        }
+        wait_ready(self.addr(), &AdminOptions::default(), limit).await;
+    }
+
+    /// Stops the process gracefully with SIGTERM (Redis's shutdown: the AOF is flushed and,
+    /// with save points, the final RDB written) and waits until it exits; SIGKILL after
+    /// `limit`.
+    pub fn terminate(&mut self, limit: Duration) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
+        let started = Instant::now();
+        let stopped = loop {
+            if let Ok(Some(_)) = child.try_wait() {
+                break true;
+            }
+            if started.elapsed() >= limit {
+                break false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        if !stopped {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        assert!(
+            stopped,
+            "redis-server on port {} did not stop within {limit:?}",
+            self.port
+        );
+    }
+
     fn spawn(&mut self, extra: &[String]) {
         let log = self.dir.join("redis.log");
         let mut cmd = Command::new(REDIS_SERVER);
+        if let Some(conf) = &self.conf {
+            cmd.arg(conf)
+                .arg("--port")
+                .arg(self.port.to_string())
+                .arg("--bind")
+                .arg("127.0.0.1")
+                .arg("--logfile")
+                .arg(&log)
+                .arg("--daemonize")
+                .arg("no")
+                .args(extra)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+            self.child = Some(cmd.spawn().expect("spawn redis-server"));
+            return;
+        }
         cmd.arg("--port")
             .arg(self.port.to_string())
             .arg("--bind")
@@ -182,6 +255,7 @@ impl RedisProcs {
                 dir,
                 args: args.clone(),
                 child: None,
+                conf: None,
             };
             node.spawn(&[]);
             nodes.push(node);

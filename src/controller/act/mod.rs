@@ -259,6 +259,7 @@ async fn step(scope: &Scope<'_>, action: &Action) -> Executed {
             members,
             fingerprint,
         } => updates::reload_tls(scope, members, fingerprint).await,
+        Action::ResumeAof(members) => updates::resume_aof(scope, members).await,
         Action::DeleteClaims(claims) => {
             let api: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), scope.ns);
             delete_all(scope, &api, claims, "VolumeDeleted", "PVC").await

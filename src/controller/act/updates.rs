@@ -76,6 +76,39 @@ pub(super) async fn apply_config(
     Executed::Applied(note)
 }
 
+/// Turns the AOF back on (`CONFIG SET appendonly yes`) on each member that started from its
+/// shutdown RDB (`scripts/resume-rdb.sh`), with one Event. Redis starts a rewrite of the
+/// dataset at once (or as soon as a running child ends) and reports `aof_enabled:1` from then
+/// on, so the next pass does not ask again; a refusal is reported and backed off.
+pub(super) async fn resume_aof(scope: &Scope<'_>, members: &[(String, SocketAddr)]) -> Executed {
+    let on = BTreeMap::from([("appendonly".to_string(), "yes".to_string())]);
+    let mut done = Vec::new();
+    for (pod, addr) in members {
+        if let Err(e) = scope.admin.config_set(*addr, &on).await {
+            let message =
+                format!("turning the AOF back on (CONFIG SET appendonly yes) on {pod}: {e}");
+            return failed("AofResumeFailed", message, e);
+        }
+        done.push(pod.as_str());
+    }
+    if done.is_empty() {
+        return Executed::Nothing;
+    }
+    let note = format!(
+        "turned the AOF back on (CONFIG SET appendonly yes, a rewrite of the dataset) on {}: started from the shutdown RDB for a partial resync, resync settled",
+        done.join(", ")
+    );
+    publish(
+        scope.ctx,
+        scope.cluster,
+        EventType::Normal,
+        "AofResumed",
+        &note,
+    )
+    .await;
+    Executed::Applied(note)
+}
+
 /// Makes each member re-read its TLS files: `CONFIG SET` of the files it was started with
 /// ([`tls::server_args`]; Redis marks them volatile, so setting the same paths reloads them),
 /// then records the reload on its Pod, so a member whose mounted files are not updated yet is

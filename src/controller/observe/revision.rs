@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::controller::build::pod::{self, MemberPod};
 use crate::controller::config;
 use crate::controller::observe::pods::Member;
+use crate::controller::observe::redis::NodeView;
 use crate::crd::{RedisCluster, UpdateStrategyType};
 
 /// What members should run, from the spec.
@@ -26,6 +27,9 @@ pub struct Target {
     pub rolling: bool,
     /// The rolling update is paused by the user.
     pub paused: bool,
+    /// redis.conf turns the AOF on (the baseline): a member whose process runs without it
+    /// (a follower started from its shutdown RDB, `scripts/resume-rdb.sh`) gets it back live.
+    pub aof: bool,
 }
 
 /// The runtime config applied to a member's process, as recorded on its Pod.
@@ -79,6 +83,7 @@ pub fn target(cluster: &RedisCluster) -> Target {
         live,
         rolling: cluster.spec.update_strategy.type_ == UpdateStrategyType::RollingUpdate,
         paused: cluster.spec.update_strategy.paused,
+        aof: config::aof_on(&cluster.spec.config),
     }
 }
 
@@ -143,6 +148,26 @@ pub fn needs_live_config(m: &Member, target: &Target) -> bool {
         None => !target.live.is_empty(),
         Some(a) => a.config != target.live || a.restarts != m.restart_count(),
     }
+}
+
+/// Whether `v`'s process runs without the AOF `target` asks for: a follower that started from
+/// its shutdown RDB for a partial resync (`scripts/resume-rdb.sh`), until the AOF is turned
+/// back on. Such a member is not outdated (its revision and recorded live config are the
+/// spec's): only the AOF is due, once [`aof_due`] says so.
+pub fn aof_off(v: &NodeView, target: &Target) -> bool {
+    target.aof && !v.persistence.aof_enabled
+}
+
+/// Whether the AOF of a member running without it ([`aof_off`]) may be turned on now: a
+/// leader at once (its writes must reach its disk), a follower once its replication link is up
+/// and no full sync runs. Before that the resync is not settled: `CONFIG SET appendonly yes`
+/// forks a rewrite of the whole dataset, which a full sync would discard and redo, and while
+/// the RDB is still loading it would write a partial dataset. The follower's lag does not
+/// matter here, so this is not [`crate::redis::sync::in_sync`]'s question.
+pub fn aof_due(v: &NodeView) -> bool {
+    v.replication
+        .replica_link()
+        .is_none_or(|l| l.link_up && !l.sync_in_progress)
 }
 
 #[cfg(test)]

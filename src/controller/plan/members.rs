@@ -10,7 +10,7 @@ use super::facts::Facts;
 use super::facts::promotion::{Why, follower_to_promote};
 use super::step::{Action, FailoverKind, NewMember, Step};
 use crate::controller::observe::pods::Member;
-use crate::controller::observe::revision::outdated;
+use crate::controller::observe::revision::{aof_off, outdated};
 
 /// The next membership step, if any.
 pub fn step(f: &Facts<'_>) -> Option<Step> {
@@ -212,9 +212,12 @@ fn rebalance(f: &Facts<'_>, change: &Change) -> Next {
     }
     // A member that cannot write to its disk would refuse writes as leader: the spread
     // waits until its disk works again (recovery moved the lead away from it).
+    // A follower that started from its shutdown RDB leads only once its AOF is back on (the
+    // config concern, after this one, does that): the spread waits a pass.
     match f.obs.view_of(target) {
         None => return Next::Continue,
         Some(v) if v.persistence.failure().is_some() => return Next::Continue,
+        Some(v) if aof_off(v, &f.obs.target) => return Next::Continue,
         Some(_) => {}
     }
     let Some((v, _)) = follower_to_promote(f.obs, Why::Rebalance { leader, target }) else {

@@ -99,6 +99,9 @@ pub enum Action {
         /// The settings.
         config: BTreeMap<String, String>,
     },
+    /// Turn the AOF back on (`CONFIG SET appendonly yes`, a rewrite of the dataset) on members
+    /// that started from their shutdown RDB and whose resync is settled: (pod, address).
+    ResumeAof(Vec<(String, SocketAddr)>),
     /// Make members re-read their TLS files (`CONFIG SET tls-cert-file …`, no restart): they
     /// present another certificate than the Secret's.
     ReloadTls {

@@ -37,6 +37,16 @@ pub struct ReplicaLink {
     pub link_down_since_seconds: Option<u64>,
 }
 
+impl ReplicaLink {
+    /// Whether the link has been up since the process started: it is up, or down for a known
+    /// time. Redis reports `master_link_down_since_seconds:-1` until the first link, and a
+    /// follower that never reached its leader since its start holds only what it loaded from
+    /// its disk.
+    pub fn linked_since_start(&self) -> bool {
+        self.link_up || self.link_down_since_seconds.is_some()
+    }
+}
+
 /// The node's role in replication.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ReplicationRole {
@@ -188,6 +198,11 @@ mod tests {
         assert!(!link.link_up);
         assert_eq!(link.master_port, 30001);
         assert_eq!(link.link_down_since_seconds, Some(7));
+        assert!(link.linked_since_start());
+        // Redis 7.0.15 restarted from its RDB, its master frozen: the RDB's offset, no link yet.
+        let fresh = text.replace("since_seconds:7", "since_seconds:-1");
+        let info = parse_replication_info(&fresh).unwrap();
+        assert!(!info.replica_link().unwrap().linked_since_start());
     }
 
     #[test]

@@ -3,13 +3,18 @@
 //!
 //! * After a crash ([`Why::LeaderGone`]) the leader cannot be asked anything, so no follower
 //!   can be proven in sync with it: the follower with the highest offset wins, and never one
-//!   that never synced (it would serve the slots empty, reference S19).
+//!   that never synced (it would serve the slots empty, reference S19), nor one that has not
+//!   reached its leader since it started (it holds only what it loaded from its disk: a
+//!   follower that started from its shutdown RDB reports that RDB's offset, not 0).
 //! * When the leader is alive ([`Why::LeaderDeleted`], [`Why::Rollout`], [`Why::Rebalance`])
 //!   the handover is graceful and loses nothing only to a follower in sync now.
 //!   - A rollout also needs the follower to be updated already (an outdated one would be
 //!     replaced next and hand the lead straight back), and prefers the zone with the fewest
 //!     leaders so the spread holds.
 //!   - A rebalance has its target chosen by the placement (the zone that restores the spread).
+//!   - Both planned moves wait for a follower that started from its shutdown RDB to have its
+//!     AOF back on (`plan::config` does that first): as a leader it would keep its writes only
+//!     in memory until the next RDB save.
 
 use std::collections::BTreeMap;
 
@@ -18,6 +23,8 @@ use super::shard::in_sync;
 use crate::controller::observe::Observed;
 use crate::controller::observe::pods::Member;
 use crate::controller::observe::redis::NodeView;
+use crate::controller::observe::revision::aof_off;
+use crate::redis::parse::info::ReplicaLink;
 
 /// Why a shard's lead must change.
 #[derive(Debug, Clone, Copy)]
@@ -58,6 +65,11 @@ pub fn follower_to_promote<'a>(
             .followers
             .iter()
             .filter_map(|id| obs.view.node(id))
+            .filter(|f| {
+                f.replication
+                    .replica_link()
+                    .is_none_or(ReplicaLink::linked_since_start)
+            })
             .find(|f| f.replication.master_repl_offset > 0)
             .and_then(with_member),
         Why::LeaderDeleted(leader) => obs
@@ -84,6 +96,7 @@ pub fn follower_to_promote<'a>(
                 .filter(|m| m.shard == shard && !outdated.iter().any(|o| o.name() == m.name()))
                 .filter_map(|m| Some((obs.view_of(m)?, m)))
                 .filter(|(v, _)| v.id() != leader.id() && in_sync(v, leader))
+                .filter(|(v, _)| !aof_off(v, &obs.target))
                 .min_by_key(|(v, m)| {
                     let zone = m.node().map_or("", |n| obs.zone_of(n));
                     (
@@ -94,7 +107,7 @@ pub fn follower_to_promote<'a>(
         }
         Why::Rebalance { leader, target } => obs
             .view_of(target)
-            .filter(|v| in_sync(v, leader))
+            .filter(|v| in_sync(v, leader) && !aof_off(v, &obs.target))
             .map(|v| (v, target)),
     }
 }

@@ -110,9 +110,12 @@ pub(super) fn healthy() -> Fx {
         target: crate::controller::observe::revision::Target {
             revision: REV.into(),
             rolling: true,
+            aof: true,
             ..Default::default()
         },
         disk_failing: Vec::new(),
+        aof_off: Vec::new(),
+        unlinked: Vec::new(),
         certs: crate::controller::observe::certs::Certs::default(),
     }
 }
@@ -134,6 +137,11 @@ pub(super) struct Fx {
     pub(super) target: crate::controller::observe::revision::Target,
     /// Ids whose last AOF write failed (`INFO persistence`: a full disk).
     pub(super) disk_failing: Vec<String>,
+    /// Ids running without their AOF (`aof_enabled:0`: started from their shutdown RDB).
+    pub(super) aof_off: Vec<String>,
+    /// Followers that have not reached their leader since they started: link down, and
+    /// `master_link_down_since_seconds:-1`.
+    pub(super) unlinked: Vec<String>,
     /// With TLS: the Secret's certificate and what each member presents (by Pod name).
     pub(super) certs: crate::controller::observe::certs::Certs,
 }
@@ -255,14 +263,18 @@ impl Fx {
                 ),
                 Some(master) => {
                     let leader = self.members.iter().find(|m| &m.id == master).unwrap();
+                    let unlinked = self.unlinked.contains(&o.id);
+                    let up = leader.answers && !unlinked;
                     format!(
                         "role:slave\r\nmaster_host:{}\r\nmaster_port:6379\r\nmaster_link_status:{}\r\nmaster_sync_in_progress:0\r\nslave_repl_offset:{}\r\nmaster_replid:x\r\nmaster_repl_offset:{}\r\n{}",
                         leader.ip,
-                        if leader.answers { "up" } else { "down" },
+                        if up { "up" } else { "down" },
                         o.offset,
                         o.offset,
-                        if leader.answers {
+                        if up {
                             String::new()
+                        } else if unlinked {
+                            "master_link_down_since_seconds:-1\r\n".to_string()
                         } else {
                             format!(
                                 "master_link_down_since_seconds:{}\r\n",
@@ -285,8 +297,9 @@ impl Fx {
             } else {
                 "ok"
             };
+            let enabled = u8::from(!self.aof_off.contains(&o.id));
             observation.persistence = crate::redis::model::PersistenceInfo::parse(&format!(
-                "aof_enabled:1\r\naof_last_write_status:{aof}\r\n"
+                "aof_enabled:{enabled}\r\naof_last_write_status:{aof}\r\n"
             ));
             view.nodes.push(observation);
         }

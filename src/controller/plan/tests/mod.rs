@@ -1,6 +1,7 @@
 //! Plan tests: one fixture (`fixture.rs`: an `Observed` built from a table of members), one
 //! file per concern, and the conditions a plan and its step produce.
 
+mod aof;
 mod bootstrap;
 mod certs;
 mod conditions;
