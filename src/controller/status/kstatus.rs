@@ -96,6 +96,7 @@ mod tests {
             refused: false,
             rollout: None,
             reshard: None,
+            wake_in: None,
         }
     }
 

@@ -4,6 +4,7 @@
 mod bootstrap;
 mod certs;
 mod conditions;
+mod drain;
 mod fixture;
 mod loss;
 mod members;
