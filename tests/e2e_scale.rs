@@ -380,9 +380,12 @@ async fn events_of(
 /// redis-py's RedisCluster (`tests/support/app_client.py`, its default retries) writing and
 /// reading through `leaders` 3 → 5 → 3. The drained shards stay members for the default grace
 /// period (30 s) after their last slot moved, so the client is redirected and refreshes its slot
-/// map before their Pods go; redis-py 8.1 raised once (`AttributeError … redis_connection`)
-/// when a drained node vanished under it (issue 23). Its report is printed (the error counts);
-/// it must end serving every slot, and the removal must come a grace period after the drain.
+/// map before their Pods go (without the period the client stalled 5 s, its socket timeout, on
+/// a removed node). Its report is printed with the error counts, not asserted: redis-py may
+/// raise `AttributeError … redis_connection` once during the scale-out, following an `ASK` to
+/// a new master it has not discovered (redis-py #2432). It must end serving every slot, and
+/// the removal must come a grace period after the drain, and no request may have waited on a
+/// vanished node (a stall as long as the client's 5 s socket timeout).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the local cluster; run by make test"]
 async fn redis_py_through_scale_out_and_in() {
@@ -438,6 +441,11 @@ async fn redis_py_through_scale_out_and_in() {
     assert!(
         report.failing_slots_at_end.is_empty() && !report.stall_open_at_end,
         "the client had not recovered: {report:?}"
+    );
+    assert!(
+        report.longest_stall_s < 4.0,
+        "a request waited on a removed node: {}",
+        report.summary()
     );
     chaos.finish(writer).await;
 }

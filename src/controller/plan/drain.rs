@@ -2,8 +2,12 @@
 //! `spec.leaders` (its master ends up holding no slot and no key); its members then stay
 //! cluster members for `spec.scaleInGracePeriod` before the members concern removes them. A
 //! client that still routes a key to the drained master meanwhile gets `MOVED` and refreshes
-//! its slot map while the node is still there: a node that vanished under redis-py's
-//! RedisCluster made it raise (`AttributeError … redis_connection`, issue 23).
+//! its slot map while the node is still there. Without it, redis-py's RedisCluster stalled for
+//! its socket timeout on the node removed under it (5 s in e2e_scale's redis-py test; issue
+//! 23). The `AttributeError … redis_connection` of that issue is another matter: redis-py
+//! follows an `ASK` to a node it has not discovered yet (a scale-out's new shard, absent from
+//! `CLUSTER SLOTS` until it owns a slot) with no node at all (redis-py #2432); no wait here
+//! helps with it.
 //!
 //! Level-triggered and crash-safe: the moment a shard is first seen drained is recorded once on
 //! its members' Pods ([`DRAINED_AT_ANNOTATION`]), and the period runs from that record, so an
