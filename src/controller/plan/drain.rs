@@ -15,8 +15,9 @@
 //! (scaled back out) has its record cleared, so a later drain starts a period of its own.
 //!
 //! Two concerns: `drain` (before `members`) writes or clears the record; `scale-in-grace` (the
-//! last) says what the cluster waits for when no other concern has work, so the wait holds
-//! nothing else back.
+//! last) says what a Ready cluster waits for when no other concern has work, so the wait holds
+//! nothing else back (a cluster not Ready says what it waits for instead: the removal runs at
+//! the deadline either way).
 
 use std::collections::BTreeSet;
 use std::time::Duration;

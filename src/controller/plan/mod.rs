@@ -74,7 +74,7 @@ pub const CONCERNS: &[Concern] = &[
     Concern { name: "scale", gate: Gate::Healthy, keeps_ready: true, decide: scale::step },
     Concern { name: "rollout", gate: Gate::Healthy, keeps_ready: true, decide: rollout::step },
     Concern { name: "volumes", gate: Gate::Ready, keeps_ready: false, decide: volumes::delete_orphans },
-    Concern { name: "scale-in-grace", gate: Gate::Placed, keeps_ready: true, decide: drain::wait },
+    Concern { name: "scale-in-grace", gate: Gate::Ready, keeps_ready: true, decide: drain::wait },
 ];
 
 /// Whether and how the placement constraints can be met.

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use redis_scheduler::Request;
 
-use super::fixture::{Fx, REV, cond, healthy};
+use super::fixture::{Fx, PodState, REV, cond, healthy};
 use crate::controller::act::Executed;
 use crate::controller::labels::DRAINED_AT_ANNOTATION;
 use crate::controller::observe::Observed;
@@ -160,6 +160,18 @@ fn nothing_else_waits_for_the_grace_period() {
         Some(Duration::from_secs(20)),
         "the pass that removes the shard still runs on time"
     );
+}
+
+#[test]
+fn a_cluster_not_ready_says_what_it_waits_for_and_the_removal_still_comes_on_time() {
+    let since = at(NOW - 10).to_string();
+    let mut fx = leaving("", Some(&since));
+    fx.get('d').pod = Some(PodState::Down);
+    let p = plan_at(&fx, NOW);
+    assert!(!p.ready);
+    assert_ne!(p.reason, drain::SCALE_IN_GRACE, "{p:?}");
+    assert_eq!(p.wake_in, Some(Duration::from_secs(20)));
+    assert_eq!(removed(&plan_at(&fx, NOW + 20)), SHARD3);
 }
 
 #[test]
