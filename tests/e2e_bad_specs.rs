@@ -124,6 +124,8 @@ fn refused_rows() -> Vec<Refused> {
         refused("pod annotation key garbage", pod(json!({"annotations": {"bad key": "x"}})), "spec.pod.annotations"),
         refused("auth secretName not a name", json!({"auth": {"secretName": "Bad_Name"}}), "spec.auth.secretName"),
         refused("auth secretKey garbage", json!({"auth": {"secretKey": "bad key/"}}), "spec.auth.secretKey"),
+        refused("scaleInGracePeriod over 1h", json!({"scaleInGracePeriod": "2h"}), "spec.scaleInGracePeriod"),
+        refused("scaleInGracePeriod not a duration", json!({"scaleInGracePeriod": "30"}), "spec.scaleInGracePeriod"),
     ];
     // Rows run at once: each its own name (the long-name rows keep theirs).
     for (i, r) in rows.iter_mut().enumerate() {
@@ -302,7 +304,7 @@ async fn bad_specs_are_refused_at_admission_naming_the_field() {
         "auth": {"secretName": "my-secret", "secretKey": "password"},
         "pod": {"nodeSelector": {"disk": "ssd"}, "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "redis", "effect": "NoSchedule"}],
                 "priorityClassName": "", "labels": {"team": "cache"}, "annotations": {"example.com/owner": "me"}},
-        "updateStrategy": {"type": "RollingUpdate", "paused": false},
+        "updateStrategy": {"type": "RollingUpdate", "paused": false}, "scaleInGracePeriod": "30s",
         "networkPolicy": {"enabled": true, "clients": [{"podSelector": {"matchLabels": {"app": "web"}}}]},
     })))
     .unwrap();

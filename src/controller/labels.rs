@@ -25,6 +25,10 @@ pub const LIVE_CONFIG_ANNOTATION: &str = "redis.redis-operator.dev/live-config";
 /// presenting an older one shortly after is waiting for its mounted Secret files, and is not
 /// asked again at once.
 pub const TLS_RELOADED_ANNOTATION: &str = "redis.redis-operator.dev/tls-reloaded";
+/// Pod annotation on the members of a shard a scale-in removes: when its master was first
+/// seen holding no slot and no key (RFC 3339). The scale-in grace period runs from it, so an
+/// operator restart resumes it; it is cleared if the shard holds slots again.
+pub const DRAINED_AT_ANNOTATION: &str = "redis.redis-operator.dev/drained-at";
 /// Auth state Secret annotation: until when the previous password is accepted (RFC 3339).
 pub const PREVIOUS_UNTIL_ANNOTATION: &str = "redis.redis-operator.dev/previous-password-until";
 /// Auth state Secret annotation: when the members last switched password (RFC 3339).

@@ -129,5 +129,8 @@ fn requeue(plan: &Plan, executed: &Executed) -> Action {
         Executed::Nothing if !plan.problems.is_empty() => REQUEUE_DEGRADED,
         Executed::Nothing => REQUEUE_REDIS,
     };
-    Action::requeue(after)
+    // A period the plan waits on (a scale-in grace period) ends before that: look again then.
+    // `wake_in` counts from the observation, so this pass's own duration puts the next one
+    // just past the end, never before it.
+    Action::requeue(plan.wake_in.map_or(after, |w| after.min(w)))
 }

@@ -130,6 +130,17 @@ pub struct RedisClusterSpec {
     #[serde(default, skip_serializing_if = "UpdateStrategy::is_default")]
     pub update_strategy: UpdateStrategy,
 
+    /// How long the shards a scale-in removes stay cluster members once their last slot moved
+    /// away, answering clients with `MOVED` so that they refresh their slot maps before the
+    /// Pods go (a Go duration, at most `1h`; `0s`: removed at once; default `30s`, Lettuce's
+    /// back-off between two adaptive topology refreshes). It runs from the moment recorded on
+    /// the shard's Pods (`redis.redis-operator.dev/drained-at`): an operator restart neither
+    /// restarts nor skips it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
+    #[x_kube(validation = Rule::new("self.matches('^([0-9]+(\\\\.[0-9]+)?(ns|us|ms|s|m|h))+$') && duration(self) <= duration('1h')").message("scaleInGracePeriod must be a duration of at most 1h, such as 30s or 2m (0s: no grace)"))]
+    pub scale_in_grace_period: Option<String>,
+
     /// The NetworkPolicy the operator keeps for the members: the cluster bus only from the
     /// cluster's own members; the client port from the members (replication), the operator and
     /// `clients`. Enforcement needs a CNI that implements NetworkPolicy.

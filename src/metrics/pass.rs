@@ -121,6 +121,8 @@ pub fn action_kind(action: &Action) -> &'static str {
         Action::FixOpenSlots => "fix_open_slots",
         Action::Reshard { .. } => "reshard",
         Action::RecordIdentities(_) => "record_identities",
+        Action::MarkDrained { .. } => "mark_drained",
+        Action::ClearDrained(_) => "clear_drained",
     }
 }
 

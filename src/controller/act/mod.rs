@@ -4,6 +4,7 @@
 //! happened with its typed error. Nothing here decides.
 
 pub mod auth;
+mod drain;
 pub mod events;
 pub mod executed;
 mod failover;
@@ -153,7 +154,7 @@ pub async fn act(
         };
         match support(&scope, plan, &crate::controller::config::render(&file)).await {
             Some(failure) => failure,
-            None => step(&scope, &plan.action).await,
+            None => step(&scope, obs, &plan.action).await,
         }
     };
     report(ctx, cluster, &obs.name, &executed).await;
@@ -219,7 +220,7 @@ fn is_namespace_terminating(e: &kube::Error) -> bool {
 }
 
 /// Executes one action.
-async fn step(scope: &Scope<'_>, action: &Action) -> Executed {
+async fn step(scope: &Scope<'_>, obs: &Observed, action: &Action) -> Executed {
     let ctx = scope.ctx;
     match action {
         Action::Wait => Executed::Nothing,
@@ -265,6 +266,8 @@ async fn step(scope: &Scope<'_>, action: &Action) -> Executed {
             delete_all(scope, &api, claims, "VolumeDeleted", "PVC").await
         }
         Action::RecordIdentities(records) => record_identities(scope, records).await,
+        Action::MarkDrained { pods, at, until } => drain::mark(scope, obs, pods, *at, *until).await,
+        Action::ClearDrained(pods) => drain::clear(scope, pods).await,
         Action::Failover {
             shard,
             to,

@@ -70,6 +70,9 @@ pub struct Shape {
     pub storage: bool,
     /// What happens to PVCs of members that are gone.
     pub retention: PvcRetentionPolicy,
+    /// How long a shard a scale-in removes stays a member once drained
+    /// (`spec.scaleInGracePeriod`, [`crate::controller::plan::drain::grace`]).
+    pub scale_in_grace: jiff::SignedDuration,
 }
 
 impl Shape {
@@ -254,6 +257,7 @@ pub async fn observe(
             followers: usize::try_from(cluster.spec.followers_per_leader).unwrap_or(0),
             storage: cluster.spec.storage.is_some(),
             retention: cluster.spec.pvc_retention_policy,
+            scale_in_grace: crate::controller::plan::drain::grace(cluster),
         },
         members,
         claims,

@@ -56,15 +56,6 @@ fn revive(f: &Facts<'_>) -> Option<Step> {
     })
 }
 
-/// Whether no member of `shard` is a master holding slots or keys (or not answering).
-fn drained(f: &Facts<'_>, shard: usize) -> bool {
-    f.obs.live().filter(|m| m.shard == shard).all(|m| {
-        f.obs.view_of(m).is_some_and(|v| {
-            !v.myself.is_master() || (v.myself.slot_count() == 0 && v.keys == Some(0))
-        })
-    })
-}
-
 /// The live member of `shard` on `node`.
 fn member_on<'a>(f: &Facts<'a>, shard: u32, node: &str) -> Option<&'a Member> {
     f.obs
@@ -154,7 +145,8 @@ fn create(f: &Facts<'_>, change: &Change, creates: &mut Vec<NewMember>) -> Next 
 }
 
 /// A member to delete: never on a shard awaiting its volumes (that could lose the data), a
-/// shard beyond `spec.leaders` only whole and drained, a leader only after its failover.
+/// shard beyond `spec.leaders` only whole, drained and past its grace period, a leader only
+/// after its failover.
 fn remove(f: &Facts<'_>, change: &Change, deletes: &mut Vec<(String, String)>) -> Next {
     let Change::Remove {
         shard,
@@ -172,9 +164,10 @@ fn remove(f: &Facts<'_>, change: &Change, deletes: &mut Vec<(String, String)>) -
     if f.awaits(m.shard) {
         return Next::Continue;
     }
-    // A shard beyond spec.leaders leaves whole, and only once the scale concern drained it:
-    // its master holds no slot and no key.
-    if m.shard >= f.obs.shape.leaders && !drained(f, m.shard) {
+    // A shard beyond spec.leaders leaves whole, and only once the scale concern drained it
+    // (its master holds no slot and no key) and its grace period since is over: meanwhile
+    // clients still sending to it get MOVED and refresh their slot maps (`drain`).
+    if m.shard >= f.obs.shape.leaders && !super::drain::over(f, m.shard) {
         return Next::Continue;
     }
     let serving = f.obs.view_of(m).is_some_and(|v| v.is_serving_master());

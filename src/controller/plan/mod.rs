@@ -7,6 +7,7 @@
 pub mod bootstrap;
 pub mod certs;
 pub mod config;
+pub mod drain;
 pub mod facts;
 pub mod loss;
 pub mod members;
@@ -63,6 +64,7 @@ pub const CONCERNS: &[Concern] = &[
     Concern { name: "repair", gate: Gate::Placed, keeps_ready: false, decide: repair::step },
     Concern { name: "recovery", gate: Gate::Formed, keeps_ready: false, decide: recovery::step },
     Concern { name: "loss", gate: Gate::Placed, keeps_ready: false, decide: loss::step },
+    Concern { name: "drain", gate: Gate::Placed, keeps_ready: true, decide: drain::step },
     Concern { name: "members", gate: Gate::Placed, keeps_ready: false, decide: members::step },
     Concern { name: "bootstrap", gate: Gate::Placed, keeps_ready: false, decide: bootstrap::step },
     Concern { name: "certificates", gate: Gate::Placed, keeps_ready: true, decide: certs::step },
@@ -72,6 +74,7 @@ pub const CONCERNS: &[Concern] = &[
     Concern { name: "scale", gate: Gate::Healthy, keeps_ready: true, decide: scale::step },
     Concern { name: "rollout", gate: Gate::Healthy, keeps_ready: true, decide: rollout::step },
     Concern { name: "volumes", gate: Gate::Ready, keeps_ready: false, decide: volumes::delete_orphans },
+    Concern { name: "scale-in-grace", gate: Gate::Ready, keeps_ready: true, decide: drain::wait },
 ];
 
 /// Whether and how the placement constraints can be met.
@@ -114,6 +117,9 @@ pub struct Plan {
     pub rollout: Option<rollout::Rollout>,
     /// The reshard's state while slots are to move (scaling).
     pub reshard: Option<scale::Reshard>,
+    /// How soon a period the plan waits on is over (a scale-in grace period): the pass that
+    /// acts on it must run then.
+    pub wake_in: Option<std::time::Duration>,
 }
 
 impl Plan {
@@ -146,6 +152,7 @@ impl Plan {
             refused: step.refused,
             rollout: None,
             reshard: None,
+            wake_in: None,
         }
     }
 }
@@ -217,6 +224,7 @@ pub fn decide(f: &Facts<'_>) -> Plan {
     };
     plan.rollout = Some(rollout::state(f, rollout_blocked.as_deref()));
     plan.orphaned_claims = f.orphaned_claims.clone();
+    plan.wake_in = drain::next_deadline(f);
     plan.placement = PlacementState::Satisfied(placement);
     plan
 }
@@ -231,7 +239,7 @@ fn blocked(
 ) -> Option<String> {
     let earlier = chosen
         .as_ref()
-        .filter(|(_, c, _)| !matches!(c.name, "scale" | "rollout" | "volumes"));
+        .filter(|(_, c, _)| !matches!(c.name, "scale" | "rollout" | "volumes" | "scale-in-grace"));
     let ready = f.health.ready && earlier.is_none_or(|(_, c, _)| c.keeps_ready);
     let message = earlier.map_or_else(|| f.health.message.clone(), |(_, _, s)| s.message.clone());
     if !ready {

@@ -2,7 +2,8 @@
 //! members concern places the new shards, they join and their followers sync (bootstrap), and
 //! only then do slots move to them. Scale in: the highest-index shards are drained to the rest,
 //! refused up front when the remaining leaders could not hold the data; once their masters hold
-//! no slot and no key, the members concern removes them and recovery forgets them.
+//! no slot and no key and their grace period is over (`drain`: clients get MOVED from them
+//! meanwhile), the members concern removes them and recovery forgets them.
 //!
 //! Gate: a healthy cluster. Each step moves one bounded batch of slots with the resumable
 //! reshard of `redis::ops` (a killed run is finished by the next one: open slots are closed by

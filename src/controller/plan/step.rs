@@ -147,6 +147,18 @@ pub enum Action {
     },
     /// Record each member's Redis identity on its PVC: (claim, id).
     RecordIdentities(Vec<(String, NodeId)>),
+    /// Record on the Pods of shards a scale-in removes that their master holds no slot and no
+    /// key since `at`: their scale-in grace period runs from it (`plan::drain`).
+    MarkDrained {
+        /// (pod, shard).
+        pods: Vec<(String, usize)>,
+        /// The moment recorded.
+        at: jiff::Timestamp,
+        /// When their grace period is over (for the Event).
+        until: jiff::Timestamp,
+    },
+    /// Clear that record from Pods whose shard holds slots again: (pod, shard).
+    ClearDrained(Vec<(String, usize)>),
 }
 
 impl Action {

@@ -66,7 +66,9 @@ fn reconciling(plan: &Plan, made: &[Desired]) -> Option<(String, String)> {
         .rollout
         .as_ref()
         .is_some_and(|r| matches!(r.reason, Some("RollingUpdate" | "RolloutWaiting")));
-    if plan.ready && !plan.action.is_change() && !rolling {
+    // A scale-in grace period under way is the operator's work too: the drained shards' Pods
+    // are still to be removed when it ends (`wake_in`).
+    if plan.ready && !plan.action.is_change() && !rolling && plan.wake_in.is_none() {
         return None;
     }
     Some(match progressing {
@@ -96,6 +98,7 @@ mod tests {
             refused: false,
             rollout: None,
             reshard: None,
+            wake_in: None,
         }
     }
 
@@ -140,6 +143,11 @@ mod tests {
         // OnDelete waits for the user's deletions: the operator has done what it will.
         p.rollout.as_mut().unwrap().reason = Some("OnDelete");
         assert!(!states(&p).0);
+        // Drained shards waiting out their scale-in grace period are still to be removed.
+        let mut p = plan(true);
+        p.reason = "ScaleInGrace";
+        p.wake_in = Some(std::time::Duration::from_secs(20));
+        assert_eq!(states(&p), (true, false, "ScaleInGrace".into()));
     }
 
     #[test]

@@ -33,6 +33,8 @@ pub(super) struct M {
     pub(super) answers: bool,
     /// The revision its Pod was built from.
     pub(super) rev: &'static str,
+    /// More annotations on its Pod.
+    pub(super) annotations: BTreeMap<&'static str, String>,
 }
 
 impl M {
@@ -76,6 +78,7 @@ pub(super) fn healthy() -> Fx {
         pod: Some(PodState::Running),
         answers: true,
         rev: REV,
+        annotations: BTreeMap::new(),
     };
     let follower = |c, ip: &str, node, shard, of| M {
         id: id(c),
@@ -90,6 +93,7 @@ pub(super) fn healthy() -> Fx {
         pod: Some(PodState::Running),
         answers: true,
         rev: REV,
+        annotations: BTreeMap::new(),
     };
     Fx {
         members: vec![
@@ -195,6 +199,7 @@ impl Fx {
             pod: Some(PodState::Running),
             answers: true,
             rev: REV,
+            annotations: BTreeMap::new(),
         });
     }
 
@@ -371,6 +376,7 @@ impl Fx {
                 followers: 1,
                 storage: self.storage,
                 retention: PvcRetentionPolicy::Retain,
+                scale_in_grace: crate::controller::plan::drain::DEFAULT_GRACE,
             },
             members,
             claims: self.claims.clone(),
@@ -424,6 +430,9 @@ pub(super) fn pod(m: &M, state: PodState, claim: Option<String>) -> Member {
                 .unwrap()
                 .to_string()
         );
+    }
+    for (k, v) in &m.annotations {
+        json["metadata"]["annotations"][*k] = serde_json::json!(v);
     }
     if let Some(c) = claim {
         json["spec"]["volumes"] =

@@ -80,12 +80,25 @@ fn scale_in_drains_the_highest_shard_and_keeps_its_members_until_drained() {
             .all(|m| m.from.as_ref().map(|f| f.as_str().to_string()) == Some(id('7'))),
         "{moves:?}"
     );
-    // Drained: slots and keys gone from g; its shard's members are removed.
+    // Drained: slots and keys gone from 7; the moment is recorded on its shard's Pods first,
+    // and once its grace period is over its shard's members are removed (plan/tests/drain.rs).
     fx.get('7').slots = "";
     fx.get('7').keys = 0;
     fx.get('a').slots = "0-5461";
     fx.get('b').slots = "5462-10922";
     fx.get('c').slots = "10923-16383";
+    let plan = crate::controller::plan::plan(&observed(&fx, 3));
+    assert!(
+        matches!(plan.action, Action::MarkDrained { .. }),
+        "{plan:?}"
+    );
+    let since = jiff::Timestamp::from_second(1_000_000 - 30).unwrap();
+    for c in ['7', '8'] {
+        fx.get(c).annotations.insert(
+            crate::controller::labels::DRAINED_AT_ANNOTATION,
+            since.to_string(),
+        );
+    }
     let plan = crate::controller::plan::plan(&observed(&fx, 3));
     match &plan.action {
         Action::DeletePods(pods) => {
