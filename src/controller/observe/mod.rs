@@ -11,6 +11,7 @@ pub mod placement_input;
 pub mod pods;
 pub mod redis;
 pub mod revision;
+pub mod scale_in;
 pub mod storage_class;
 pub mod tls;
 
@@ -71,7 +72,7 @@ pub struct Shape {
     /// What happens to PVCs of members that are gone.
     pub retention: PvcRetentionPolicy,
     /// How long a shard a scale-in removes stays a member once drained
-    /// (`spec.scaleInGracePeriod`, [`crate::controller::plan::drain::grace`]).
+    /// (`spec.scaleInGracePeriod`, [`scale_in::grace`]).
     pub scale_in_grace: jiff::SignedDuration,
 }
 
@@ -257,7 +258,7 @@ pub async fn observe(
             followers: usize::try_from(cluster.spec.followers_per_leader).unwrap_or(0),
             storage: cluster.spec.storage.is_some(),
             retention: cluster.spec.pvc_retention_policy,
-            scale_in_grace: crate::controller::plan::drain::grace(cluster),
+            scale_in_grace: scale_in::grace(cluster),
         },
         members,
         claims,

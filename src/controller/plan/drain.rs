@@ -22,36 +22,17 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use jiff::{SignedDuration, Timestamp};
+use jiff::Timestamp;
 
 use super::facts::Facts;
 use super::step::{Action, Step};
 use crate::controller::labels::DRAINED_AT_ANNOTATION;
 use crate::controller::observe::Observed;
-use crate::controller::observe::passwords::parse_go_duration;
-use crate::crd::RedisCluster;
 
 /// The reason of the record's steps and of the wait.
 pub const SCALE_IN_GRACE: &str = "ScaleInGrace";
 
-/// The grace period when the spec sets none: Lettuce backs off 30 s between two adaptive
-/// topology refreshes, so a Lettuce client that refreshed on an early `MOVED` of the reshard
-/// learns the final slot map up to 30 s after the last slot moved (redis-py and Jedis refresh
-/// on every `MOVED`, go-redis reloads lazily on it).
-pub const DEFAULT_GRACE: SignedDuration = SignedDuration::from_secs(30);
-
-/// The longest grace period (admission refuses more; a spec that bypassed it is clamped).
-pub const MAX_GRACE: SignedDuration = SignedDuration::from_hours(1);
-
-/// `spec.scaleInGracePeriod` (admission checks its form), or [`DEFAULT_GRACE`].
-pub fn grace(cluster: &RedisCluster) -> SignedDuration {
-    cluster
-        .spec
-        .scale_in_grace_period
-        .as_deref()
-        .and_then(parse_go_duration)
-        .map_or(DEFAULT_GRACE, |d| d.clamp(SignedDuration::ZERO, MAX_GRACE))
-}
+pub use crate::controller::observe::scale_in::{DEFAULT_GRACE, MAX_GRACE, grace};
 
 /// Where a shard a scale-in removes stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
