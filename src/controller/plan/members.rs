@@ -234,7 +234,9 @@ fn rebalance(f: &Facts<'_>, change: &Change) -> Next {
 /// shard on that node whose identity is still known keeps its ordinal, and so does a claim of
 /// the shard no Pod ever used (a Pod whose creation failed after its claim was made: reusing it
 /// keeps the claims bounded while the API refuses the Pod); otherwise the lowest ordinal no
-/// live member, held claim or other new member has.
+/// live member, held claim or other new member has. Either way an ordinal is held once: a
+/// free claim whose ordinal a live member, a held claim or another new member already has is
+/// not reused (two members of a shard with one identity, seen in the soak).
 fn new_member(
     f: &Facts<'_>,
     shard: usize,
@@ -243,8 +245,19 @@ fn new_member(
 ) -> (usize, Option<String>) {
     let obs = f.obs;
     let known = obs.view.known_ids();
+    // The claim's own ordinal is taken by something other than the claim itself.
+    let taken = |c: &crate::controller::observe::Claim| {
+        obs.live().any(|m| m.shard == shard && m.member == c.member)
+            || f.held
+                .iter()
+                .any(|h| h.shard == shard && h.member == c.member && h.name != c.name)
+            || pending
+                .iter()
+                .any(|p| p.shard == shard && p.member == c.member)
+    };
     let reusable = obs.claims.iter().find(|c| {
         c.shard == shard
+            && !taken(c)
             && !c.deleting
             && (c.node.as_deref() == Some(node) || (c.node.is_none() && c.node_id.is_none()))
             && c.node_id.as_ref().is_none_or(|id| known.contains(id))
