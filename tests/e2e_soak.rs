@@ -273,7 +273,7 @@ async fn run_round(
 }
 
 async fn stop_round(
-    world: &World,
+    world: &mut World,
     round: &Round,
     seed: u64,
     timeline: &Timeline,
@@ -281,6 +281,22 @@ async fn stop_round(
     why: &str,
 ) -> ! {
     let conditions = world.conditions().await;
+    // A stopped soak still says whether any acknowledged write was lost so far: every key is
+    // read back, bounded (the cluster may be the reason the soak stopped; what cannot be read
+    // is counted as unverified, not as lost).
+    let mut writes = String::new();
+    for c in &mut world.clusters {
+        let Some(writer) = c.writer.take() else {
+            continue;
+        };
+        let mut report = writer.stop().await;
+        let opts = ReadBackOptions {
+            deadline: Duration::from_secs(300),
+            ..ReadBackOptions::default()
+        };
+        report.read_back(&c.members.addrs(), &c.pass, &opts).await;
+        writes.push_str(&format!("  {}: {report}\n", c.name));
+    }
     let log = std::env::temp_dir().join(format!("redis-operator-{}.log", world.ns.name));
     let tail = std::fs::read_to_string(&log)
         .map(|s| {
@@ -289,7 +305,7 @@ async fn stop_round(
         })
         .unwrap_or_default();
     panic!(
-        "soak stopped at {round}: {why}\nreplay: SOAK_SEED={} SOAK_ROUNDS={}\nconditions:\n{conditions}timeline of the round:\n{}\noperator log ({}), last 150 lines:\n{tail}",
+        "soak stopped at {round}: {why}\nreplay: SOAK_SEED={} SOAK_ROUNDS={}\nconditions:\n{conditions}acknowledged writes so far:\n{writes}timeline of the round:\n{}\noperator log ({}), last 150 lines:\n{tail}",
         seed,
         round.index + 1,
         timeline.since(from),
