@@ -167,7 +167,12 @@ fn parse_connected_replica(value: &str) -> Result<ConnectedReplica, ParseError> 
             .map_err(|_| ParseError::new(WHAT, format!("port in {value:?}")))?,
         state: get("state")?.to_owned(),
         offset: num("offset")?,
-        lag: num("lag")?,
+        // `lag` is the master's cached clock minus the replica's last ACK time, so an ACK that
+        // arrived after the clock was cached shows as -1 (seen on 7.0 under load): just acked.
+        lag: get("lag")?
+            .parse::<i64>()
+            .map(|l| u64::try_from(l).unwrap_or(0))
+            .map_err(|_| ParseError::new(WHAT, format!("lag in {value:?}")))?,
     })
 }
 
@@ -188,6 +193,23 @@ mod tests {
             }
             ReplicationRole::Replica(_) => panic!("expected master"),
         }
+    }
+
+    #[test]
+    fn a_replica_acked_after_the_masters_clock_was_cached_has_lag_zero() {
+        // Seen in make e2e: `lag=-1` made the whole observation of a leader fail, and the
+        // cluster turned not Ready ("waiting for Redis to answer") in a planned scale-out.
+        let text = "role:master\r\nconnected_slaves:1\r\nslave0:ip=10.244.15.81,port=6379,state=online,offset=3995807,lag=-1\r\nmaster_replid:abc\r\nmaster_repl_offset:3995807\r\n";
+        let info = parse_replication_info(text).unwrap();
+        match info.role {
+            ReplicationRole::Master { replicas } => {
+                assert_eq!(replicas[0].lag, 0);
+                assert_eq!(replicas[0].offset, 3_995_807);
+            }
+            ReplicationRole::Replica(_) => panic!("expected master"),
+        }
+        let bad = "role:master\r\nconnected_slaves:1\r\nslave0:ip=a,port=1,state=online,offset=1,lag=x\r\nmaster_replid:abc\r\nmaster_repl_offset:1\r\n";
+        assert!(parse_replication_info(bad).is_err());
     }
 
     #[test]
