@@ -54,6 +54,28 @@ struct S3 {
     secret_key: String,
 }
 
+impl S3 {
+    /// The bucket under `prefix`, as the test reads and corrupts it.
+    fn store(&self, prefix: &str) -> redis_operator::backup::store::Store {
+        use redis_operator::backup::store::{S3Credentials, S3Location, Store, StoreTimeouts};
+        Store::s3(
+            &S3Location {
+                endpoint: Some(self.endpoint.clone()),
+                bucket: self.bucket.clone(),
+                prefix: prefix.to_string(),
+                region: "us-east-1".into(),
+                ca_pem: None,
+            },
+            &S3Credentials {
+                access_key_id: self.access_key.clone(),
+                secret_access_key: self.secret_key.clone(),
+            },
+            StoreTimeouts::default(),
+        )
+        .unwrap()
+    }
+}
+
 fn s3_up() -> S3 {
     let out = std::process::Command::new(repo().join("hack/s3"))
         .arg("up")
@@ -419,7 +441,6 @@ async fn backup_reason(api: &Api<RedisClusterBackup>, name: &str) -> Option<Stri
 #[tokio::test]
 #[ignore = "needs the local cluster; run by make test"]
 async fn backup_failures_are_conditions_and_a_killed_operator_resumes() {
-    use redis_operator::backup::store::{S3Credentials, S3Location, Store, StoreTimeouts};
     let s3 = s3_up();
     let (mut chaos, members) = Chaos::create("e2e-backup-fail", json!({})).await;
     let ns = chaos.ns.name.clone();
@@ -534,22 +555,7 @@ async fn backup_failures_are_conditions_and_a_killed_operator_resumes() {
     assert_eq!(moved.shards[2].source_role.as_deref(), Some("follower"));
 
     // A corrupted object: the restore fails with ChecksumMismatch and writes nothing.
-    let store = Store::s3(
-        &S3Location {
-            endpoint: Some(s3.endpoint.clone()),
-            bucket: s3.bucket.clone(),
-            prefix: prefix.clone(),
-            region: "us-east-1".into(),
-            ca_pem: None,
-        },
-        &S3Credentials {
-            access_key_id: s3.access_key.clone(),
-            secret_access_key: s3.secret_key.clone(),
-        },
-        StoreTimeouts::default(),
-    )
-    .unwrap()
-    .child(st.path.as_deref().unwrap());
+    let store = s3.store(&prefix).child(st.path.as_deref().unwrap());
     let mut bytes = store.get("shard-1.rdb").await.unwrap().to_vec();
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0xff;
@@ -611,7 +617,6 @@ async fn scheduled(api: &Api<RedisClusterBackup>, schedule: &str) -> Vec<(String
 #[tokio::test]
 #[ignore = "needs the local cluster; run by make test"]
 async fn a_schedule_keeps_the_newest_and_a_killed_operator_resumes_a_restore() {
-    use redis_operator::backup::store::{S3Credentials, S3Location, Store, StoreTimeouts};
     let s3 = s3_up();
     let (mut chaos, members) = Chaos::create("e2e-backup-sched", json!({})).await;
     let ns = chaos.ns.name.clone();
@@ -771,21 +776,7 @@ async fn a_schedule_keeps_the_newest_and_a_killed_operator_resumes_a_restore() {
     assert!(sched.last_successful_time.is_some(), "{sched:?}");
     assert!(sched.next_schedule_time.is_some(), "{sched:?}");
     // The deleted backup's objects are gone; the kept ones' are there.
-    let store = Store::s3(
-        &S3Location {
-            endpoint: Some(s3.endpoint.clone()),
-            bucket: s3.bucket.clone(),
-            prefix: prefix.clone(),
-            region: "us-east-1".into(),
-            ca_pem: None,
-        },
-        &S3Credentials {
-            access_key_id: s3.access_key.clone(),
-            secret_access_key: s3.secret_key.clone(),
-        },
-        StoreTimeouts::default(),
-    )
-    .unwrap();
+    let store = s3.store(&prefix);
     // Objects live under `<prefix><cluster>/<backup>-<uid8>/`.
     let under = |name: &str, objects: &[(String, u64)]| -> Vec<String> {
         let start = format!("{NAME}/{name}-");

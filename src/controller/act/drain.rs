@@ -8,6 +8,7 @@ use kube::runtime::events::EventType;
 
 use super::events::publish;
 use super::executed::{Executed, Scope, kube_failed};
+use super::objects::patch_pod;
 use crate::controller::labels::{DRAINED_AT_ANNOTATION, MANAGER};
 use crate::controller::observe::Observed;
 
@@ -82,12 +83,9 @@ pub(super) async fn clear(scope: &Scope<'_>, pods: &[(String, usize)]) -> Execut
     let patch = serde_json::json!({"metadata": {"annotations": {DRAINED_AT_ANNOTATION: null}}});
     let mut done: Vec<String> = Vec::new();
     for (pod, _) in pods {
-        match api
-            .patch(pod, &PatchParams::apply(MANAGER), &Patch::Merge(&patch))
-            .await
-        {
-            Ok(_) => done.push(pod.clone()),
-            Err(kube::Error::Api(s)) if s.code == 404 => {}
+        match patch_pod(&api, pod, &patch).await {
+            Ok(true) => done.push(pod.clone()),
+            Ok(false) => {}
             Err(e) => {
                 return kube_failed("PatchFailed", &format!("clearing the drain on {pod}"), e);
             }

@@ -230,3 +230,20 @@ async fn create_member(
     pod_api.create(&pp, &pod).await?;
     Ok(pod_name)
 }
+
+/// Merges `patch` into the Pod's metadata. `Ok(false)`: the Pod is gone (nothing to record on
+/// it, not a failure).
+pub(super) async fn patch_pod(
+    api: &Api<Pod>,
+    pod: &str,
+    patch: &serde_json::Value,
+) -> Result<bool, kube::Error> {
+    match api
+        .patch(pod, &PatchParams::apply(MANAGER), &Patch::Merge(patch))
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(false),
+        Err(e) => Err(e),
+    }
+}

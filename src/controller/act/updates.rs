@@ -41,12 +41,9 @@ pub(super) async fn apply_config(
         let patch = serde_json::json!({"metadata": {"annotations": {
             crate::controller::labels::LIVE_CONFIG_ANNOTATION: applied.to_annotation()
         }}});
-        match api
-            .patch(pod, &PatchParams::apply(MANAGER), &Patch::Merge(&patch))
-            .await
-        {
-            Ok(_) => done.push(pod.clone()),
-            Err(kube::Error::Api(s)) if s.code == 404 => {}
+        match super::objects::patch_pod(&api, pod, &patch).await {
+            Ok(true) => done.push(pod.clone()),
+            Ok(false) => {}
             Err(e) => {
                 return kube_failed("PatchFailed", &format!("recording the config on {pod}"), e);
             }
