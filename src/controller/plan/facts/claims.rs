@@ -6,8 +6,9 @@ use crate::crd::PvcRetentionPolicy;
 use crate::redis::ids::NodeId;
 
 /// PVCs that stand for a member whose Pod is gone (or still stopping): intact, bound to a
-/// node, recording an identity the cluster still knows (or none yet), in a shard that misses
-/// members. At most one per node and no more than the shard misses.
+/// node, recording an identity the cluster still knows (or none yet), of an ordinal no live
+/// member holds, in a shard that misses members. At most one per node and no more than the
+/// shard misses.
 pub fn held(obs: &Observed) -> Vec<&Claim> {
     let per_shard = 1 + obs.shape.followers;
     let known = obs.view.known_ids();
@@ -16,9 +17,17 @@ pub fn held(obs: &Observed) -> Vec<&Claim> {
         let Some(node) = c.node.as_deref() else {
             continue;
         };
+        // A claim whose ordinal a live member of its shard already holds stands for no
+        // member: reviving it would give the shard two members with one ordinal (seen in the
+        // soak, seed 20261214 round 95: a new member took the ordinal while an older claim of
+        // it sat on another node, its identity re-learned from a member restarted from its
+        // volume). It is an orphan.
         if c.deleting
             || c.shard >= obs.shape.leaders
             || obs.live().any(|m| m.claim() == Some(c.name.as_str()))
+            || obs
+                .live()
+                .any(|m| m.shard == c.shard && m.member == c.member)
         {
             continue;
         }

@@ -171,3 +171,45 @@ fn a_claim_left_by_a_pod_the_api_refused_is_reused_not_multiplied() {
         other => panic!("expected CreateMembers, got {other:?}"),
     }
 }
+
+#[test]
+fn a_held_claim_never_brings_back_an_ordinal_a_live_member_holds() {
+    // The soak (seed 20261214, round 95, two SIGKILLs of a leader mid-reshard): shard 2's new
+    // member took ordinal 1 while an older claim of ordinal 1 sat on another node, its identity
+    // still listed by a member restarted from its volume; once the shard missed a member that
+    // claim was revived as a second ordinal 1 and the shard had two members with one identity
+    // label. Here shard 1's leader b is gone with its claim, e (ordinal 1) leads, and an old
+    // claim of ordinal 1 on n-a3 records identity 9, which the cluster still lists.
+    let mut fx = healthy().with_storage();
+    fx.get('b').pod = None;
+    fx.get('b').answers = false;
+    fx.get('b').offset = u64::MAX;
+    fx.claims.retain(|c| c.name != "data-s1-m0");
+    fx.get('e').master = None;
+    fx.get('e').slots = "5462-10922";
+    fx.add('9', "n-a3", 1, 1, Some('e'));
+    fx.get('9').pod = None;
+    fx.get('9').answers = false;
+    fx.claims.push(Claim {
+        name: "data-s1-m1-old".into(),
+        shard: 1,
+        member: 1,
+        node: Some("n-a3".into()),
+        node_id: Some(id('9').parse().unwrap()),
+        deleting: false,
+    });
+    let obs = fx.observed();
+    let p = plan(&obs);
+    if let Action::CreateMembers(news) = &p.action {
+        for n in news.iter().filter(|n| n.shard == 1) {
+            assert_ne!(n.member, 1, "ordinal 1 is e's: {news:?}");
+            assert_ne!(n.reuse_claim.as_deref(), Some("data-s1-m1-old"), "{news:?}");
+        }
+    }
+    let f = crate::controller::plan::facts::Facts::of(&obs);
+    assert!(
+        f.held.iter().all(|c| c.name != "data-s1-m1-old"),
+        "a claim whose ordinal a live member holds stands for no member: {:?}",
+        f.held.iter().map(|c| &c.name).collect::<Vec<_>>()
+    );
+}
