@@ -213,7 +213,7 @@ async fn create_member(
         }
     };
     let pod_name = Names::member_pod(name, new.shard, new.member, &suffix);
-    let pod = build::pod::build(
+    let mut pod = build::pod::build(
         cluster,
         &MemberPod {
             shard: new.shard,
@@ -227,6 +227,9 @@ async fn create_member(
             live_config: inputs.live_config,
         },
     );
+    if let Some(outdated) = &new.replaces {
+        build::pod::mark_replacing(&mut pod, outdated);
+    }
     pod_api.create(&pp, &pod).await?;
     Ok(pod_name)
 }

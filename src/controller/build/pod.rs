@@ -120,6 +120,15 @@ fn metadata(cluster: &RedisCluster, m: &MemberPod<'_>) -> ObjectMeta {
     }
 }
 
+/// Records on a surge member's Pod the outdated member's Pod it replaces (the pair the
+/// rolling update retires the old one from, [`labels::REPLACES_ANNOTATION`]).
+pub fn mark_replacing(pod: &mut Pod, outdated: &str) {
+    pod.metadata.annotations.get_or_insert_default().insert(
+        labels::REPLACES_ANNOTATION.to_string(),
+        outdated.to_string(),
+    );
+}
+
 /// Pinned by field (node name), not by hostname label: the two can differ.
 fn pinned_to(node: &str) -> Affinity {
     Affinity {
