@@ -227,8 +227,8 @@ async fn create_member(
             live_config: inputs.live_config,
         },
     );
-    if let Some(outdated) = &new.replaces {
-        build::pod::mark_replacing(&mut pod, outdated);
+    if let Some((outdated, id)) = &new.replaces {
+        build::pod::mark_replacing(&mut pod, outdated, id.as_ref().map(|i| i.as_str()));
     }
     pod_api.create(&pp, &pod).await?;
     Ok(pod_name)

@@ -176,7 +176,10 @@ pub fn replace(f: &Facts<'_>, shard: usize, old: &Member, done: Done) -> Result<
             node: node.clone(),
             zone,
             reuse_claim,
-            replaces: Some(old.name().to_string()),
+            replaces: Some((
+                old.name().to_string(),
+                f.obs.view_of(old).map(|v| v.id().clone()),
+            )),
             reason: format!(
                 "rolling update of shard {shard}: replacement for {}, which retires once this one is in sync",
                 old.name()

@@ -6,9 +6,10 @@
 
 use std::collections::BTreeSet;
 
-use crate::controller::labels::REPLACES_ANNOTATION;
+use crate::controller::labels::{REPLACES_ANNOTATION, REPLACES_ID_ANNOTATION};
 use crate::controller::observe::Observed;
 use crate::controller::observe::pods::Member;
+use crate::redis::ids::NodeId;
 
 /// A live replacement and the live outdated member it replaces, in one shard.
 #[derive(Debug, Clone, Copy)]
@@ -36,6 +37,19 @@ pub fn pairs(obs: &Observed) -> Vec<Surge<'_>> {
                 replacement,
                 retiring,
             })
+        })
+        .collect()
+}
+
+/// Identities of members a rolling update retired: named on a live replacement's Pod, their
+/// own Pod no longer live (gone or going). They left on purpose, once their replacement was
+/// in sync: forgotten at once, and no problem meanwhile.
+pub fn retired_ids(obs: &Observed) -> Vec<NodeId> {
+    obs.live()
+        .filter_map(|m| {
+            let pod = m.annotation(REPLACES_ANNOTATION)?;
+            let id: NodeId = m.annotation(REPLACES_ID_ANNOTATION)?.parse().ok()?;
+            (!obs.live().any(|o| o.name() == pod)).then_some(id)
         })
         .collect()
 }

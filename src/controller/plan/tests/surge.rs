@@ -3,7 +3,7 @@
 
 use super::fixture::{Fx, PodState, cond, healthy, id};
 use crate::controller::act::Executed;
-use crate::controller::labels::REPLACES_ANNOTATION;
+use crate::controller::labels::{REPLACES_ANNOTATION, REPLACES_ID_ANNOTATION};
 use crate::controller::observe::Observed;
 use crate::controller::plan::*;
 use crate::controller::status::{conditions, types};
@@ -31,6 +31,9 @@ fn replacement(
     m.rev = "rev-2";
     m.annotations
         .insert(REPLACES_ANNOTATION, replaces.to_string());
+    // The fixture's Pods are named p-s<shard>-m<member>-<id's first character>.
+    let of = replaces.chars().last().unwrap();
+    m.annotations.insert(REPLACES_ID_ANNOTATION, id(of));
     if !synced {
         m.offset = 0;
         m.keys = 0;
@@ -70,7 +73,12 @@ fn an_outdated_follower_gets_a_replacement_beside_it_in_its_own_zone() {
     // d (shard 0's follower) is on n-b2 in zone-b; n-b1 holds b: n-b3 is zone-b's free node.
     assert_eq!((new.shard, new.member), (0, 2));
     assert_eq!((new.node.as_str(), new.zone.as_str()), ("n-b3", "zone-b"));
-    assert_eq!(new.replaces.as_deref(), Some("p-s0-m1-d"));
+    assert_eq!(
+        new.replaces
+            .as_ref()
+            .map(|(p, i)| (p.as_str(), i.as_ref().map(|i| i.as_str().to_string()))),
+        Some(("p-s0-m1-d", Some(id('d'))))
+    );
     assert_eq!(new.reuse_claim, None);
     assert_eq!(plan.concern, Some("rollout"));
     // Nothing is taken away: the cluster stays Ready.
@@ -95,6 +103,18 @@ fn the_old_follower_retires_only_once_its_replacement_is_in_sync_volume_first() 
     assert_eq!(r.reason, Some("RollingUpdate"), "{r:?}");
     assert!(r.message.contains("replacement p-s0-m2-7 syncing"), "{r:?}");
     assert_eq!(r.updated, 0, "the pair holds one seat: {r:?}");
+    // Every shard keeps its leader and its follower in sync meanwhile: Ready, not Degraded.
+    let c = conditions(&plan, &Executed::Nothing);
+    assert!(
+        cond(&c, types::READY).status,
+        "{:?}",
+        cond(&c, types::READY)
+    );
+    assert!(
+        !cond(&c, types::DEGRADED).status,
+        "{:?}",
+        cond(&c, types::DEGRADED)
+    );
 
     // In sync: d's volume goes first (the Pod keeps it until it stops), then d.
     synced(&mut fx, '7');
@@ -201,7 +221,10 @@ fn a_shard_without_followers_hands_over_to_its_replacement_instead_of_restarting
     let new = created(&plan);
     assert_eq!(new.shard, 0);
     assert_eq!(new.zone, "zone-a", "a's own zone first");
-    assert_eq!(new.replaces.as_deref(), Some("p-s0-m0-a"));
+    assert_eq!(
+        new.replaces.as_ref().map(|(p, _)| p.as_str()),
+        Some("p-s0-m0-a")
+    );
 
     // Syncing: nothing yet (no restart of the only member, no handover to an empty copy).
     replacement(&mut fx, '7', "n-a2", 0, 'a', "p-s0-m0-a", false);
@@ -234,4 +257,66 @@ fn a_shard_without_followers_hands_over_to_its_replacement_instead_of_restarting
     fx.get('a').master = Some(id('7'));
     let plan = crate::controller::plan::plan(&without_followers(&mut fx));
     assert_eq!(deleted_pods(&plan), ["p-s0-m0-a"]);
+}
+
+#[test]
+fn a_replacement_still_starting_is_no_problem_and_the_cluster_stays_ready() {
+    let mut fx = surging(healthy());
+    replacement(&mut fx, '7', "n-b3", 0, 'a', "p-s0-m1-d", false);
+    fx.get('7').answers = false;
+    fx.get('7').pod = Some(PodState::Down);
+    // Not introduced yet: no member lists it.
+    fx.get('7').offset = u64::MAX;
+    let plan = crate::controller::plan::plan(&fx.observed());
+    let c = conditions(&plan, &Executed::Nothing);
+    assert!(
+        cond(&c, types::READY).status,
+        "{:?}",
+        cond(&c, types::READY)
+    );
+    assert!(
+        !cond(&c, types::DEGRADED).status,
+        "{:?}",
+        cond(&c, types::DEGRADED)
+    );
+    assert!(plan.rollout.unwrap().message.contains("p-s0-m2-7 starting"));
+}
+
+#[test]
+fn a_retired_member_is_forgotten_at_once_and_is_no_stale_identity_meanwhile() {
+    // d's Pod was deleted once 7 was in sync; the masters have not flagged it failing yet.
+    let mut fx = surging(healthy());
+    replacement(&mut fx, '7', "n-b3", 0, 'a', "p-s0-m1-d", true);
+    fx.get('d').pod = None;
+    fx.get('d').answers = false;
+    let plan = crate::controller::plan::plan(&fx.observed());
+    match &plan.action {
+        Action::Forget(ids) => {
+            assert_eq!(
+                ids.iter()
+                    .map(|(i, _)| i.as_str().to_string())
+                    .collect::<Vec<_>>(),
+                [id('d')]
+            );
+        }
+        other => panic!(
+            "expected d forgotten at once, got {other:?} ({})",
+            plan.message
+        ),
+    }
+    assert!(
+        plan.problems.iter().all(|p| p.reason != "StaleIdentity"),
+        "{:?}",
+        plan.problems
+    );
+
+    // Without the replacement's record, the same gone follower waits for the masters' verdict.
+    fx.get('7').annotations.remove(REPLACES_ID_ANNOTATION);
+    let plan = crate::controller::plan::plan(&fx.observed());
+    assert!(!matches!(plan.action, Action::Forget(_)), "{plan:?}");
+    assert!(
+        plan.problems.iter().any(|p| p.reason == "StaleIdentity"),
+        "{:?}",
+        plan.problems
+    );
 }
