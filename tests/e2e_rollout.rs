@@ -524,7 +524,7 @@ impl Redundancy {
                             }
                         }
                         report.samples += 1;
-                        if synced >= FOLLOWERS as usize {
+                        if synced >= FOLLOWERS {
                             continue;
                         }
                         let handover = leaders.get(&shard).and_then(|(_, at)| *at);
