@@ -320,3 +320,22 @@ fn a_retired_member_is_forgotten_at_once_and_is_no_stale_identity_meanwhile() {
         plan.problems
     );
 }
+
+#[test]
+fn a_node_holding_a_volume_of_the_cluster_is_no_seat_for_a_replacement() {
+    // An orphaned claim bound to n-b3 (a member re-placed earlier): a replacement there would
+    // share the node with a volume of this cluster (and could be handed that volume).
+    let mut fx = surging(healthy());
+    fx.claims.push(crate::controller::observe::Claim {
+        name: "data-s2-m5".into(),
+        shard: 2,
+        member: 5,
+        node: Some("n-b3".into()),
+        node_id: None,
+        deleting: false,
+    });
+    let plan = crate::controller::plan::plan(&fx.observed());
+    let new = created(&plan);
+    assert_eq!((new.node.as_str(), new.zone.as_str()), ("n-c3", "zone-c"));
+    assert_eq!(new.reuse_claim, None);
+}
