@@ -427,8 +427,8 @@ const REPLACES: &str = "redis.redis-operator.dev/replaces";
 
 /// Every shard's followers in sync, sampled every 250 ms from the members' own
 /// `INFO replication` while it runs: a follower counts when its link to its master is up and no
-/// sync is in progress. A sample right after a leader change in the shard (within 5 s of it:
-/// the old leader reattaching to the new one) is not judged.
+/// sync is in progress. A sample within 5 s of a leader change in its shard (the old leader
+/// reattaching to the new one) is not judged.
 struct Redundancy {
     state: Arc<Mutex<RedundancyReport>>,
     task: tokio::task::JoinHandle<()>,
@@ -437,18 +437,40 @@ struct Redundancy {
 #[derive(Debug, Default, Clone)]
 struct RedundancyReport {
     samples: usize,
+    /// Samples below F within 5 s of a handover in their shard (before or after it: a sample
+    /// taken while the old leader reattaches precedes the one that shows the new leader).
     exempt: usize,
-    /// (shard, seconds since the start, followers in sync) of the samples below F.
+    /// (shard, seconds since the start, followers in sync) of the samples below F, the
+    /// handovers' moments left out once the run is over.
     below: Vec<(String, f64, usize)>,
-    /// Leader changes seen per shard.
-    handovers: BTreeMap<String, usize>,
+    /// Leader changes seen per shard (seconds since the start).
+    handovers: BTreeMap<String, Vec<f64>>,
+}
+
+impl RedundancyReport {
+    /// Leaves out the samples below F within 5 s of a handover in their shard.
+    fn judge(mut self) -> Self {
+        let near = |shard: &str, at: f64| {
+            self.handovers
+                .get(shard)
+                .is_some_and(|hs| hs.iter().any(|h| (h - at).abs() < 5.0))
+        };
+        let (exempt, below): (Vec<_>, Vec<_>) = self
+            .below
+            .iter()
+            .cloned()
+            .partition(|(shard, at, _)| near(shard, *at));
+        self.exempt = exempt.len();
+        self.below = below;
+        self
+    }
 }
 
 impl std::fmt::Display for RedundancyReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} samples ({} during handovers), {} below {FOLLOWERS} follower(s) in sync {:?}, handovers {:?}",
+            "{} samples ({} below {FOLLOWERS} around handovers), {} below {FOLLOWERS} follower(s) in sync otherwise {:?}, handovers at {:?}",
             self.samples,
             self.exempt,
             self.below.len(),
@@ -469,7 +491,7 @@ impl Redundancy {
         let into = state.clone();
         let task = tokio::spawn(async move {
             let begun = Instant::now();
-            let mut leaders: BTreeMap<String, (String, Option<Instant>)> = BTreeMap::new();
+            let mut leaders: BTreeMap<String, String> = BTreeMap::new();
             for _ in 0..4800 {
                 let pods = member_pods(&client, &ns, NAME).await.unwrap_or_default();
                 // shard -> (the masters its followers in sync follow, followers in sync)
@@ -506,36 +528,21 @@ impl Redundancy {
                         entry.0.extend(field("master_host"));
                     }
                 }
-                let now = Instant::now();
+                let at = begun.elapsed().as_secs_f64();
                 {
                     let mut report = into.lock().unwrap();
                     for (shard, (masters, synced)) in shards {
                         // The master its followers in sync point at; a change is a handover.
                         if let Some(master) = masters.first() {
-                            match leaders.get(&shard) {
-                                Some((m, _)) if m != master => {
-                                    *report.handovers.entry(shard.clone()).or_default() += 1;
-                                    leaders.insert(shard.clone(), (master.clone(), Some(now)));
-                                }
-                                Some(_) => {}
-                                None => {
-                                    leaders.insert(shard.clone(), (master.clone(), None));
-                                }
+                            let changed = leaders.get(&shard).is_some_and(|m| m != master);
+                            if changed {
+                                report.handovers.entry(shard.clone()).or_default().push(at);
                             }
+                            leaders.insert(shard.clone(), master.clone());
                         }
                         report.samples += 1;
-                        if synced >= FOLLOWERS {
-                            continue;
-                        }
-                        let handover = leaders.get(&shard).and_then(|(_, at)| *at);
-                        if handover
-                            .is_some_and(|at| now.duration_since(at) < Duration::from_secs(5))
-                        {
-                            report.exempt += 1;
-                        } else {
-                            report
-                                .below
-                                .push((shard, begun.elapsed().as_secs_f64(), synced));
+                        if synced < FOLLOWERS {
+                            report.below.push((shard, at, synced));
                         }
                     }
                 }
@@ -547,7 +554,7 @@ impl Redundancy {
 
     async fn finish(self) -> RedundancyReport {
         self.task.abort();
-        self.state.lock().unwrap().clone()
+        self.state.lock().unwrap().clone().judge()
     }
 }
 
