@@ -3,8 +3,10 @@
 //! two writers on every shard: the acknowledged writer (`SET` + `WAIT 1 1000`, every
 //! acknowledged key read back at the end) and a plain one (`SET` only).
 //!
-//! **Operator**: `spec.updateStrategy` RollingUpdate (the default); the benchmark patches
-//! `spec.image` and waits. **Naive** (what a StatefulSet rollout does): the same cluster with
+//! **Operator**: `spec.updateStrategy` RollingUpdate (the default, surge: a replacement per
+//! member that syncs before the old one retires), and again with `maxSurge: 0` (restarts in
+//! place); the benchmark patches `spec.image` and waits, then prints the operator's Events as a
+//! timeline (seconds since the patch). **Naive** (what a StatefulSet rollout does): the same cluster with
 //! `updateStrategy: {type: OnDelete}`; after the patch the benchmark itself deletes every member
 //! Pod in (shard, member) order, each time waiting for the replacement to be Ready on the new
 //! revision and for the cluster to be Ready and whole (`check_recovered`) before the next.
@@ -56,15 +58,27 @@ const TO_IMAGE: &str = "redis:7.2";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Mode {
+    /// The default: a surge replacement per outdated member (`maxSurge: 1`).
     Operator,
+    /// Restarts in place on the members' volumes (`maxSurge: 0`).
+    InPlace,
     Naive,
 }
 
 impl Mode {
     fn describe(self) -> &'static str {
         match self {
-            Mode::Operator => "operator (RollingUpdate)",
+            Mode::Operator => "operator (RollingUpdate, surge: the default)",
+            Mode::InPlace => "operator (RollingUpdate, maxSurge 0: in place)",
             Mode::Naive => "naive: OnDelete, each Pod deleted in (shard, member) order",
+        }
+    }
+
+    fn suffix(self) -> &'static str {
+        match self {
+            Mode::Operator => "",
+            Mode::InPlace => "-inplace",
+            Mode::Naive => "-naive",
         }
     }
 }
@@ -445,15 +459,12 @@ fn keys_per_shard() -> usize {
 /// One run: a fresh cluster on `FROM_IMAGE`, the preload, both writers, the patch to
 /// `TO_IMAGE`, the rollout (by the operator or by hand), the read-back.
 async fn run(shape: (usize, usize), mode: Mode) -> Outcome {
-    let prefix = format!(
-        "bench-roll-{}x{}{}",
-        shape.0,
-        shape.1,
-        if mode == Mode::Naive { "-naive" } else { "" }
-    );
+    let prefix = format!("bench-roll-{}x{}{}", shape.0, shape.1, mode.suffix());
     let mut extra = json!({"image": FROM_IMAGE, "storage": {"size": "1Gi"}});
-    if mode == Mode::Naive {
-        extra["updateStrategy"] = json!({"type": "OnDelete"});
+    match mode {
+        Mode::Naive => extra["updateStrategy"] = json!({"type": "OnDelete"}),
+        Mode::InPlace => extra["updateStrategy"] = json!({"maxSurge": 0}),
+        Mode::Operator => {}
     }
     let (world, members) = World::create(&prefix, shape, extra).await;
     support::bench::preload_keys(&members, shape.0, &world.pass, keys_per_shard() * shape.0);
@@ -487,10 +498,16 @@ async fn run(shape: (usize, usize), mode: Mode) -> Outcome {
     let begun = Instant::now();
     world.patch_spec(json!({"image": TO_IMAGE})).await;
     let revision = new_revision(&world, &old).await;
+    let patched_at = jiff::Timestamp::now();
     let total = match mode {
-        Mode::Operator => wait_rolled(&world, &[&acked, &plain], &revision, begun).await,
+        Mode::Operator | Mode::InPlace => {
+            wait_rolled(&world, &[&acked, &plain], &revision, begun).await
+        }
         Mode::Naive => naive_rollout(&world, &[&acked, &plain], &revision, begun).await,
     };
+    if mode != Mode::Naive {
+        timeline(&world, patched_at).await;
+    }
     match total {
         Some(d) => println!("{}: rolled out in {:.1} s", world.ns.name, d.as_secs_f64()),
         None => println!("{}: rollout not done within {ROLLOUT:?}", world.ns.name),
@@ -542,10 +559,50 @@ async fn run(shape: (usize, usize), mode: Mode) -> Outcome {
     outcome
 }
 
-/// The operator's rollout and the naive one of an L × F cluster; appends both rows.
+/// Where the seconds went: the operator's Events of the run, in order, as seconds since the
+/// spec patch (each names its shard).
+async fn timeline(world: &World, patched_at: jiff::Timestamp) {
+    let events: Api<k8s_openapi::api::core::v1::Event> =
+        Api::namespaced(world.client.clone(), &world.ns.name);
+    let Ok(list) = events.list(&ListParams::default()).await else {
+        return;
+    };
+    let mut lines: Vec<(f64, String)> = list
+        .items
+        .into_iter()
+        .filter_map(|e| {
+            let at = e
+                .event_time
+                .map(|t| t.0)
+                .or(e.last_timestamp.map(|t| t.0))?;
+            let since = at.duration_since(patched_at).as_secs_f64();
+            (since >= -1.0).then(|| {
+                (
+                    since,
+                    format!(
+                        "{} {}",
+                        e.reason.unwrap_or_default(),
+                        e.message.unwrap_or_default()
+                    ),
+                )
+            })
+        })
+        .collect();
+    lines.sort_by(|a, b| a.0.total_cmp(&b.0));
+    println!(
+        "{}: timeline (s since the patch, the operator's Events):",
+        world.ns.name
+    );
+    for (at, line) in lines {
+        println!("  {at:7.2}  {line}");
+    }
+}
+
+/// The operator's rollouts (surge, in place) and the naive one of an L × F cluster; appends
+/// the rows.
 async fn bench(shape: (usize, usize)) {
     let mut rows = Vec::new();
-    for mode in [Mode::Operator, Mode::Naive] {
+    for mode in [Mode::Operator, Mode::InPlace, Mode::Naive] {
         let row = run(shape, mode).await.row(shape, mode);
         println!("{row}");
         rows.push(row);

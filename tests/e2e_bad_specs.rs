@@ -113,6 +113,8 @@ fn refused_rows() -> Vec<Refused> {
         refused("zoneSpread unknown", json!({"zoneSpread": "Sometimes"}), "spec.zoneSpread"),
         refused("pvcRetentionPolicy unknown", json!({"pvcRetentionPolicy": "Maybe"}), "spec.pvcRetentionPolicy"),
         refused("updateStrategy.type unknown", json!({"updateStrategy": {"type": "Eventually"}}), "spec.updateStrategy.type"),
+        refused("updateStrategy.maxSurge 2", json!({"updateStrategy": {"maxSurge": 2}}), "maxSurge must be 0 or 1"),
+        refused("updateStrategy.maxSurge -1", json!({"updateStrategy": {"maxSurge": -1}}), "maxSurge must be 0 or 1"),
         refused("toleration operator unknown", pod(json!({"tolerations": [{"key": "k", "operator": "Sometimes", "value": "v"}]})), "spec.pod.tolerations"),
         refused("toleration effect unknown", pod(json!({"tolerations": [{"key": "k", "operator": "Equal", "value": "v", "effect": "NoFood"}]})), "spec.pod.tolerations"),
         refused("toleration Exists with a value", pod(json!({"tolerations": [{"key": "k", "operator": "Exists", "value": "v"}]})), "spec.pod.tolerations"),

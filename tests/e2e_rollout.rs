@@ -1,7 +1,10 @@
 //! Rolling updates end to end, under the acknowledged-write checker on a Ready 3 × 1 cluster
-//! with PVCs: a new image tag, then a restart-requiring config key with the operator killed
-//! mid-rollout, then a runtime-settable key (applied live, nothing restarted); and a rollout
-//! started while a follower is missing, which waits for that follower to be back first.
+//! with PVCs: in place (`maxSurge: 0`), a new image tag, then a restart-requiring config key
+//! with the operator killed mid-rollout, then a runtime-settable key (applied live, nothing
+//! restarted); a rollout started while a follower is missing, which waits for that follower to
+//! be back first; and the default surge rollout, which never leaves a shard without its
+//! follower in sync (sampled from the members' own replication reports) and whose operator is
+//! killed mid-surge.
 //! Assertions: 0 acknowledged writes lost, every member on the current revision, the full
 //! placement invariants (leaders ≤ ⌈L/Z⌉ per zone) at the end. Durations are printed, never
 //! asserted.
@@ -19,8 +22,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Event, Pod};
-use kube::Api;
 use kube::api::ListParams;
+use kube::{Api, ResourceExt};
 use kube_support::*;
 use serde_json::json;
 use support::chaos::*;
@@ -171,11 +174,14 @@ fn config_get(m: &Member, pass: &str, key: &str) -> String {
         .to_string()
 }
 
-/// Image, then a restart-requiring key with the operator killed mid-rollout, then a live key.
+/// Image, then a restart-requiring key with the operator killed mid-rollout, then a live key,
+/// in place (`maxSurge: 0`).
 #[tokio::test]
 #[ignore = "needs the local cluster; run by make test"]
 async fn rolling_update_of_image_and_config_loses_no_write() {
-    let (mut chaos, before, writer) = Chaos::start("roll", json!({})).await;
+    // In place (maxSurge 0): each member restarts on its PVC and keeps its identity.
+    let (mut chaos, before, writer) =
+        Chaos::start("roll", json!({"updateStrategy": {"maxSurge": 0}})).await;
     let first = chaos.resource().await.status.unwrap().revision.unwrap();
 
     // 1. A new image tag: every member replaced, followers first, leaders by handover.
@@ -289,7 +295,9 @@ async fn rolling_update_of_image_and_config_loses_no_write() {
 #[tokio::test]
 #[ignore = "needs the local cluster; run by make test"]
 async fn rollout_waits_for_a_missing_follower() {
-    let (mut chaos, before, writer) = Chaos::start("roll-wait", json!({})).await;
+    // In place (maxSurge 0), so that the rollout's first step is a restart Event.
+    let (mut chaos, before, writer) =
+        Chaos::start("roll-wait", json!({"updateStrategy": {"maxSurge": 0}})).await;
     let first = chaos.resource().await.status.unwrap().revision.unwrap();
     chaos.operator.kill();
     let victim = before.followers(1)[0].clone();
@@ -336,4 +344,247 @@ async fn rollout_waits_for_a_missing_follower() {
         "the missing follower must be back before the rollout restarts anything: {at:?}"
     );
     chaos.finish(writer).await;
+}
+
+/// The default rollout (maxSurge 1): every member replaced by a new one that synced before the
+/// old one retired. Sampled from the members' own INFO replication, no shard has fewer than
+/// `followersPerLeader` followers in sync at any time, but for the moment of a handover (a
+/// leader change seen in the shard: its old leader reattaches). The operator is killed once a
+/// replacement exists, and the new one finishes the pair. At the end: 0 lost, new identities
+/// everywhere, no volume left behind, no pair left open.
+#[tokio::test]
+#[ignore = "needs the local cluster; run by make test"]
+async fn surge_rollout_keeps_every_follower_in_sync_and_loses_no_write() {
+    let (mut chaos, before, writer) = Chaos::start("surge", json!({})).await;
+    let first = chaos.resource().await.status.unwrap().revision.unwrap();
+    let watch = kstatus::Watch::start(Api::namespaced(chaos.client.clone(), &chaos.ns.name), NAME);
+    let redundancy = Redundancy::start(&chaos);
+    chaos.patch_spec(json!({"image": "redis:7.0"})).await;
+    let generation = chaos.resource().await.metadata.generation.unwrap();
+    wait_for("a replacement created", ROLLOUT, || async {
+        writer.add_seeds(member_addrs(&chaos.client, &chaos.ns.name, NAME).await);
+        let pods = member_pods(&chaos.client, &chaos.ns.name, NAME)
+            .await
+            .ok()?;
+        pods.iter()
+            .any(|p| p.annotations().contains_key(REPLACES))
+            .then_some(())
+    })
+    .await;
+    chaos.operator.kill();
+    println!("{}: operator killed mid-surge", chaos.ns.name);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    chaos.operator = Operator::start(&chaos.ns.name);
+    let (_, members) = wait_rolled(&chaos, &writer, &first).await;
+    let report = redundancy.finish().await;
+    println!("{}: surge rollout: {report}", chaos.ns.name);
+    let seen = watch.finish().await;
+    kstatus::assert_current_only_when(&seen, generation, "surge rollout", |rc| {
+        rc.status.as_ref().is_some_and(|s| {
+            s.updated_members.as_deref() == Some("6/6") && s.ready_members.as_deref() == Some("6/6")
+        })
+    });
+    assert!(
+        report.samples > 0,
+        "the members' replication was sampled: {report}"
+    );
+    assert!(
+        report.below.is_empty(),
+        "a shard had fewer than {FOLLOWERS} follower(s) in sync outside a handover: {report}"
+    );
+    let old: Vec<&String> = before.0.iter().map(|m| &m.id).collect();
+    for m in &members.0 {
+        assert!(
+            !old.contains(&&m.id),
+            "{} kept an old identity: every member is a replacement",
+            m.pod
+        );
+    }
+    // Each retired member's volume went with it; no pair is left open.
+    let claims: Api<k8s_openapi::api::core::v1::PersistentVolumeClaim> =
+        Api::namespaced(chaos.client.clone(), &chaos.ns.name);
+    wait_for("one volume per member", ROLLOUT, || async {
+        let live = claims.list(&ListParams::default()).await.ok()?;
+        let live = live
+            .items
+            .iter()
+            .filter(|c| c.metadata.deletion_timestamp.is_none())
+            .count();
+        (live == members.0.len()).then_some(())
+    })
+    .await;
+    let rc = chaos.resource().await;
+    let status = rc.status.unwrap();
+    assert!(
+        status.orphaned_claims.is_empty(),
+        "{:?}",
+        status.orphaned_claims
+    );
+    chaos.finish(writer).await;
+}
+
+const REPLACES: &str = "redis.redis-operator.dev/replaces";
+
+/// Every shard's followers in sync, sampled every 250 ms from the members' own
+/// `INFO replication` while it runs: a follower counts when its link to its master is up and no
+/// sync is in progress. A sample within 5 s of a leader change in its shard (the old leader
+/// reattaching to the new one) is not judged.
+struct Redundancy {
+    state: Arc<Mutex<RedundancyReport>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Debug, Default, Clone)]
+struct RedundancyReport {
+    samples: usize,
+    /// Samples below F within 5 s of a handover in their shard (before or after it: a sample
+    /// taken while the old leader reattaches precedes the one that shows the new leader).
+    exempt: usize,
+    /// (shard, seconds since the start, followers in sync) of the samples below F, the
+    /// handovers' moments left out once the run is over.
+    below: Vec<(String, f64, usize)>,
+    /// Leader changes seen per shard (seconds since the start).
+    handovers: BTreeMap<String, Vec<f64>>,
+}
+
+impl RedundancyReport {
+    /// Leaves out the samples below F within 5 s of a handover in their shard.
+    fn judge(mut self) -> Self {
+        let near = |shard: &str, at: f64| {
+            self.handovers
+                .get(shard)
+                .is_some_and(|hs| hs.iter().any(|h| (h - at).abs() < 5.0))
+        };
+        let (exempt, below): (Vec<_>, Vec<_>) = self
+            .below
+            .iter()
+            .cloned()
+            .partition(|(shard, at, _)| near(shard, *at));
+        self.exempt = exempt.len();
+        self.below = below;
+        self
+    }
+}
+
+impl std::fmt::Display for RedundancyReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} samples ({} below {FOLLOWERS} around handovers), {} below {FOLLOWERS} follower(s) in sync otherwise {:?}, handovers at {:?}",
+            self.samples,
+            self.exempt,
+            self.below.len(),
+            self.below,
+            self.handovers
+        )
+    }
+}
+
+impl Redundancy {
+    fn start(chaos: &Chaos) -> Self {
+        let state: Arc<Mutex<RedundancyReport>> = Arc::default();
+        let (client, ns, pass) = (
+            chaos.client.clone(),
+            chaos.ns.name.clone(),
+            chaos.pass.clone(),
+        );
+        let into = state.clone();
+        let task = tokio::spawn(async move {
+            let begun = Instant::now();
+            let mut leaders: BTreeMap<String, String> = BTreeMap::new();
+            for _ in 0..4800 {
+                let pods = member_pods(&client, &ns, NAME).await.unwrap_or_default();
+                // shard -> (the masters its followers in sync follow, followers in sync)
+                let mut shards: BTreeMap<String, (Vec<String>, usize)> = BTreeMap::new();
+                for p in pods
+                    .iter()
+                    .filter(|p| p.metadata.deletion_timestamp.is_none())
+                {
+                    let shard = p
+                        .labels()
+                        .get("redis.redis-operator.dev/shard")
+                        .cloned()
+                        .unwrap_or_default();
+                    let entry = shards.entry(shard).or_default();
+                    let Some(ip) = p.status.as_ref().and_then(|s| s.pod_ip.clone()) else {
+                        continue;
+                    };
+                    let Some(info) = replication(&ip, &pass).await else {
+                        continue;
+                    };
+                    let field = |k: &str| {
+                        info.lines().find_map(|l| {
+                            l.trim_end()
+                                .strip_prefix(k)?
+                                .strip_prefix(':')
+                                .map(str::to_string)
+                        })
+                    };
+                    if field("role").as_deref() == Some("slave")
+                        && field("master_link_status").as_deref() == Some("up")
+                        && field("master_sync_in_progress").as_deref() == Some("0")
+                    {
+                        entry.1 += 1;
+                        entry.0.extend(field("master_host"));
+                    }
+                }
+                let at = begun.elapsed().as_secs_f64();
+                {
+                    let mut report = into.lock().unwrap();
+                    for (shard, (masters, synced)) in shards {
+                        // The master its followers in sync point at; a change is a handover.
+                        if let Some(master) = masters.first() {
+                            let changed = leaders.get(&shard).is_some_and(|m| m != master);
+                            if changed {
+                                report.handovers.entry(shard.clone()).or_default().push(at);
+                            }
+                            leaders.insert(shard.clone(), master.clone());
+                        }
+                        report.samples += 1;
+                        if synced < FOLLOWERS {
+                            report.below.push((shard, at, synced));
+                        }
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        });
+        Self { state, task }
+    }
+
+    async fn finish(self) -> RedundancyReport {
+        self.task.abort();
+        self.state.lock().unwrap().clone().judge()
+    }
+}
+
+/// `INFO replication` of the member at `ip`, if it answers within a second.
+async fn replication(ip: &str, pass: &str) -> Option<String> {
+    use redis_operator::redis::command::Cmd;
+    let addr = format!("{ip}:6379").parse().ok()?;
+    let options = redis_operator::redis::AdminOptions {
+        auth: Some(redis_operator::redis::Auth {
+            username: None,
+            password: pass.to_string(),
+        }),
+        ..Default::default()
+    };
+    let mut c = tokio::time::timeout(
+        Duration::from_secs(1),
+        redis_operator::redis::Client::connect(addr, &options),
+    )
+    .await
+    .ok()?
+    .ok()?;
+    let cmd = Cmd::info("replication");
+    let reply = tokio::time::timeout(
+        Duration::from_secs(1),
+        c.pipeline(std::slice::from_ref(&cmd)),
+    )
+    .await
+    .ok()?
+    .ok()?
+    .pop()?
+    .ok()?;
+    redis_operator::redis::reply::text(&cmd, reply).ok()
 }

@@ -29,6 +29,13 @@ pub const TLS_RELOADED_ANNOTATION: &str = "redis.redis-operator.dev/tls-reloaded
 /// seen holding no slot and no key (RFC 3339). The scale-in grace period runs from it, so an
 /// operator restart resumes it; it is cleared if the shard holds slots again.
 pub const DRAINED_AT_ANNOTATION: &str = "redis.redis-operator.dev/drained-at";
+/// Pod annotation on a rolling update's surge member: the Pod of the outdated member it
+/// replaces. That member retires once this one is in sync; an operator restart sees the pair.
+pub const REPLACES_ANNOTATION: &str = "redis.redis-operator.dev/replaces";
+/// Pod annotation on a surge member: the Redis node id of the member it replaces. Once that
+/// member's Pod is gone or going, the identity is forgotten at once (it retired, it did not
+/// fail) and is no problem meanwhile.
+pub const REPLACES_ID_ANNOTATION: &str = "redis.redis-operator.dev/replaces-id";
 /// Auth state Secret annotation: until when the previous password is accepted (RFC 3339).
 pub const PREVIOUS_UNTIL_ANNOTATION: &str = "redis.redis-operator.dev/previous-password-until";
 /// Auth state Secret annotation: when the members last switched password (RFC 3339).

@@ -242,11 +242,27 @@ pub struct UpdateStrategy {
     /// still runs. Unset it to resume.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub paused: bool,
+    /// Members created beside a shard before its outdated member retires (`1`, the default):
+    /// the replacement starts on another node, in a zone the shard's spread allows, and
+    /// full-syncs; only then does the old member leave, its volume deleted with it (its data
+    /// lives on in the replacement). The shard never runs below `followersPerLeader` followers
+    /// in sync, and a shard without followers hands over gracefully instead of restarting.
+    /// A shard with no room for one more member rolls as with `0`, and status says so. `0`:
+    /// outdated members restart in place on their volumes (a partial resync when their data
+    /// survives) and their shard runs one follower short meanwhile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 0 && self <= 1").message("updateStrategy.maxSurge must be 0 or 1"))]
+    pub max_surge: Option<i32>,
 }
 
 impl UpdateStrategy {
     fn is_default(&self) -> bool {
         *self == Self::default()
+    }
+
+    /// Whether outdated members are replaced by a surge member (`maxSurge`, 1 by default).
+    pub fn surge(&self) -> bool {
+        self.max_surge.unwrap_or(1) > 0
     }
 }
 

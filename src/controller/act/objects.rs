@@ -213,7 +213,7 @@ async fn create_member(
         }
     };
     let pod_name = Names::member_pod(name, new.shard, new.member, &suffix);
-    let pod = build::pod::build(
+    let mut pod = build::pod::build(
         cluster,
         &MemberPod {
             shard: new.shard,
@@ -227,6 +227,9 @@ async fn create_member(
             live_config: inputs.live_config,
         },
     );
+    if let Some((outdated, id)) = &new.replaces {
+        build::pod::mark_replacing(&mut pod, outdated, id.as_ref().map(|i| i.as_str()));
+    }
     pod_api.create(&pp, &pod).await?;
     Ok(pod_name)
 }

@@ -120,6 +120,20 @@ fn metadata(cluster: &RedisCluster, m: &MemberPod<'_>) -> ObjectMeta {
     }
 }
 
+/// Records on a surge member's Pod the outdated member's Pod it replaces (the pair the
+/// rolling update retires the old one from, [`labels::REPLACES_ANNOTATION`]) and its Redis
+/// identity, forgotten at once when it retires ([`labels::REPLACES_ID_ANNOTATION`]).
+pub fn mark_replacing(pod: &mut Pod, outdated: &str, id: Option<&str>) {
+    let annotations = pod.metadata.annotations.get_or_insert_default();
+    annotations.insert(
+        labels::REPLACES_ANNOTATION.to_string(),
+        outdated.to_string(),
+    );
+    if let Some(id) = id {
+        annotations.insert(labels::REPLACES_ID_ANNOTATION.to_string(), id.to_string());
+    }
+}
+
 /// Pinned by field (node name), not by hostname label: the two can differ.
 fn pinned_to(node: &str) -> Affinity {
     Affinity {

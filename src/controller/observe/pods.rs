@@ -95,6 +95,22 @@ impl Member {
                 )
             })
     }
+    /// Why the Pod cannot be scheduled, while the scheduler says it cannot (`PodScheduled`
+    /// False with reason `Unschedulable`): its message.
+    pub fn unschedulable(&self) -> Option<&str> {
+        self.pod
+            .status
+            .as_ref()?
+            .conditions
+            .as_ref()?
+            .iter()
+            .find(|c| {
+                c.type_ == "PodScheduled"
+                    && c.status == "False"
+                    && c.reason.as_deref() == Some("Unschedulable")
+            })
+            .map(|c| c.message.as_deref().unwrap_or("Unschedulable"))
+    }
     /// The revision the Pod was built from (annotation), if any.
     pub fn revision(&self) -> Option<&str> {
         self.annotation(crate::controller::labels::REVISION_ANNOTATION)

@@ -27,6 +27,9 @@ pub struct Target {
     pub rolling: bool,
     /// The rolling update is paused by the user.
     pub paused: bool,
+    /// Outdated members are replaced by a surge member that syncs before they retire
+    /// (`updateStrategy.maxSurge`), rather than restarted in place.
+    pub surge: bool,
     /// redis.conf turns the AOF on (the baseline): a member whose process runs without it
     /// (a follower started from its shutdown RDB, `scripts/resume-rdb.sh`) gets it back live.
     pub aof: bool,
@@ -83,6 +86,7 @@ pub fn target(cluster: &RedisCluster) -> Target {
         live,
         rolling: cluster.spec.update_strategy.type_ == UpdateStrategyType::RollingUpdate,
         paused: cluster.spec.update_strategy.paused,
+        surge: cluster.spec.update_strategy.surge(),
         aof: config::aof_on(&cluster.spec.config),
     }
 }

@@ -43,6 +43,7 @@ fn revive(f: &Facts<'_>) -> Option<Step> {
                 ),
                 node,
                 reuse_claim: Some(c.name.clone()),
+                replaces: None,
             })
         })
         .collect();
@@ -139,6 +140,7 @@ fn create(f: &Facts<'_>, change: &Change, creates: &mut Vec<NewMember>) -> Next 
         node: node.clone(),
         zone: zone.clone(),
         reuse_claim,
+        replaces: None,
         reason: reason.clone(),
     });
     Next::Continue
@@ -161,7 +163,9 @@ fn remove(f: &Facts<'_>, change: &Change, deletes: &mut Vec<(String, String)>) -
         // A held claim the placement drops: it becomes an orphan (status).
         return Next::Continue;
     };
-    if f.awaits(m.shard) {
+    // A rolling update's surge pair is the rollout's: the old member retires once its
+    // replacement is in sync, and the replacement stays (`plan::surge`).
+    if f.awaits(m.shard) || super::facts::surge::paired(&f.surges, m) {
         return Next::Continue;
     }
     // A shard beyond spec.leaders leaves whole, and only once the scale concern drained it
@@ -237,7 +241,7 @@ fn rebalance(f: &Facts<'_>, change: &Change) -> Next {
 /// live member, held claim or other new member has. Either way an ordinal is held once: a
 /// free claim whose ordinal a live member, a held claim or another new member already has is
 /// not reused (two members of a shard with one identity, seen in the soak).
-fn new_member(
+pub(super) fn new_member(
     f: &Facts<'_>,
     shard: usize,
     node: &str,

@@ -18,6 +18,7 @@ pub mod rollout;
 pub mod scale;
 pub mod spec;
 pub mod step;
+pub mod surge;
 pub mod volumes;
 
 use redis_scheduler::Placement;
@@ -65,6 +66,7 @@ pub const CONCERNS: &[Concern] = &[
     Concern { name: "recovery", gate: Gate::Formed, keeps_ready: false, decide: recovery::step },
     Concern { name: "loss", gate: Gate::Placed, keeps_ready: false, decide: loss::step },
     Concern { name: "drain", gate: Gate::Placed, keeps_ready: true, decide: drain::step },
+    Concern { name: "surge", gate: Gate::Placed, keeps_ready: false, decide: surge::drop_unwanted },
     Concern { name: "members", gate: Gate::Placed, keeps_ready: false, decide: members::step },
     Concern { name: "bootstrap", gate: Gate::Placed, keeps_ready: false, decide: bootstrap::step },
     Concern { name: "certificates", gate: Gate::Placed, keeps_ready: true, decide: certs::step },

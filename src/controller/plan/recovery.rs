@@ -208,6 +208,13 @@ fn removed_by_scale_in(f: &Facts<'_>, g: &Gone) -> bool {
     g.k8s.is_some() && shard.is_some_and(|s| s >= f.obs.shape.leaders)
 }
 
+/// A member a rolling update retired (its replacement's Pod names its identity): it left on
+/// purpose once its replacement was in sync, and its Pod is gone or going, so it is forgotten
+/// at once rather than after a node timeout of `StaleIdentity`.
+fn retired(f: &Facts<'_>, g: &Gone) -> bool {
+    g.k8s.is_some() && super::facts::surge::retired_ids(f.obs).contains(&g.id)
+}
+
 /// Identities gone for good: nothing owned, nobody following, death confirmed, and no volume
 /// that could bring them back. Forgotten on every member within the ban window. A follower
 /// lost together with its leader is kept while its volume exists: with the leader's, it is
@@ -218,7 +225,7 @@ fn forget(f: &Facts<'_>) -> Option<Step> {
         .gone
         .iter()
         .filter(|g| g.slots == 0 && g.followers.is_empty())
-        .filter(|g| g.confirmed() || removed_by_scale_in(f, g))
+        .filter(|g| g.confirmed() || removed_by_scale_in(f, g) || retired(f, g))
         .filter(|g| g.may_return.is_none() && !awaited.contains(&&g.id))
         .map(|g| (g.id.clone(), g.describe()))
         .collect();

@@ -3,15 +3,17 @@
 //! slots, no zone missing): recovery always comes first, and a rollout pauses by itself while
 //! anything is wrong and resumes when it is whole again.
 //!
-//! Inside a shard: outdated followers first (the replacement reuses the member's volume on the
-//! same node and resyncs), then a graceful `CLUSTER FAILOVER` to an updated, in-sync follower,
-//! then the old leader is replaced and rejoins as a follower. Nothing is remembered between
+//! Inside a shard: outdated followers first, then a graceful `CLUSTER FAILOVER` to an updated,
+//! in-sync follower, then the old leader is replaced as a follower. Each is replaced by a
+//! surge member that syncs before it retires (`plan::surge`, `updateStrategy.maxSurge`), or,
+//! without room or with `maxSurge: 0`, restarted in place on its volume (and resyncs). Nothing is remembered between
 //! steps: the shard in progress is the lowest-index shard with an outdated member, which is
 //! what an operator restarted mid-rollout sees too.
 
 use super::facts::Facts;
 use super::facts::promotion::{Why, follower_to_promote};
 use super::step::{Action, FailoverKind, Step};
+use super::surge;
 use crate::controller::observe::pods::Member;
 
 /// Where the rollout stands, for status.
@@ -46,10 +48,9 @@ pub fn step(f: &Facts<'_>) -> Option<Step> {
 
 /// Where the rollout stands; `blocked` says why it may not move now, if it may not.
 pub fn state(f: &Facts<'_>, blocked: Option<&str>) -> Rollout {
-    let desired = f.obs.shape.members();
-    let live = f.obs.live().count();
+    let (updated, desired) = done(f);
     let mut status = Rollout {
-        updated: live - f.outdated.len(),
+        updated,
         desired,
         reason: None,
         message: String::new(),
@@ -75,12 +76,16 @@ pub fn state(f: &Facts<'_>, blocked: Option<&str>) -> Rollout {
                 names.len()
             ),
         )
-    } else if let Some(why) = blocked {
+    } else if let Some(why) = blocked
+        && f.surges.is_empty()
+    {
         (
             "RolloutWaiting",
             format!("rolling update waits until the cluster is healthy again: {why}"),
         )
     } else {
+        // A surge pair under way is what the rollout does, even while its replacement's sync
+        // keeps the cluster short of healthy.
         let step = next_step(f);
         (step.reason, step.message)
     };
@@ -104,9 +109,15 @@ fn next_step(f: &Facts<'_>) -> Step {
     };
     let is_leader = |m: &Member| obs.view_of(m).is_some_and(|v| v.id() == leader.id());
     let mine: Vec<&&Member> = f.outdated.iter().filter(|m| m.shard == shard).collect();
-    let done = obs.live().count() - f.outdated.len();
-    let of = obs.shape.members();
+    let (done, of) = done(f);
+    if let Some(step) = surge::progress(f, shard, leader, (done, of)) {
+        return step;
+    }
     if let Some(m) = mine.iter().find(|m| !is_leader(m)) {
+        let no_room = match surge_or_why(f, shard, m, (done, of)) {
+            Ok(step) => return step,
+            Err(why) => why,
+        };
         return Step::new(
             Action::Restart(vec![(
                 m.name().to_string(),
@@ -114,7 +125,7 @@ fn next_step(f: &Facts<'_>) -> Step {
             )]),
             "RollingUpdate",
             format!(
-                "shard {shard}: replacing follower {} ({done}/{of} members updated)",
+                "shard {shard}: replacing follower {} ({done}/{of} members updated){no_room}",
                 m.name()
             ),
         );
@@ -147,6 +158,16 @@ fn next_step(f: &Facts<'_>) -> Step {
             ),
         );
     }
+    if f.surges.iter().any(|p| p.shard == shard) {
+        return Step::new(
+            Action::Wait,
+            "RollingUpdate",
+            format!(
+                "shard {shard}: {} hands over to its replacement once it is in sync",
+                old.name()
+            ),
+        );
+    }
     if obs.shape.followers > 0 {
         return Step::new(
             Action::Wait,
@@ -154,12 +175,16 @@ fn next_step(f: &Facts<'_>) -> Step {
             format!("shard {shard}: no updated follower in sync to hand over to yet"),
         );
     }
+    let no_room = match surge_or_why(f, shard, old, (done, of)) {
+        Ok(step) => return step,
+        Err(why) => why,
+    };
     if !obs.shape.storage {
         return Step::new(
             Action::Wait,
             "RolloutBlocked",
             format!(
-                "shard {shard} has no follower and no volume: restarting its leader {} would lose its data; set followersPerLeader ≥ 1 or delete the pod yourself to accept it",
+                "shard {shard} has no follower and no volume: restarting its leader {} would lose its data; set followersPerLeader ≥ 1 or delete the pod yourself to accept it{no_room}",
                 old.name()
             ),
         );
@@ -173,8 +198,30 @@ fn next_step(f: &Facts<'_>) -> Step {
         )]),
         "RollingUpdate",
         format!(
-            "shard {shard}: restarting leader {} (no follower) ({done}/{of} members updated)",
+            "shard {shard}: restarting leader {} (no follower) ({done}/{of} members updated){no_room}",
             old.name()
         ),
     )
+}
+
+/// Members updated and wanted. A surge member counts once its predecessor retired: until
+/// then the pair holds one seat (as `status.updatedMembers` says).
+fn done(f: &Facts<'_>) -> (usize, usize) {
+    let live = f.obs.live().count() - f.surges.len();
+    (live.saturating_sub(f.outdated.len()), f.obs.shape.members())
+}
+
+/// A surge replacement for `old` when `maxSurge` allows one and there is room; otherwise why
+/// not, as a suffix for the restart's message (empty when surging is off).
+fn surge_or_why(
+    f: &Facts<'_>,
+    shard: usize,
+    old: &Member,
+    done: surge::Done,
+) -> Result<Step, String> {
+    if !f.obs.target.surge {
+        return Err(String::new());
+    }
+    surge::replace(f, shard, old, done)
+        .map_err(|why| format!("; restarted in place, as with updateStrategy.maxSurge 0: {why}"))
 }

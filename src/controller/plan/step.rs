@@ -22,6 +22,9 @@ pub struct NewMember {
     pub zone: String,
     /// An existing PVC to reuse (identity and data), or `None` for a new one.
     pub reuse_claim: Option<String>,
+    /// The outdated member this one replaces (a rolling update's surge member): its Pod and
+    /// its Redis identity.
+    pub replaces: Option<(String, Option<NodeId>)>,
     /// Why (for the Event).
     pub reason: String,
 }

@@ -57,7 +57,7 @@ pub fn conditions(plan: &Plan, executed: &Executed) -> Vec<Desired> {
             true,
             "ClusterReady",
             format!(
-                "all slots served, every follower of a serving shard in sync; new shards joining: {}",
+                "all slots served, every follower of a serving shard in sync; members joining: {}",
                 plan.message
             ),
         )

@@ -15,7 +15,13 @@ pub fn summary(
     let obs = facts.obs;
     let zone_of = |node: &str| obs.zone_of(node).to_string();
     let live: Vec<_> = obs.live().collect();
-    let ready = live.iter().filter(|m| m.ready()).count();
+    // A rolling update's replacement counts once its predecessor retired: until then the
+    // pair holds one seat (and the predecessor is the one that counts, outdated).
+    let joining: Vec<&str> = facts.surges.iter().map(|p| p.replacement.name()).collect();
+    let ready = live
+        .iter()
+        .filter(|m| m.ready() && !joining.contains(&m.name()))
+        .count();
     let mut zones: Vec<String> = live
         .iter()
         .filter_map(|m| m.node())
@@ -33,7 +39,7 @@ pub fn summary(
         ready_members: Some(format!("{ready}/{}", obs.shape.members())),
         updated_members: Some(format!(
             "{}/{}",
-            live.len() - facts.outdated.len(),
+            (live.len() - joining.len()).saturating_sub(facts.outdated.len()),
             obs.shape.members()
         )),
         revision: Some(obs.target.revision.clone()),

@@ -8,6 +8,7 @@ use super::formation::Formation;
 use super::gone::Gone;
 use super::loss::{Awaited, data_gone, fmt_ranges, lost_followers, quorum_lost, slot_ranges};
 use super::shard::{in_sync, shard_leader, shard_of};
+use super::surge;
 use crate::controller::observe::Observed;
 use crate::controller::observe::break_glass::{ACCEPT_DATA_LOSS, ACCEPT_TAKEOVER};
 use crate::controller::plan::step::Problem;
@@ -65,7 +66,7 @@ pub fn assess(
         // member that can lead"; a block on a serving shard fails shard_whole.
         || (losses.is_empty()
             && others.iter().all(not_unhealthy)
-            && serving_while_joining(obs, owners));
+            && (serving_while_joining(obs, owners) || serving_while_surging(obs)));
     Health {
         losses,
         blocked,
@@ -113,13 +114,32 @@ fn serving_while_joining(obs: &Observed, owners: &[Option<NodeId>]) -> bool {
     !owning.is_empty() && owning.iter().all(|&s| shard_whole(obs, s))
 }
 
+/// A rolling update's replacements are joining and syncing, and every shard is whole without
+/// them: the cluster serves with all the redundancy the spec asks for (that is the surge's
+/// point), so `Ready` stays True while the replacements are not done.
+fn serving_while_surging(obs: &Observed) -> bool {
+    let joining: BTreeSet<&str> = surge::pairs(obs)
+        .iter()
+        .map(|p| p.replacement.name())
+        .collect();
+    !joining.is_empty() && (0..obs.shape.leaders).all(|s| shard_whole_without(obs, s, &joining))
+}
+
 /// The shard's leader serves, it has exactly its members, all Pod-ready, with the spec's
 /// number of followers in sync.
 fn shard_whole(obs: &Observed, shard: usize) -> bool {
+    shard_whole_without(obs, shard, &BTreeSet::new())
+}
+
+/// [`shard_whole`] with the Pods named in `skip` left out.
+fn shard_whole_without(obs: &Observed, shard: usize, skip: &BTreeSet<&str>) -> bool {
     let Some(leader) = shard_leader(obs, shard) else {
         return false;
     };
-    let members: Vec<_> = obs.live().filter(|m| m.shard == shard).collect();
+    let members: Vec<_> = obs
+        .live()
+        .filter(|m| m.shard == shard && !skip.contains(m.name()))
+        .collect();
     let synced = members
         .iter()
         .filter_map(|m| obs.view_of(m))
@@ -272,6 +292,8 @@ fn covered(obs: &Observed, gone: &[Gone], awaited: &[Awaited<'_>]) -> Vec<NodeId
         ids.push(a.leader.id.clone());
         ids.extend(lost_followers(obs, &a.leader.id));
     }
+    // Retired by the rolling update once their replacements were in sync: forgotten at once.
+    ids.extend(surge::retired_ids(obs));
     ids
 }
 
@@ -351,9 +373,14 @@ fn others(
             )
         });
     }
+    // A rolling update's replacement is not a member before it answers (it is starting).
+    let joining: Vec<&str> = surge::pairs(obs)
+        .iter()
+        .map(|p| p.replacement.name())
+        .collect();
     let silent: Vec<&str> = live
         .iter()
-        .filter(|m| obs.view_of(m).is_none())
+        .filter(|m| obs.view_of(m).is_none() && !joining.contains(&m.name()))
         .map(|m| m.name())
         .collect();
     if !silent.is_empty() {

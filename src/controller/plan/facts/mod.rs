@@ -3,7 +3,8 @@
 //! who says so ([`gone`]), which claims stand for a member ([`claims`]), which shards await
 //! their volumes ([`loss`]), which members are outdated, whether a follower is in sync
 //! ([`in_sync`]), who owns a slot ([`Facts::owners`]), how far the cluster is from formed
-//! ([`formation`]), and what is wrong and whether it is Ready ([`health`]).
+//! ([`formation`]), which surge member replaces which outdated one ([`surge`]), and what is
+//! wrong and whether it is Ready ([`health`]).
 
 pub mod claims;
 pub mod formation;
@@ -13,6 +14,7 @@ pub mod loss;
 pub mod promotion;
 pub mod seats;
 pub mod shard;
+pub mod surge;
 
 use redis_scheduler::Placement;
 
@@ -61,6 +63,8 @@ pub struct Facts<'a> {
     pub awaited: Vec<Awaited<'a>>,
     /// Live members built from an older revision.
     pub outdated: Vec<&'a Member>,
+    /// A rolling update's surge pairs under way ([`surge::pairs`]).
+    pub surges: Vec<surge::Surge<'a>>,
     /// How far the cluster is from formed (`None` without a placement).
     pub formation: Option<Formation>,
     /// What is wrong, what the cluster waits for, Ready or not.
@@ -88,6 +92,7 @@ impl<'a> Facts<'a> {
         let refusing_password = refusing_password(obs);
         Self {
             outdated: obs.live().filter(|m| outdated(m, &obs.target)).collect(),
+            surges: surge::pairs(obs),
             obs,
             placement,
             owners,

@@ -13,3 +13,4 @@ mod passwords;
 mod recovery;
 mod rollout;
 mod scale;
+mod surge;
