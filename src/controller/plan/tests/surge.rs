@@ -48,6 +48,14 @@ fn synced(fx: &mut Fx, c: char) {
     fx.unlinked.retain(|u| *u != id(c));
 }
 
+/// The plan's conditions say Ready and not Degraded.
+fn ready_not_degraded(plan: &Plan) {
+    let c = conditions(plan, &Executed::Nothing);
+    let (ready, degraded) = (cond(&c, types::READY), cond(&c, types::DEGRADED));
+    assert!(ready.status, "{ready:?}");
+    assert!(!degraded.status, "{degraded:?}");
+}
+
 fn created(plan: &Plan) -> &NewMember {
     match &plan.action {
         Action::CreateMembers(news) if news.len() == 1 => &news[0],
@@ -104,17 +112,7 @@ fn the_old_follower_retires_only_once_its_replacement_is_in_sync_volume_first() 
     assert!(r.message.contains("replacement p-s0-m2-7 syncing"), "{r:?}");
     assert_eq!(r.updated, 0, "the pair holds one seat: {r:?}");
     // Every shard keeps its leader and its follower in sync meanwhile: Ready, not Degraded.
-    let c = conditions(&plan, &Executed::Nothing);
-    assert!(
-        cond(&c, types::READY).status,
-        "{:?}",
-        cond(&c, types::READY)
-    );
-    assert!(
-        !cond(&c, types::DEGRADED).status,
-        "{:?}",
-        cond(&c, types::DEGRADED)
-    );
+    ready_not_degraded(&plan);
 
     // In sync: d's volume goes first (the Pod keeps it until it stops), then d.
     synced(&mut fx, '7');
@@ -268,17 +266,7 @@ fn a_replacement_still_starting_is_no_problem_and_the_cluster_stays_ready() {
     // Not introduced yet: no member lists it.
     fx.get('7').offset = u64::MAX;
     let plan = crate::controller::plan::plan(&fx.observed());
-    let c = conditions(&plan, &Executed::Nothing);
-    assert!(
-        cond(&c, types::READY).status,
-        "{:?}",
-        cond(&c, types::READY)
-    );
-    assert!(
-        !cond(&c, types::DEGRADED).status,
-        "{:?}",
-        cond(&c, types::DEGRADED)
-    );
+    ready_not_degraded(&plan);
     assert!(plan.rollout.unwrap().message.contains("p-s0-m2-7 starting"));
 }
 
