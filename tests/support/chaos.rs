@@ -299,7 +299,7 @@ impl Chaos {
             recovered_after.as_secs_f64()
         );
         if let Err(e) = report.verify() {
-            panic!("{e}");
+            panic!("{e}\n{}", operator_log_tail(&self.ns.name, 150));
         }
         assert_eq!(report.lost(), Some(0));
         assert!(report.acknowledged() > 0);
@@ -524,6 +524,27 @@ pub async fn acked_at_least(writer: &AckWriterHandle, n: u64, timeout: Duration)
 }
 
 /// Stops the writer and fails the test with its report.
+/// The last `lines` lines of the namespace's operator log (every test's operator appends to
+/// it), for a failure message: CI prints only the test's output.
+pub fn operator_log_tail(ns: &str, lines: usize) -> String {
+    let path = std::env::temp_dir().join(format!("redis-operator-{ns}.log"));
+    let text = std::fs::read_to_string(&path).unwrap_or_default();
+    let all: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.contains("redis_operator::controller: reconciled"))
+        .collect();
+    // Plan lines carry whole actions; their first 400 characters say what was decided.
+    let tail: Vec<String> = all[all.len().saturating_sub(lines)..]
+        .iter()
+        .map(|l| l.chars().take(400).collect())
+        .collect();
+    let tail = tail.join("\n");
+    format!(
+        "operator log ({}), last {lines} lines:\n{tail}",
+        path.display()
+    )
+}
+
 pub async fn fail<T>(writer: AckWriterHandle, why: &str) -> T {
     let report = writer.stop().await;
     panic!("{why}\n{report}")

@@ -4,6 +4,7 @@
 //! happened with its typed error. Nothing here decides.
 
 pub mod auth;
+mod cached;
 mod drain;
 pub mod events;
 pub mod executed;

@@ -10,6 +10,7 @@ use crate::controller::labels::{self, MANAGER, Names};
 use crate::controller::plan::NewMember;
 use kube::runtime::events::EventType;
 
+use super::cached;
 use super::events::publish;
 use super::executed::{Executed, MemberInputs, Scope};
 use crate::controller::context::Context;
@@ -147,8 +148,9 @@ pub async fn create_members(
     let formed =
         news.iter().any(|n| n.reuse_claim.is_some()) || scope.admin.addrs().len() > news.len();
     let mut done = Vec::new();
+    let mut claims = Vec::new();
     for new in news {
-        let pod = create_member(
+        let (pod, claim) = create_member(
             scope.cluster,
             scope.ctx,
             scope.ns,
@@ -174,6 +176,13 @@ pub async fn create_members(
         };
         publish(scope.ctx, scope.cluster, EventType::Normal, reason, &note).await;
         done.push(pod);
+        claims.extend(claim);
+    }
+    // The next pass must see what this one created ([`cached`]).
+    let mut late = cached::wait_for(&scope.ctx.pods, scope.ns, &done, cached::LIMIT).await;
+    late.extend(cached::wait_for(&scope.ctx.pvcs, scope.ns, &claims, cached::LIMIT).await);
+    if !late.is_empty() {
+        tracing::warn!(objects = ?late, "created objects not in the caches yet; the next pass may not see them");
     }
     Ok(Executed::Applied(format!(
         "created pods {}",
@@ -182,7 +191,8 @@ pub async fn create_members(
 }
 
 /// Creates one member: its PVC (unless one is reused) and its Pod pinned to the planned node.
-/// Returns the Pod's name.
+/// Returns the Pod's name and the name of the PVC it created (none when reused or without
+/// storage).
 async fn create_member(
     cluster: &RedisCluster,
     ctx: &Context,
@@ -190,7 +200,7 @@ async fn create_member(
     name: &str,
     new: &NewMember,
     inputs: &MemberInputs<'_>,
-) -> Result<String, kube::Error> {
+) -> Result<(String, Option<String>), kube::Error> {
     let pod_api: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
     let pvc_api: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), ns);
     let pp = PostParams {
@@ -198,6 +208,7 @@ async fn create_member(
         ..PostParams::default()
     };
     let suffix = labels::random_suffix();
+    let mut created_claim = None;
     let claim = match (&cluster.spec.storage, &new.reuse_claim) {
         (None, _) => None,
         (Some(_), Some(reuse)) => Some(reuse.clone()),
@@ -209,6 +220,7 @@ async fn create_member(
                     &build::pvc::build(cluster, storage, n.clone(), new.shard, new.member),
                 )
                 .await?;
+            created_claim = Some(n.clone());
             Some(n)
         }
     };
@@ -231,7 +243,7 @@ async fn create_member(
         build::pod::mark_replacing(&mut pod, outdated, id.as_ref().map(|i| i.as_str()));
     }
     pod_api.create(&pp, &pod).await?;
-    Ok(pod_name)
+    Ok((pod_name, created_claim))
 }
 
 /// Merges `patch` into the Pod's metadata. `Ok(false)`: the Pod is gone (nothing to record on
