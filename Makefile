@@ -133,6 +133,12 @@ image-check:
 bench:
 	$(CARGO) bench -p redis-scheduler
 
+# Reconcile cost (issue 23): the operator's CPU per pure pass (facts, plan, status) for 3x1,
+# 10x2 and 50x2 from in-memory observations, release build, no cluster (about a minute once built).
+.PHONY: bench-reconcile
+bench-reconcile:
+	$(CARGO) test --release --lib reconcile_cost -- --ignored --nocapture --test-threads 1
+
 # Local-cluster and operator timings for docs/benchmarks.md (about 11 minutes; uses the local cluster).
 bench-e2e: deps
 	hack/bench-local-cluster.sh
