@@ -147,11 +147,26 @@ impl Observed {
             .find(|m| redis::addr_of(m) == Some(addr))
     }
 
-    /// The member answering as Redis node `id`.
+    /// The member answering as Redis node `id`: the first whose address's observation
+    /// ([`Observed::view_of`]) is `id`'s. The addresses are found first (one pass over the
+    /// observations), then the members scanned once: asking `view_of` of every member made this
+    /// members × observations, and it is asked per owner and per identity.
     pub fn member_with_id(&self, id: &NodeId) -> Option<&Member> {
+        let addrs: Vec<SocketAddr> = self
+            .view
+            .nodes
+            .iter()
+            .filter(|n| n.id() == id)
+            .map(|n| n.addr)
+            // view_of reads the first observation at an address.
+            .filter(|a| self.view.node_at(*a).is_some_and(|n| n.id() == id))
+            .collect();
+        if addrs.is_empty() {
+            return None;
+        }
         self.members
             .iter()
-            .find(|m| self.view_of(m).is_some_and(|v| v.id() == id))
+            .find(|m| redis::addr_of(m).is_some_and(|a| addrs.contains(&a)))
     }
 
     /// Whether a node exists and is Ready.

@@ -139,7 +139,7 @@ pub(super) fn sized(leaders: usize, followers: usize) -> Fx {
     fx.members.clear();
     let mut used = [0usize; 3];
     let ranges = crate::redis::ids::even_ranges(leaders);
-    for s in 0..leaders {
+    for (s, range) in ranges.iter().enumerate() {
         for k in 0..=followers {
             let zone = (s + k) % 3;
             used[zone] += 1;
@@ -147,11 +147,7 @@ pub(super) fn sized(leaders: usize, followers: usize) -> Fx {
             // The table's fields are 'static for the hand-written tests; a benchmark's few
             // strings may live as long as the test process.
             let node: &'static str = format!("n-{}{}", ["a", "b", "c"][zone], used[zone]).leak();
-            let slots: &'static str = if k == 0 {
-                ranges[s].to_string().leak()
-            } else {
-                ""
-            };
+            let slots: &'static str = if k == 0 { range.to_string().leak() } else { "" };
             fx.members.push(M {
                 id: numbered_id(n + 1),
                 ip: format!("10.0.{}.{}", n / 250, n % 250 + 1),

@@ -10,6 +10,7 @@ mod drain;
 mod fixture;
 mod loss;
 mod members;
+mod oracles;
 mod passwords;
 mod recovery;
 mod rollout;
