@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use futures::future::join_all;
 
@@ -260,13 +261,33 @@ pub async fn fetch_shards(
 /// Observes every address concurrently. Unreachable nodes are recorded, not fatal: the caller
 /// decides what a partial view allows.
 pub async fn observe(addrs: &[SocketAddr], options: &AdminOptions) -> ClusterView {
+    observe_limited(addrs, options, &BTreeMap::new()).await
+}
+
+/// [`observe`], with the connect timeout of the addresses in `connect_limits` replaced by
+/// theirs (the operator shortens it for a node whose connect timed out on its last look).
+pub async fn observe_limited(
+    addrs: &[SocketAddr],
+    options: &AdminOptions,
+    connect_limits: &BTreeMap<SocketAddr, Duration>,
+) -> ClusterView {
     let mut unique: Vec<SocketAddr> = Vec::with_capacity(addrs.len());
     for addr in addrs {
         if !unique.contains(addr) {
             unique.push(*addr);
         }
     }
-    let results = join_all(unique.iter().map(|addr| observe_node(*addr, options))).await;
+    let results = join_all(unique.iter().map(|addr| async move {
+        match connect_limits.get(addr) {
+            Some(limit) => {
+                let mut shorter = options.clone();
+                shorter.timeouts.connect = *limit;
+                observe_node(*addr, &shorter).await
+            }
+            None => observe_node(*addr, options).await,
+        }
+    }))
+    .await;
     let mut view = ClusterView::default();
     for (addr, result) in unique.into_iter().zip(results) {
         match result {

@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod break_glass;
 pub mod certs;
+pub mod connects;
 pub mod passwords;
 pub mod placement_input;
 pub mod pods;
@@ -237,9 +238,14 @@ pub async fn observe(
         .filter(|m| !m.finished())
         .filter_map(redis::addr_of)
         .collect();
+    // Members whose connect timed out last pass get a shorter limit ([`connects`]).
+    let key = format!("{ns}/{name}");
+    let silent = ctx.connects.get(&key);
+    let started = std::time::Instant::now();
+    let limits = silent.limits(started);
     let view = async {
         match auth.password() {
-            Some(_) => model::observe(&addrs, &redis::admin_options(&auth)).await,
+            Some(_) => model::observe_limited(&addrs, &redis::admin_options(&auth), &limits).await,
             None => ClusterView::default(),
         }
     };
@@ -254,10 +260,12 @@ pub async fn observe(
     };
     let (view, certs, accepted) = tokio::join!(
         view,
-        certs::observe(&members, auth.tls().map(AsRef::as_ref)),
+        certs::observe(&members, auth.tls().map(AsRef::as_ref), &limits),
         accepted
     );
     credentials.members = accepted;
+    ctx.connects
+        .put(&key, silent.after(&limits, &view.unreachable, started));
     for u in &view.unreachable {
         tracing::debug!(addr = %u.addr, error = %u.error, "member not answering");
     }
