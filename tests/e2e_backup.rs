@@ -343,28 +343,7 @@ async fn a_backup_restores_into_five_and_three_shards_with_every_key() {
             .unwrap();
     }
     for (name, leaders) in [("restored5", 5usize), ("restored3", 3)] {
-        let rc = wait_for(
-            &format!("{name} restored"),
-            Duration::from_secs(600),
-            || async {
-                let rc = clusters.get(name).await.ok()?;
-                let r = rc.status.as_ref()?.restore.as_ref()?;
-                let phase = format!("{:?}", r.phase?);
-                (phase == "Completed" || phase == "Failed").then_some(rc)
-            },
-        )
-        .await;
-        let restore = rc.status.unwrap().restore.unwrap();
-        println!(
-            "{ns}: {name}: restore {:?} {:?} keys {:?}",
-            restore.phase, restore.progress, restore.keys
-        );
-        assert_eq!(
-            format!("{:?}", restore.phase.unwrap()),
-            "Completed",
-            "{:?}",
-            restore.conditions
-        );
+        restore_completed(&clusters, &ns, name).await;
         let pass = password(&chaos.client, &ns, name).await;
         let addrs = member_addrs(&chaos.client, &ns, name).await;
         let mut target = DataClient::new(addrs.clone(), member_admin(&pass)).await;
@@ -686,22 +665,7 @@ async fn a_schedule_keeps_the_newest_and_a_killed_operator_resumes_a_restore() {
         mid.progress, mid.in_progress
     );
     chaos.operator = Operator::start(&ns);
-    let restore = wait_for("the restore finished", Duration::from_secs(600), || async {
-        let r = clusters.get("resumed").await.ok()?.status?.restore?;
-        let phase = format!("{:?}", r.phase?);
-        (phase == "Completed" || phase == "Failed").then_some(r)
-    })
-    .await;
-    println!(
-        "{ns}: restore after the kill: {:?} {:?} keys {:?}",
-        restore.phase, restore.progress, restore.keys
-    );
-    assert_eq!(
-        format!("{:?}", restore.phase.unwrap()),
-        "Completed",
-        "{:?}",
-        restore.conditions
-    );
+    restore_completed(&clusters, &ns, "resumed").await;
     let pass = password(&chaos.client, &ns, "resumed").await;
     let addrs = member_addrs(&chaos.client, &ns, "resumed").await;
     let mut target = DataClient::new(addrs.clone(), member_admin(&pass)).await;
@@ -804,4 +768,28 @@ async fn a_schedule_keeps_the_newest_and_a_killed_operator_resumes_a_restore() {
         );
     }
     chaos.cleanup().await;
+}
+
+/// Waits until `name`'s restore finished, and asserts it completed.
+async fn restore_completed(clusters: &Api<RedisCluster>, ns: &str, name: &str) {
+    let restore = wait_for(
+        &format!("{name} restored"),
+        Duration::from_secs(600),
+        || async {
+            let r = clusters.get(name).await.ok()?.status?.restore?;
+            let phase = format!("{:?}", r.phase?);
+            (phase == "Completed" || phase == "Failed").then_some(r)
+        },
+    )
+    .await;
+    println!(
+        "{ns}: {name}: restore {:?} {:?} keys {:?}",
+        restore.phase, restore.progress, restore.keys
+    );
+    assert_eq!(
+        format!("{:?}", restore.phase.unwrap()),
+        "Completed",
+        "{:?}",
+        restore.conditions
+    );
 }

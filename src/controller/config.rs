@@ -367,6 +367,8 @@ pub fn validate_password(password: &str) -> Result<(), String> {
 }
 
 #[cfg(test)]
+mod gate_tests;
+#[cfg(test)]
 mod resume_tests;
 
 #[cfg(test)]

@@ -3,13 +3,12 @@
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
-use kube::api::{Patch, PatchParams};
 use kube::runtime::events::EventType;
 
 use super::events::publish;
 use super::executed::{Executed, Scope, kube_failed};
 use super::objects::patch_pod;
-use crate::controller::labels::{DRAINED_AT_ANNOTATION, MANAGER};
+use crate::controller::labels::DRAINED_AT_ANNOTATION;
 use crate::controller::observe::Observed;
 
 /// Writes `at` on each Pod, only over the version the plan saw (`resourceVersion`): a Pod the
@@ -39,15 +38,13 @@ pub(super) async fn mark(
             "resourceVersion": version,
             "annotations": {DRAINED_AT_ANNOTATION: at.to_string()},
         }});
-        match api
-            .patch(pod, &PatchParams::apply(MANAGER), &Patch::Merge(&patch))
-            .await
-        {
-            Ok(_) => {
+        match patch_pod(&api, pod, &patch).await {
+            Ok(true) => {
                 done.push(pod.clone());
                 shards.push(*shard);
             }
-            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
+            Ok(false) => {}
+            Err(kube::Error::Api(s)) if s.code == 409 => {}
             Err(e) => {
                 return kube_failed("PatchFailed", &format!("recording the drain on {pod}"), e);
             }

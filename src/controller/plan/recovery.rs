@@ -212,7 +212,7 @@ fn removed_by_scale_in(f: &Facts<'_>, g: &Gone) -> bool {
 /// purpose once its replacement was in sync, and its Pod is gone or going, so it is forgotten
 /// at once rather than after a node timeout of `StaleIdentity`.
 fn retired(f: &Facts<'_>, g: &Gone) -> bool {
-    g.k8s.is_some() && super::facts::surge::retired_ids(f.obs).contains(&g.id)
+    g.k8s.is_some() && f.retired.contains(&g.id)
 }
 
 /// Identities gone for good: nothing owned, nobody following, death confirmed, and no volume

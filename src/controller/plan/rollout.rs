@@ -207,8 +207,7 @@ fn next_step(f: &Facts<'_>) -> Step {
 /// Members updated and wanted. A surge member counts once its predecessor retired: until
 /// then the pair holds one seat (as `status.updatedMembers` says).
 fn done(f: &Facts<'_>) -> (usize, usize) {
-    let live = f.obs.live().count() - f.surges.len();
-    (live.saturating_sub(f.outdated.len()), f.obs.shape.members())
+    (f.updated(), f.obs.shape.members())
 }
 
 /// A surge replacement for `old` when `maxSurge` allows one and there is room; otherwise why

@@ -7,7 +7,20 @@ has_data() {
   for f in /data/appendonlydir/*.aof; do [ -s "$f" ] && return 0; done
   return 1
 }
+# The config epoch of the node other than this one that serves slot $1 in the CLUSTER NODES
+# text on stdin (nothing when no other node serves it).
+owner_epoch() {
+  awk -v s="$1" -v me="$myid" '$1 != me {
+    for (i = 9; i <= NF; i++) {
+      if ($i ~ /^\[/) continue
+      n = split($i, r, "-"); lo = r[1]; hi = (n > 1 ? r[2] : r[1])
+      if (s + 0 >= lo + 0 && s + 0 <= hi + 0) { print $7; exit }
+    }
+  }'
+}
 if [ -n "$myid" ] && ! has_data; then
+  myepoch=$(awk '$3 ~ /myself/ {print $7 + 0}' "$conf")
+  myslot=$(awk '$3 ~ /myself/ {split($9, r, "-"); print r[1]}' "$conf")
   REDISCLI_AUTH=$(cat /etc/redis-auth/password 2>/dev/null || printf %s "$REDIS_PASSWORD")
   export REDISCLI_AUTH
   echo "start gate: node $myid led slots and restarted without its data; holding the start until a follower has taken over"
@@ -27,8 +40,16 @@ if [ -n "$myid" ] && ! has_data; then
       if [ -n "$line" ]; then
         listed=$((listed + 1))
         set -- $line
-        case "$3" in *slave*) released="a follower took over" ;; esac
-        [ $# -le 8 ] && released="its slots moved to another node"
+        # Taken over only when another node serves its slots at a higher config epoch: then
+        # every node ranks that claim above this one's, and this node, restarted, follows. A
+        # follower that "won" with its old epoch (a hollow promotion, see the operator's
+        # failover) is ranked below this node, would follow it again and copy its empty data.
+        if [ $# -le 8 ] || case "$3" in *slave*) true ;; *) false ;; esac; then
+          epoch=$(printf '%s\n' "$nodes" | owner_epoch "$myslot")
+          if [ -n "$epoch" ] && [ "$epoch" -gt "$myepoch" ]; then
+            released="a follower took over (slot $myslot is served at config epoch $epoch, above this node's $myepoch)"
+          fi
+        fi
       fi
       if [ "$master" = "$myid" ]; then
         keys=$(timeout 2 redis-cli --no-auth-warning -h "$ip" -p "$port" dbsize 2>/dev/null || true)

@@ -37,11 +37,7 @@ pub fn summary(
         phase: Some(phase(conditions)),
         conditions: Vec::new(),
         ready_members: Some(format!("{ready}/{}", obs.shape.members())),
-        updated_members: Some(format!(
-            "{}/{}",
-            (live.len() - joining.len()).saturating_sub(facts.outdated.len()),
-            obs.shape.members()
-        )),
+        updated_members: Some(format!("{}/{}", facts.updated(), obs.shape.members())),
         revision: Some(obs.target.revision.clone()),
         reshard,
         zones: i32::try_from(zones.len()).ok(),

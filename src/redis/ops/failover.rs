@@ -338,33 +338,49 @@ impl ClusterAdmin {
             },
             "sending CLUSTER FAILOVER"
         );
+        let old_epoch = leader_epoch(&view, &leader);
+        if !matches!(mode, FailoverMode::Takeover { .. }) {
+            self.outrank_before_promotion(me.addr).await?;
+        }
         let started = Instant::now();
         let frame = self.call_once(me.addr, &cmd).await?;
         reply::ok(&cmd, frame).map_err(OpError::node(me.addr))?;
         // A manual failover must finish within CLUSTER_MF_TIMEOUT (5 s) or Redis aborts it.
         let limit = Duration::from_secs(7) + extra_wait;
         let replica_addr = me.addr;
-        self.poll_until("the follower to become a master", limit, || async {
-            let now = self.observe_node(replica_addr).await;
-            Ok(now
-                .ok()
-                .filter(|n| n.is_master() && !n.myself.slots.is_empty())
-                .map(|_| ()))
-        })
-        .await
-        .map_err(|e| match e {
-            OpError::NotConverged { waited, .. } => OpError::NotConverged {
-                what: format!(
-                    "{} failover of {} (retry no sooner than 2×cluster-node-timeout: masters \
+        let epoch = self
+            .poll_until("the follower to become a master", limit, || async {
+                let now = self.observe_node(replica_addr).await;
+                Ok(now
+                    .ok()
+                    .filter(|n| n.is_master() && !n.myself.slots.is_empty())
+                    .map(|n| n.myself.config_epoch))
+            })
+            .await
+            .map_err(|e| match e {
+                OpError::NotConverged { waited, .. } => OpError::NotConverged {
+                    what: format!(
+                        "{} failover of {} (retry no sooner than 2×cluster-node-timeout: masters \
                      that voted are locked for that long)",
-                    mode.name(),
+                        mode.name(),
+                        replica.short()
+                    ),
+                    waited,
+                },
+                other => other,
+            })?;
+        let elapsed = started.elapsed();
+        if epoch <= old_epoch {
+            return Err(OpError::NotConverged {
+                what: format!(
+                    "{} claims the slots at config epoch {epoch}, not above the old leader's \
+                     {old_epoch}, so the other nodes keep routing to the old leader (a hollow \
+                     promotion) and an outranking",
                     replica.short()
                 ),
-                waited,
-            },
-            other => other,
-        })?;
-        let elapsed = started.elapsed();
+                waited: elapsed,
+            });
+        }
         let old_leader_demoted = match (&mode, view.node(&leader)) {
             (FailoverMode::Graceful, Some(old)) => {
                 let old_addr = old.addr;
@@ -453,6 +469,26 @@ impl ClusterAdmin {
         Ok(())
     }
 
+    /// Gives the follower at `addr` a config epoch above every epoch it knows
+    /// (`CLUSTER BUMPEPOCH`), right before it is asked to take over.
+    ///
+    /// Redis 7.0 keeps a replica's election state after it wins (reset in Valkey 8.0,
+    /// valkey-io/valkey#782 and #1711). Asked to fail over again within 2×cluster-node-timeout
+    /// of that win (a handback, then its leader dies), it "wins" at once without a vote and
+    /// keeps its old config epoch, which the other nodes rank below the old leader's. They keep
+    /// routing to the old leader and tell the follower to follow it again; when the old leader
+    /// comes back without its data, the follower copies the empty dataset (found by the e2e
+    /// suite: 390 acknowledged writes lost; `tests/redis_failover_epochs.rs`). With the bumped
+    /// epoch, even that stale win outranks the old leader. Otherwise nothing changes: a follower's
+    /// own epoch is not announced while it follows, and a real election takes a newer one.
+    async fn outrank_before_promotion(&self, addr: std::net::SocketAddr) -> Result<(), OpError> {
+        let cmd = Cmd::cluster("BUMPEPOCH");
+        let frame = self.call_once(addr, &cmd).await?;
+        let answer = reply::text(&cmd, frame).map_err(OpError::node(addr))?;
+        tracing::debug!(%addr, answer, "follower's config epoch before its promotion");
+        Ok(())
+    }
+
     /// `cluster-node-timeout` of a node, defaulting to Redis's 15 s when it cannot be read.
     async fn node_timeout(&self, addr: std::net::SocketAddr) -> Duration {
         let cmd = Cmd::new("CONFIG").arg("GET").arg("cluster-node-timeout");
@@ -469,4 +505,14 @@ impl ClusterAdmin {
             })
             .map_or(Duration::from_secs(15), Duration::from_millis)
     }
+}
+
+/// The highest config epoch any node records for `leader` (its own line if it answers).
+fn leader_epoch(view: &ClusterView, leader: &NodeId) -> u64 {
+    view.nodes
+        .iter()
+        .filter_map(|n| n.sees(leader))
+        .map(|e| e.config_epoch)
+        .max()
+        .unwrap_or(0)
 }

@@ -37,17 +37,23 @@ pub struct Health {
     pub serving: bool,
 }
 
-/// Assesses the cluster. `formation` is `None` when no placement exists.
+/// Assesses the cluster. `formation` is `None` when no placement exists; `surging` holds a
+/// rolling update's surge pairs and the identities it retired ([`surge::pairs`],
+/// [`surge::retired_ids`]).
 pub fn assess(
     obs: &Observed,
     owners: &[Option<NodeId>],
     gone: &[Gone],
     awaited: &[Awaited<'_>],
     formation: Option<&Formation>,
+    surging: (&[surge::Surge<'_>], &[NodeId]),
 ) -> Health {
+    let (surges, retired) = surging;
+    // A rolling update's replacements, joining and syncing beside the members they replace.
+    let joining: BTreeSet<&str> = surges.iter().map(|p| p.replacement.name()).collect();
     let losses = losses(obs, owners, gone, awaited);
-    let covered = covered(obs, gone, awaited);
-    let others = others(obs, owners, gone, &covered);
+    let covered = covered(obs, gone, awaited, retired);
+    let others = others(obs, owners, gone, &covered, &joining);
     let (waiting, message, formed) = waiting(obs, formation);
     let blocked = match formation {
         Some(Formation::Blocked(m)) => Some(Problem::new("Blocked", m.clone())),
@@ -66,7 +72,7 @@ pub fn assess(
         // member that can lead"; a block on a serving shard fails shard_whole.
         || (losses.is_empty()
             && others.iter().all(not_unhealthy)
-            && (serving_while_joining(obs, owners) || serving_while_surging(obs)));
+            && (serving_while_joining(obs, owners) || serving_while_surging(obs, &joining)));
     Health {
         losses,
         blocked,
@@ -132,12 +138,8 @@ fn serving_while_joining(obs: &Observed, owners: &[Option<NodeId>]) -> bool {
 /// A rolling update's replacements are joining and syncing, and every shard is whole without
 /// them: the cluster serves with all the redundancy the spec asks for (that is the surge's
 /// point), so `Ready` stays True while the replacements are not done.
-fn serving_while_surging(obs: &Observed) -> bool {
-    let joining: BTreeSet<&str> = surge::pairs(obs)
-        .iter()
-        .map(|p| p.replacement.name())
-        .collect();
-    !joining.is_empty() && (0..obs.shape.leaders).all(|s| shard_whole_without(obs, s, &joining))
+fn serving_while_surging(obs: &Observed, joining: &BTreeSet<&str>) -> bool {
+    !joining.is_empty() && (0..obs.shape.leaders).all(|s| shard_whole_without(obs, s, joining))
 }
 
 /// The shard's leader serves, it has exactly its members, all Pod-ready, with the spec's
@@ -293,7 +295,12 @@ fn losses(
 }
 
 /// Ids the loss problems are about (their plain "LeaderLost" line is left out).
-fn covered(obs: &Observed, gone: &[Gone], awaited: &[Awaited<'_>]) -> Vec<NodeId> {
+fn covered(
+    obs: &Observed,
+    gone: &[Gone],
+    awaited: &[Awaited<'_>],
+    retired: &[NodeId],
+) -> Vec<NodeId> {
     let mut ids: Vec<_> = quorum_lost(obs, gone)
         .iter()
         .map(|g| g.id.clone())
@@ -308,7 +315,7 @@ fn covered(obs: &Observed, gone: &[Gone], awaited: &[Awaited<'_>]) -> Vec<NodeId
         ids.extend(lost_followers(obs, &a.leader.id));
     }
     // Retired by the rolling update once their replacements were in sync: forgotten at once.
-    ids.extend(surge::retired_ids(obs));
+    ids.extend_from_slice(retired);
     ids
 }
 
@@ -334,6 +341,7 @@ fn others(
     owners: &[Option<NodeId>],
     gone: &[Gone],
     covered: &[NodeId],
+    joining: &BTreeSet<&str>,
 ) -> Vec<Problem> {
     let mut out = Vec::new();
     // A typo in a break-glass annotation (set by a human during an outage, who waits for the
@@ -389,10 +397,6 @@ fn others(
         });
     }
     // A rolling update's replacement is not a member before it answers (it is starting).
-    let joining: Vec<&str> = surge::pairs(obs)
-        .iter()
-        .map(|p| p.replacement.name())
-        .collect();
     let silent: Vec<&str> = live
         .iter()
         .filter(|m| obs.view_of(m).is_none() && !joining.contains(&m.name()))

@@ -65,6 +65,8 @@ pub struct Facts<'a> {
     pub outdated: Vec<&'a Member>,
     /// A rolling update's surge pairs under way ([`surge::pairs`]).
     pub surges: Vec<surge::Surge<'a>>,
+    /// Identities a rolling update retired ([`surge::retired_ids`]).
+    pub retired: Vec<NodeId>,
     /// How far the cluster is from formed (`None` without a placement).
     pub formation: Option<Formation>,
     /// What is wrong, what the cluster waits for, Ready or not.
@@ -87,12 +89,22 @@ impl<'a> Facts<'a> {
             .as_ref()
             .ok()
             .map(|p| formation::next_step(&seats::shards(obs, p)));
-        let health = health::assess(obs, &owners, &gone, &awaited, formation.as_ref());
+        let surges = surge::pairs(obs);
+        let retired = surge::retired_ids(obs);
+        let health = health::assess(
+            obs,
+            &owners,
+            &gone,
+            &awaited,
+            formation.as_ref(),
+            (&surges, &retired),
+        );
         let orphaned_claims = claims::orphaned(obs, &held);
         let refusing_password = refusing_password(obs);
         Self {
             outdated: obs.live().filter(|m| outdated(m, &obs.target)).collect(),
-            surges: surge::pairs(obs),
+            surges,
+            retired,
             obs,
             placement,
             owners,
@@ -120,6 +132,16 @@ impl<'a> Facts<'a> {
     /// Whether a rolling update is under way and allowed to move.
     pub fn rolling(&self) -> bool {
         self.obs.target.rolling && !self.obs.target.paused && !self.outdated.is_empty()
+    }
+
+    /// Live members of the target revision. A surge replacement counts once its predecessor
+    /// retired: until then the pair holds one seat, the predecessor's (outdated).
+    pub fn updated(&self) -> usize {
+        self.obs
+            .live()
+            .filter(|m| !self.outdated.iter().any(|o| o.name() == m.name()))
+            .filter(|m| !self.surges.iter().any(|p| p.replacement.name() == m.name()))
+            .count()
     }
 
     /// Whether the shard waits for its volumes.

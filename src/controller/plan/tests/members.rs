@@ -124,24 +124,31 @@ fn a_free_claim_never_gives_a_second_member_the_ordinal_a_live_one_holds() {
     // the shard already ran as ordinal 2, so two members of shard 2 had one identity. Here
     // shard 1's follower (ordinal 1) is gone, and a never-used claim of ordinal 0, the live
     // leader's, is free: the new member takes ordinal 1, not that claim.
+    let news = created_beside_a_free_claim("data-s1-m0-old", 0);
+    assert_eq!(news[0].shard, 1, "{news:?}");
+    assert_eq!(news[0].member, 1, "{news:?}");
+    assert_ne!(news[0].reuse_claim.as_deref(), Some("data-s1-m0-old"));
+}
+
+/// Shard 1's follower e is gone with its claim, and a claim `name` of ordinal `member` that no
+/// Pod ever used is free: the one member the plan creates.
+fn created_beside_a_free_claim(name: &str, member: usize) -> Vec<NewMember> {
     let mut fx = healthy().with_storage();
     fx.members.retain(|m| m.id != id('e'));
     fx.claims.retain(|c| c.name != "data-s1-m1");
     fx.claims.push(Claim {
-        name: "data-s1-m0-old".into(),
+        name: name.into(),
         shard: 1,
-        member: 0,
+        member,
         node: None,
         node_id: None,
         deleting: false,
     });
     let p = plan(&fx.observed());
-    match &p.action {
+    match p.action {
         Action::CreateMembers(news) => {
             assert_eq!(news.len(), 1, "{news:?}");
-            assert_eq!(news[0].shard, 1, "{news:?}");
-            assert_eq!(news[0].member, 1, "{news:?}");
-            assert_ne!(news[0].reuse_claim.as_deref(), Some("data-s1-m0-old"));
+            news
         }
         other => panic!("expected CreateMembers, got {other:?}"),
     }
@@ -151,25 +158,8 @@ fn a_free_claim_never_gives_a_second_member_the_ordinal_a_live_one_holds() {
 fn a_claim_left_by_a_pod_the_api_refused_is_reused_not_multiplied() {
     // e's Pod was deleted; a claim of its shard exists that no Pod ever used (the previous
     // attempt's Pod was refused after its claim was made): the new member takes that claim.
-    let mut fx = healthy().with_storage();
-    fx.members.retain(|m| m.id != id('e'));
-    fx.claims.retain(|c| c.name != "data-s1-m1");
-    fx.claims.push(Claim {
-        name: "data-s1-m1-unused".into(),
-        shard: 1,
-        member: 1,
-        node: None,
-        node_id: None,
-        deleting: false,
-    });
-    let p = plan(&fx.observed());
-    match &p.action {
-        Action::CreateMembers(news) => {
-            assert_eq!(news.len(), 1, "{news:?}");
-            assert_eq!(news[0].reuse_claim.as_deref(), Some("data-s1-m1-unused"));
-        }
-        other => panic!("expected CreateMembers, got {other:?}"),
-    }
+    let news = created_beside_a_free_claim("data-s1-m1-unused", 1);
+    assert_eq!(news[0].reuse_claim.as_deref(), Some("data-s1-m1-unused"));
 }
 
 #[test]

@@ -327,3 +327,19 @@ fn a_node_holding_a_volume_of_the_cluster_is_no_seat_for_a_replacement() {
     assert_eq!((new.node.as_str(), new.zone.as_str()), ("n-c3", "zone-c"));
     assert_eq!(new.reuse_claim, None);
 }
+
+#[test]
+fn a_replacement_outdated_itself_is_counted_once_among_the_updated() {
+    // The spec moved on to rev-3 mid-surge: every member but d runs it already, and d's
+    // replacement 7 was made for rev-2. Updated: a, b, c, e and f. (Subtracting the pairs and
+    // the outdated members from the live ones took 7 away twice.)
+    let mut fx = surging(healthy());
+    replacement(&mut fx, '7', "n-b3", 0, 'a', "p-s0-m1-d", false);
+    fx.target.revision = "rev-3".into();
+    for c in ['a', 'b', 'c', 'e', 'f'] {
+        fx.get(c).rev = "rev-3";
+    }
+    let obs = fx.observed();
+    let facts = crate::controller::plan::facts::Facts::of(&obs);
+    assert_eq!(facts.updated(), 5);
+}
