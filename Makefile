@@ -133,6 +133,14 @@ image-check:
 bench:
 	$(CARGO) bench -p redis-scheduler
 
+# Reconcile cost (issue 23): the operator's CPU per pure pass (facts, plan, status) for 3x1,
+# 10x2 and 50x2 from in-memory observations, and the observation's wall time per pass with one
+# member's node dead (a network namespace of its own with a black hole and local redis-servers;
+# no Kubernetes). Release build; about a minute once built. Needs root and redis-server.
+.PHONY: bench-reconcile
+bench-reconcile:
+	CARGO=$(CARGO) hack/bench-reconcile.sh
+
 # Local-cluster and operator timings for docs/benchmarks.md (about 11 minutes; uses the local cluster).
 bench-e2e: deps
 	hack/bench-local-cluster.sh

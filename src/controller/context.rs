@@ -27,4 +27,7 @@ pub struct Context {
     /// The namespace the operator's Pod runs in (None outside a cluster): the members'
     /// NetworkPolicy lets its Pods reach the client port.
     pub operator_namespace: Option<String>,
+    /// Per cluster, the members whose connect timed out on the last pass: they get a shorter
+    /// connect limit ([`crate::controller::observe::connects`]). In memory only.
+    pub connects: crate::controller::observe::connects::ConnectMemory,
 }

@@ -97,6 +97,7 @@ pub async fn run(client: Client, options: RunOptions) -> Result<(), Error> {
         leadership: leadership.clone(),
         metrics: metrics.clone(),
         operator_namespace,
+        connects: Default::default(),
     });
     nodes
         .wait_until_ready()

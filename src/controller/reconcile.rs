@@ -44,6 +44,12 @@ pub async fn reconcile(cluster: Arc<RedisCluster>, ctx: Arc<Context>) -> Result<
     if cluster.metadata.deletion_timestamp.is_some() {
         // Owner references garbage-collect everything; Retain PVCs are deliberately unowned.
         ctx.metrics.forget(&crate::metrics::pass::key_of(&cluster));
+        let key = format!(
+            "{}/{}",
+            cluster.namespace().unwrap_or_default(),
+            cluster.name_any()
+        );
+        ctx.connects.put(&key, Default::default());
         return Ok(Action::await_change());
     }
     let ns = cluster.namespace().ok_or(Error::MissingMetadata)?;

@@ -7,9 +7,28 @@ use std::str::FromStr;
 pub const SLOT_COUNT: u16 = 16384;
 
 /// A cluster node id: 40 lowercase hex characters, created when the node first starts in
-/// cluster mode and kept in its nodes.conf.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct NodeId(String);
+/// cluster mode and kept in its nodes.conf. Held inline (no heap): every pass parses, compares
+/// and copies thousands of them (each member's CLUSTER NODES lists every other), and a `String`
+/// per copy was a large part of a pass's CPU at 50×2. The bytes are always ASCII hex (checked
+/// on parse), so they order like the text.
+#[derive(Clone, Eq, PartialOrd, Ord)]
+pub struct NodeId([u8; 40]);
+
+/// Exact equality, the last 8 bytes first: most comparisons are of different ids (a member's
+/// line looked up among its peers', for every pair of members), and those usually differ
+/// there, so the common case is one 8-byte compare instead of a 40-byte `memcmp` call.
+impl PartialEq for NodeId {
+    fn eq(&self, other: &Self) -> bool {
+        self.0[32..] == other.0[32..] && self.0 == other.0
+    }
+}
+
+/// As the bytes (consistent with the equality above, which is exact).
+impl std::hash::Hash for NodeId {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.hash(state);
+    }
+}
 
 /// A node id that is not 40 hex characters.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -19,12 +38,14 @@ pub struct InvalidNodeId(pub String);
 impl NodeId {
     /// The id as text.
     pub fn as_str(&self) -> &str {
-        &self.0
+        // Only lowercase hex gets in (`from_str`), so this never falls back.
+        std::str::from_utf8(&self.0).unwrap_or_default()
     }
 
     /// The first 8 characters, the way redis-cli prints ids in logs.
     pub fn short(&self) -> &str {
-        self.0.get(..8).unwrap_or(&self.0)
+        let s = self.as_str();
+        s.get(..8).unwrap_or(s)
     }
 }
 
@@ -34,17 +55,25 @@ impl FromStr for NodeId {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         // Redis only ever generates lowercase hex; accepting anything else would let a garbled
         // reply alias a real node.
-        if s.len() == 40 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-            Ok(Self(s.to_owned()))
-        } else {
-            Err(InvalidNodeId(s.chars().take(64).collect()))
+        match <[u8; 40]>::try_from(s.as_bytes()) {
+            Ok(bytes) if bytes.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) => {
+                Ok(Self(bytes))
+            }
+            _ => Err(InvalidNodeId(s.chars().take(64).collect())),
         }
     }
 }
 
 impl fmt::Display for NodeId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
+    }
+}
+
+/// As the text (`NodeId("07c3…")`), not 40 byte values.
+impl fmt::Debug for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("NodeId").field(&self.as_str()).finish()
     }
 }
 
@@ -185,6 +214,32 @@ mod tests {
                 .is_err()
         );
         assert!("abc".parse::<NodeId>().is_err());
+        assert!(
+            "07c37dfeb235213a872192d90877d0cd55635b91x"
+                .parse::<NodeId>()
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn node_id_text_order_and_debug_are_the_text() {
+        let text = ["07c37dfeb235213a872192d90877d0cd55635b91", "a0", "ff", "0f"];
+        let ids: Vec<NodeId> = text[1..]
+            .iter()
+            .map(|t| t.repeat(20).parse().unwrap())
+            .chain(std::iter::once(text[0].parse().unwrap()))
+            .collect();
+        let id = &ids[3];
+        assert_eq!(id.as_str(), text[0]);
+        assert_eq!(id.to_string(), text[0]);
+        assert_eq!(id.short(), "07c37dfe");
+        assert_eq!(format!("{id:?}"), format!("NodeId({:?})", text[0]));
+        // Ordered as the text is (the old String-backed id's order, which maps and ties rely on).
+        let mut by_id = ids.clone();
+        by_id.sort();
+        let mut by_text = ids.clone();
+        by_text.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        assert_eq!(by_id, by_text);
     }
 
     #[test]

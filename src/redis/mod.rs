@@ -20,6 +20,7 @@ pub mod ops;
 pub mod parse;
 pub mod rdb;
 pub mod reply;
+pub mod slot_owners;
 pub mod sync;
 pub mod tls;
 

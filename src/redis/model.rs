@@ -7,19 +7,23 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use futures::future::join_all;
 
 use crate::redis::client::{AdminOptions, Client};
 use crate::redis::command::Cmd;
 use crate::redis::error::RedisError;
-use crate::redis::ids::{NodeId, SLOT_COUNT, SlotRange, ranges_from_slots};
+use crate::redis::ids::{NodeId, SlotRange, ranges_from_slots};
 use crate::redis::parse::ParseError;
 use crate::redis::parse::cluster_info::{ClusterInfo, parse_cluster_info};
 use crate::redis::parse::cluster_nodes::{NodeEntry, OpenSlotState, parse_cluster_nodes};
 use crate::redis::parse::cluster_shards::{Shard, parse_cluster_shards};
 use crate::redis::parse::info::{ReplicationInfo, parse_replication_info};
+use crate::redis::parse::info_fields::info_field;
+pub use crate::redis::parse::info_fields::{MemoryInfo, PersistenceInfo};
 use crate::redis::reply;
+use crate::redis::slot_owners;
 
 /// What one reachable node reported about itself and the cluster.
 #[derive(Clone, Debug)]
@@ -43,84 +47,6 @@ pub struct NodeObservation {
     /// `INFO persistence`: whether the node can write its AOF and RDB (all good when not
     /// observed).
     pub persistence: PersistenceInfo,
-}
-
-/// Whether a node's writes reach its disk, from `INFO persistence`. A master whose last AOF
-/// write failed (a full or broken disk) refuses every write with `MISCONF` until a write
-/// succeeds again; one whose last RDB save failed does too while it has save points
-/// (`stop-writes-on-bgsave-error`, Redis's default).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PersistenceInfo {
-    /// `aof_enabled:1`.
-    pub aof_enabled: bool,
-    /// `aof_last_write_status:ok`.
-    pub aof_write_ok: bool,
-    /// `rdb_last_bgsave_status:ok`.
-    pub rdb_save_ok: bool,
-}
-
-impl Default for PersistenceInfo {
-    fn default() -> Self {
-        Self {
-            aof_enabled: false,
-            aof_write_ok: true,
-            rdb_save_ok: true,
-        }
-    }
-}
-
-impl PersistenceInfo {
-    /// Reads the fields from an `INFO persistence` reply; a field that is absent reads as
-    /// good (nothing is claimed about what was not reported).
-    pub fn parse(text: &str) -> Self {
-        let field = |name: &str| {
-            text.lines()
-                .find_map(|l| l.trim_end().strip_prefix(name)?.strip_prefix(':'))
-        };
-        Self {
-            aof_enabled: field("aof_enabled") == Some("1"),
-            aof_write_ok: field("aof_last_write_status") != Some("err"),
-            rdb_save_ok: field("rdb_last_bgsave_status") != Some("err"),
-        }
-    }
-
-    /// What fails, for conditions and Events; `None` when its writes reach the disk.
-    pub fn failure(&self) -> Option<&'static str> {
-        match (self.aof_enabled && !self.aof_write_ok, self.rdb_save_ok) {
-            (true, true) => Some("its last AOF write failed (disk full or broken?)"),
-            (true, false) => {
-                Some("its last AOF write and its last RDB save failed (disk full or broken?)")
-            }
-            (false, false) => Some("its last RDB save failed (disk full or broken?)"),
-            (false, true) => None,
-        }
-    }
-}
-
-/// The memory figures of `INFO memory` that capacity decisions need.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct MemoryInfo {
-    /// `used_memory` minus `mem_not_counted_for_evict`: the bytes `maxmemory` limits.
-    pub used: u64,
-    /// `maxmemory`: the configured limit, 0 when unlimited.
-    pub max: u64,
-}
-
-impl MemoryInfo {
-    /// Reads `used_memory` and `maxmemory` from an `INFO memory` reply.
-    pub fn parse(text: &str) -> Self {
-        let field = |name: &str| -> u64 {
-            text.lines()
-                .find_map(|l| l.trim_end().strip_prefix(name)?.strip_prefix(':'))
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0)
-        };
-        // What maxmemory is compared with: replication buffers and the AOF buffer do not count.
-        Self {
-            used: field("used_memory").saturating_sub(field("mem_not_counted_for_evict")),
-            max: field("maxmemory"),
-        }
-    }
 }
 
 impl NodeObservation {
@@ -317,13 +243,6 @@ pub async fn observe_node(
     Ok(observation)
 }
 
-/// The numeric field `name` of an `INFO` section's text.
-fn info_field(text: &str, name: &str) -> Option<u64> {
-    text.lines()
-        .find_map(|l| l.trim_end().strip_prefix(name)?.strip_prefix(':'))
-        .and_then(|v| v.parse().ok())
-}
-
 /// `CLUSTER SHARDS` of one node: per shard its slots and its nodes with role, replication
 /// offset and health (the supported topology view in Redis 7.0).
 pub async fn fetch_shards(
@@ -342,13 +261,33 @@ pub async fn fetch_shards(
 /// Observes every address concurrently. Unreachable nodes are recorded, not fatal: the caller
 /// decides what a partial view allows.
 pub async fn observe(addrs: &[SocketAddr], options: &AdminOptions) -> ClusterView {
+    observe_limited(addrs, options, &BTreeMap::new()).await
+}
+
+/// [`observe`], with the connect timeout of the addresses in `connect_limits` replaced by
+/// theirs (the operator shortens it for a node whose connect timed out on its last look).
+pub async fn observe_limited(
+    addrs: &[SocketAddr],
+    options: &AdminOptions,
+    connect_limits: &BTreeMap<SocketAddr, Duration>,
+) -> ClusterView {
     let mut unique: Vec<SocketAddr> = Vec::with_capacity(addrs.len());
     for addr in addrs {
         if !unique.contains(addr) {
             unique.push(*addr);
         }
     }
-    let results = join_all(unique.iter().map(|addr| observe_node(*addr, options))).await;
+    let results = join_all(unique.iter().map(|addr| async move {
+        match connect_limits.get(addr) {
+            Some(limit) => {
+                let mut shorter = options.clone();
+                shorter.timeouts.connect = *limit;
+                observe_node(*addr, &shorter).await
+            }
+            None => observe_node(*addr, options).await,
+        }
+    }))
+    .await;
     let mut view = ClusterView::default();
     for (addr, result) in unique.into_iter().zip(results) {
         match result {
@@ -418,10 +357,10 @@ impl ClusterView {
 
     /// Slots claimed by more than one observed master.
     pub fn conflicting_slots(&self) -> Vec<u16> {
-        claims(&self.nodes.iter().collect::<Vec<_>>())
+        claim_counts(&self.nodes.iter().collect::<Vec<_>>())
             .iter()
             .enumerate()
-            .filter(|(_, c)| c.len() > 1)
+            .filter(|(_, c)| **c > 1)
             .filter_map(|(s, _)| u16::try_from(s).ok())
             .collect()
     }
@@ -539,7 +478,10 @@ impl ClusterView {
     /// The masters that serve slots (the voters in failure detection and elections), by id,
     /// as known to any observer.
     pub fn voting_masters(&self) -> BTreeSet<NodeId> {
-        self.slot_owners().into_iter().flatten().collect()
+        owner_runs(&self.nodes.iter().collect::<Vec<_>>())
+            .into_iter()
+            .filter_map(|(_, owner)| owner.cloned())
+            .collect()
     }
 
     /// Whether some answering node flags `id` FAIL: the cluster agreed it failed, so Redis's
@@ -571,106 +513,34 @@ impl ClusterView {
     }
 }
 
-/// For each slot, the observed masters whose own `myself` line claims it.
-fn claims<'a>(nodes: &[&'a NodeObservation]) -> Vec<Vec<&'a NodeId>> {
-    let mut claims: Vec<Vec<&NodeId>> = vec![Vec::new(); usize::from(SLOT_COUNT)];
-    for node in nodes.iter().filter(|n| n.is_master()) {
-        for range in &node.myself.slots {
-            for slot in range.slots() {
-                if let Some(c) = claims.get_mut(usize::from(slot)) {
-                    c.push(node.id());
-                }
-            }
-        }
-    }
-    claims
+/// "Who owns a slot", per run of slots where nothing changes: see
+/// [`crate::redis::slot_owners::owner_runs`], the one definition.
+pub fn owner_runs<'a>(nodes: &[&'a NodeObservation]) -> Vec<(SlotRange, Option<&'a NodeId>)> {
+    slot_owners::owner_runs(&lines(nodes))
 }
 
-/// "Who owns a slot", as the answering `nodes` report it: the one definition. A slot claimed
-/// by exactly one observed master belongs to it. A slot no observed master claims (its owner
-/// may be down) belongs to whichever node most observers name: a slot some member still
-/// attributes to a node that is gone belongs to that node's shard, whose follower may take
-/// over with the data. Slots claimed by several masters at once are `None`, like unassigned
-/// ones; see [`ClusterView::conflicting_slots`].
+/// [`owner_runs`] slot by slot: `owners[slot]`.
 pub fn slot_owners_of(nodes: &[&NodeObservation]) -> Vec<Option<NodeId>> {
-    let claims = claims(nodes);
-    let mut hearsay: Vec<BTreeMap<&NodeId, usize>> = vec![BTreeMap::new(); usize::from(SLOT_COUNT)];
-    for node in nodes {
-        for entry in std::iter::once(&node.myself).chain(node.peers.iter()) {
-            for range in &entry.slots {
-                for slot in range.slots() {
-                    if let Some(votes) = hearsay.get_mut(usize::from(slot)) {
-                        *votes.entry(&entry.id).or_default() += 1;
-                    }
-                }
-            }
-        }
-    }
-    claims
-        .iter()
-        .zip(hearsay.iter())
-        .map(|(claimed, heard)| match claimed.as_slice() {
-            [one] => Some((*one).clone()),
-            [] => heard
-                .iter()
-                .max_by_key(|(_, votes)| **votes)
-                .map(|(id, _)| (*id).clone()),
-            _ => None,
-        })
-        .collect()
+    slot_owners::slot_owners_of(&lines(nodes))
 }
 
 /// Slots claimed by more than one of the answering `nodes`' own `myself` lines.
 pub fn conflicting_slots_of(nodes: &[&NodeObservation]) -> usize {
-    claims(nodes).iter().filter(|c| c.len() > 1).count()
+    claim_counts(nodes).iter().filter(|c| **c > 1).count()
+}
+
+/// How many observed masters' own lines claim each slot.
+fn claim_counts(nodes: &[&NodeObservation]) -> Vec<usize> {
+    slot_owners::claim_counts(&lines(nodes))
+}
+
+/// Each node's own line and its lines about the others.
+fn lines<'a>(nodes: &[&'a NodeObservation]) -> Vec<(&'a NodeEntry, &'a [NodeEntry])> {
+    nodes
+        .iter()
+        .map(|n| (&n.myself, n.peers.as_slice()))
+        .collect()
 }
 
 #[cfg(test)]
-mod memory_tests {
-    use super::*;
-
-    #[test]
-    fn memory_counts_what_maxmemory_limits() {
-        let m = MemoryInfo::parse(
-            "# Memory\r\nused_memory:5000000\r\nused_memory_human:4.77M\r\nmaxmemory:31457280\r\nmem_not_counted_for_evict:1000000\r\n",
-        );
-        assert_eq!(
-            m,
-            MemoryInfo {
-                used: 4_000_000,
-                max: 31_457_280
-            }
-        );
-        assert_eq!(MemoryInfo::parse(""), MemoryInfo::default());
-    }
-
-    #[test]
-    fn info_field_reads_one_number() {
-        let persistence = PersistenceInfo::parse(
-            "# Persistence\r\nloading:0\r\nrdb_last_bgsave_status:ok\r\naof_enabled:1\r\naof_last_write_status:err\r\n",
-        );
-        assert!(persistence.aof_enabled && !persistence.aof_write_ok && persistence.rdb_save_ok);
-        assert!(
-            persistence
-                .failure()
-                .is_some_and(|f| f.contains("AOF write"))
-        );
-        // AOF off: its write status says nothing; an RDB failure still counts.
-        let rdb = PersistenceInfo::parse(
-            "aof_enabled:0\r\naof_last_write_status:err\r\nrdb_last_bgsave_status:err\r\n",
-        );
-        assert_eq!(
-            rdb.failure(),
-            Some("its last RDB save failed (disk full or broken?)")
-        );
-        assert_eq!(PersistenceInfo::parse("").failure(), None);
-        assert_eq!(
-            PersistenceInfo::parse("aof_enabled:1\r\naof_last_write_status:ok\r\n").failure(),
-            None
-        );
-        let clients = "# Clients\r\nconnected_clients:7\r\ncluster_connections:4\r\n";
-        assert_eq!(info_field(clients, "connected_clients"), Some(7));
-        assert_eq!(info_field(clients, "connected"), None);
-        assert_eq!(info_field("", "connected_clients"), None);
-    }
-}
+mod tests;

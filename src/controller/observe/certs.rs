@@ -5,6 +5,7 @@
 //! `CONFIG SET tls-cert-file`.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio_rustls::rustls::pki_types::CertificateDer;
@@ -85,8 +86,14 @@ pub struct Certs {
 
 /// The Secret's leaf certificate (the client certificate the operator presents is the
 /// Secret's `tls.crt`) and what every member with an IP presents, the handshakes run
-/// concurrently, each bounded by [`HANDSHAKE_TIMEOUT`].
-pub async fn observe(members: &[Member], tls: Option<&TlsOptions>) -> Certs {
+/// concurrently, each bounded by [`HANDSHAKE_TIMEOUT`] or by its address's entry in `limits`
+/// (a member whose connect timed out last pass, [`super::connects`]: run side by side with the
+/// Redis observation, a full wait here would undo the shorter one there).
+pub async fn observe(
+    members: &[Member],
+    tls: Option<&TlsOptions>,
+    limits: &BTreeMap<SocketAddr, Duration>,
+) -> Certs {
     let Some(tls) = tls else {
         return Certs::default();
     };
@@ -104,7 +111,8 @@ pub async fn observe(members: &[Member], tls: Option<&TlsOptions>) -> Certs {
         .filter(|m| !m.finished())
         .filter_map(|m| Some((m.name().to_string(), addr_of(m)?)))
         .map(|(pod, addr)| async move {
-            match tls.peer_certificate(addr, HANDSHAKE_TIMEOUT).await {
+            let limit = limits.get(&addr).copied().unwrap_or(HANDSHAKE_TIMEOUT);
+            match tls.peer_certificate(addr, limit).await {
                 Ok(der) => presented(pod, &der),
                 Err(e) => {
                     tracing::debug!(%pod, error = %e, "no certificate observed");

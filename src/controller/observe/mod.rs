@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod break_glass;
 pub mod certs;
+pub mod connects;
 pub mod passwords;
 pub mod placement_input;
 pub mod pods;
@@ -147,11 +148,26 @@ impl Observed {
             .find(|m| redis::addr_of(m) == Some(addr))
     }
 
-    /// The member answering as Redis node `id`.
+    /// The member answering as Redis node `id`: the first whose address's observation
+    /// ([`Observed::view_of`]) is `id`'s. The addresses are found first (one pass over the
+    /// observations), then the members scanned once: asking `view_of` of every member made this
+    /// members × observations, and it is asked per owner and per identity.
     pub fn member_with_id(&self, id: &NodeId) -> Option<&Member> {
+        let addrs: Vec<SocketAddr> = self
+            .view
+            .nodes
+            .iter()
+            .filter(|n| n.id() == id)
+            .map(|n| n.addr)
+            // view_of reads the first observation at an address.
+            .filter(|a| self.view.node_at(*a).is_some_and(|n| n.id() == id))
+            .collect();
+        if addrs.is_empty() {
+            return None;
+        }
         self.members
             .iter()
-            .find(|m| self.view_of(m).is_some_and(|v| v.id() == id))
+            .find(|m| redis::addr_of(m).is_some_and(|a| addrs.contains(&a)))
     }
 
     /// Whether a node exists and is Ready.
@@ -222,9 +238,14 @@ pub async fn observe(
         .filter(|m| !m.finished())
         .filter_map(redis::addr_of)
         .collect();
+    // Members whose connect timed out last pass get a shorter limit ([`connects`]).
+    let key = format!("{ns}/{name}");
+    let silent = ctx.connects.get(&key);
+    let started = std::time::Instant::now();
+    let limits = silent.limits(started);
     let view = async {
         match auth.password() {
-            Some(_) => model::observe(&addrs, &redis::admin_options(&auth)).await,
+            Some(_) => model::observe_limited(&addrs, &redis::admin_options(&auth), &limits).await,
             None => ClusterView::default(),
         }
     };
@@ -239,10 +260,12 @@ pub async fn observe(
     };
     let (view, certs, accepted) = tokio::join!(
         view,
-        certs::observe(&members, auth.tls().map(AsRef::as_ref)),
+        certs::observe(&members, auth.tls().map(AsRef::as_ref), &limits),
         accepted
     );
     credentials.members = accepted;
+    ctx.connects
+        .put(&key, silent.after(&limits, &view.unreachable, started));
     for u in &view.unreachable {
         tracing::debug!(addr = %u.addr, error = %u.error, "member not answering");
     }

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use crate::controller::config::REDIS_PORT;
 use crate::controller::observe::auth::Auth;
+use crate::controller::observe::connects;
 use crate::controller::observe::pods::Member;
 use crate::redis::client::{self, AdminOptions, Timeouts};
 use crate::redis::model;
@@ -15,8 +16,9 @@ pub type NodeView = model::NodeObservation;
 /// Credentials and timeouts for every admin connection of one reconcile. Short timeouts: a
 /// member that does not answer within them is treated as down for this pass, and the next
 /// pass looks again. Connecting inside a cluster network takes milliseconds; a member on a
-/// dead node black-holes the SYN, and every pass waits the connect timeout for it, so it is
-/// kept at 1 s. With `spec.tls`, every connection speaks TLS with the settings from its Secret.
+/// dead node black-holes the SYN, so the connect timeout is kept at 1 s ([`connects::FULL`]),
+/// and shorter still for a member that timed out last pass ([`connects`]). With `spec.tls`,
+/// every connection speaks TLS with the settings from its Secret.
 pub fn admin_options(auth: &Auth) -> AdminOptions {
     AdminOptions {
         auth: Some(client::Auth {
@@ -24,7 +26,7 @@ pub fn admin_options(auth: &Auth) -> AdminOptions {
             password: auth.password().unwrap_or_default().to_string(),
         }),
         timeouts: Timeouts {
-            connect: Duration::from_secs(1),
+            connect: connects::FULL,
             command: Duration::from_secs(5),
             ..Timeouts::default()
         },

@@ -7,6 +7,7 @@ pub mod cluster_info;
 pub mod cluster_nodes;
 pub mod cluster_shards;
 pub mod info;
+pub mod info_fields;
 
 /// A reply that does not have the documented format.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -121,7 +121,56 @@ pub(super) fn healthy() -> Fx {
         aof_off: Vec::new(),
         unlinked: Vec::new(),
         certs: crate::controller::observe::certs::Certs::default(),
+        leaders: 3,
+        followers: 1,
+        nodes_per_zone: 3,
     }
+}
+
+/// A healthy `leaders`×`followers` cluster of any size (the cost benchmark's 10×2 and 50×2):
+/// shard `s`'s member `k` in zone `(s + k) % 3`, one member per node, leaders holding the
+/// even ranges, ids and addresses numbered.
+pub(super) fn sized(leaders: usize, followers: usize) -> Fx {
+    let mut fx = healthy();
+    let members = leaders * (1 + followers);
+    fx.leaders = leaders;
+    fx.followers = followers;
+    fx.nodes_per_zone = members.div_ceil(3) + 1;
+    fx.members.clear();
+    let mut used = [0usize; 3];
+    let ranges = crate::redis::ids::even_ranges(leaders);
+    for (s, range) in ranges.iter().enumerate() {
+        for k in 0..=followers {
+            let zone = (s + k) % 3;
+            used[zone] += 1;
+            let n = s * (1 + followers) + k;
+            // The table's fields are 'static for the hand-written tests; a benchmark's few
+            // strings may live as long as the test process.
+            let node: &'static str = format!("n-{}{}", ["a", "b", "c"][zone], used[zone]).leak();
+            let slots: &'static str = if k == 0 { range.to_string().leak() } else { "" };
+            fx.members.push(M {
+                id: numbered_id(n + 1),
+                ip: format!("10.0.{}.{}", n / 250, n % 250 + 1),
+                node,
+                shard: s,
+                member: k,
+                slots,
+                master: (k > 0).then(|| numbered_id(s * (1 + followers) + 1)),
+                offset: 1000,
+                keys: 100,
+                pod: Some(PodState::Running),
+                answers: true,
+                rev: REV,
+                annotations: BTreeMap::new(),
+            });
+        }
+    }
+    fx
+}
+
+/// The `n`th id of a generated cluster: 40 hex digits.
+pub(super) fn numbered_id(n: usize) -> String {
+    format!("{n:040x}")
 }
 
 pub(super) struct Fx {
@@ -148,6 +197,11 @@ pub(super) struct Fx {
     pub(super) unlinked: Vec<String>,
     /// With TLS: the Secret's certificate and what each member presents (by Pod name).
     pub(super) certs: crate::controller::observe::certs::Certs,
+    /// The spec's shape (3×1 unless [`sized`]).
+    pub(super) leaders: usize,
+    pub(super) followers: usize,
+    /// Kubernetes nodes per zone (`n-a1`, `n-a2`, …).
+    pub(super) nodes_per_zone: usize,
 }
 
 impl Fx {
@@ -311,7 +365,7 @@ impl Fx {
         let zones = ["a", "b", "c"];
         let node_names: Vec<String> = zones
             .iter()
-            .flat_map(|z| (1..=3).map(move |i| format!("n-{z}{i}")))
+            .flat_map(|z| (1..=self.nodes_per_zone).map(move |i| format!("n-{z}{i}")))
             .collect();
         let nodes: BTreeMap<String, NodeInfo> = node_names
             .iter()
@@ -372,8 +426,8 @@ impl Fx {
                 .filter_map(|m| Some((m.id.parse().ok()?, m.shard)))
                 .collect(),
             shape: Shape {
-                leaders: 3,
-                followers: 1,
+                leaders: self.leaders,
+                followers: self.followers,
                 storage: self.storage,
                 retention: PvcRetentionPolicy::Retain,
                 scale_in_grace: crate::controller::plan::drain::DEFAULT_GRACE,
@@ -382,7 +436,10 @@ impl Fx {
             claims: self.claims.clone(),
             nodes,
             topology,
-            request: Request::new(3, 1),
+            request: Request::new(
+                u32::try_from(self.leaders).unwrap(),
+                u32::try_from(self.followers).unwrap(),
+            ),
             view,
             target: self.target.clone(),
             certs: self.certs.clone(),
