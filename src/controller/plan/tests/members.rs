@@ -203,3 +203,58 @@ fn a_held_claim_never_brings_back_an_ordinal_a_live_member_holds() {
         f.held.iter().map(|c| &c.name).collect::<Vec<_>>()
     );
 }
+
+#[test]
+fn a_second_member_of_a_shard_on_one_node_is_removed() {
+    // make test (scale-out under load): a pass planned from a cache that lacked a Pod created
+    // the pass before, and shard 4 got a second follower on the same node. The scheduler sees
+    // one member per shard and node, so it kept both and the cluster stayed Ready with one
+    // member too many. Here shard 1's follower e has a twin 9 on n-c2, created later.
+    let mut fx = healthy();
+    fx.add('9', "n-c2", 1, 1, Some('b'));
+    let p = plan(&created_in_order(
+        fx.observed(),
+        &["p-s1-m1-e", "p-s1-m1-9"],
+    ));
+    match &p.action {
+        Action::DeletePods(pods) => assert_eq!(pods[0].0, "p-s1-m1-9", "{pods:?}"),
+        other => panic!("expected the newer twin removed, got {other:?}"),
+    }
+    // Created the other way round: still the newer.
+    let p = plan(&created_in_order(
+        fx.observed(),
+        &["p-s1-m1-9", "p-s1-m1-e"],
+    ));
+    match &p.action {
+        Action::DeletePods(pods) => assert_eq!(pods[0].0, "p-s1-m1-e", "{pods:?}"),
+        other => panic!("expected the newer twin removed, got {other:?}"),
+    }
+    // A twin beside its shard's leader: the leader serves slots and stays, whatever its age.
+    let mut fx = healthy();
+    fx.add('9', "n-b1", 1, 1, Some('b'));
+    let p = plan(&created_in_order(
+        fx.observed(),
+        &["p-s1-m1-9", "p-s1-m0-b"],
+    ));
+    match &p.action {
+        Action::DeletePods(pods) => assert_eq!(pods[0].0, "p-s1-m1-9", "{pods:?}"),
+        other => panic!("expected the follower beside its leader removed, got {other:?}"),
+    }
+}
+
+/// `obs` with the Pods named in `names` created one second apart, in that order.
+fn created_in_order(
+    mut obs: crate::controller::observe::Observed,
+    names: &[&str],
+) -> crate::controller::observe::Observed {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    for m in &mut obs.members {
+        if let Some(i) = names.iter().position(|n| *n == m.name()) {
+            let mut pod = (*m.pod).clone();
+            let at = jiff::Timestamp::from_second(1_800_000_000 + i as i64).unwrap();
+            pod.metadata.creation_timestamp = Some(Time(at));
+            m.pod = std::sync::Arc::new(pod);
+        }
+    }
+    obs
+}
