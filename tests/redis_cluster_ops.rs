@@ -21,24 +21,10 @@ use redis_operator::redis::ops::reshard::MoveOptions;
 use redis_operator::redis::ops::slots::cluster_settled;
 use redis_operator::redis::parse::cluster_shards::ShardNodeHealth;
 use redis_operator::redis::{
-    AdminOptions, Auth, Client, ClusterAdmin, NodeId, RedisError, Timeouts, fetch_shards,
+    AdminOptions, Auth, Client, ClusterAdmin, NodeId, RedisError, fetch_shards,
 };
-use support::redis_cluster::{TestCluster, build};
+use support::redis_cluster::{TestCluster, build, quick};
 use support::redis_data::DataClient;
-
-/// Short timeouts so paused nodes are detected quickly.
-fn quick() -> AdminOptions {
-    AdminOptions {
-        auth: None,
-        timeouts: Timeouts {
-            connect: Duration::from_millis(1500),
-            command: Duration::from_millis(1500),
-            migrate: Duration::from_secs(5),
-            ..Timeouts::default()
-        },
-        tls: None,
-    }
-}
 
 async fn write_keys(cluster: &TestCluster, prefix: &str, n: usize) -> Vec<(Bytes, Bytes)> {
     let mut data = DataClient::new(cluster.procs.addrs(), cluster.admin.options().clone()).await;

@@ -21,22 +21,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use redis_operator::redis::command::Cmd;
 use redis_operator::redis::ops::failover::{AcceptedRisk, FailoverMode, LeaderGone, RiskKind};
-use redis_operator::redis::{AdminOptions, Client, ClusterAdmin, NodeId, Timeouts};
-use support::redis_cluster::{TestCluster, build};
+use redis_operator::redis::{Client, ClusterAdmin, NodeId};
+use support::redis_cluster::{TestCluster, build, quick};
 use support::redis_data::DataClient;
-
-fn quick() -> AdminOptions {
-    AdminOptions {
-        auth: None,
-        timeouts: Timeouts {
-            connect: Duration::from_millis(1500),
-            command: Duration::from_millis(1500),
-            migrate: Duration::from_secs(5),
-            ..Timeouts::default()
-        },
-        tls: None,
-    }
-}
 
 async fn data(cluster: &TestCluster) -> DataClient {
     DataClient::new(cluster.procs.addrs(), cluster.admin.options().clone()).await

@@ -7,9 +7,23 @@ use std::time::Duration;
 
 use redis_operator::redis::ids::even_ranges;
 use redis_operator::redis::ops::StepOutcome;
-use redis_operator::redis::{AdminOptions, ClusterAdmin, NodeId};
+use redis_operator::redis::{AdminOptions, ClusterAdmin, NodeId, Timeouts};
 
 use super::redis_procs::RedisProcs;
+
+/// Short timeouts so paused nodes are detected quickly.
+pub fn quick() -> AdminOptions {
+    AdminOptions {
+        auth: None,
+        timeouts: Timeouts {
+            connect: Duration::from_millis(1500),
+            command: Duration::from_millis(1500),
+            migrate: Duration::from_secs(5),
+            ..Timeouts::default()
+        },
+        tls: None,
+    }
+}
 
 /// A running cluster: the processes, an admin over all of them, and the node ids by role.
 pub struct TestCluster {
