@@ -38,6 +38,33 @@ pub(super) struct M {
 }
 
 impl M {
+    /// A member whose Pod runs and whose Redis answers, in sync (offset 1000, 100 keys): a
+    /// leader of `slots` (`master` None) or a follower of `master`.
+    fn in_sync(
+        id: String,
+        ip: &str,
+        node: &'static str,
+        (shard, member): (usize, usize),
+        slots: &'static str,
+        master: Option<String>,
+    ) -> Self {
+        M {
+            id,
+            ip: ip.into(),
+            node,
+            shard,
+            member,
+            slots,
+            master,
+            offset: 1000,
+            keys: 100,
+            pod: Some(PodState::Running),
+            answers: true,
+            rev: REV,
+            annotations: BTreeMap::new(),
+        }
+    }
+
     /// Forgotten by the cluster: the Pod may linger, no member lists it.
     pub(super) fn forgotten(&self) -> bool {
         self.offset == u64::MAX
@@ -65,36 +92,10 @@ pub(super) fn id(c: char) -> String {
 /// A healthy 3×1 cluster: leaders a (zone-a), b (zone-b), c (zone-c); followers d (of a, in
 /// zone-b), e (of b, zone-c), f (of c, zone-a).
 pub(super) fn healthy() -> Fx {
-    let leader = |c, ip: &str, node, shard, slots| M {
-        id: id(c),
-        ip: ip.into(),
-        node,
-        shard,
-        member: 0,
-        slots,
-        master: None,
-        offset: 1000,
-        keys: 100,
-        pod: Some(PodState::Running),
-        answers: true,
-        rev: REV,
-        annotations: BTreeMap::new(),
-    };
-    let follower = |c, ip: &str, node, shard, of| M {
-        id: id(c),
-        ip: ip.into(),
-        node,
-        shard,
-        member: 1,
-        slots: "",
-        master: Some(id(of)),
-        offset: 1000,
-        keys: 100,
-        pod: Some(PodState::Running),
-        answers: true,
-        rev: REV,
-        annotations: BTreeMap::new(),
-    };
+    let leader =
+        |c, ip: &str, node, shard, slots| M::in_sync(id(c), ip, node, (shard, 0), slots, None);
+    let follower =
+        |c, ip: &str, node, shard, of| M::in_sync(id(c), ip, node, (shard, 1), "", Some(id(of)));
     Fx {
         members: vec![
             leader('a', "10.0.0.1", "n-a1", 0, "0-5461"),
@@ -148,21 +149,14 @@ pub(super) fn sized(leaders: usize, followers: usize) -> Fx {
             // strings may live as long as the test process.
             let node: &'static str = format!("n-{}{}", ["a", "b", "c"][zone], used[zone]).leak();
             let slots: &'static str = if k == 0 { range.to_string().leak() } else { "" };
-            fx.members.push(M {
-                id: numbered_id(n + 1),
-                ip: format!("10.0.{}.{}", n / 250, n % 250 + 1),
+            fx.members.push(M::in_sync(
+                numbered_id(n + 1),
+                &format!("10.0.{}.{}", n / 250, n % 250 + 1),
                 node,
-                shard: s,
-                member: k,
+                (s, k),
                 slots,
-                master: (k > 0).then(|| numbered_id(s * (1 + followers) + 1)),
-                offset: 1000,
-                keys: 100,
-                pod: Some(PodState::Running),
-                answers: true,
-                rev: REV,
-                annotations: BTreeMap::new(),
-            });
+                (k > 0).then(|| numbered_id(s * (1 + followers) + 1)),
+            ));
         }
     }
     fx
