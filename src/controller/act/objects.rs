@@ -208,10 +208,10 @@ async fn create_member(
         ..PostParams::default()
     };
     let suffix = labels::random_suffix();
-    let mut created_claim = None;
-    let claim = match (&cluster.spec.storage, &new.reuse_claim) {
-        (None, _) => None,
-        (Some(_), Some(reuse)) => Some(reuse.clone()),
+    // (the claim the Pod mounts, the claim created for it)
+    let (claim, created_claim) = match (&cluster.spec.storage, &new.reuse_claim) {
+        (None, _) => (None, None),
+        (Some(_), Some(reuse)) => (Some(reuse.clone()), None),
         (Some(storage), None) => {
             let n = Names::member_pvc(name, new.shard, new.member, &suffix);
             pvc_api
@@ -220,8 +220,7 @@ async fn create_member(
                     &build::pvc::build(cluster, storage, n.clone(), new.shard, new.member),
                 )
                 .await?;
-            created_claim = Some(n.clone());
-            Some(n)
+            (Some(n.clone()), Some(n))
         }
     };
     let pod_name = Names::member_pod(name, new.shard, new.member, &suffix);

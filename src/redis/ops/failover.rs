@@ -374,8 +374,8 @@ impl ClusterAdmin {
             return Err(OpError::NotConverged {
                 what: format!(
                     "{} claims the slots at config epoch {epoch}, not above the old leader's \
-                     {old_epoch}, so the other nodes keep routing to the old leader (a hollow \
-                     promotion) and an outranking",
+                     {old_epoch}: a hollow promotion the other nodes ignore (Redis 7.0 reused an \
+                     election this follower won within 2×cluster-node-timeout); retry after that",
                     replica.short()
                 ),
                 waited: elapsed,
