@@ -15,49 +15,7 @@ use crate::controller::observe::revision::{aof_off, outdated};
 /// The next membership step, if any.
 pub fn step(f: &Facts<'_>) -> Option<Step> {
     let placement = f.placement.as_ref().ok()?;
-    revive(f)
-        .or_else(|| duplicate(f))
-        .or_else(|| next_change(f, placement))
-}
-
-/// A second live member of a shard on one node goes. The scheduler addresses members by shard
-/// and node, so it sees only one of them and would keep both for good: the cluster would run
-/// a member more than the spec asks for. Only a creation the caches did not show yet makes one
-/// (the next pass created it again; `act::cached` now waits for them). The one that goes is
-/// the one not serving slots, else the newer Pod; never a surge pair's member.
-fn duplicate(f: &Facts<'_>) -> Option<Step> {
-    let live: Vec<&Member> = f.obs.live().collect();
-    let serving = |m: &Member| f.obs.view_of(m).is_some_and(|v| v.is_serving_master());
-    let age = |m: &Member| {
-        (
-            m.pod.metadata.creation_timestamp.clone(),
-            m.name().to_string(),
-        )
-    };
-    live.iter().enumerate().find_map(|(i, a)| {
-        let b = live[i + 1..]
-            .iter()
-            .find(|b| b.shard == a.shard && a.node().is_some() && b.node() == a.node())?;
-        let goes = match (serving(a), serving(b)) {
-            (true, true) => return None,
-            (true, false) => *b,
-            (false, true) => *a,
-            (false, false) => std::cmp::max_by_key(*a, *b, |m| age(m)),
-        };
-        if super::facts::surge::paired(&f.surges, goes) {
-            return None;
-        }
-        let node = goes.node().unwrap_or_default();
-        let reason = format!(
-            "a second member of shard {} on node {node} (created twice)",
-            goes.shard
-        );
-        Some(Step::new(
-            Action::DeletePods(vec![(goes.name().to_string(), reason.clone())]),
-            "RemovingMembers",
-            format!("removing {}: {reason}", goes.name()),
-        ))
-    })
+    revive(f).or_else(|| next_change(f, placement))
 }
 
 /// Held claims without a Pod get one on their node, once no stopping Pod still uses them
