@@ -148,7 +148,7 @@ fn create(f: &Facts<'_>, change: &Change, creates: &mut Vec<NewMember>) -> Next 
 
 /// A member to delete: never on a shard awaiting its volumes (that could lose the data), a
 /// shard beyond `spec.leaders` only whole, drained and past its grace period, a leader only
-/// after its failover.
+/// after its failover, never one the cluster still routes slots to.
 fn remove(f: &Facts<'_>, change: &Change, deletes: &mut Vec<(String, String)>) -> Next {
     let Change::Remove {
         shard,
@@ -177,6 +177,14 @@ fn remove(f: &Facts<'_>, change: &Change, deletes: &mut Vec<(String, String)>) -
     let serving = f.obs.view_of(m).is_some_and(|v| v.is_serving_master());
     if serving && m.node().is_some_and(|n| f.obs.node_ready(n)) {
         // A leader leaves only after its failover (ordered earlier) happened.
+        return Next::Continue;
+    }
+    // Nor one the cluster still routes slots to, on a node that is not Ready: a partition is
+    // not a crash. Its process may run on behind the cut with the shard's newest writes, and
+    // the deletion would stop it the moment the partition heals, before any follower took
+    // over (the soak's round 12: two such leaders gone, QuorumLost). It leaves once its slots
+    // moved: Redis's own election, the recovery's FORCE, or the takeover the user accepts.
+    if f.owns_slots(m) {
         return Next::Continue;
     }
     deletes.push((m.name().to_string(), reason.clone()));

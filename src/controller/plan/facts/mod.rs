@@ -124,6 +124,22 @@ impl<'a> Facts<'a> {
         shard_leader(self.obs, shard)
     }
 
+    /// Whether the cluster still routes slots to `m`: its identity (as it answers, or as the
+    /// answering members list its address when it does not) owns a slot in
+    /// [`Facts::owners`]. The cluster's view, not the member's own: a leader cut off behind a
+    /// partition answers nobody, and still owns its slots until its shard fails over.
+    pub fn owns_slots(&self, m: &Member) -> bool {
+        if let Some(v) = self.obs.view_of(m) {
+            return self.owners.iter().flatten().any(|o| o == v.id());
+        }
+        let Some(addr) = crate::controller::observe::redis::addr_of(m) else {
+            return false;
+        };
+        self.gone
+            .iter()
+            .any(|g| g.addr == Some(addr) && g.slots > 0)
+    }
+
     /// Whether every wanted shard has a serving leader.
     pub fn every_shard_led(&self) -> bool {
         (0..self.obs.shape.leaders).all(|s| self.leader(s).is_some())

@@ -203,3 +203,73 @@ fn a_held_claim_never_brings_back_an_ordinal_a_live_member_holds() {
         f.held.iter().map(|c| &c.name).collect::<Vec<_>>()
     );
 }
+
+/// Zone b cut off (soak seed 20261216, round 12): leader b of shard 1 and follower d of shard 0
+/// sit on NotReady nodes, their Pods look alive, nothing reaches them; the replacements the
+/// placement asked for were just created.
+fn partitioned_with_replacements() -> Fx {
+    let mut fx = healthy().with_storage();
+    fx.not_ready.extend(["n-b1", "n-b2"]);
+    fx.lose('b', Some(PodState::Running));
+    fx.lose('d', Some(PodState::Running));
+    // As in the soak, the leader's ordinal is not its shard's lowest (a rollout replaced it):
+    // with no serving leader in sight, the lowest-ordinal member stands for the leader, and
+    // the placement keeps it rather than failing over to it.
+    fx.get('b').member = 2;
+    fx.claims.retain(|c| c.name != "data-s1-m0");
+    fx.claims.push(Claim {
+        name: "data-s1-m2".into(),
+        shard: 1,
+        member: 2,
+        node: Some("n-b1".into()),
+        node_id: Some(id('b').parse().unwrap()),
+        deleting: false,
+    });
+    // Shard 1's replacement was just created: its Pod starts, its Redis does not answer yet.
+    fx.add('7', "n-b3", 1, 0, None);
+    fx.get('7').answers = false;
+    fx.get('7').pod = Some(PodState::Down);
+    fx.add('8', "n-c3", 0, 2, Some('a'));
+    fx
+}
+
+fn members_step(fx: &Fx) -> Option<Step> {
+    let obs = fx.observed();
+    let f = crate::controller::plan::facts::Facts::of(&obs);
+    crate::controller::plan::members::step(&f)
+}
+
+fn deleted(step: Option<&Step>) -> Vec<String> {
+    match step.map(|s| &s.action) {
+        Some(Action::DeletePods(pods)) => pods.iter().map(|(p, _)| p.clone()).collect(),
+        _ => Vec::new(),
+    }
+}
+
+#[test]
+fn a_leader_behind_a_partition_keeps_its_pod_until_its_slots_move() {
+    // Before the fix the planner deleted b's Pod because its node was NotReady: b still owned
+    // shard 1's slots, its deletion took effect when the partition healed, and the shard's
+    // only up-to-date copy beside its follower was gone (QuorumLost once two leaders went
+    // that way). A partition is not a crash: b must stay until its slots have moved.
+    let fx = partitioned_with_replacements();
+    let step = members_step(&fx);
+    let gone = deleted(step.as_ref());
+    assert!(
+        !gone.iter().any(|p| p == "p-s1-m2-b"),
+        "the leader that still owns its slots was deleted: {step:?}"
+    );
+    // The follower behind the partition owns nothing: it may be replaced at once.
+    assert!(gone.iter().any(|p| p == "p-s0-m1-d"), "{step:?}");
+
+    // Redis's own election moved shard 1's slots to e: now b's Pod may go.
+    let mut fx = fx;
+    fx.get('b').slots = "";
+    fx.get('e').master = None;
+    fx.get('e').slots = "5462-10922";
+    let step = members_step(&fx);
+    assert!(
+        deleted(step.as_ref()).iter().any(|p| p == "p-s1-m2-b"),
+        "once its slots moved, the member behind the partition is replaced: {step:?}"
+    );
+}
