@@ -32,6 +32,7 @@ pub fn step(f: &Facts<'_>) -> Option<Step> {
         Formation::Done
         | Formation::WaitMembers(_)
         | Formation::WaitSync(_)
+        | Formation::WaitRoles(_)
         | Formation::Blocked(_) => return None,
     };
     Some(step)

@@ -40,6 +40,12 @@ pub enum Gate {
     Ready,
     /// A healthy cluster: Ready and nothing wrong, a zone down included.
     Healthy,
+    /// [`Gate::Healthy`], or healthy but for gossip about a new follower's role
+    /// ([`facts::health::Health::settling`]): moving a slot needs every member to agree on
+    /// the slots and the leaders, which they do; a follower's role reaches every master
+    /// within node-timeout/2 by its own pings, before a failover could need their votes.
+    /// Scale-out would otherwise wait up to node-timeout/2 before the first slot moves.
+    Movable,
 }
 
 /// One concern: its name, its gate, whether its step keeps a Ready cluster Ready (work on a
@@ -73,7 +79,7 @@ pub const CONCERNS: &[Concern] = &[
     Concern { name: "passwords", gate: Gate::Placed, keeps_ready: true, decide: passwords::step },
     Concern { name: "identities", gate: Gate::Placed, keeps_ready: true, decide: volumes::record_identities },
     Concern { name: "config", gate: Gate::Placed, keeps_ready: true, decide: config::step },
-    Concern { name: "scale", gate: Gate::Healthy, keeps_ready: true, decide: scale::step },
+    Concern { name: "scale", gate: Gate::Movable, keeps_ready: true, decide: scale::step },
     Concern { name: "rollout", gate: Gate::Healthy, keeps_ready: true, decide: rollout::step },
     Concern { name: "volumes", gate: Gate::Ready, keeps_ready: false, decide: volumes::delete_orphans },
     Concern { name: "scale-in-grace", gate: Gate::Ready, keeps_ready: true, decide: drain::wait },
@@ -172,6 +178,11 @@ fn gate_open(gate: Gate, f: &Facts<'_>) -> bool {
         Gate::Formed => f.placement.is_ok() && !f.obs.view.voting_masters().is_empty(),
         Gate::Ready => f.placement.is_ok() && f.health.ready,
         Gate::Healthy => f.placement.is_ok() && unhealthy(f).is_none(),
+        Gate::Movable => {
+            f.placement.is_ok()
+                && (f.health.ready || f.health.settling)
+                && f.problems(false).is_empty()
+        }
     }
 }
 
@@ -219,7 +230,9 @@ pub fn decide(f: &Facts<'_>) -> Plan {
     plan.ready = f.health.ready && chosen.as_ref().is_none_or(|(_, c, _)| c.keeps_ready);
     plan.serving = plan.ready
         || (f.health.serving && plan.problems.iter().all(|p| p.reason == "ZoneUnavailable"));
-    plan.reshard = scale::state(f, blocked.as_deref());
+    // Slots moving now are not blocked, even while the cluster is settling (`Gate::Movable`).
+    let scaling = matches!(&chosen, Some((_, c, _)) if c.name == "scale");
+    plan.reshard = scale::state(f, blocked.as_deref().filter(|_| !scaling));
     let rollout_blocked = match &chosen {
         Some((_, c, _)) if c.name == "scale" => Some("slots are being moved".to_string()),
         _ => blocked,

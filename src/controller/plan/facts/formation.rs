@@ -48,6 +48,12 @@ pub enum Formation {
     Replicate(Vec<(SocketAddr, usize, NodeId)>),
     /// Followers are attached but still syncing, or the cluster state is not ok yet.
     WaitSync(String),
+    /// Formed but for gossip: every member agrees on every slot and every leader, and some
+    /// have not yet heard that a follower holding no slot follows its leader. Each member
+    /// pings every other within node-timeout/2 and its header carries its role, so this ends
+    /// by itself, before a failure could be confirmed and a failover need the masters' votes:
+    /// slots may move meanwhile ([`super::health::Health::settling`]), nothing else.
+    WaitRoles(String),
     /// Something only a human (or a later recovery step) should resolve.
     Blocked(String),
     /// Every slot is served and every follower is in sync.
@@ -224,21 +230,47 @@ fn settled(views: &[&NodeView], owners: &[Option<NodeId>]) -> Option<Formation> 
             not_ok.join(", ")
         )));
     }
-    let stale: Vec<String> = views
+    let stale: Vec<(&NodeView, &NodeView)> = views
         .iter()
         .flat_map(|observer| {
             views
                 .iter()
                 .filter(move |subject| !agrees(observer, subject))
-                .map(move |subject| format!("{} about {}", observer.addr, subject.addr))
+                .map(move |subject| (*observer, *subject))
         })
         .collect();
-    (!stale.is_empty()).then(|| {
-        Formation::WaitSync(format!(
-            "waiting for gossip: members do not yet agree on roles and slots ({})",
-            stale.join(", ")
-        ))
-    })
+    if stale.is_empty() {
+        return None;
+    }
+    let pairs: Vec<String> = stale
+        .iter()
+        .map(|(observer, subject)| format!("{} about {}", observer.addr, subject.addr))
+        .collect();
+    let message = format!(
+        "waiting for gossip: members do not yet agree on roles and slots ({})",
+        pairs.join(", ")
+    );
+    Some(
+        if stale
+            .iter()
+            .all(|(observer, subject)| only_a_follower_unheard(observer, subject))
+        {
+            Formation::WaitRoles(message)
+        } else {
+            Formation::WaitSync(message)
+        },
+    )
+}
+
+/// Whether all `observer` misses about `subject` is that it follows: the subject is a follower
+/// holding no slot, and the observer lists it with no slot too (as the empty master it was
+/// when it joined, or with another master).
+fn only_a_follower_unheard(observer: &NodeView, subject: &NodeView) -> bool {
+    !subject.myself.is_master()
+        && subject.myself.slots.is_empty()
+        && observer
+            .sees(subject.id())
+            .is_some_and(|e| e.slots.is_empty() && !e.flags.handshake)
 }
 
 /// Whether `observer` sees `subject` as `subject` sees itself: role, master and slots.

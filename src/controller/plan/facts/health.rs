@@ -35,6 +35,9 @@ pub struct Health {
     /// done: a scale-out's new shards are still joining. What `Ready` says to users (their
     /// alerts must not fire on a planned scale); never a gate for the operator's own steps.
     pub serving: bool,
+    /// Ready but for gossip about a follower's role ([`Formation::WaitRoles`]): slots may
+    /// move (scale), nothing else waits less.
+    pub settling: bool,
 }
 
 /// Assesses the cluster. `formation` is `None` when no placement exists; `surging` holds a
@@ -60,6 +63,9 @@ pub fn assess(
         _ => None,
     };
     let ready = formed && losses.iter().chain(&others).all(not_unhealthy);
+    let settling = matches!(formation, Some(Formation::WaitRoles(_)))
+        && formed_and_ready(obs)
+        && losses.iter().chain(&others).all(not_unhealthy);
     // Formed and every Pod ready, yet not Ready because of a problem: that problem is what it
     // waits for. Ready=False must never say "ClusterReady, all slots served" (seen in the
     // soak with StaleIdentity, and with a failing disk no handover could fix).
@@ -81,6 +87,7 @@ pub fn assess(
         message,
         ready,
         serving,
+        settling,
     }
 }
 
@@ -173,36 +180,11 @@ fn waiting(obs: &Observed, formation: Option<&Formation>) -> (&'static str, Stri
         return ("PlacementUnsatisfiable", String::new(), false);
     };
     match formation {
-        Formation::Done => {
-            let live: Vec<_> = obs.live().collect();
-            let not_ready: Vec<&str> = live
-                .iter()
-                .filter(|m| !m.ready())
-                .map(|m| m.name())
-                .collect();
-            if live.len() < obs.shape.members() {
-                (
-                    "WaitingForMembers",
-                    format!("{} of {} members exist", live.len(), obs.shape.members()),
-                    false,
-                )
-            } else if !not_ready.is_empty() {
-                (
-                    "WaitingForPods",
-                    format!(
-                        "cluster formed; waiting for pods to pass readiness: {}",
-                        not_ready.join(", ")
-                    ),
-                    false,
-                )
-            } else {
-                (
-                    "ClusterReady",
-                    "all slots served, every follower in sync".into(),
-                    true,
-                )
-            }
-        }
+        Formation::Done => formed(obs),
+        // Formed but for gossip about a follower's role: what `Done` would say once it spreads
+        // (`settling` when that is Ready).
+        Formation::WaitRoles(m) if formed_and_ready(obs) => ("WaitingForSync", m.clone(), false),
+        Formation::WaitRoles(_) => formed(obs),
         Formation::WaitMembers(m) => ("WaitingForMembers", m.clone(), false),
         Formation::Meet(pairs) => (
             "JoiningMembers",
@@ -222,6 +204,43 @@ fn waiting(obs: &Observed, formation: Option<&Formation>) -> (&'static str, Stri
         ),
         Formation::WaitSync(m) => ("WaitingForSync", m.clone(), false),
         Formation::Blocked(m) => ("Blocked", m.clone(), false),
+    }
+}
+
+/// Every member exists and its Pod is ready.
+fn formed_and_ready(obs: &Observed) -> bool {
+    formed(obs).2
+}
+
+/// What a formed cluster waits for: every member to exist and its Pod to be ready.
+fn formed(obs: &Observed) -> (&'static str, String, bool) {
+    let live: Vec<_> = obs.live().collect();
+    let not_ready: Vec<&str> = live
+        .iter()
+        .filter(|m| !m.ready())
+        .map(|m| m.name())
+        .collect();
+    if live.len() < obs.shape.members() {
+        (
+            "WaitingForMembers",
+            format!("{} of {} members exist", live.len(), obs.shape.members()),
+            false,
+        )
+    } else if !not_ready.is_empty() {
+        (
+            "WaitingForPods",
+            format!(
+                "cluster formed; waiting for pods to pass readiness: {}",
+                not_ready.join(", ")
+            ),
+            false,
+        )
+    } else {
+        (
+            "ClusterReady",
+            "all slots served, every follower in sync".into(),
+            true,
+        )
     }
 }
 

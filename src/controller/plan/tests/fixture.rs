@@ -107,6 +107,7 @@ pub(super) fn healthy() -> Fx {
         ],
         link_down: Vec::new(),
         failed: Vec::new(),
+        unheard_roles: Vec::new(),
         link_down_since: 1,
         not_ready: Vec::new(),
         storage: false,
@@ -173,6 +174,9 @@ pub(super) struct Fx {
     pub(super) link_down: Vec<(String, String)>,
     /// Ids every member flags `fail` (the cluster agreed they failed).
     pub(super) failed: Vec<String>,
+    /// (observer, subject): the observer has not heard yet what became of the subject since
+    /// it joined, and lists it as the empty master it joined as.
+    pub(super) unheard_roles: Vec<(String, String)>,
     /// Seconds followers report their link to their leader down.
     pub(super) link_down_since: u64,
     pub(super) not_ready: Vec<&'static str>,
@@ -269,11 +273,12 @@ impl Fx {
 
     pub(super) fn line(&self, observer: &M, m: &M) -> String {
         let myself = observer.id == m.id;
-        let role = if m.master.is_some() {
-            "slave"
-        } else {
-            "master"
-        };
+        let unheard = self
+            .unheard_roles
+            .iter()
+            .any(|(o, s)| *o == observer.id && *s == m.id);
+        let master = if unheard { None } else { m.master.as_deref() };
+        let role = if master.is_some() { "slave" } else { "master" };
         let flags = if myself {
             format!("myself,{role}")
         } else if self.failed.contains(&m.id) {
@@ -294,8 +299,8 @@ impl Fx {
             "{} {}:6379@16379 {flags} {} 0 0 1 {link} {}",
             m.id,
             m.ip,
-            m.master.as_deref().unwrap_or("-"),
-            m.slots
+            master.unwrap_or("-"),
+            if unheard { "" } else { m.slots }
         )
     }
 

@@ -58,6 +58,33 @@ fn scale_out_moves_slots_to_the_new_shard_once_it_is_joined_and_synced() {
 }
 
 #[test]
+fn scale_out_moves_slots_while_a_master_has_not_yet_heard_the_new_follower_follows() {
+    // Issue 23: the new shard's follower 8 attached and synced; two of the masters still list
+    // it as the empty master it joined as (its pings will tell them within node-timeout/2).
+    // Every member agrees on every slot and every leader: slots move now, not ≈2.5 s later.
+    let mut fx = with_fourth_shard(healthy(), "");
+    fx.unheard_roles = vec![(id('a'), id('8')), (id('b'), id('8'))];
+    let plan = crate::controller::plan::plan(&observed(&fx, 4));
+    let moves = reshard_moves(&plan);
+    assert!(moves.iter().all(|m| m.to.as_str() == id('7')), "{moves:?}");
+    // Not Ready meanwhile (what Ready=True claims is not true yet); the reshard is not
+    // reported blocked while it moves.
+    assert!(!plan.ready, "{plan:?}");
+    assert_eq!(plan.reshard.as_ref().and_then(|r| r.blocked.clone()), None);
+
+    // The same, but a master has not heard that the new master holds slots already (the
+    // last batch's SETSLOT): not only a role, so nothing moves until every member agrees.
+    let mut fx = with_fourth_shard(healthy(), "0-99");
+    fx.get('a').slots = "100-5461";
+    fx.unheard_roles = vec![(id('b'), id('8')), (id('c'), id('7'))];
+    let plan = crate::controller::plan::plan(&observed(&fx, 4));
+    assert!(
+        !matches!(plan.action, Action::Reshard { .. }),
+        "slots moved while a master disagreed about them: {plan:?}"
+    );
+}
+
+#[test]
 fn scale_out_creates_the_new_shard_first() {
     let plan = crate::controller::plan::plan(&observed(&healthy(), 4));
     match &plan.action {
