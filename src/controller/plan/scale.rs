@@ -14,7 +14,7 @@ use super::facts::Facts;
 use super::step::{Action, Step};
 use crate::controller::observe::redis::NodeView;
 use crate::redis::ids::{NodeId, SLOT_COUNT};
-use crate::redis::ops::distribution::{SlotMove, plan_slot_distribution, summarize};
+use crate::redis::ops::distribution::{SlotMove, batch, plan_slot_distribution, summarize};
 
 /// Slots moved by one step: large enough that per-step overhead (one observation, one plan)
 /// is noise, small enough that status and recovery get a turn every few seconds.
@@ -117,7 +117,7 @@ pub fn step(f: &Facts<'_>) -> Option<Step> {
         return Some(Step::refuse("ScaleInRefused", why));
     }
     let remaining = all.len();
-    let batch: Vec<SlotMove> = all.into_iter().take(BATCH_SLOTS).collect();
+    let batch: Vec<SlotMove> = batch(all, BATCH_SLOTS);
     let shard_of = |id: &NodeId| {
         super::facts::shard_of(f.obs, id).map_or_else(|| id.short().to_string(), |s| s.to_string())
     };

@@ -98,6 +98,40 @@ pub fn plan_slot_distribution(
     moves
 }
 
+/// The first `n` moves to make, shared evenly between the (from, to) pairs: each pair gives its
+/// next slots in its own order, pairs taking turns. [`plan_slot_distribution`] lists moves by
+/// receiver, so taking its first `n` would fill one new shard before the next starts, one or
+/// two pairs at a time; taking turns gives every pair work in each batch, and the reshard
+/// runs pairs in parallel (3 -> 6: three sources feed three new shards at once).
+pub fn batch(moves: Vec<SlotMove>, n: usize) -> Vec<SlotMove> {
+    let mut order: Vec<(Option<NodeId>, NodeId)> = Vec::new();
+    let mut queues: BTreeMap<(Option<NodeId>, NodeId), std::collections::VecDeque<SlotMove>> =
+        BTreeMap::new();
+    for m in moves {
+        let key = (m.from.clone(), m.to.clone());
+        if !queues.contains_key(&key) {
+            order.push(key.clone());
+        }
+        queues.entry(key).or_default().push_back(m);
+    }
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n {
+        let before = out.len();
+        for key in &order {
+            if out.len() == n {
+                break;
+            }
+            if let Some(m) = queues.get_mut(key).and_then(|q| q.pop_front()) {
+                out.push(m);
+            }
+        }
+        if out.len() == before {
+            break;
+        }
+    }
+    out
+}
+
 /// Groups moves by (from, to) into slot ranges, for logs and status messages.
 pub fn summarize(moves: &[SlotMove]) -> Vec<(Option<NodeId>, NodeId, Vec<SlotRange>)> {
     let mut groups: BTreeMap<(Option<NodeId>, NodeId), Vec<u16>> = BTreeMap::new();
@@ -131,6 +165,47 @@ mod tests {
             }
         }
         out
+    }
+
+    #[test]
+    fn a_batch_shares_its_slots_between_the_pairs_in_their_own_order() {
+        // 3 -> 6: every old shard gives to a new one; the plan lists moves by receiver.
+        let current = layout(
+            &even_ranges(3)
+                .into_iter()
+                .enumerate()
+                .map(|(i, r)| (id(u8::try_from(i).unwrap()), r))
+                .collect::<Vec<_>>(),
+        );
+        let leaders: Vec<NodeId> = (0..6).map(id).collect();
+        let all = plan_slot_distribution(&current, &leaders);
+        let pairs = summarize(&all).len();
+        assert!(pairs >= 3, "{pairs}");
+        let first = batch(all.clone(), 1024);
+        assert_eq!(first.len(), 1024);
+        let per_pair = summarize(&first);
+        assert_eq!(
+            per_pair.len(),
+            pairs,
+            "every pair has work in the first batch"
+        );
+        for (from, to, _) in &per_pair {
+            // Each pair's share is the start of its own list.
+            let own: Vec<u16> = all
+                .iter()
+                .filter(|m| &m.from == from && &m.to == to)
+                .map(|m| m.slot)
+                .collect();
+            let taken: Vec<u16> = first
+                .iter()
+                .filter(|m| &m.from == from && &m.to == to)
+                .map(|m| m.slot)
+                .collect();
+            assert_eq!(&own[..taken.len()], &taken[..]);
+            assert!(taken.len() >= 1024 / pairs - 1, "{}", taken.len());
+        }
+        // Short of moves: all of them.
+        assert_eq!(batch(all.clone(), 100_000).len(), all.len());
     }
 
     fn apply(current: &[Option<NodeId>], moves: &[SlotMove]) -> Vec<Option<NodeId>> {
@@ -213,6 +288,43 @@ mod tests {
                 .map(|(i, h)| (*h).min(base + usize::from(i < extra)))
                 .sum();
             prop_assert_eq!(moves.len(), 16384 - kept);
+        }
+
+        #[test]
+        fn batches_in_turn_make_the_same_moves(
+            owners in proptest::collection::vec(proptest::option::weighted(0.95, 0u8..6), 16384),
+            targets in proptest::collection::btree_set(0u8..8, 1..6),
+            size in 1usize..3000,
+        ) {
+            // Batch after batch, each planned from the cluster the last one left, makes as
+            // many moves as the whole plan, never moves a slot twice, and ends balanced over
+            // the targets.
+            let mut current: Vec<Option<NodeId>> = owners.iter().map(|o| o.map(id)).collect();
+            let target_ids: Vec<NodeId> = targets.iter().map(|t| id(*t)).collect();
+            let whole = plan_slot_distribution(&current, &target_ids).len();
+            let mut moved = BTreeSet::new();
+            for _ in 0..100_000 {
+                let all = plan_slot_distribution(&current, &target_ids);
+                if all.is_empty() {
+                    break;
+                }
+                let next = batch(all.clone(), size);
+                prop_assert_eq!(next.len(), size.min(all.len()));
+                for m in &next {
+                    prop_assert!(moved.insert(m.slot), "slot {} moved twice", m.slot);
+                }
+                current = apply(&current, &next);
+            }
+            prop_assert_eq!(moved.len(), whole);
+            let mut counts: BTreeMap<NodeId, usize> =
+                target_ids.iter().map(|t| (t.clone(), 0)).collect();
+            for o in &current {
+                let o = o.clone().expect("all slots assigned");
+                *counts.get_mut(&o).expect("owner is a target leader") += 1;
+            }
+            let max = counts.values().max().copied().unwrap_or(0);
+            let min = counts.values().min().copied().unwrap_or(0);
+            prop_assert!(max - min <= 1);
         }
     }
 }
