@@ -141,6 +141,14 @@ bench:
 bench-reconcile:
 	CARGO=$(CARGO) hack/bench-reconcile.sh
 
+# Elections after three leaders and three followers of a 10x1 die at once (a zone's share), on
+# real redis-server processes on loopback, no Kubernetes: Redis's own elections vs the
+# operator's FORCE and TAKEOVER, one shard at a time, once the cluster flags a leader FAIL
+# (issue 23; about 3 minutes, BENCH_RUNS=3 runs of each).
+.PHONY: bench-elections
+bench-elections: deps
+	BENCH_RUNS=$${BENCH_RUNS:-3} $(CARGO) test --test bench_elections -- --ignored --nocapture bench_elections
+
 # Local-cluster and operator timings for docs/benchmarks.md (about 11 minutes; uses the local cluster).
 bench-e2e: deps
 	hack/bench-local-cluster.sh
