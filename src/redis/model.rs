@@ -492,6 +492,21 @@ impl ClusterView {
             .any(|n| n.sees(id).is_some_and(|e| e.flags.fail))
     }
 
+    /// Answering voting masters that list `replica` as a follower of `leader`. A master votes
+    /// only for a follower it knows as one of the failed or handing-over leader's, so a
+    /// graceful failover needs [`ClusterView::quorum`] of them; a follower's role reaches
+    /// them by its own pings, within node-timeout/2 of its attaching.
+    pub fn masters_aware_of_follower(&self, replica: &NodeId, leader: &NodeId) -> usize {
+        let voters = self.voting_masters();
+        self.masters()
+            .filter(|m| voters.contains(m.id()))
+            .filter(|m| {
+                m.sees(replica)
+                    .is_some_and(|e| e.master_id.as_ref() == Some(leader) && !e.flags.handshake)
+            })
+            .count()
+    }
+
     /// Votes needed for FAIL agreement and elections: `voters/2 + 1`.
     pub fn quorum(&self) -> usize {
         self.voting_masters().len() / 2 + 1

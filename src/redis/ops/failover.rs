@@ -449,15 +449,7 @@ impl ClusterAdmin {
             )));
         }
         // Masters only vote for a follower they know as a follower of that leader.
-        let voters = view.voting_masters();
-        let aware = view
-            .masters()
-            .filter(|m| voters.contains(m.id()))
-            .filter(|m| {
-                m.sees(replica.id())
-                    .is_some_and(|e| e.master_id.as_ref() == Some(leader) && !e.flags.handshake)
-            })
-            .count();
+        let aware = view.masters_aware_of_follower(replica.id(), leader);
         if aware < view.quorum() {
             return Err(OpError::Precondition(format!(
                 "only {aware} voting master(s) know {} as a follower of {} ({} needed)",

@@ -11,7 +11,9 @@
 //!   - A rollout also needs the follower to be updated already (an outdated one would be
 //!     replaced next and hand the lead straight back), and prefers the zone with the fewest
 //!     leaders so the spread holds.
-//!   - A rebalance has its target chosen by the placement (the zone that restores the spread).
+//!   - A rebalance has its target chosen by the placement (the zone that restores the spread),
+//!     and waits until a majority of the masters knows it as the leader's follower (the
+//!     graceful failover's precondition: they vote only for a follower they know).
 //!   - Both planned moves wait for a follower that started from its shutdown RDB to have its
 //!     AOF back on (`plan::config` does that first): as a leader it would keep its writes only
 //!     in memory until the next RDB save.
@@ -105,9 +107,15 @@ pub fn follower_to_promote<'a>(
                     )
                 })
         }
+        // A planned move waits until a majority of the masters knows the target as this
+        // leader's follower: before, the graceful failover's own precondition refuses it
+        // (seen in the soak as a string of FailoverFailed Events while the role spread).
         Why::Rebalance { leader, target } => obs
             .view_of(target)
             .filter(|v| in_sync(v, leader) && !aof_off(v, &obs.target))
+            .filter(|v| {
+                obs.view.masters_aware_of_follower(v.id(), leader.id()) >= obs.view.quorum()
+            })
             .map(|v| (v, target)),
     }
 }

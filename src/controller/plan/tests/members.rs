@@ -100,6 +100,29 @@ fn leaders_piled_in_one_zone_are_spread_back_by_graceful_failover() {
 }
 
 #[test]
+fn the_spread_waits_until_the_masters_know_the_target_follows() {
+    // The soak: RebalancingLeaders planned graceful failovers to a follower that most masters
+    // did not yet know as one (its role still spreading), and each failed on the failover's
+    // own precondition (FailoverFailed Events). Shard 0 is led from zone b after a failover.
+    let mut fx = healthy();
+    fx.get('a').master = Some(id('d'));
+    fx.get('a').slots = "";
+    fx.get('d').master = None;
+    fx.get('d').slots = "0-5461";
+    // Two of the three masters still list a as the empty master it was when it restarted.
+    fx.unheard_roles = vec![(id('b'), id('a')), (id('c'), id('a'))];
+    let p = plan(&fx.observed());
+    assert!(
+        !matches!(p.action, Action::Failover { .. }),
+        "a failover the masters would not vote for: {p:?}"
+    );
+    // Once they know: the graceful failover back to zone a.
+    fx.unheard_roles.clear();
+    let p = plan(&fx.observed());
+    assert_eq!(failover_of(&p), (0, id('a'), FailoverKind::Graceful));
+}
+
+#[test]
 fn a_follower_that_cannot_start_is_replaced() {
     // Its container keeps crashing; the masters still see its bus link up (nothing confirms
     // its death yet), but the scheduler considers the member unhealthy and replaces it.
