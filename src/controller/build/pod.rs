@@ -7,7 +7,8 @@ use k8s_openapi::api::core::v1::{
     EnvVar, EnvVarSource, ExecAction, Lifecycle, LifecycleHandler, NodeAffinity, NodeSelector,
     NodeSelectorRequirement, NodeSelectorTerm, ObjectFieldSelector,
     PersistentVolumeClaimVolumeSource, Pod, PodSecurityContext, PodSpec, Probe, SeccompProfile,
-    SecretKeySelector, SecretVolumeSource, SecurityContext, TCPSocketAction, Volume, VolumeMount,
+    SecretKeySelector, SecretVolumeSource, SecurityContext, TCPSocketAction, Toleration, Volume,
+    VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -78,7 +79,7 @@ pub fn build(cluster: &RedisCluster, m: &MemberPod<'_>) -> Pod {
             affinity: Some(pinned_to(m.node)),
             node_selector: (!overrides.node_selector.is_empty())
                 .then(|| overrides.node_selector.clone()),
-            tolerations: (!overrides.tolerations.is_empty()).then(|| overrides.tolerations.clone()),
+            tolerations: Some(tolerations(&overrides.tolerations)),
             priority_class_name: overrides.priority_class_name.clone(),
             containers: vec![container(cluster, m)],
             volumes: Some(volumes(cluster, m)),
@@ -91,6 +92,41 @@ pub fn build(cluster: &RedisCluster, m: &MemberPod<'_>) -> Pod {
             ..PodSpec::default()
         }),
         ..Pod::default()
+    }
+}
+
+/// The taints Kubernetes puts on a node that stops answering (NoExecute: the taint-eviction
+/// controller deletes the node's Pods once their toleration runs out, 300 s by default).
+pub const NODE_LOSS_TAINTS: [&str; 2] = [
+    "node.kubernetes.io/unreachable",
+    "node.kubernetes.io/not-ready",
+];
+
+/// The spec's tolerations, and the node-loss taints tolerated for good (unless the spec says
+/// otherwise for one). An eviction cannot move a member: its replacement is a new member that
+/// the operator creates anyway, and its volume stays on the lost node. All it does is stop the
+/// process the moment the node answers again, and a leader cut off behind a partition still
+/// owns its slots, with its shard's newest writes (the soak, seed 20261216, round 12: a zone
+/// cut off for 83 s lost two leaders this way, QuorumLost after the heal). The operator decides
+/// instead, from the cluster's own view: a member on a lost node is removed once its slots
+/// moved (`plan::members`).
+pub fn tolerations(spec: &[Toleration]) -> Vec<Toleration> {
+    let mut out = spec.to_vec();
+    for key in NODE_LOSS_TAINTS {
+        if !spec.iter().any(|t| t.key.as_deref() == Some(key)) {
+            out.push(node_loss_toleration(key));
+        }
+    }
+    out
+}
+
+/// The toleration [`tolerations`] adds for `key`.
+pub fn node_loss_toleration(key: &str) -> Toleration {
+    Toleration {
+        key: Some(key.to_string()),
+        operator: Some("Exists".to_string()),
+        effect: Some("NoExecute".to_string()),
+        ..Toleration::default()
     }
 }
 
@@ -408,6 +444,44 @@ mod tests {
             Some(vec!["node-a1".to_string()])
         );
         assert_eq!(spec.containers[0].image.as_deref(), Some("redis:7.2"));
+    }
+
+    #[test]
+    fn members_tolerate_a_lost_node_for_good_unless_the_spec_says_otherwise() {
+        let spec = build(&cluster(), &member_s1_m0()).spec.unwrap();
+        let built = spec.tolerations.unwrap();
+        for key in NODE_LOSS_TAINTS {
+            let t = built
+                .iter()
+                .find(|t| t.key.as_deref() == Some(key))
+                .unwrap();
+            assert_eq!(t.effect.as_deref(), Some("NoExecute"));
+            assert_eq!(t.operator.as_deref(), Some("Exists"));
+            // No tolerationSeconds: never evicted (admission adds none: the key is present).
+            assert_eq!(t.toleration_seconds, None);
+        }
+        // The spec's own toleration for a key wins; the other default stays; others are kept.
+        let mine = Toleration {
+            key: Some("node.kubernetes.io/unreachable".into()),
+            operator: Some("Exists".into()),
+            effect: Some("NoExecute".into()),
+            toleration_seconds: Some(600),
+            ..Toleration::default()
+        };
+        let dedicated = Toleration {
+            key: Some("dedicated".into()),
+            value: Some("redis".into()),
+            ..Toleration::default()
+        };
+        let got = tolerations(&[mine.clone(), dedicated.clone()]);
+        assert_eq!(
+            got,
+            vec![
+                mine,
+                dedicated,
+                node_loss_toleration("node.kubernetes.io/not-ready")
+            ]
+        );
     }
 
     #[test]

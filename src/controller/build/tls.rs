@@ -309,8 +309,10 @@ mod tests {
 }
 
 /// Without `spec.tls`, every object is the one the operator built before TLS existed: the
-/// fingerprints below were taken from the builders as they were then. If one changes on
-/// purpose, every running cluster rolls on upgrade: say so in the change.
+/// fingerprints below were taken from the builders as they were then, and changed since only
+/// on purpose: the start gate's and preStop's epochs (the hollow promotion), and the Pods'
+/// node-loss tolerations (which the revision leaves out, so that change rolls nothing). If the
+/// revision changes, every running cluster rolls on upgrade: say so in the change.
 #[cfg(test)]
 mod unchanged_without_tls {
     use crate::controller::build::pod::{self, MemberPod};
@@ -356,18 +358,43 @@ mod unchanged_without_tls {
     #[test]
     fn objects_without_tls_are_the_ones_built_before_tls() {
         let cases = [
-            (serde_json::json!({"leaders": 3}), "c9143a03a34f3e80"),
+            (serde_json::json!({"leaders": 3}), "7c58144ab890c267"),
             (
                 serde_json::json!({"leaders": 4, "followersPerLeader": 2,
                     "storage": {"size": "1Gi"}, "config": {"maxmemory": "1gb", "databases": "4"},
                     "pod": {"labels": {"team": "a"}, "priorityClassName": "high"},
                     "auth": {"secretName": "mine"},
                     "networkPolicy": {"clients": []}}),
-                "1e5704d5570c8de2",
+                "02af75ea6ded383b",
             ),
         ];
         for (spec, golden) in cases {
             assert_eq!(fingerprint(&cluster(spec.clone())), golden, "{spec}");
+        }
+    }
+
+    /// The revision members carry in their annotation: the Pods now tolerate a lost node for
+    /// good (their fingerprint above changed with them), but the revision leaves those
+    /// tolerations out, so running clusters do not roll on upgrade.
+    #[test]
+    fn the_revision_is_the_one_before_the_node_loss_tolerations() {
+        let cases = [
+            (serde_json::json!({"leaders": 3}), "c8024f37f37fb248"),
+            (
+                serde_json::json!({"leaders": 4, "followersPerLeader": 2,
+                    "storage": {"size": "1Gi"}, "config": {"maxmemory": "1gb", "databases": "4"},
+                    "pod": {"labels": {"team": "a"}, "priorityClassName": "high"},
+                    "auth": {"secretName": "mine"},
+                    "networkPolicy": {"clients": []}}),
+                "dd8c0c1dcbd4e1e2",
+            ),
+        ];
+        for (spec, golden) in cases {
+            assert_eq!(
+                revision::target(&cluster(spec.clone())).revision,
+                golden,
+                "{spec}"
+            );
         }
     }
 }

@@ -75,7 +75,7 @@ pub fn target(cluster: &RedisCluster) -> Target {
     );
     let overrides = cluster.spec.pod.clone().unwrap_or_default();
     let inputs = serde_json::json!({
-        "pod": template.spec,
+        "pod": without_node_loss_tolerations(template.spec),
         "labels": overrides.labels,
         "annotations": overrides.annotations,
         "auth": cluster.spec.auth,
@@ -89,6 +89,31 @@ pub fn target(cluster: &RedisCluster) -> Target {
         surge: cluster.spec.update_strategy.surge(),
         aof: config::aof_on(&cluster.spec.config),
     }
+}
+
+/// The template without the node-loss tolerations the operator adds
+/// ([`crate::controller::build::pod::tolerations`]): the revision is what it was before they
+/// existed, so an upgrade does not roll every member. Members created since carry them; older
+/// ones get them when they are next replaced.
+fn without_node_loss_tolerations(
+    spec: Option<k8s_openapi::api::core::v1::PodSpec>,
+) -> Option<k8s_openapi::api::core::v1::PodSpec> {
+    use crate::controller::build::pod::{NODE_LOSS_TAINTS, node_loss_toleration};
+    spec.map(|mut spec| {
+        let kept: Vec<_> = spec
+            .tolerations
+            .take()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|t| {
+                !NODE_LOSS_TAINTS
+                    .iter()
+                    .any(|k| *t == node_loss_toleration(k))
+            })
+            .collect();
+        spec.tolerations = (!kept.is_empty()).then_some(kept);
+        spec
+    })
 }
 
 /// The runtime config recorded as applied to `m`'s process, if any.
