@@ -15,7 +15,7 @@ mod support {
 }
 
 use std::collections::BTreeMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use redis_operator::backup::manifest::{MANIFEST, Manifest};
@@ -269,7 +269,23 @@ async fn a_failed_snapshot_leaves_nothing_a_restore_would_trust() {
     let addrs = src.procs.addrs();
     let mut data = DataClient::new(addrs.clone(), options()).await;
     load_big(&mut data, 60).await;
-    let view = model::observe(&addrs, &options()).await;
+    // The follower in sync with what was just loaded (on a busy machine it lags a moment).
+    let started = Instant::now();
+    let view = loop {
+        let view = model::observe(&addrs, &options()).await;
+        let at_start = shards::shards_at_start(&view);
+        if matches!(
+            shards::source_for(&view, &at_start[0], 1),
+            Source::Follower(_)
+        ) {
+            break view;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "shard 0's follower never caught up"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
     let at_start = shards::shards_at_start(&view);
     let shard = &at_start[0];
     let recorded = BackupShardStatus {
