@@ -355,20 +355,22 @@ mod unchanged_without_tls {
         config::hash(&objects.to_string())
     }
 
+    /// A minimal spec and one that sets most fields.
+    fn specs() -> [serde_json::Value; 2] {
+        [
+            serde_json::json!({"leaders": 3}),
+            serde_json::json!({"leaders": 4, "followersPerLeader": 2,
+                "storage": {"size": "1Gi"}, "config": {"maxmemory": "1gb", "databases": "4"},
+                "pod": {"labels": {"team": "a"}, "priorityClassName": "high"},
+                "auth": {"secretName": "mine"},
+                "networkPolicy": {"clients": []}}),
+        ]
+    }
+
     #[test]
     fn objects_without_tls_are_the_ones_built_before_tls() {
-        let cases = [
-            (serde_json::json!({"leaders": 3}), "7c58144ab890c267"),
-            (
-                serde_json::json!({"leaders": 4, "followersPerLeader": 2,
-                    "storage": {"size": "1Gi"}, "config": {"maxmemory": "1gb", "databases": "4"},
-                    "pod": {"labels": {"team": "a"}, "priorityClassName": "high"},
-                    "auth": {"secretName": "mine"},
-                    "networkPolicy": {"clients": []}}),
-                "02af75ea6ded383b",
-            ),
-        ];
-        for (spec, golden) in cases {
+        let golden = ["7c58144ab890c267", "02af75ea6ded383b"];
+        for (spec, golden) in specs().into_iter().zip(golden) {
             assert_eq!(fingerprint(&cluster(spec.clone())), golden, "{spec}");
         }
     }
@@ -378,23 +380,10 @@ mod unchanged_without_tls {
     /// tolerations out, so running clusters do not roll on upgrade.
     #[test]
     fn the_revision_is_the_one_before_the_node_loss_tolerations() {
-        let cases = [
-            (serde_json::json!({"leaders": 3}), "c8024f37f37fb248"),
-            (
-                serde_json::json!({"leaders": 4, "followersPerLeader": 2,
-                    "storage": {"size": "1Gi"}, "config": {"maxmemory": "1gb", "databases": "4"},
-                    "pod": {"labels": {"team": "a"}, "priorityClassName": "high"},
-                    "auth": {"secretName": "mine"},
-                    "networkPolicy": {"clients": []}}),
-                "dd8c0c1dcbd4e1e2",
-            ),
-        ];
-        for (spec, golden) in cases {
-            assert_eq!(
-                revision::target(&cluster(spec.clone())).revision,
-                golden,
-                "{spec}"
-            );
+        let golden = ["c8024f37f37fb248", "dd8c0c1dcbd4e1e2"];
+        for (spec, golden) in specs().into_iter().zip(golden) {
+            let revision = revision::target(&cluster(spec.clone())).revision;
+            assert_eq!(revision, golden, "{spec}");
         }
     }
 }
