@@ -459,6 +459,23 @@ impl Fx {
     }
 }
 
+/// A PVC of `shard`'s member `member`, bound to `node`, recording identity `id` (a table id).
+pub(super) fn claim(
+    name: &str,
+    (shard, member): (usize, usize),
+    node: Option<&str>,
+    id_char: Option<char>,
+) -> Claim {
+    Claim {
+        name: name.into(),
+        shard,
+        member,
+        node: node.map(str::to_string),
+        node_id: id_char.map(|c| id(c).parse().unwrap()),
+        deleting: false,
+    }
+}
+
 pub(super) fn pod(m: &M, state: PodState, claim: Option<String>) -> Member {
     let running = !matches!(state, PodState::Down | PodState::CrashLoop);
     let mut json = serde_json::json!({

@@ -3,7 +3,6 @@
 
 use super::fixture::*;
 use crate::controller::act::Executed;
-use crate::controller::observe::Claim;
 use crate::controller::plan::*;
 use crate::controller::status::{conditions, types};
 
@@ -159,14 +158,7 @@ fn created_beside_a_free_claim(name: &str, member: usize) -> Vec<NewMember> {
     let mut fx = healthy().with_storage();
     fx.members.retain(|m| m.id != id('e'));
     fx.claims.retain(|c| c.name != "data-s1-m1");
-    fx.claims.push(Claim {
-        name: name.into(),
-        shard: 1,
-        member,
-        node: None,
-        node_id: None,
-        deleting: false,
-    });
+    fx.claims.push(claim(name, (1, member), None, None));
     let p = plan(&fx.observed());
     match p.action {
         Action::CreateMembers(news) => {
@@ -203,14 +195,8 @@ fn a_held_claim_never_brings_back_an_ordinal_a_live_member_holds() {
     fx.add('9', "n-a3", 1, 1, Some('e'));
     fx.get('9').pod = None;
     fx.get('9').answers = false;
-    fx.claims.push(Claim {
-        name: "data-s1-m1-old".into(),
-        shard: 1,
-        member: 1,
-        node: Some("n-a3".into()),
-        node_id: Some(id('9').parse().unwrap()),
-        deleting: false,
-    });
+    fx.claims
+        .push(claim("data-s1-m1-old", (1, 1), Some("n-a3"), Some('9')));
     let obs = fx.observed();
     let p = plan(&obs);
     if let Action::CreateMembers(news) = &p.action {
@@ -240,14 +226,8 @@ fn partitioned_with_replacements() -> Fx {
     // the placement keeps it rather than failing over to it.
     fx.get('b').member = 2;
     fx.claims.retain(|c| c.name != "data-s1-m0");
-    fx.claims.push(Claim {
-        name: "data-s1-m2".into(),
-        shard: 1,
-        member: 2,
-        node: Some("n-b1".into()),
-        node_id: Some(id('b').parse().unwrap()),
-        deleting: false,
-    });
+    fx.claims
+        .push(claim("data-s1-m2", (1, 2), Some("n-b1"), Some('b')));
     // Shard 1's replacement was just created: its Pod starts, its Redis does not answer yet.
     fx.add('7', "n-b3", 1, 0, None);
     fx.get('7').answers = false;
