@@ -149,6 +149,13 @@ bench-reconcile:
 bench-elections: deps
 	BENCH_RUNS=$${BENCH_RUNS:-3} $(CARGO) test --test bench_elections -- --ignored --nocapture bench_elections
 
+# Slot moves on real redis-server processes on loopback, no Kubernetes: the one-pair MIGRATE
+# bound, the operator's reshard 3->4->3 and 3->6->3, redis-cli's rebalance 3->4->3, each with
+# the longest time a master stopped answering PING (issue 23; about 5 minutes).
+.PHONY: bench-reshard
+bench-reshard: deps
+	$(CARGO) test --release --test bench_reshard -- --ignored --nocapture bench_reshard
+
 # Local-cluster and operator timings for docs/benchmarks.md (about 11 minutes; uses the local cluster).
 bench-e2e: deps
 	hack/bench-local-cluster.sh

@@ -24,7 +24,7 @@ use redis_operator::redis::ops::repair::{RepairAction, RepairOptions};
 use redis_operator::redis::ops::reshard::{MoveOptions, ReshardOptions};
 use redis_operator::redis::parse::cluster_nodes::OpenSlotState;
 use redis_operator::redis::{AdminOptions, Auth, Client, NodeId, RedisError, reply};
-use support::redis_cluster::{TestCluster, build, build_with_spares};
+use support::redis_cluster::{TestCluster, build, build_with_spares, quick};
 use support::redis_data::DataClient;
 
 async fn raw(cluster: &TestCluster, addr: SocketAddr, cmd: Cmd) -> Result<Frame, RedisError> {
@@ -694,5 +694,67 @@ async fn reshard_told_to_stop_leaves_no_slot_open_and_resumes() {
         .wait_cluster_settled(Duration::from_secs(30))
         .await
         .expect("settled");
+    assert_values(&cluster, &pairs).await;
+}
+
+/// A reshard whose target stops answering mid-way (SIGSTOP) fails once, not once per stream:
+/// the streams queued for the frozen node's MIGRATE lane stop instead of each waiting out the
+/// same MIGRATE timeout in turn. Running the same plan again after
+/// the node is back finishes it with every value intact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reshard_whose_target_freezes_fails_once_and_resumes() {
+    let cluster = build("frozen", 22900, 3, 0, &[], quick()).await;
+    let pairs: Vec<(Bytes, Bytes)> = (0..30_000)
+        .map(|i| (Bytes::from(format!("f:{i}")), Bytes::from(format!("fv{i}"))))
+        .collect();
+    load(&cluster, &pairs).await;
+    let view = cluster.admin.observe().await;
+    let moves = plan_slot_distribution(&view.slot_owners(), &cluster.leaders[..2]);
+    let progress = Progress::default();
+    let frozen = &cluster.procs.nodes[0];
+    let options = ReshardOptions::default();
+    let reshard = cluster.admin.reshard(&moves, &options, Some(&progress));
+    let freeze = async {
+        let started = Instant::now();
+        while progress.slots_done.load(Ordering::Relaxed) == 0 {
+            assert!(started.elapsed() < Duration::from_secs(60), "no slot moved");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        frozen.pause();
+        Instant::now()
+    };
+    let (result, frozen_at) = tokio::join!(reshard, freeze);
+    let failed_after = frozen_at.elapsed();
+    frozen.resume();
+    assert!(result.is_err(), "the reshard ended well: {result:?}");
+    // The source gives up on the frozen target after the MIGRATE timeout (5 s): the reshard
+    // failed 10 s after the freeze with the stop, 30 s without it (streams timing out one
+    // after the other). The bound is one whole client-side MIGRATE wait, 2 × 5 s + 1.5 s, twice.
+    assert!(
+        failed_after < Duration::from_secs(23),
+        "the reshard failed only {failed_after:?} after its target froze: {result:?}"
+    );
+    // The slots the stop left open are continued by the same plan; until the cluster has
+    // heard from the node again a run may find it unreachable, so it is given a few tries.
+    let resumed = Instant::now();
+    let done = loop {
+        match cluster.admin.reshard(&moves, &options, None).await {
+            Ok(done) => break done,
+            Err(e) => {
+                assert!(
+                    resumed.elapsed() < Duration::from_secs(90),
+                    "the same plan never finished: {e}"
+                );
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    };
+    assert!(done.slots_moved > 0, "{done:?}");
+    let view = cluster
+        .admin
+        .wait_cluster_settled(Duration::from_secs(30))
+        .await
+        .expect("settled");
+    assert!(view.nodes.iter().all(|n| n.myself.open_slots.is_empty()));
     assert_values(&cluster, &pairs).await;
 }

@@ -131,6 +131,7 @@ impl ClusterAdmin {
             options: self.options(),
             conflicts,
             progress: None,
+            lanes: None,
         };
         mover.drain(slot, &mut BatchSizer::new(batch)).await
     }

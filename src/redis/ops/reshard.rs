@@ -20,7 +20,9 @@ use crate::redis::command::Cmd;
 use crate::redis::error::RedisError;
 use crate::redis::ids::NodeId;
 use crate::redis::model::ClusterView;
-use crate::redis::ops::migrate::{BatchOptions, BatchSizer, ConflictPolicy, KeyMover, Progress};
+use crate::redis::ops::migrate::{
+    BatchOptions, BatchSizer, ConflictPolicy, KeyMover, Lanes, Progress,
+};
 use crate::redis::ops::{ClusterAdmin, OpError, StepOutcome};
 use crate::redis::parse::cluster_nodes::{NodeEntry, OpenSlotState};
 use crate::redis::reply;
@@ -137,6 +139,7 @@ pub(super) struct SlotMover<'a> {
     other_clients: Vec<Option<Client>>,
     options: MoveOptions,
     progress: Option<&'a Progress>,
+    lanes: Option<&'a Lanes>,
     /// Kept across groups: what batch size suits the data is learned once per stream.
     sizer: BatchSizer,
 }
@@ -149,6 +152,7 @@ impl<'a> SlotMover<'a> {
         others: Vec<SocketAddr>,
         options: MoveOptions,
         progress: Option<&'a Progress>,
+        lanes: Option<&'a Lanes>,
     ) -> Result<Self, OpError> {
         let source_client = admin.connect(source.addr).await?;
         let target_client = admin.connect(target.addr).await?;
@@ -163,6 +167,7 @@ impl<'a> SlotMover<'a> {
             other_clients,
             options,
             progress,
+            lanes,
             sizer: BatchSizer::new(options.batch),
         })
     }
@@ -382,6 +387,7 @@ impl<'a> SlotMover<'a> {
             options: self.admin.options(),
             conflicts: self.options.conflicts,
             progress: self.progress,
+            lanes: self.lanes,
         };
         mover.drain_slots(slots, &mut self.sizer).await
     }
@@ -517,7 +523,7 @@ impl ClusterAdmin {
         };
         let others = other_masters(&view, from, to);
         let mut mover =
-            SlotMover::connect(self, source, target, others, *options, progress).await?;
+            SlotMover::connect(self, source, target, others, *options, progress, None).await?;
         let reports = mover.run_group(&[(slot, state)]).await?;
         reports.into_iter().next().ok_or_else(|| {
             OpError::Verification(format!("slot {slot}: the move produced no report"))

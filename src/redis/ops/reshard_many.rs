@@ -4,7 +4,8 @@
 //! [`super::reshard`].
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::atomic::Ordering;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -12,10 +13,10 @@ use futures::future::join_all;
 
 use crate::redis::ids::{NodeId, ranges_from_slots};
 use crate::redis::ops::distribution::SlotMove;
-use crate::redis::ops::migrate::Progress;
+use crate::redis::ops::migrate::{Lanes, Progress};
 use crate::redis::ops::reshard::{
-    ReshardOptions, ReshardReport, SlotMover, SlotState, endpoints, finished_with_source_demoted,
-    other_masters,
+    Endpoint, MoveOptions, ReshardOptions, ReshardReport, SlotMover, SlotState, endpoints,
+    finished_with_source_demoted, other_masters,
 };
 use crate::redis::ops::{ClusterAdmin, OpError, StepOutcome};
 
@@ -23,7 +24,9 @@ impl ClusterAdmin {
     /// Runs many slot moves: unassigned slots (`from: None`) are added to their target, the
     /// rest move by (source, target) pair, pairs in parallel, each pair with several streams.
     /// Resumable like [`ClusterAdmin::move_slot`]: running the same plan again after a crash
-    /// finishes it. Stops at the first error (other streams finish their current slot).
+    /// finishes it. Stops at the first error: the other streams stop at their next MIGRATE,
+    /// and the slots left open are finished by the next run (or `fix_open_slots`). A node
+    /// runs one MIGRATE pipeline at a time, whatever the number of streams.
     pub async fn reshard(
         &self,
         moves: &[SlotMove],
@@ -79,13 +82,18 @@ impl ClusterAdmin {
             return Ok(report);
         }
         let max_streams = options.max_streams.max(1);
-        let group_size = options.slots_per_group.max(1);
         let per_pair = options
             .streams_per_pair
             .max(1)
             .min((max_streams / pairs.len()).max(1));
-        let totals = Mutex::new(ReshardReport::default());
-        let failed = std::sync::atomic::AtomicBool::new(false);
+        let shared = Shared {
+            lanes: Lanes::new(pairs.keys().flat_map(|(from, to)| [from, to])),
+            totals: Mutex::new(ReshardReport::default()),
+            failed: AtomicBool::new(false),
+            first_error: Mutex::new(None),
+            keep_going,
+            group_size: options.slots_per_group.max(1),
+        };
         let mut workers = Vec::new();
         for ((from, to), slots) in pairs {
             let (source, target) = endpoints(&view, &from, &to)?;
@@ -98,67 +106,127 @@ impl ClusterAdmin {
             let states = Arc::new(states);
             let others = other_masters(&view, &from, &to);
             for _ in 0..per_pair {
-                let (queue, states) = (queue.clone(), states.clone());
-                let (source, target, others) = (source.clone(), target.clone(), others.clone());
-                let (totals, failed) = (&totals, &failed);
-                let moves_options = options.moves;
+                let pair = Pair {
+                    source: source.clone(),
+                    target: target.clone(),
+                    others: others.clone(),
+                    queue: queue.clone(),
+                    states: states.clone(),
+                };
+                let shared = &shared;
+                let moves = options.moves;
                 workers.push(async move {
-                    let mut mover =
-                        SlotMover::connect(self, source, target, others, moves_options, progress)
-                            .await?;
-                    loop {
-                        if failed.load(Ordering::Relaxed) {
-                            return Ok(());
-                        }
-                        if !keep_going() {
-                            failed.store(true, Ordering::Relaxed);
-                            return Err(OpError::Precondition(
-                                "stopped between slot groups: this actor may no longer act".into(),
-                            ));
-                        }
-                        let group: Vec<(u16, SlotState)> = queue
-                            .lock()
-                            .map(|mut q| {
-                                let n = q.len().min(group_size);
-                                q.drain(..n).collect::<Vec<u16>>()
-                            })
-                            .unwrap_or_default()
-                            .into_iter()
-                            .filter_map(|slot| states.get(&slot).map(|st| (slot, st.clone())))
-                            .collect();
-                        if group.is_empty() {
-                            return Ok(());
-                        }
-                        match mover.run_group(&group).await {
-                            Ok(reports) => {
-                                if let Ok(mut t) = totals.lock() {
-                                    for r in reports {
-                                        t.keys_moved += r.keys_moved;
-                                        match r.step {
-                                            StepOutcome::Applied => t.slots_moved += 1,
-                                            StepOutcome::AlreadyDone => t.slots_already_done += 1,
-                                        }
-                                    }
-                                }
-                            }
-                            Err(e) => {
-                                failed.store(true, Ordering::Relaxed);
-                                return Err(e);
-                            }
-                        }
+                    if let Err(e) = self.stream(shared, pair, moves, progress).await {
+                        shared.fail(e);
                     }
                 });
             }
         }
-        let results: Vec<Result<(), OpError>> = join_all(workers).await;
-        if let Some(err) = results.into_iter().find_map(Result::err) {
+        join_all(workers).await;
+        if let Some(err) = shared.first_error.lock().ok().and_then(|mut f| f.take()) {
             return Err(err);
         }
-        let totals = totals.lock().map(|t| *t).unwrap_or_default();
+        let totals = shared.totals.lock().map(|t| *t).unwrap_or_default();
         report.slots_moved = totals.slots_moved;
         report.slots_already_done = totals.slots_already_done;
         report.keys_moved = totals.keys_moved;
         report.elapsed = started.elapsed();
         Ok(report)
+    }
+
+    /// One stream: takes groups of the pair's slots off the shared queue and moves them until
+    /// the queue is empty or any stream failed.
+    async fn stream(
+        &self,
+        shared: &Shared<'_>,
+        pair: Pair,
+        moves: MoveOptions,
+        progress: Option<&Progress>,
+    ) -> Result<(), OpError> {
+        let mut mover = SlotMover::connect(
+            self,
+            pair.source,
+            pair.target,
+            pair.others,
+            moves,
+            progress,
+            Some(&shared.lanes),
+        )
+        .await?;
+        loop {
+            if shared.failed.load(Ordering::Relaxed) {
+                return Ok(());
+            }
+            if !(shared.keep_going)() {
+                // Not a failure: the other streams finish the group they are moving.
+                shared.record(OpError::Precondition(
+                    "stopped between slot groups: this actor may no longer act".into(),
+                ));
+                return Ok(());
+            }
+            let group: Vec<(u16, SlotState)> = pair
+                .queue
+                .lock()
+                .map(|mut q| {
+                    let n = q.len().min(shared.group_size);
+                    q.drain(..n).collect::<Vec<u16>>()
+                })
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|slot| pair.states.get(&slot).map(|st| (slot, st.clone())))
+                .collect();
+            if group.is_empty() {
+                return Ok(());
+            }
+            let reports = mover.run_group(&group).await?;
+            if let Ok(mut t) = shared.totals.lock() {
+                for r in reports {
+                    t.keys_moved += r.keys_moved;
+                    match r.step {
+                        StepOutcome::Applied => t.slots_moved += 1,
+                        StepOutcome::AlreadyDone => t.slots_already_done += 1,
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// What one stream works on: its pair's ends, the slots left to move (shared by the pair's
+/// streams) and their states when the reshard began.
+struct Pair {
+    source: Endpoint,
+    target: Endpoint,
+    others: Vec<SocketAddr>,
+    queue: Arc<Mutex<VecDeque<u16>>>,
+    states: Arc<BTreeMap<u16, SlotState>>,
+}
+
+/// What the streams of one reshard share.
+struct Shared<'a> {
+    lanes: Lanes,
+    totals: Mutex<ReshardReport>,
+    failed: AtomicBool,
+    /// The first error in time is the cause; streams that stop because of it fail after.
+    first_error: Mutex<Option<OpError>>,
+    keep_going: &'a (dyn Fn() -> bool + Sync),
+    group_size: usize,
+}
+
+impl Shared<'_> {
+    /// No stream takes another group; `e` is returned unless an earlier error was.
+    fn record(&self, e: OpError) {
+        self.failed.store(true, Ordering::Relaxed);
+        if let Ok(mut first) = self.first_error.lock() {
+            first.get_or_insert(e);
+        }
+    }
+
+    /// A stream failed: the others stop at their next MIGRATE too, instead of each waiting
+    /// out the same timeout on the same dead node in turn. Slots they leave open are resumed
+    /// by the next run of the plan (or the open-slot repair).
+    fn fail(&self, e: OpError) {
+        self.lanes.stop();
+        self.record(e);
     }
 }
