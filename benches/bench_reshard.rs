@@ -44,37 +44,19 @@ use redis_operator::redis::ops::migrate::Progress;
 use redis_operator::redis::ops::reshard::ReshardOptions;
 use redis_operator::redis::{AdminOptions, NodeId, reply};
 use support::redis_cluster::{TestCluster, build_with_spares};
-use support::redis_data::DataClient;
+use support::redis_data::{DataClient, bench_dataset, env_usize};
 
 const LEADERS: usize = 3;
 const SPARES: usize = 3;
 /// Upper bound for one step (the probes stop with it).
 const STEP: Duration = Duration::from_secs(300);
 
-fn env_usize(key: &str, default: usize) -> usize {
-    std::env::var(key)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
+/// The data set, `BENCH_RESHARD_KEYS` small keys and `BENCH_RESHARD_BIG` values of 1 MiB.
 fn dataset() -> Vec<(Bytes, Bytes)> {
-    let small = env_usize("BENCH_RESHARD_KEYS", 1_000_000);
-    let big = env_usize("BENCH_RESHARD_BIG", 20);
-    let mut out = Vec::with_capacity(small + big);
-    for i in 0..small {
-        out.push((
-            Bytes::from(format!("key:{i}")),
-            Bytes::from(format!("{i:016}")),
-        ));
-    }
-    for i in 0..big {
-        out.push((
-            Bytes::from(format!("big:{i}")),
-            Bytes::from(vec![b'x'; 1 << 20]),
-        ));
-    }
-    out
+    bench_dataset(
+        env_usize("BENCH_RESHARD_KEYS", 1_000_000),
+        env_usize("BENCH_RESHARD_BIG", 20),
+    )
 }
 
 /// PING latencies of one node while a step runs.

@@ -57,7 +57,7 @@ use redis_operator::redis::sync::{SyncBar, follower_in_sync};
 use serde_json::{Value, json};
 use support::ack_writer::{AckWriter, AckWriterHandle, AckWriterOptions, ReadBackOptions, keyslot};
 use support::chaos::{acked_at_least, print_roles};
-use support::redis_data::DataClient;
+use support::redis_data::{DataClient, bench_dataset, env_usize};
 
 const NAME: &str = "bench";
 /// Creating a cluster, loading it, waiting for it to be Ready and in sync.
@@ -65,30 +65,12 @@ const SETUP: Duration = Duration::from_secs(300);
 /// One scaling step.
 const STEP: Duration = Duration::from_secs(900);
 
-fn env_usize(key: &str, default: usize) -> usize {
-    std::env::var(key)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// The data set: `key:<i>` = `<i>` in 16 digits, and `big:<i>` = 1 MiB.
+/// The data set, `BENCH_SCALE_KEYS` small keys and `BENCH_SCALE_BIG` values of 1 MiB.
 fn dataset() -> Vec<(Bytes, Bytes)> {
-    let small = env_usize("BENCH_SCALE_KEYS", 1_000_000);
-    let big = env_usize("BENCH_SCALE_BIG", 20);
-    let mut out = Vec::with_capacity(small + big);
-    for i in 0..small {
-        out.push((
-            Bytes::from(format!("key:{i}")),
-            Bytes::from(format!("{i:016}")),
-        ));
-    }
-    for i in 0..big {
-        let mut v = vec![b'a' + (i % 26) as u8; 1024 * 1024];
-        v[..8].copy_from_slice(&(i as u64).to_be_bytes());
-        out.push((Bytes::from(format!("big:{i}")), Bytes::from(v)));
-    }
-    out
+    bench_dataset(
+        env_usize("BENCH_SCALE_KEYS", 1_000_000),
+        env_usize("BENCH_SCALE_BIG", 20),
+    )
 }
 
 /// Data keys per slot.

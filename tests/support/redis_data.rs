@@ -263,3 +263,29 @@ impl DataClient {
         Ok(frames)
     }
 }
+
+/// A count from the environment (a benchmark's size), `default` when unset or not a number.
+pub fn env_usize(key: &str, default: usize) -> usize {
+    std::env::var(key)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The benchmarks' data set: `small` keys `key:<i>` = `<i>` in 16 digits, and `big` values
+/// `big:<i>` of 1 MiB (each one distinct).
+pub fn bench_dataset(small: usize, big: usize) -> Vec<(Bytes, Bytes)> {
+    let mut out = Vec::with_capacity(small + big);
+    for i in 0..small {
+        out.push((
+            Bytes::from(format!("key:{i}")),
+            Bytes::from(format!("{i:016}")),
+        ));
+    }
+    for i in 0..big {
+        let mut v = vec![b'a' + (i % 26) as u8; 1024 * 1024];
+        v[..8].copy_from_slice(&(i as u64).to_be_bytes());
+        out.push((Bytes::from(format!("big:{i}")), Bytes::from(v)));
+    }
+    out
+}
