@@ -151,7 +151,7 @@ bench-elections: deps
 
 # Slot moves on real redis-server processes on loopback, no Kubernetes: the one-pair MIGRATE
 # bound, the operator's reshard 3->4->3 and 3->6->3, redis-cli's rebalance 3->4->3, each with
-# the longest time a master stopped answering PING (issue 23; about 5 minutes).
+# the longest time a master stopped answering PING (issue 23; about 4 minutes).
 .PHONY: bench-reshard
 bench-reshard: deps
 	$(CARGO) test --release --test bench_reshard -- --ignored --nocapture bench_reshard
