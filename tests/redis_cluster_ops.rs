@@ -1,5 +1,6 @@
 //! Cluster operations against real redis-server 7.0.15 processes on loopback: bootstrap from
-//! empty nodes (with ACL auth), every failover mode and its refusals, forget everywhere, and
+//! empty nodes (with ACL auth), every failover mode and its refusals (the TAKEOVER of a stalled
+//! election among them), forget everywhere, and
 //! the empty-master hazard.
 
 mod support {
@@ -12,9 +13,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use redis_operator::redis::command::Cmd;
+use redis_operator::redis::model::ClusterView;
 use redis_operator::redis::ops::OpError;
 use redis_operator::redis::ops::StepOutcome;
-use redis_operator::redis::ops::failover::{AcceptedRisk, FailoverMode, LeaderGone, RiskKind};
+use redis_operator::redis::ops::failover::{
+    AcceptedRisk, FailoverMode, LeaderGone, RiskKind, rivals,
+};
 use redis_operator::redis::ops::forget::ForgetPolicy;
 use redis_operator::redis::ops::hazard::empty_master_hazards;
 use redis_operator::redis::ops::reshard::MoveOptions;
@@ -472,6 +476,119 @@ async fn takeover_only_without_quorum() {
 
     cluster.procs.nodes[a].resume();
     cluster.procs.nodes[b].resume();
+    cluster
+        .admin
+        .wait_cluster_settled(Duration::from_secs(30))
+        .await
+        .expect("cluster settles");
+    assert_keys(&cluster, &pairs).await;
+}
+
+/// Polls the cluster every 100 ms until `ok` holds, for 30 s at most.
+async fn wait_until(what: &str, admin: &ClusterAdmin, mut ok: impl FnMut(&ClusterView) -> bool) {
+    let started = std::time::Instant::now();
+    loop {
+        if ok(&admin.observe().await) {
+            return;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "never: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn takeover_of_a_stalled_election_only_with_the_majority_and_no_rival() {
+    // Shard 0's two followers never stand (`cluster-replica-no-failover`): the election a
+    // split vote denies, as in a 10×1 zone crash where three shards' followers stood at once.
+    let cluster = build(
+        "stalled",
+        21600,
+        3,
+        2,
+        &["--cluster-node-timeout", "1000"],
+        quick(),
+    )
+    .await;
+    let leader = cluster.leaders[0].clone();
+    let [best, rival] = [0, 1].map(|i| cluster.followers[0][i].clone());
+    for f in [&best, &rival] {
+        config_set(&cluster, f, "cluster-replica-no-failover", "yes").await;
+    }
+    let pairs = write_keys(&cluster, "s", 300).await;
+    for f in [&best, &rival] {
+        cluster
+            .admin
+            .wait_follower_in_sync(cluster.addr(f), Duration::from_secs(10))
+            .await
+            .expect("in sync");
+    }
+    let stalled = |proof: LeaderGone| FailoverMode::ElectionStalled {
+        proof,
+        risk: risk(RiskKind::LoseUnreplicatedWrites),
+    };
+    cluster.procs.nodes[cluster.index(&leader)].pause();
+    wait_until("a majority flags the leader FAIL", &cluster.admin, |v| {
+        LeaderGone::establish(v, &leader).is_ok_and(|p| p.failed_for_majority())
+    })
+    .await;
+
+    // The second follower answers and could stand: refused.
+    let proof = wait_for_proof(&cluster.admin, &leader, true).await;
+    let beside = cluster
+        .admin
+        .failover(&best, stalled(proof))
+        .await
+        .expect_err("a rival answers");
+    assert!(matches!(beside, OpError::Refused(_)), "{beside}");
+    assert!(beside.to_string().contains(rival.short()), "{beside}");
+
+    // Once the masters report the rival unreachable too, nothing else can claim the slots.
+    cluster.procs.nodes[cluster.index(&rival)].pause();
+    wait_until(
+        "nothing but the best follower could stand",
+        &cluster.admin,
+        |v| rivals(v, &best, &leader).is_empty(),
+    )
+    .await;
+    let old_epoch = cluster
+        .admin
+        .observe()
+        .await
+        .nodes
+        .iter()
+        .filter_map(|n| n.sees(&leader))
+        .map(|e| e.config_epoch)
+        .max()
+        .expect("the leader is known");
+    let proof = wait_for_proof(&cluster.admin, &leader, true).await;
+    let outcome = cluster
+        .admin
+        .failover(&best, stalled(proof))
+        .await
+        .expect("takeover of the stalled election");
+    assert_eq!(outcome.step, StepOutcome::Applied);
+    // Promoted without a vote, at an epoch above the old leader's: the other masters route
+    // the slots to it.
+    wait_until(
+        "every master routes shard 0 to the new leader",
+        &cluster.admin,
+        |v| {
+            v.masters()
+                .all(|m| m.sees(&best).is_some_and(|e| e.slot_count() == 5462))
+        },
+    )
+    .await;
+    let promoted = cluster
+        .admin
+        .observe_node(cluster.addr(&best))
+        .await
+        .expect("observe");
+    assert!(promoted.myself.config_epoch > old_epoch);
+
+    // Both return and follow it; every key written before is there.
+    for n in [&leader, &rival] {
+        cluster.procs.nodes[cluster.index(n)].resume();
+    }
     cluster
         .admin
         .wait_cluster_settled(Duration::from_secs(30))

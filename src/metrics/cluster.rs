@@ -7,10 +7,16 @@ use std::collections::BTreeMap;
 
 use crate::crd::{ShardStatus, conditions};
 
-/// The `kind` label values of the failover counter: the operator's three commands, and a
+/// The `kind` label values of the failover counter: the operator's four commands, and a
 /// change of a shard's leader that no command of the operator made (Redis's own election, or
 /// the member's preStop hook handing over before its Pod stops).
-pub const FAILOVER_KINDS: [&str; 4] = ["graceful", "force", "takeover", "automatic"];
+pub const FAILOVER_KINDS: [&str; 5] = [
+    "graceful",
+    "force",
+    "takeover",
+    "stalled_election",
+    "automatic",
+];
 
 /// The condition types exported, in a fixed order.
 pub const CONDITION_TYPES: [&str; 4] = [

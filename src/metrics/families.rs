@@ -189,7 +189,7 @@ pub(super) fn register(r: &mut Registry, f: &Families) {
     );
     r.register(
         "cluster_failovers",
-        "Shard leader changes: kind graceful, force or takeover for the operator's verified CLUSTER FAILOVER commands, automatic for changes it did not command (Redis's own election, the member's preStop handover)",
+        "Shard leader changes: kind graceful, force, takeover or stalled_election (a TAKEOVER of a shard's only follower after its election was denied) for the operator's verified CLUSTER FAILOVER commands, automatic for changes it did not command (Redis's own election, the member's preStop handover)",
         f.failovers.clone(),
     );
     r.register(

@@ -234,6 +234,7 @@ pub fn commanded_failover(
         FailoverKind::Graceful => "graceful",
         FailoverKind::Force => "force",
         FailoverKind::Takeover => "takeover",
+        FailoverKind::StalledElection => "stalled_election",
     };
     Some((kind, *shard, to.as_str().to_string()))
 }
@@ -275,6 +276,7 @@ mod tests {
             (FailoverKind::Graceful, "graceful"),
             (FailoverKind::Force, "force"),
             (FailoverKind::Takeover, "takeover"),
+            (FailoverKind::StalledElection, "stalled_election"),
         ] {
             let action = Action::Failover {
                 shard: 2,

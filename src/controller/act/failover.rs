@@ -88,6 +88,7 @@ pub(super) async fn failover(
         FailoverKind::Graceful => ("graceful", EventType::Normal),
         FailoverKind::Force => ("FORCE", EventType::Warning),
         FailoverKind::Takeover => ("TAKEOVER", EventType::Warning),
+        FailoverKind::StalledElection => ("TAKEOVER (stalled election)", EventType::Warning),
     };
     let note = format!(
         "shard {shard}: {label} failover to {}: {reason}",
@@ -157,22 +158,26 @@ async fn mode(
         )
     })?;
     let reason = reason.to_string();
-    Ok(if kind == FailoverKind::Force {
-        FailoverMode::Force {
+    let lose_unreplicated = AcceptedRisk {
+        kind: RiskKind::LoseUnreplicatedWrites,
+        reason,
+    };
+    Ok(match kind {
+        FailoverKind::Graceful | FailoverKind::Force => FailoverMode::Force {
             proof,
-            risk: AcceptedRisk {
-                kind: RiskKind::LoseUnreplicatedWrites,
-                reason,
-            },
-        }
-    } else {
-        FailoverMode::Takeover {
+            risk: lose_unreplicated,
+        },
+        FailoverKind::StalledElection => FailoverMode::ElectionStalled {
+            proof,
+            risk: lose_unreplicated,
+        },
+        FailoverKind::Takeover => FailoverMode::Takeover {
             proof,
             risk: AcceptedRisk {
                 kind: RiskKind::SplitBrainAndEpochCollision,
-                reason,
+                reason: lose_unreplicated.reason,
             },
-        }
+        },
     })
 }
 

@@ -12,6 +12,8 @@ use super::facts::Facts;
 use super::facts::gone::Gone;
 use super::facts::promotion::{Why, follower_to_promote};
 use super::step::{Action, FailoverKind, Step};
+use crate::controller::observe::redis::NodeView;
+use crate::redis::ops::failover::{LeaderGone, rivals};
 use crate::redis::ops::meet::pairs_to_introduce;
 
 /// How long after its followers lost a leader that Redis already flagged FAIL the operator
@@ -19,6 +21,15 @@ use crate::redis::ops::meet::pairs_to_introduce;
 /// Two elections for one shard at once only disturb each other's votes (S23).
 pub const ELECTION_GRACE: Duration =
     Duration::from_millis(2 * crate::controller::config::NODE_TIMEOUT_MS + 3000);
+
+/// How long after its follower lost a leader the majority flags FAIL the operator lets that
+/// follower's own election run before it takes over without one, when no other node could
+/// stand for the shard: node timeout (PFAIL, then FAIL) + 2 s (Redis stands 0.5–1 s after
+/// FAIL, and the votes come back within a round trip). Past this, an election that has not
+/// promoted it was denied (a split vote), and Redis 7.0 stands again only 4 × node timeout
+/// after its first attempt (20 s: the 24.5 s write outage of a 10×1 zone crash).
+pub const ELECTION_SETTLE: Duration =
+    Duration::from_millis(crate::controller::config::NODE_TIMEOUT_MS + 2000);
 
 /// How long a Terminating leader's own preStop hook gets to hand over before the operator
 /// does it: both at once would be two manual failovers racing for one shard (S23).
@@ -66,6 +77,9 @@ fn force_failover(f: &Facts<'_>) -> Option<Step> {
                 .unwrap_or(0),
         );
         if g.flagged_fail && orphaned_for < ELECTION_GRACE {
+            if orphaned_for >= ELECTION_SETTLE && election_stalled(f, g, best) {
+                return Some(stalled_election(g, shard, best));
+            }
             continue;
         }
         return Some(Step::new(
@@ -89,6 +103,37 @@ fn force_failover(f: &Facts<'_>) -> Option<Step> {
         ));
     }
     None
+}
+
+/// Whether `best`'s own election for the gone leader `g` was denied and nothing else could
+/// stand: a majority of the voting masters flags the leader FAIL (the agreement the votes
+/// would check), and no other node could claim its slots (one definition with the check
+/// `redis::ops` repeats right before the TAKEOVER).
+fn election_stalled(f: &Facts<'_>, g: &Gone, best: &NodeView) -> bool {
+    LeaderGone::establish(&f.obs.view, &g.id).is_ok_and(|p| p.failed_for_majority())
+        && rivals(&f.obs.view, best.id(), &g.id).is_empty()
+}
+
+fn stalled_election(g: &Gone, shard: usize, best: &NodeView) -> Step {
+    Step::new(
+        Action::Failover {
+            shard,
+            to: best.id().clone(),
+            kind: FailoverKind::StalledElection,
+            reason: format!(
+                "leader {} of shard {shard} is gone: {}; the voting majority flags it FAIL, yet its only follower {} was not elected (a split vote, retried by Redis only after 4 × node timeout): TAKEOVER (offset {})",
+                g.id.short(),
+                g.describe(),
+                best.id().short(),
+                best.replication.master_repl_offset
+            ),
+        },
+        "FailingOver",
+        format!(
+            "shard {shard}: promoting {} (its leader is gone and its election stalled)",
+            best.id().short()
+        ),
+    )
 }
 
 /// A leader Pod being deleted that still leads after [`HANDOVER_GRACE`]: its preStop hook did

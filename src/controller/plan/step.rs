@@ -53,6 +53,10 @@ pub enum FailoverKind {
     /// `CLUSTER FAILOVER TAKEOVER`: no majority is left to vote; only with the user's
     /// explicit acceptance (`accept-takeover`).
     Takeover,
+    /// `CLUSTER FAILOVER TAKEOVER` with a majority reachable: the majority flags the leader
+    /// FAIL, the follower is the only one that could stand, and its election was denied
+    /// ([`crate::redis::ops::failover::FailoverMode::ElectionStalled`]).
+    StalledElection,
 }
 
 /// The one step a reconcile takes.

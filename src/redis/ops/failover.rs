@@ -7,7 +7,12 @@
 //!   allowed with a [`LeaderGone`] proof that the *cluster* (not just the operator) has marked
 //!   the leader FAIL, a reachable majority of masters, and an [`AcceptedRisk`].
 //! * TAKEOVER skips the election too. It is only allowed when no majority of masters is
-//!   reachable (otherwise FORCE is the right tool) and with an accepted split-brain risk.
+//!   reachable (otherwise FORCE is the right tool) and with an accepted split-brain risk, or,
+//!   as [`FailoverMode::ElectionStalled`], when a majority of the voting masters flags the
+//!   leader FAIL and the shard has no other follower that could stand: then the majority's
+//!   agreement is there and only the vote is skipped, which a split (several shards'
+//!   followers standing in one epoch) denied and Redis 7.0 retries only after 4 × node
+//!   timeout.
 //!
 //! For FORCE and TAKEOVER the proof is re-established on a fresh observation right before the
 //! command is sent, so a proof that went stale (the leader came back) is refused.
@@ -19,6 +24,11 @@ use crate::redis::ids::NodeId;
 use crate::redis::model::{ClusterView, NodeObservation};
 use crate::redis::ops::{ClusterAdmin, OpError, StepOutcome};
 use crate::redis::reply;
+
+mod proof;
+
+use proof::check_stalled;
+pub use proof::{LeaderGone, rivals};
 
 /// The kind of data-loss risk the caller accepts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -40,105 +50,6 @@ pub struct AcceptedRisk {
     pub reason: String,
 }
 
-/// Evidence that a leader is gone, established from a [`ClusterView`]. It cannot be built any
-/// other way, so FORCE and TAKEOVER cannot be requested without looking at the cluster first.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LeaderGone {
-    leader: NodeId,
-    observers: usize,
-    fail_by: usize,
-    pfail_by: usize,
-    link_down_by: usize,
-    voters_reporting: usize,
-    quorum: usize,
-}
-
-impl LeaderGone {
-    /// Establishes the proof: the operator cannot reach the leader, at least one node knows
-    /// it, and every reachable node that knows it flags it PFAIL or FAIL or has lost its bus
-    /// link to it (a killed process refuses connections at once, long before PFAIL).
-    pub fn establish(view: &ClusterView, leader: &NodeId) -> Result<Self, OpError> {
-        if let Some(node) = view.node(leader) {
-            return Err(OpError::Refused(format!(
-                "leader {} answers at {}; it is not gone",
-                leader.short(),
-                node.addr
-            )));
-        }
-        let voters = view.voting_masters();
-        let mut observers = 0;
-        let mut fail_by = 0;
-        let mut pfail_by = 0;
-        let mut link_down_by = 0;
-        let mut voters_reporting = 0;
-        for node in &view.nodes {
-            let Some(entry) = node.sees(leader) else {
-                continue;
-            };
-            observers += 1;
-            if node.is_master() && voters.contains(node.id()) {
-                voters_reporting += 1;
-            }
-            if entry.flags.fail {
-                fail_by += 1;
-            } else if entry.flags.pfail {
-                pfail_by += 1;
-            } else if entry.reports_unreachable() {
-                link_down_by += 1;
-            } else {
-                return Err(OpError::Refused(format!(
-                    "{} still considers leader {} healthy",
-                    node.id().short(),
-                    leader.short()
-                )));
-            }
-        }
-        if observers == 0 {
-            return Err(OpError::Refused(format!(
-                "no reachable node knows leader {}",
-                leader.short()
-            )));
-        }
-        Ok(Self {
-            leader: leader.clone(),
-            observers,
-            fail_by,
-            pfail_by,
-            link_down_by,
-            voters_reporting,
-            quorum: view.quorum(),
-        })
-    }
-
-    /// The leader this proof is about.
-    pub fn leader(&self) -> &NodeId {
-        &self.leader
-    }
-
-    /// Some node reports FAIL, which Redis only sets once a majority of masters agreed.
-    pub fn agreed_by_cluster(&self) -> bool {
-        self.fail_by > 0
-    }
-
-    /// A majority of the voting masters (every one of which answered) reports the leader
-    /// failing or unreachable on the cluster bus: the cluster's own view, not the operator's
-    /// reachability, says it is gone, even before Redis's timers turn that into FAIL.
-    pub fn unreachable_for_majority(&self) -> bool {
-        self.voters_reporting >= self.quorum
-    }
-
-    /// How many reachable nodes flag the leader (FAIL, PFAIL) out of those that know it.
-    pub fn counts(&self) -> (usize, usize, usize) {
-        (self.fail_by, self.pfail_by, self.observers)
-    }
-
-    /// How many reachable nodes have lost their bus link to the leader without flagging it
-    /// yet.
-    pub fn link_down_by(&self) -> usize {
-        self.link_down_by
-    }
-}
-
 /// How to fail over.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum FailoverMode {
@@ -158,6 +69,23 @@ pub enum FailoverMode {
         /// [`RiskKind::SplitBrainAndEpochCollision`].
         risk: AcceptedRisk,
     },
+    /// `CLUSTER FAILOVER TAKEOVER` with a majority reachable: a majority of the voting masters
+    /// flags the leader FAIL, and the follower is its shard's only one that could stand, yet it
+    /// still follows. Its election was denied (a split vote: several shards' followers standing
+    /// in one epoch, and a master votes once per epoch), and Redis 7.0 lets it, or a FORCE,
+    /// stand again only 4 × node timeout after its first attempt.
+    ///
+    /// Why this risks no more than FORCE: the majority already agreed the leader failed (what
+    /// the votes would check), and no other node can claim the same slots, so the only epoch
+    /// collision possible is with another shard's new master over other slots, which Redis
+    /// resolves by bumping one of them. Writes the follower had not received are lost, as
+    /// with any failover of a dead leader.
+    ElectionStalled {
+        /// That the leader is gone, with a majority of the voting masters flagging it FAIL.
+        proof: LeaderGone,
+        /// At least [`RiskKind::LoseUnreplicatedWrites`].
+        risk: AcceptedRisk,
+    },
 }
 
 impl FailoverMode {
@@ -165,7 +93,7 @@ impl FailoverMode {
         match self {
             Self::Graceful => "graceful",
             Self::Force { .. } => "FORCE",
-            Self::Takeover { .. } => "TAKEOVER",
+            Self::Takeover { .. } | Self::ElectionStalled { .. } => "TAKEOVER",
         }
     }
 }
@@ -327,6 +255,20 @@ impl ClusterAdmin {
                 }
                 (Cmd::cluster("FAILOVER").arg("TAKEOVER"), Duration::ZERO)
             }
+            FailoverMode::ElectionStalled { proof, risk } => {
+                check_risk(&mode, risk, RiskKind::LoseUnreplicatedWrites)?;
+                let fresh = check_gone_leader(&view, me, &leader, proof)?;
+                check_stalled(&view, replica, &leader, &fresh)?;
+                let voters = reachable_voters(&view, &leader);
+                if voters < view.quorum() {
+                    return Err(OpError::Refused(format!(
+                        "only {voters} voting master(s) reachable, {} needed: this is not a stalled \
+                         election but a lost quorum (the user's accept-takeover)",
+                        view.quorum()
+                    )));
+                }
+                (Cmd::cluster("FAILOVER").arg("TAKEOVER"), Duration::ZERO)
+            }
         };
         tracing::info!(
             replica = %replica,
@@ -334,12 +276,15 @@ impl ClusterAdmin {
             mode = mode.name(),
             risk = ?match &mode {
                 FailoverMode::Graceful => None,
-                FailoverMode::Force { risk, .. } | FailoverMode::Takeover { risk, .. } => Some(risk),
+                FailoverMode::Force { risk, .. }
+                | FailoverMode::Takeover { risk, .. }
+                | FailoverMode::ElectionStalled { risk, .. } => Some(risk),
             },
             "sending CLUSTER FAILOVER"
         );
         let old_epoch = leader_epoch(&view, &leader);
-        if !matches!(mode, FailoverMode::Takeover { .. }) {
+        // A TAKEOVER bumps the epoch itself.
+        if matches!(mode, FailoverMode::Graceful | FailoverMode::Force { .. }) {
             self.outrank_before_promotion(me.addr).await?;
         }
         let started = Instant::now();

@@ -224,6 +224,47 @@ fn redis_s_own_election_is_not_raced_until_it_had_its_time() {
 }
 
 #[test]
+fn an_only_follower_whose_election_stalled_takes_over_without_a_vote() {
+    // a's node died and the voting masters flag it FAIL. d, the shard's only follower, stood
+    // in the same epoch as other shards' followers and the votes split: Redis 7.0 lets it
+    // (or a FORCE) stand again only 4 × node timeout after that attempt.
+    let mut fx = healthy();
+    fx.lose('a', None);
+    fx.failed.push(id('a'));
+    fx.link_down_since = 6;
+    let p = plan(&fx.observed());
+    assert!(
+        !matches!(p.action, Action::Failover { .. }),
+        "within node timeout + 2 s its own election may still win: {p:?}"
+    );
+    fx.link_down_since = 7;
+    let p = plan(&fx.observed());
+    assert_eq!(
+        failover_of(&p),
+        (0, id('d'), FailoverKind::StalledElection),
+        "{p:?}"
+    );
+    assert!(plan_reason(&p).contains("split vote"), "{p:?}");
+}
+
+#[test]
+fn no_takeover_beside_another_follower_that_could_stand() {
+    // The same stall, but shard 0 has a second follower that answers: it may be standing
+    // now, and a TAKEOVER beside it would be two promotions for one shard. Only the FORCE
+    // (an election) after the grace.
+    let mut fx = healthy();
+    fx.add('7', "n-c3", 0, 2, Some('a'));
+    fx.lose('a', None);
+    fx.failed.push(id('a'));
+    fx.link_down_since = 8;
+    let p = plan(&fx.observed());
+    assert!(!matches!(p.action, Action::Failover { .. }), "{p:?}");
+    fx.link_down_since = 14;
+    let p = plan(&fx.observed());
+    assert_eq!(failover_of(&p).2, FailoverKind::Force, "{p:?}");
+}
+
+#[test]
 fn a_returning_volume_whose_shard_was_made_whole_elsewhere_is_forgotten() {
     // Follower e's node came back after e was re-placed (as 7 on n-c3): its volume is intact
     // but its shard needs nothing more, so its identity is forgotten, not revived.
