@@ -177,13 +177,14 @@ cluster-up:
 cluster-down:
 	$(LOCAL_CLUSTER) down
 
-# Zone loss of a 3x1 cluster with ~100 MB per shard, operator vs Redis alone (issue 10 §4; about
-# 20 minutes). Like bench-recovery: uses the running local cluster if it is up (and leaves it up),
-# else starts one and tears it down after. Takes whole zones down: run nothing else meanwhile.
+# Zone loss of a 3x1 cluster with ~100 MB per shard (crash and partition), and of a 10x1 with the
+# same data (crash: issue 23's zone loss at scale), operator vs Redis alone (about 30 minutes).
+# Like bench-recovery: uses the running local cluster if it is up (and leaves it up), else starts
+# one and tears it down after. Takes whole zones down: run nothing else meanwhile.
 .PHONY: bench-zones
 bench-zones: build
 	$(BENCH) bench_zones "Zone benchmark" \
-	  '| fault | mode | run | all slots accept writes (SET) | acknowledged writes on every shard (SET + WAIT 1) | zone NotReady | full redundancy in the surviving zones | even spread after zone-up | acknowledged writes lost | acknowledged / indeterminate |'
+	  '| cluster | fault | mode | run | all slots accept writes (SET) | acknowledged writes on every shard (SET + WAIT 1) | zone NotReady | full redundancy in the surviving zones | even spread after zone-up | acknowledged writes lost | acknowledged / indeterminate |'
 
 # Rolling update (redis:7.0 -> redis:7.2) of a 3x1 and a 5x2 cluster with ~100 MB per shard under
 # writes, the operator vs a naive OnDelete rollout that deletes each Pod in order (issue 11; about

@@ -1,5 +1,6 @@
 //! Zone benchmark (issue 10 §4): a fresh 3 × 1 RedisCluster with 1Gi PVCs and about 100 MB
-//! per shard, writes running, loses the zone of shard 0's leader — crashed (`zone-down`) or
+//! per shard (and, for issue 23's zone loss at scale, a 10 × 1 with the same data), writes
+//! running, loses the zone of shard 0's leader — crashed (`zone-down`) or
 //! cut off (`zone-down --partition`) — which returns once the cluster is whole again in the
 //! surviving zones (or after a deadline). Once with the operator acting, once with the
 //! operator process killed 2 s before the fault (Redis's own failover only).
@@ -38,7 +39,7 @@ use kube_support::*;
 use redis_operator::crd::RedisCluster;
 use serde_json::json;
 use support::ack_writer::{AckWriterOptions, ReadBackOptions};
-use support::bench::{ms, pause, preload, resumed_after};
+use support::bench::{PRELOAD_KEYS, ms, pause, preload_keys, resumed_after};
 use support::chaos::*;
 
 /// How long a run with the operator waits for each of redundancy and the spread.
@@ -67,6 +68,9 @@ impl Fault {
     }
 }
 
+/// Leaders and followers per leader of the benchmarked cluster.
+type Shape = (usize, usize);
+
 /// What one run measured.
 struct Outcome {
     /// Fault → every tag's plain `SET`s succeed again; `Err`: some never resumed.
@@ -87,7 +91,7 @@ struct Outcome {
 }
 
 impl Outcome {
-    fn row(&self, fault: Fault, operator: bool, run: usize) -> String {
+    fn row(&self, fault: Fault, shape: Shape, operator: bool, run: usize) -> String {
         let within = |d: Option<Duration>| match d {
             Some(d) => ms(d),
             None => format!("not within {} s", self.deadline.as_secs()),
@@ -97,7 +101,9 @@ impl Outcome {
             (r, _) => within(r),
         };
         format!(
-            "| {} | {} | {run} | {} | {} | {} | {redundancy} | {} | {} | {} / {} |",
+            "| {}×{} | {} | {} | {run} | {} | {} | {} | {redundancy} | {} | {} | {} / {} |",
+            shape.0,
+            shape.1,
             fault.describe(),
             if operator {
                 "operator"
@@ -181,7 +187,8 @@ async fn spread_again(
             true
         };
         if settled {
-            match check_recovered(&chaos.client, &chaos.ns.name, NAME, LEADERS, FOLLOWERS).await {
+            let (leaders, followers) = chaos.shape;
+            match check_recovered(&chaos.client, &chaos.ns.name, NAME, leaders, followers).await {
                 Ok(_) => return Some(begun.elapsed()),
                 Err(e) => last = e,
             }
@@ -194,14 +201,41 @@ async fn spread_again(
 
 /// One run: a fresh cluster, preload, writers, the zone down (with or without the operator),
 /// the wait for redundancy, the zone back, the wait for the spread, the read-back.
-async fn run(fault: Fault, operator: bool) -> Outcome {
-    let prefix = format!("{}{}", fault.prefix(), if operator { "" } else { "-base" });
-    let (mut chaos, members) = Chaos::create(&prefix, json!({"storage": {"size": "1Gi"}})).await;
-    preload(&members, &chaos.pass);
+async fn run(fault: Fault, shape: Shape, operator: bool) -> Outcome {
+    let prefix = format!(
+        "{}{}{}",
+        fault.prefix(),
+        if shape == (LEADERS, FOLLOWERS) {
+            String::new()
+        } else {
+            format!("-{}x{}", shape.0, shape.1)
+        },
+        if operator { "" } else { "-base" }
+    );
+    let setup = Setup {
+        shape: Some(shape),
+        ..Setup::default()
+    };
+    let spec = json!({"storage": {"size": "1Gi"}});
+    let (mut chaos, members) = Chaos::create_with(&prefix, spec, setup).await;
+    // The same data in all: a 10×1 holds a third of a 3×1's per shard.
+    preload_keys(
+        &members,
+        shape.0,
+        &chaos.pass,
+        PRELOAD_KEYS.parse().unwrap(),
+    );
     // The followers have caught up with the preload (Ready needs them in sync).
     let members = chaos.recovered(Duration::from_secs(120), |_| {}).await;
     print_roles(&chaos.ns.name, "before", &members);
     let zone = members.leader(0).zone.clone();
+    let held = (0..shape.0)
+        .filter(|s| members.leader(*s).zone == zone)
+        .count();
+    println!(
+        "{}: {zone} holds {held} of {} leaders",
+        chaos.ns.name, shape.0
+    );
 
     let limits = AckWriterOptions {
         max_duration: Duration::from_secs(900),
@@ -244,7 +278,7 @@ async fn run(fault: Fault, operator: bool) -> Outcome {
         &chaos.client,
         &chaos.ns.name,
         NAME,
-        (LEADERS, FOLLOWERS),
+        shape,
         &lost,
         until,
         seeds,
@@ -299,8 +333,7 @@ async fn run(fault: Fault, operator: bool) -> Outcome {
         fault.describe(),
         if operator { "operator" } else { "baseline" }
     );
-    if let Ok(after) =
-        check_recovered(&chaos.client, &chaos.ns.name, NAME, LEADERS, FOLLOWERS).await
+    if let Ok(after) = check_recovered(&chaos.client, &chaos.ns.name, NAME, shape.0, shape.1).await
     {
         print_roles(&chaos.ns.name, "after", &after);
     }
@@ -319,10 +352,13 @@ async fn run(fault: Fault, operator: bool) -> Outcome {
     }
 }
 
-/// Runs `fault` with and without the operator (`BENCH_RUNS` times each) and appends the rows.
-async fn bench(fault: Fault) {
+/// Runs `fault` on a `shape` cluster with and without the operator (`BENCH_RUNS` times
+/// each) and appends the rows.
+async fn bench(fault: Fault, shape: Shape) {
     support::bench::with_and_without_operator("bench_zones", |i, operator| async move {
-        run(fault, operator).await.row(fault, operator, i)
+        run(fault, shape, operator)
+            .await
+            .row(fault, shape, operator, i)
     })
     .await;
 }
@@ -330,11 +366,19 @@ async fn bench(fault: Fault) {
 #[tokio::test]
 #[ignore = "benchmark on the local cluster, alone: make bench-zones"]
 async fn bench_1_zone_crash() {
-    bench(Fault::ZoneCrash).await;
+    bench(Fault::ZoneCrash, (LEADERS, FOLLOWERS)).await;
 }
 
 #[tokio::test]
 #[ignore = "benchmark on the local cluster, alone: make bench-zones"]
 async fn bench_2_zone_partition() {
-    bench(Fault::ZonePartition).await;
+    bench(Fault::ZonePartition, (LEADERS, FOLLOWERS)).await;
+}
+
+/// Issue 23's zone loss at scale: a 10×1 loses three or four leaders at once, and their
+/// followers, standing together, may split the masters' votes.
+#[tokio::test]
+#[ignore = "benchmark on the local cluster, alone: make bench-zones"]
+async fn bench_3_zone_crash_10x1() {
+    bench(Fault::ZoneCrash, (10, 1)).await;
 }

@@ -41,12 +41,16 @@ pub struct Setup {
     /// Encrypted: a fresh CA and member certificate (for the headless Service's names) in
     /// [`TLS_SECRET`], and `spec.tls` with `serverName` and `clientAuth`.
     pub tls: bool,
+    /// Leaders and followers per leader; `None`: [`LEADERS`] × [`FOLLOWERS`].
+    pub shape: Option<(usize, usize)>,
 }
 
 /// One test's world: namespace (deleted at the end, or on a panic), operator, a Ready 3 × 1
-/// cluster and its password.
+/// cluster (or the shape [`Setup::shape`] asked for) and its password.
 pub struct Chaos {
     pub client: Client,
+    /// Leaders and followers per leader.
+    pub shape: (usize, usize),
     pub ns: TestNamespace,
     pub operator: Operator,
     pub pass: String,
@@ -129,9 +133,11 @@ impl Chaos {
         };
         let operator = Operator::start(&ns.name);
         let api: Api<RedisCluster> = Api::namespaced(client.clone(), &ns.name);
+        let shape = setup.shape.unwrap_or((LEADERS, FOLLOWERS));
+        let replicas = |n: usize| i32::try_from(n).unwrap();
         api.create(
             &PostParams::default(),
-            &cluster(NAME, LEADERS as i32, FOLLOWERS as i32, extra),
+            &cluster(NAME, replicas(shape.0), replicas(shape.1), extra),
         )
         .await
         .unwrap();
@@ -143,6 +149,7 @@ impl Chaos {
         assert_eq!(tls.is_some(), setup.tls, "TLS settings for the members");
         let chaos = Self {
             client,
+            shape,
             ns,
             operator,
             pass,
@@ -242,7 +249,7 @@ impl Chaos {
             &self.client,
             &self.ns.name,
             NAME,
-            (LEADERS, FOLLOWERS),
+            self.shape,
             timeout,
             on_poll,
         )

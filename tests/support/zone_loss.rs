@@ -66,7 +66,7 @@ pub async fn leader_zone_down(
         &chaos.client,
         &chaos.ns.name,
         NAME,
-        (LEADERS, FOLLOWERS),
+        chaos.shape,
         &lost,
         recovery,
         |addrs| writer.add_seeds(addrs),
@@ -138,7 +138,14 @@ pub async fn spread_again(chaos: &Chaos, writer: &AckWriterHandle) -> Members {
                 && degraded.as_ref().is_some_and(|c| c.0 == "False")
                 && safe == Some(true)
             {
-                match check_recovered(&chaos.client, &chaos.ns.name, NAME, LEADERS, FOLLOWERS).await
+                match check_recovered(
+                    &chaos.client,
+                    &chaos.ns.name,
+                    NAME,
+                    chaos.shape.0,
+                    chaos.shape.1,
+                )
+                .await
                 {
                     Ok(members) => return members,
                     Err(e) => last = format!("status settled but {e}"),
