@@ -115,6 +115,12 @@ impl Member {
     pub fn revision(&self) -> Option<&str> {
         self.annotation(crate::controller::labels::REVISION_ANNOTATION)
     }
+    /// When the redis container last started running: the start of its process (a restart
+    /// happens in place, in the same Pod).
+    pub fn running_since(&self) -> Option<jiff::Timestamp> {
+        let running = self.container()?.state.as_ref()?.running.as_ref()?;
+        running.started_at.as_ref().map(|t| t.0)
+    }
     /// How often the redis container was restarted in this Pod.
     pub fn restart_count(&self) -> i32 {
         self.container().map_or(0, |c| c.restart_count)

@@ -3,6 +3,7 @@
 //! whichever step is then taken.
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use super::formation::Formation;
 use super::gone::Gone;
@@ -11,6 +12,7 @@ use super::shard::{in_sync, shard_leader, shard_of};
 use super::surge;
 use crate::controller::observe::Observed;
 use crate::controller::observe::break_glass::{ACCEPT_DATA_LOSS, ACCEPT_TAKEOVER};
+use crate::controller::observe::pods::Member;
 use crate::controller::plan::step::Problem;
 use crate::redis::ids::NodeId;
 
@@ -434,6 +436,7 @@ fn others(
             format!("{} slot(s) left migrating or importing", open.len()),
         ));
     }
+    out.extend(unsynced(obs, &live));
     let unpersisted: Vec<String> = live
         .iter()
         .filter_map(|m| {
@@ -455,3 +458,61 @@ fn others(
 
 /// The reason of a member that cannot write its disk.
 pub const PERSISTENCE_FAILING: &str = "PersistenceFailing";
+
+/// How long a follower may go without a link to its answering leader before that is a
+/// problem: a full sync of several GB fits, a sync that fails again and again does not.
+pub const SYNC_STALLED: Duration = Duration::from_secs(60);
+
+/// Followers cut off from their answering leader for [`SYNC_STALLED`] or longer, by their own
+/// `master_link_down_since_seconds`, or, for one that never linked since it started (Redis
+/// reports -1 then), by how long its container has run. A full sync failing again and again
+/// (a full disk on the follower, which Redis shows only in its log; a sync larger than
+/// `client-output-buffer-limit replica`) would otherwise leave the shard without redundancy
+/// with nothing in the status but `WaitingForSync`.
+fn unsynced(obs: &Observed, live: &[&Member]) -> Option<Problem> {
+    let now = obs.now;
+    let stalled: Vec<String> = live
+        .iter()
+        .filter_map(|m| {
+            let v = obs.view_of(m)?;
+            let link = v.replication.replica_link()?;
+            let leader = obs.view.node(v.myself.master_id.as_ref()?)?;
+            if link.link_up || !leader.is_serving_master() {
+                return None;
+            }
+            let (cut_off, how) = match link.link_down_since_seconds {
+                Some(s) => (Duration::from_secs(s), "link down"),
+                None => (
+                    Duration::try_from(now.duration_since(m.running_since()?)).ok()?,
+                    "never linked since its start",
+                ),
+            };
+            (cut_off >= SYNC_STALLED).then(|| {
+                format!(
+                    "{} (shard {}, {how}, {} s{})",
+                    m.name(),
+                    m.shard,
+                    cut_off.as_secs(),
+                    if link.sync_in_progress {
+                        ", a full sync running"
+                    } else {
+                        ""
+                    }
+                )
+            })
+        })
+        .collect();
+    (!stalled.is_empty()).then(|| {
+        Problem::new(
+            FOLLOWER_NOT_SYNCING,
+            format!(
+                "not replicating from their leader for {} s or more: {}; a full sync failing again and again? The member's log says why (a full disk, client-output-buffer-limit replica)",
+                SYNC_STALLED.as_secs(),
+                stalled.join(", ")
+            ),
+        )
+    })
+}
+
+/// The reason of followers long cut off from their leader ([`unsynced`]).
+pub const FOLLOWER_NOT_SYNCING: &str = "FollowerNotSyncing";

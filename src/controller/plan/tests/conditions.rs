@@ -141,3 +141,62 @@ fn an_unusable_tls_secret_refuses_everything_under_its_own_reason() {
     obs.config.insert("port".into(), "7000".into());
     assert_eq!(plan(&obs).reason, "InvalidSpec");
 }
+
+#[test]
+fn a_follower_long_cut_off_from_its_answering_leader_is_degraded() {
+    // e (shard 1) lost its link to b, which answers and serves: a full sync failing again
+    // and again (a full disk shows only in the follower's log).
+    let mut fx = healthy();
+    fx.cut_off.push(id('e'));
+    fx.link_down_since = 59;
+    let p = plan(&fx.observed());
+    let c = conditions(&p, &Executed::Nothing);
+    assert!(
+        !cond(&c, types::DEGRADED).status,
+        "a sync may take a minute: {p:?}"
+    );
+    fx.link_down_since = 60;
+    let p = plan(&fx.observed());
+    let c = conditions(&p, &Executed::Nothing);
+    let d = cond(&c, types::DEGRADED);
+    assert!(d.status && d.reason == "FollowerNotSyncing", "{d:?}");
+    assert!(
+        d.message.contains("p-s1-m1-e (shard 1, link down, 60 s)"),
+        "{d:?}"
+    );
+}
+
+#[test]
+fn a_follower_that_never_linked_since_its_start_counts_from_its_container_start() {
+    // Redis reports `master_link_down_since_seconds:-1` until a follower's first link, so a
+    // restarted follower whose every sync fails is timed by how long its container runs.
+    let mut fx = healthy();
+    fx.unlinked.push(id('f'));
+    let p = plan(&fx.observed());
+    let c = conditions(&p, &Executed::Nothing);
+    assert!(!cond(&c, types::DEGRADED).status, "{p:?}");
+    fx.get('f').running_for = 75;
+    let p = plan(&fx.observed());
+    let c = conditions(&p, &Executed::Nothing);
+    let d = cond(&c, types::DEGRADED);
+    assert!(d.status && d.reason == "FollowerNotSyncing", "{d:?}");
+    assert!(
+        d.message
+            .contains("p-s2-m1-f (shard 2, never linked since its start, 75 s)"),
+        "{d:?}"
+    );
+}
+
+#[test]
+fn followers_of_a_lost_leader_are_its_loss_not_a_sync_problem() {
+    // a's node died: d's link is down for minutes, which LeaderLost already says.
+    let mut fx = healthy();
+    fx.get('a').answers = false;
+    fx.get('a').pod = Some(PodState::Running);
+    fx.link_down_since = 300;
+    let p = plan(&fx.observed());
+    assert!(
+        p.problems.iter().all(|x| x.reason != "FollowerNotSyncing"),
+        "{p:?}"
+    );
+}

@@ -35,6 +35,8 @@ pub(super) struct M {
     pub(super) rev: &'static str,
     /// More annotations on its Pod.
     pub(super) annotations: BTreeMap<&'static str, String>,
+    /// Seconds its redis container has been running.
+    pub(super) running_for: i64,
 }
 
 impl M {
@@ -62,6 +64,7 @@ impl M {
             answers: true,
             rev: REV,
             annotations: BTreeMap::new(),
+            running_for: 30,
         }
     }
 
@@ -81,6 +84,9 @@ pub(super) enum PodState {
     /// Deletion requested this many seconds ago.
     Deleting(i64),
 }
+
+/// The fixture's clock: `Observed::now`, in Unix seconds.
+const NOW: i64 = 1_000_000;
 
 /// The revision of the fixture's spec (and of its members unless a test says otherwise).
 pub(super) const REV: &str = "rev-1";
@@ -122,6 +128,7 @@ pub(super) fn healthy() -> Fx {
         disk_failing: Vec::new(),
         aof_off: Vec::new(),
         unlinked: Vec::new(),
+        cut_off: Vec::new(),
         certs: crate::controller::observe::certs::Certs::default(),
         leaders: 3,
         followers: 1,
@@ -193,6 +200,9 @@ pub(super) struct Fx {
     /// Followers that have not reached their leader since they started: link down, and
     /// `master_link_down_since_seconds:-1`.
     pub(super) unlinked: Vec<String>,
+    /// Followers whose link to their answering leader has been down for
+    /// [`Fx::link_down_since`] seconds.
+    pub(super) cut_off: Vec<String>,
     /// With TLS: the Secret's certificate and what each member presents (by Pod name).
     pub(super) certs: crate::controller::observe::certs::Certs,
     /// The spec's shape (3×1 unless [`sized`]).
@@ -252,6 +262,7 @@ impl Fx {
             answers: true,
             rev: REV,
             annotations: BTreeMap::new(),
+            running_for: 30,
         });
     }
 
@@ -322,7 +333,7 @@ impl Fx {
                 Some(master) => {
                     let leader = self.members.iter().find(|m| &m.id == master).unwrap();
                     let unlinked = self.unlinked.contains(&o.id);
-                    let up = leader.answers && !unlinked;
+                    let up = leader.answers && !unlinked && !self.cut_off.contains(&o.id);
                     format!(
                         "role:slave\r\nmaster_host:{}\r\nmaster_port:6379\r\nmaster_link_status:{}\r\nmaster_sync_in_progress:0\r\nslave_repl_offset:{}\r\nmaster_replid:x\r\nmaster_repl_offset:{}\r\n{}",
                         leader.ip,
@@ -454,7 +465,7 @@ impl Fx {
                 grace: crate::controller::observe::passwords::DEFAULT_GRACE,
                 members: BTreeMap::new(),
             },
-            now: jiff::Timestamp::from_second(1_000_000).unwrap(),
+            now: jiff::Timestamp::from_second(NOW).unwrap(),
         }
     }
 }
@@ -493,7 +504,7 @@ pub(super) fn pod(m: &M, state: PodState, claim: Option<String>) -> Member {
             "containerStatuses": [{
                 "name": "redis", "image": "redis", "imageID": "", "ready": running,
                 "restartCount": if running { 0 } else { 1 },
-                "state": if state == PodState::CrashLoop { serde_json::json!({"waiting": {"reason": "CrashLoopBackOff"}}) } else { serde_json::json!({"running": {}}) },
+                "state": if state == PodState::CrashLoop { serde_json::json!({"waiting": {"reason": "CrashLoopBackOff"}}) } else { serde_json::json!({"running": {"startedAt": jiff::Timestamp::from_second(NOW - m.running_for).unwrap().to_string()}}) },
             }],
         },
     });
