@@ -608,32 +608,49 @@ async fn forget_everywhere_within_the_ban_window() {
         quick(),
     )
     .await;
-    let gone = cluster.followers[2][0].clone();
-    let index = cluster.index(&gone);
-    cluster.procs.nodes[index].kill();
+    // Two followers die at once (a zone's worth, in small).
+    let gone = [&cluster.followers[2][0], &cluster.followers[1][0]].map(|id| id.clone());
+    for id in &gone {
+        let index = cluster.index(id);
+        cluster.procs.nodes[index].kill();
+    }
 
-    // A leader that owns slots is refused under the default policy.
+    // A leader that owns slots is refused under the default policy, and with it every id
+    // asked for in the same call: nothing is forgotten.
     let err = cluster
         .admin
         .forget_everywhere(&cluster.leaders[2], ForgetPolicy::NoSlots)
         .await
         .expect_err("leader with slots");
     assert!(matches!(err, OpError::Refused(_)), "{err}");
-
-    let step = cluster
+    let err = cluster
         .admin
-        .forget_everywhere(&gone, ForgetPolicy::NoSlots)
+        .forget_all_everywhere(
+            &[gone[0].clone(), cluster.leaders[2].clone()],
+            ForgetPolicy::NoSlots,
+        )
+        .await
+        .expect_err("one refused refuses all");
+    assert!(matches!(err, OpError::Refused(_)), "{err}");
+    let view = cluster.admin.observe().await;
+    assert!(view.nodes.iter().any(|n| n.sees(&gone[0]).is_some()));
+
+    let forgotten = cluster
+        .admin
+        .forget_all_everywhere(&gone, ForgetPolicy::NoSlots)
         .await
         .expect("forget");
-    assert_eq!(step, StepOutcome::Applied);
-    // Still gone a little later (gossip did not bring it back).
+    assert_eq!(forgotten.len(), 2, "{forgotten:?}");
+    // Still gone a little later (gossip did not bring them back).
     tokio::time::sleep(Duration::from_secs(2)).await;
     let view = cluster.admin.observe().await;
-    assert!(view.nodes.iter().all(|n| n.sees(&gone).is_none()));
+    for id in &gone {
+        assert!(view.nodes.iter().all(|n| n.sees(id).is_none()), "{id}");
+    }
     assert_eq!(
         cluster
             .admin
-            .forget_everywhere(&gone, ForgetPolicy::NoSlots)
+            .forget_everywhere(&gone[0], ForgetPolicy::NoSlots)
             .await
             .expect("repeat"),
         StepOutcome::AlreadyDone

@@ -128,7 +128,10 @@ pub async fn act(
                 .filter(|m| !m.finished())
                 .filter_map(addr_of),
             admin_options(&obs.auth),
-        );
+        )
+        .with_connect_limits(crate::controller::observe::connects::for_step(
+            &obs.view.unreachable,
+        ));
         // Members run with the operator's record of the password, never straight from the
         // user's Secret: one started mid-rotation must run with a password all accept.
         let state_secret = Names::auth_state_secret(cluster);
@@ -360,25 +363,29 @@ async fn forget(scope: &Scope<'_>, ids: &[(NodeId, String)], policy: ForgetPolic
         ForgetPolicy::NoSlots => ("NodeForgotten", EventType::Normal),
         ForgetPolicy::ReleaseSlotsOfFailedNode => ("SlotsReleased", EventType::Warning),
     };
-    let mut done = Vec::new();
-    for (id, why) in ids {
-        match scope.admin.forget_everywhere(id, policy).await {
-            Ok(StepOutcome::Applied) => {
-                publish(
-                    scope.ctx,
-                    scope.cluster,
-                    severity,
-                    reason,
-                    &format!("forgot {} on every member: {why}", id.short()),
-                )
-                .await;
-                done.push(id.short().to_string());
-            }
-            Ok(StepOutcome::AlreadyDone) => {}
-            Err(e) => {
-                return failed("ForgetFailed", format!("forgetting {}: {e}", id.short()), e);
-            }
+    let wanted: Vec<NodeId> = ids.iter().map(|(id, _)| id.clone()).collect();
+    let forgotten = match scope.admin.forget_all_everywhere(&wanted, policy).await {
+        Ok(forgotten) => forgotten,
+        Err(e) => {
+            let names: Vec<&str> = wanted.iter().map(NodeId::short).collect();
+            return failed(
+                "ForgetFailed",
+                format!("forgetting {}: {e}", names.join(", ")),
+                e,
+            );
         }
+    };
+    let mut done = Vec::new();
+    for (id, why) in ids.iter().filter(|(id, _)| forgotten.contains(id)) {
+        publish(
+            scope.ctx,
+            scope.cluster,
+            severity,
+            reason,
+            &format!("forgot {} on every member: {why}", id.short()),
+        )
+        .await;
+        done.push(id.short().to_string());
     }
     if done.is_empty() {
         Executed::Nothing

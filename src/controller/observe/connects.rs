@@ -28,6 +28,17 @@ pub const SHORT: Duration = Duration::from_millis(200);
 /// How often such a member is given the full timeout again.
 pub const RETRY_FULL: Duration = Duration::from_secs(10);
 
+/// The limits for the operations of this pass's step ([`crate::redis::ClusterAdmin`]): the
+/// members whose connect timed out in this pass's observation get [`SHORT`]. The step's own
+/// observations come within a second of it, so a member silent then is very likely still.
+pub fn for_step(unreachable: &[Unreachable]) -> BTreeMap<SocketAddr, Duration> {
+    unreachable
+        .iter()
+        .filter(|u| matches!(u.error, RedisError::ConnectTimeout { .. }))
+        .map(|u| (u.addr, SHORT))
+        .collect()
+}
+
 /// One cluster's members whose connect timed out on the last pass, with when each was last
 /// given the full timeout.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -109,6 +120,16 @@ mod tests {
                 after,
             },
         }
+    }
+
+    #[test]
+    fn a_step_waits_briefly_only_for_members_whose_connect_just_timed_out() {
+        let refused = Unreachable {
+            addr: addr(2),
+            error: RedisError::Closed { addr: addr(2) },
+        };
+        let limits = for_step(&[timed_out(1, FULL), refused]);
+        assert_eq!(limits, BTreeMap::from([(addr(1), SHORT)]));
     }
 
     #[test]

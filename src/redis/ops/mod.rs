@@ -28,6 +28,7 @@ pub mod restore_stream;
 pub mod slots;
 pub mod snapshot;
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -36,7 +37,7 @@ use crate::redis::client::{AdminOptions, Client, Frame};
 use crate::redis::command::Cmd;
 use crate::redis::error::RedisError;
 use crate::redis::ids::NodeId;
-use crate::redis::model::{ClusterView, NodeObservation, observe, observe_node};
+use crate::redis::model::{ClusterView, NodeObservation, observe_limited, observe_node};
 
 /// Why an operation did not (fully) happen.
 #[derive(Debug, thiserror::Error)]
@@ -127,6 +128,7 @@ pub struct ClusterAdmin {
     addrs: Vec<SocketAddr>,
     options: AdminOptions,
     poll_interval: Duration,
+    connect_limits: BTreeMap<SocketAddr, Duration>,
 }
 
 impl ClusterAdmin {
@@ -143,6 +145,7 @@ impl ClusterAdmin {
             addrs: unique,
             options,
             poll_interval: Duration::from_millis(100),
+            connect_limits: BTreeMap::new(),
         }
     }
 
@@ -150,6 +153,17 @@ impl ClusterAdmin {
     #[must_use]
     pub fn with_poll_interval(mut self, interval: Duration) -> Self {
         self.poll_interval = interval;
+        self
+    }
+
+    /// Shorter connect timeouts for some addresses in [`ClusterAdmin::observe`]: members whose
+    /// connect just timed out (their node is likely dead), so that each observation an
+    /// operation makes does not wait the full connect timeout for them again. It only bounds a
+    /// wait: every safety check judges a node gone from the cluster's own view, never from
+    /// the operator's reachability.
+    #[must_use]
+    pub fn with_connect_limits(mut self, limits: BTreeMap<SocketAddr, Duration>) -> Self {
+        self.connect_limits = limits;
         self
     }
 
@@ -165,7 +179,7 @@ impl ClusterAdmin {
 
     /// Observes every known node (see [`observe`]).
     pub async fn observe(&self) -> ClusterView {
-        observe(&self.addrs, &self.options).await
+        observe_limited(&self.addrs, &self.options, &self.connect_limits).await
     }
 
     /// Observes one node.
