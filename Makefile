@@ -180,8 +180,11 @@ cluster-down:
 # Zone loss of a 3x1 cluster with ~100 MB per shard (crash and partition), and of a 10x1 with the
 # same data (crash: issue 23's zone loss at scale), operator vs Redis alone (about 30 minutes).
 # Like bench-recovery: uses the running local cluster if it is up (and leaves it up), else starts
-# one and tears it down after. Takes whole zones down: run nothing else meanwhile.
+# a 3 x 10 one (a member per node: the 10x1's 20 members need 20 nodes in two zones; on a smaller
+# cluster its row says "not run") and tears it down after. Takes whole zones down: run nothing
+# else meanwhile.
 .PHONY: bench-zones
+bench-zones: TEST_NODES_PER_ZONE = 10
 bench-zones: build
 	$(BENCH) bench_zones "Zone benchmark" \
 	  '| cluster | fault | mode | run | all slots accept writes (SET) | acknowledged writes on every shard (SET + WAIT 1) | zone NotReady | full redundancy in the surviving zones | even spread after zone-up | acknowledged writes lost | acknowledged / indeterminate |'

@@ -352,9 +352,39 @@ async fn run(fault: Fault, shape: Shape, operator: bool) -> Outcome {
     }
 }
 
+/// Why the local cluster cannot re-place a `shape` cluster's members after losing a zone:
+/// the placement puts one member per node, so the two smallest zones must hold them all.
+async fn too_small(shape: Shape) -> Option<String> {
+    let nodes: Api<Node> = Api::all(client().await);
+    let list = nodes.list(&ListParams::default()).await.ok()?;
+    let mut per_zone = std::collections::BTreeMap::<String, usize>::new();
+    for n in &list.items {
+        if let Some(zone) = n.metadata.labels.as_ref().and_then(|l| l.get(ZONE_LABEL)) {
+            *per_zone.entry(zone.clone()).or_default() += 1;
+        }
+    }
+    let mut counts: Vec<usize> = per_zone.values().copied().collect();
+    counts.sort_unstable();
+    let surviving: usize = counts.iter().take(counts.len().saturating_sub(1)).sum();
+    let members = shape.0 * (shape.1 + 1);
+    (surviving < members).then(|| {
+        format!(
+            "not run: after losing a zone, {surviving} nodes for {members} members (one per node); \
+             run on `hack/local-cluster up --zones 3 --nodes-per-zone {}`",
+            members.div_ceil(2)
+        )
+    })
+}
+
 /// Runs `fault` on a `shape` cluster with and without the operator (`BENCH_RUNS` times
 /// each) and appends the rows.
 async fn bench(fault: Fault, shape: Shape) {
+    if let Some(why) = too_small(shape).await {
+        let row = format!("| {}×{} | {} | {why} |", shape.0, shape.1, fault.describe());
+        println!("{row}");
+        support::bench::append_rows("bench_zones", &[row]);
+        return;
+    }
     support::bench::with_and_without_operator("bench_zones", |i, operator| async move {
         run(fault, shape, operator)
             .await
