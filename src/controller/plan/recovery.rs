@@ -15,21 +15,27 @@ use super::step::{Action, FailoverKind, Step};
 use crate::controller::observe::redis::NodeView;
 use crate::redis::ops::failover::{LeaderGone, rivals};
 use crate::redis::ops::meet::pairs_to_introduce;
+use crate::redis::parse::info::ReplicaLink;
 
-/// How long after its followers lost a leader that Redis already flagged FAIL the operator
-/// lets Redis's own election run before it forces one: 2 × node timeout + 3 s (reference S3).
+/// How long after its followers last heard from a leader that Redis already flagged FAIL the
+/// operator lets Redis's own election run before it forces one: 2 × node timeout + 3 s (reference S3).
 /// Two elections for one shard at once only disturb each other's votes (S23).
 pub const ELECTION_GRACE: Duration =
     Duration::from_millis(2 * crate::controller::config::NODE_TIMEOUT_MS + 3000);
 
-/// How long after its follower lost a leader the majority flags FAIL the operator lets that
-/// follower's own election run before it takes over without one, when no other node could
-/// stand for the shard: node timeout (PFAIL, then FAIL) + 2 s (Redis stands 0.5–1 s after
-/// FAIL, and the votes come back within a round trip). Past this, an election that has not
-/// promoted it was denied (a split vote), and Redis 7.0 stands again only 4 × node timeout
-/// after its first attempt (20 s: the 24.5 s write outage of a 10×1 zone crash).
+/// How long after its follower last heard from a leader the majority flags FAIL the operator
+/// lets that follower's own election run before it takes over without one, when no other node
+/// could stand for the shard: 1.5 × node timeout + 1.5 s (9 s). A node pings each peer within
+/// node timeout / 2 of its last pong and flags it PFAIL once a ping has gone unanswered for
+/// node timeout, so FAIL can come 1.5 × node timeout after the silence began (7.4 s in a 10×1
+/// zone crash); a follower ranked first stands 0.5–1 s after FAIL, and the votes come back
+/// within a round trip. Past this, an election that has not promoted it was denied (a split
+/// vote), and Redis 7.0 stands again only 4 × node timeout after its first attempt (20 s: the
+/// 24.5 s write outage of a 10×1 zone crash). The clock is the follower's
+/// ([`ReplicaLink::silent_for`]); in a shard idle before the crash it may run up to 10 s
+/// ahead, and the TAKEOVER then merely comes before the election it would have won.
 pub const ELECTION_SETTLE: Duration =
-    Duration::from_millis(crate::controller::config::NODE_TIMEOUT_MS + 2000);
+    Duration::from_millis(crate::controller::config::NODE_TIMEOUT_MS * 3 / 2 + 1500);
 
 /// How long a Terminating leader's own preStop hook gets to hand over before the operator
 /// does it: both at once would be two manual failovers racing for one shard (S23).
@@ -62,22 +68,24 @@ pub fn step(f: &Facts<'_>) -> Option<Step> {
 /// A leader whose death is confirmed, with a follower that has its data: FORCE the follower
 /// with the highest offset instead of waiting for Redis's node timeout plus election. Once
 /// the cluster has flagged the leader FAIL, Redis is electing a follower itself; the operator
-/// steps in only if that has not happened [`ELECTION_GRACE`] after the follower lost its
-/// leader (the follower's own `master_link_down_since_seconds` is the clock).
+/// steps in only if that has not happened [`ELECTION_GRACE`] after the follower last heard
+/// from its leader ([`ReplicaLink::silent_for`]: a dead node's leader keeps its followers'
+/// links "up" until `repl-timeout`), or, for a stalled election, after [`ELECTION_SETTLE`].
+/// The stalled election's TAKEOVER does not wait for Kubernetes: the voting majority's FAIL
+/// is the agreement Redis's own election acts on, and Kubernetes reports a dead node only
+/// after its node-monitor grace (40 s by default), later than Redis's retry.
 fn force_failover(f: &Facts<'_>) -> Option<Step> {
-    for g in f.gone.iter().filter(|g| g.slots > 0 && g.confirmed()) {
+    for g in f.gone.iter().filter(|g| g.slots > 0) {
         let Some((best, member)) = follower_to_promote(f.obs, Why::LeaderGone(g)) else {
             continue;
         };
         let shard = member.shard;
-        let orphaned_for = Duration::from_secs(
-            best.replication
-                .replica_link()
-                .and_then(|l| l.link_down_since_seconds)
-                .unwrap_or(0),
-        );
-        if g.flagged_fail && orphaned_for < ELECTION_GRACE {
-            if orphaned_for >= ELECTION_SETTLE && election_stalled(f, g, best) {
+        let silent = best
+            .replication
+            .replica_link()
+            .map_or(Duration::ZERO, ReplicaLink::silent_for);
+        if !g.confirmed() || (g.flagged_fail && silent < ELECTION_GRACE) {
+            if g.flagged_fail && silent >= ELECTION_SETTLE && election_stalled(f, g, best) {
                 return Some(stalled_election(g, shard, best));
             }
             continue;

@@ -35,6 +35,9 @@ pub struct ReplicaLink {
     pub repl_offset: u64,
     /// Seconds since the link went down, when it is down.
     pub link_down_since_seconds: Option<u64>,
+    /// Seconds since the leader last sent anything (`master_last_io_seconds_ago`), while the
+    /// follower holds a connection to it.
+    pub last_io_seconds: Option<u64>,
 }
 
 impl ReplicaLink {
@@ -44,6 +47,22 @@ impl ReplicaLink {
     /// its disk.
     pub fn linked_since_start(&self) -> bool {
         self.link_up || self.link_down_since_seconds.is_some()
+    }
+
+    /// How long the follower has heard nothing from its leader: since its link went down,
+    /// or, while the link is still up, since the leader last sent anything. A leader whose
+    /// node died black-holes its packets, and the follower keeps the link "up" until
+    /// `repl-timeout` (60 s); meanwhile only the last I/O tells the silence. A leader pings
+    /// its followers every 10 s (`repl-ping-replica-period`), so an idle shard's healthy link
+    /// reads up to 10 s: a clock for how long a death the cluster agreed on has lasted, never
+    /// a test of death.
+    pub fn silent_for(&self) -> std::time::Duration {
+        let secs = if self.link_up {
+            self.last_io_seconds
+        } else {
+            self.link_down_since_seconds
+        };
+        std::time::Duration::from_secs(secs.unwrap_or(0))
     }
 }
 
@@ -136,6 +155,9 @@ pub fn parse_replication_info(text: &str) -> Result<ReplicationInfo, ParseError>
             link_down_since_seconds: fields
                 .get("master_link_down_since_seconds")
                 .and_then(|v| v.parse().ok()),
+            last_io_seconds: fields
+                .get("master_last_io_seconds_ago")
+                .and_then(|v| v.parse().ok()),
         }),
         other => return Err(ParseError::new(WHAT, format!("role {other:?}"))),
     };
@@ -221,6 +243,16 @@ mod tests {
         assert_eq!(link.master_port, 30001);
         assert_eq!(link.link_down_since_seconds, Some(7));
         assert!(link.linked_since_start());
+        assert_eq!(link.silent_for(), std::time::Duration::from_secs(7));
+        // Its leader's node died: the link stays up until repl-timeout, the last I/O ages.
+        let black_holed = text
+            .replace("link_status:down", "link_status:up")
+            .replace("last_io_seconds_ago:-1", "last_io_seconds_ago:9")
+            .replace("master_link_down_since_seconds:7\n", "");
+        let info = parse_replication_info(&black_holed).unwrap();
+        let link = info.replica_link().unwrap();
+        assert_eq!(link.last_io_seconds, Some(9));
+        assert_eq!(link.silent_for(), std::time::Duration::from_secs(9));
         // Redis 7.0.15 restarted from its RDB, its master frozen: the RDB's offset, no link yet.
         let fresh = text.replace("since_seconds:7", "since_seconds:-1");
         let info = parse_replication_info(&fresh).unwrap();

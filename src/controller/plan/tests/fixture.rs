@@ -129,6 +129,7 @@ pub(super) fn healthy() -> Fx {
         aof_off: Vec::new(),
         unlinked: Vec::new(),
         cut_off: Vec::new(),
+        black_holed: false,
         certs: crate::controller::observe::certs::Certs::default(),
         leaders: 3,
         followers: 1,
@@ -203,6 +204,9 @@ pub(super) struct Fx {
     /// Followers whose link to their answering leader has been down for
     /// [`Fx::link_down_since`] seconds.
     pub(super) cut_off: Vec<String>,
+    /// A leader that does not answer black-holes its packets (its node died): its followers'
+    /// links stay up, and their last I/O is [`Fx::link_down_since`] seconds old.
+    pub(super) black_holed: bool,
     /// With TLS: the Secret's certificate and what each member presents (by Pod name).
     pub(super) certs: crate::controller::observe::certs::Certs,
     /// The spec's shape (3×1 unless [`sized`]).
@@ -333,14 +337,19 @@ impl Fx {
                 Some(master) => {
                     let leader = self.members.iter().find(|m| &m.id == master).unwrap();
                     let unlinked = self.unlinked.contains(&o.id);
-                    let up = leader.answers && !unlinked && !self.cut_off.contains(&o.id);
+                    let black_holed = self.black_holed && !leader.answers;
+                    let up = (leader.answers || black_holed)
+                        && !unlinked
+                        && !self.cut_off.contains(&o.id);
                     format!(
                         "role:slave\r\nmaster_host:{}\r\nmaster_port:6379\r\nmaster_link_status:{}\r\nmaster_sync_in_progress:0\r\nslave_repl_offset:{}\r\nmaster_replid:x\r\nmaster_repl_offset:{}\r\n{}",
                         leader.ip,
                         if up { "up" } else { "down" },
                         o.offset,
                         o.offset,
-                        if up {
+                        if black_holed && up {
+                            format!("master_last_io_seconds_ago:{}\r\n", self.link_down_since)
+                        } else if up {
                             String::new()
                         } else if unlinked {
                             "master_link_down_since_seconds:-1\r\n".to_string()

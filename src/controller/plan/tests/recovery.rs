@@ -231,13 +231,13 @@ fn an_only_follower_whose_election_stalled_takes_over_without_a_vote() {
     let mut fx = healthy();
     fx.lose('a', None);
     fx.failed.push(id('a'));
-    fx.link_down_since = 6;
+    fx.link_down_since = 8;
     let p = plan(&fx.observed());
     assert!(
         !matches!(p.action, Action::Failover { .. }),
-        "within node timeout + 2 s its own election may still win: {p:?}"
+        "within 1.5 × node timeout + 1.5 s its own election may still win: {p:?}"
     );
-    fx.link_down_since = 7;
+    fx.link_down_since = 9;
     let p = plan(&fx.observed());
     assert_eq!(
         failover_of(&p),
@@ -245,6 +245,54 @@ fn an_only_follower_whose_election_stalled_takes_over_without_a_vote() {
         "{p:?}"
     );
     assert!(plan_reason(&p).contains("split vote"), "{p:?}");
+}
+
+#[test]
+fn a_stalled_election_is_timed_by_the_last_word_from_a_black_holed_leader() {
+    // a's node died silently: d's link stays "up" until repl-timeout (60 s), and only its
+    // last I/O tells how long a has been silent.
+    let mut fx = healthy();
+    fx.lose('a', None);
+    fx.failed.push(id('a'));
+    fx.black_holed = true;
+    fx.link_down_since = 8;
+    let p = plan(&fx.observed());
+    assert!(!matches!(p.action, Action::Failover { .. }), "{p:?}");
+    fx.link_down_since = 9;
+    let p = plan(&fx.observed());
+    assert_eq!(
+        failover_of(&p),
+        (0, id('d'), FailoverKind::StalledElection),
+        "{p:?}"
+    );
+    // 2 × node timeout + 3 s of silence, confirmed by Kubernetes: FORCE, as before (its
+    // pod is gone), which keeps an election.
+    fx.link_down_since = 13;
+    let p = plan(&fx.observed());
+    assert_eq!(failover_of(&p), (0, id('d'), FailoverKind::Force), "{p:?}");
+}
+
+#[test]
+fn a_stalled_election_does_not_wait_for_kubernetes() {
+    // a's Pod looks alive to Kubernetes (its node's lease has not expired: 40 s by default),
+    // but the voting majority flags it FAIL, which is what Redis's own election acts on.
+    let mut fx = healthy();
+    fx.get('a').answers = false;
+    fx.failed.push(id('a'));
+    fx.link_down_since = 9;
+    let p = plan(&fx.observed());
+    assert_eq!(
+        failover_of(&p),
+        (0, id('d'), FailoverKind::StalledElection),
+        "{p:?}"
+    );
+    // Without the majority's FAIL nothing is promoted: no FORCE without Kubernetes either.
+    fx.failed.clear();
+    fx.link_down
+        .extend([(id('b'), id('a')), (id('c'), id('a'))]);
+    fx.link_down_since = 30;
+    let p = plan(&fx.observed());
+    assert!(!matches!(p.action, Action::Failover { .. }), "{p:?}");
 }
 
 #[test]
@@ -256,7 +304,7 @@ fn no_takeover_beside_another_follower_that_could_stand() {
     fx.add('7', "n-c3", 0, 2, Some('a'));
     fx.lose('a', None);
     fx.failed.push(id('a'));
-    fx.link_down_since = 8;
+    fx.link_down_since = 10;
     let p = plan(&fx.observed());
     assert!(!matches!(p.action, Action::Failover { .. }), "{p:?}");
     fx.link_down_since = 14;
