@@ -51,18 +51,26 @@ const BASELINE_DEADLINE: Duration = Duration::from_secs(90);
 enum Fault {
     ZoneCrash,
     ZonePartition,
+    /// A crash whose lost leaders' followers never stand for election by themselves
+    /// (`cluster-replica-no-failover yes`, set on them right before): the worst case of split
+    /// votes, where every promotion is the operator's stalled-election TAKEOVER.
+    ZoneCrashElectionsDenied,
 }
 
 impl Fault {
     fn describe(self) -> &'static str {
         match self {
             Fault::ZoneCrash => "zone of shard 0's leader crashed",
+            Fault::ZoneCrashElectionsDenied => {
+                "zone of shard 0's leader crashed, its leaders' followers never standing for election"
+            }
             Fault::ZonePartition => "zone of shard 0's leader partitioned",
         }
     }
     fn prefix(self) -> &'static str {
         match self {
             Fault::ZoneCrash => "bz-crash",
+            Fault::ZoneCrashElectionsDenied => "bz-deny",
             Fault::ZonePartition => "bz-part",
         }
     }
@@ -229,13 +237,23 @@ async fn run(fault: Fault, shape: Shape, operator: bool) -> Outcome {
     let members = chaos.recovered(Duration::from_secs(120), |_| {}).await;
     print_roles(&chaos.ns.name, "before", &members);
     let zone = members.leader(0).zone.clone();
-    let held = (0..shape.0)
+    let held: Vec<usize> = (0..shape.0)
         .filter(|s| members.leader(*s).zone == zone)
-        .count();
+        .collect();
     println!(
-        "{}: {zone} holds {held} of {} leaders",
-        chaos.ns.name, shape.0
+        "{}: {zone} holds {} of {} leaders",
+        chaos.ns.name,
+        held.len(),
+        shape.0
     );
+    if fault == Fault::ZoneCrashElectionsDenied {
+        for s in &held {
+            for f in members.followers(*s) {
+                let set = ["config", "set", "cluster-replica-no-failover", "yes"];
+                assert!(cli_soft(&f.ip, &chaos.pass, &set).is_some(), "{}", f.pod);
+            }
+        }
+    }
 
     let limits = AckWriterOptions {
         max_duration: Duration::from_secs(900),
@@ -411,4 +429,21 @@ async fn bench_2_zone_partition() {
 #[ignore = "benchmark on the local cluster, alone: make bench-zones"]
 async fn bench_3_zone_crash_10x1() {
     bench(Fault::ZoneCrash, (10, 1)).await;
+}
+
+/// The same with every election of the lost leaders' followers denied: only the operator's
+/// stalled-election TAKEOVER promotes them (Redis alone never would, so no baseline).
+#[tokio::test]
+#[ignore = "benchmark on the local cluster, alone: make bench-zones"]
+async fn bench_4_zone_crash_10x1_elections_denied() {
+    let (fault, shape) = (Fault::ZoneCrashElectionsDenied, (10, 1));
+    if let Some(why) = too_small(shape).await {
+        let row = format!("| {}×{} | {} | {why} |", shape.0, shape.1, fault.describe());
+        println!("{row}");
+        support::bench::append_rows("bench_zones", &[row]);
+        return;
+    }
+    let row = run(fault, shape, true).await.row(fault, shape, true, 1);
+    println!("{row}");
+    support::bench::append_rows("bench_zones", &[row]);
 }
