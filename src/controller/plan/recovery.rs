@@ -90,24 +90,12 @@ fn force_failover(f: &Facts<'_>) -> Option<Step> {
             }
             continue;
         }
-        return Some(Step::new(
-            Action::Failover {
-                shard,
-                to: best.id().clone(),
-                kind: FailoverKind::Force,
-                reason: format!(
-                    "leader {} of shard {shard} is gone: {}; promoting {}, its most up-to-date follower (offset {})",
-                    g.id.short(),
-                    g.describe(),
-                    best.id().short(),
-                    best.replication.master_repl_offset
-                ),
-            },
-            "FailingOver",
-            format!(
-                "shard {shard}: promoting {} (its leader is gone)",
-                best.id().short()
-            ),
+        return Some(promotion(
+            g,
+            (shard, best),
+            FailoverKind::Force,
+            "its most up-to-date follower",
+            "its leader is gone",
         ));
     }
     None
@@ -123,13 +111,31 @@ fn election_stalled(f: &Facts<'_>, g: &Gone, best: &NodeView) -> bool {
 }
 
 fn stalled_election(g: &Gone, shard: usize, best: &NodeView) -> Step {
+    promotion(
+        g,
+        (shard, best),
+        FailoverKind::StalledElection,
+        "its only follower, not elected although the voting majority flags the leader FAIL (a split vote, retried by Redis only after 4 × node timeout), with a TAKEOVER",
+        "its leader is gone and its election stalled",
+    )
+}
+
+/// The step promoting `best`, of `shard`, over the gone leader `g` by `kind`; `who` says what
+/// `best` is to the shard, `status` why, in the condition.
+fn promotion(
+    g: &Gone,
+    (shard, best): (usize, &NodeView),
+    kind: FailoverKind,
+    who: &str,
+    status: &str,
+) -> Step {
     Step::new(
         Action::Failover {
             shard,
             to: best.id().clone(),
-            kind: FailoverKind::StalledElection,
+            kind,
             reason: format!(
-                "leader {} of shard {shard} is gone: {}; the voting majority flags it FAIL, yet its only follower {} was not elected (a split vote, retried by Redis only after 4 × node timeout): TAKEOVER (offset {})",
+                "leader {} of shard {shard} is gone: {}; promoting {}, {who} (offset {})",
                 g.id.short(),
                 g.describe(),
                 best.id().short(),
@@ -137,10 +143,7 @@ fn stalled_election(g: &Gone, shard: usize, best: &NodeView) -> Step {
             ),
         },
         "FailingOver",
-        format!(
-            "shard {shard}: promoting {} (its leader is gone and its election stalled)",
-            best.id().short()
-        ),
+        format!("shard {shard}: promoting {} ({status})", best.id().short()),
     )
 }
 
