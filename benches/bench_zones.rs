@@ -49,29 +49,29 @@ const BASELINE_DEADLINE: Duration = Duration::from_secs(90);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Fault {
-    ZoneCrash,
-    ZonePartition,
+    Crash,
+    Partition,
     /// A crash whose lost leaders' followers never stand for election by themselves
     /// (`cluster-replica-no-failover yes`, set on them right before): the worst case of split
     /// votes, where every promotion is the operator's stalled-election TAKEOVER.
-    ZoneCrashElectionsDenied,
+    CrashElectionsDenied,
 }
 
 impl Fault {
     fn describe(self) -> &'static str {
         match self {
-            Fault::ZoneCrash => "zone of shard 0's leader crashed",
-            Fault::ZoneCrashElectionsDenied => {
+            Fault::Crash => "zone of shard 0's leader crashed",
+            Fault::CrashElectionsDenied => {
                 "zone of shard 0's leader crashed, its leaders' followers never standing for election"
             }
-            Fault::ZonePartition => "zone of shard 0's leader partitioned",
+            Fault::Partition => "zone of shard 0's leader partitioned",
         }
     }
     fn prefix(self) -> &'static str {
         match self {
-            Fault::ZoneCrash => "bz-crash",
-            Fault::ZoneCrashElectionsDenied => "bz-deny",
-            Fault::ZonePartition => "bz-part",
+            Fault::Crash => "bz-crash",
+            Fault::CrashElectionsDenied => "bz-deny",
+            Fault::Partition => "bz-part",
         }
     }
 }
@@ -246,7 +246,7 @@ async fn run(fault: Fault, shape: Shape, operator: bool) -> Outcome {
         held.len(),
         shape.0
     );
-    if fault == Fault::ZoneCrashElectionsDenied {
+    if fault == Fault::CrashElectionsDenied {
         for s in &held {
             for f in members.followers(*s) {
                 let set = ["config", "set", "cluster-replica-no-failover", "yes"];
@@ -280,7 +280,7 @@ async fn run(fault: Fault, shape: Shape, operator: bool) -> Outcome {
     );
     let (acked_at, plain_at) = (acked.elapsed(), plain.elapsed());
     let begun = Instant::now();
-    let down = chaos.zone_down(&zone, fault == Fault::ZonePartition);
+    let down = chaos.zone_down(&zone, fault == Fault::Partition);
     let not_ready = watch_not_ready(chaos.client.clone(), zone.clone(), begun, deadline);
     let seeds = |addrs: Vec<SocketAddr>| {
         acked.add_seeds(addrs.clone());
@@ -414,13 +414,13 @@ async fn bench(fault: Fault, shape: Shape) {
 #[tokio::test]
 #[ignore = "benchmark on the local cluster, alone: make bench-zones"]
 async fn bench_1_zone_crash() {
-    bench(Fault::ZoneCrash, (LEADERS, FOLLOWERS)).await;
+    bench(Fault::Crash, (LEADERS, FOLLOWERS)).await;
 }
 
 #[tokio::test]
 #[ignore = "benchmark on the local cluster, alone: make bench-zones"]
 async fn bench_2_zone_partition() {
-    bench(Fault::ZonePartition, (LEADERS, FOLLOWERS)).await;
+    bench(Fault::Partition, (LEADERS, FOLLOWERS)).await;
 }
 
 /// Issue 23's zone loss at scale: a 10×1 loses three or four leaders at once, and their
@@ -428,7 +428,7 @@ async fn bench_2_zone_partition() {
 #[tokio::test]
 #[ignore = "benchmark on the local cluster, alone: make bench-zones"]
 async fn bench_3_zone_crash_10x1() {
-    bench(Fault::ZoneCrash, (10, 1)).await;
+    bench(Fault::Crash, (10, 1)).await;
 }
 
 /// The same with every election of the lost leaders' followers denied: only the operator's
@@ -436,7 +436,7 @@ async fn bench_3_zone_crash_10x1() {
 #[tokio::test]
 #[ignore = "benchmark on the local cluster, alone: make bench-zones"]
 async fn bench_4_zone_crash_10x1_elections_denied() {
-    let (fault, shape) = (Fault::ZoneCrashElectionsDenied, (10, 1));
+    let (fault, shape) = (Fault::CrashElectionsDenied, (10, 1));
     if let Some(why) = too_small(shape).await {
         let row = format!("| {}×{} | {} | {why} |", shape.0, shape.1, fault.describe());
         println!("{row}");
