@@ -42,7 +42,7 @@ impl Metrics {
             &key_of(rc),
             &cluster_sample(facts, plan, status, desired),
             &member_samples(facts.obs),
-            commanded_failover(&plan.action, executed),
+            commanded_failovers(&plan.action, executed),
             recorded_degraded(rc),
             now,
         );
@@ -113,6 +113,7 @@ pub fn action_kind(action: &Action) -> &'static str {
         Action::ResumeAof(_) => "resume_aof",
         Action::DeleteClaims(_) => "delete_claims",
         Action::Failover { .. } => "failover",
+        Action::StalledElections(_) => "stalled_elections",
         Action::Forget(_) => "forget",
         Action::ReleaseSlots(_) => "release_slots",
         Action::Meet(_) => "meet",
@@ -215,33 +216,48 @@ pub fn problem_counts(problems: &[Problem]) -> BTreeMap<&'static str, i64> {
     out
 }
 
-/// A failover the operator commanded and verified this pass: its kind label, the shard and
-/// the promoted node id.
-pub fn commanded_failover(
+/// The failovers the operator commanded and verified this pass: each one's kind label, shard
+/// and promoted node id. Of stalled elections promoted side by side, none counts when one
+/// failed (the step failed): the others then count as `automatic` when their leaders show.
+pub fn commanded_failovers(
     action: &Action,
     executed: &Executed,
-) -> Option<(&'static str, usize, String)> {
-    let Action::Failover {
-        shard, to, kind, ..
-    } = action
-    else {
-        return None;
-    };
+) -> Vec<(&'static str, usize, String)> {
     if !matches!(executed, Executed::Applied(_)) {
-        return None;
+        return Vec::new();
     }
-    let kind = match kind {
+    match action {
+        Action::Failover {
+            shard, to, kind, ..
+        } => vec![(kind_label(*kind), *shard, to.as_str().to_string())],
+        Action::StalledElections(promotions) => promotions
+            .iter()
+            .map(|p| {
+                (
+                    kind_label(FailoverKind::StalledElection),
+                    p.shard,
+                    p.to.as_str().to_string(),
+                )
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The `kind` label of a failover.
+fn kind_label(kind: FailoverKind) -> &'static str {
+    match kind {
         FailoverKind::Graceful => "graceful",
         FailoverKind::Force => "force",
         FailoverKind::Takeover => "takeover",
         FailoverKind::StalledElection => "stalled_election",
-    };
-    Some((kind, *shard, to.as_str().to_string()))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::controller::plan::Promotion;
     use crate::crd::conditions;
     use crate::redis::ids::NodeId;
 
@@ -272,6 +288,13 @@ mod tests {
 
     #[test]
     fn a_failover_counts_by_its_kind_only_once_verified() {
+        let failed = Executed::Failed {
+            reason: "FailoverFailed",
+            message: String::new(),
+            transient: true,
+            retry_after: std::time::Duration::ZERO,
+            error: None,
+        };
         for (kind, label) in [
             (FailoverKind::Graceful, "graceful"),
             (FailoverKind::Force, "force"),
@@ -285,22 +308,30 @@ mod tests {
                 reason: String::new(),
             };
             assert_eq!(
-                commanded_failover(&action, &Executed::Applied("ok".into())),
-                Some((label, 2, "a".repeat(40)))
+                commanded_failovers(&action, &Executed::Applied("ok".into())),
+                vec![(label, 2, "a".repeat(40))]
             );
-            assert_eq!(commanded_failover(&action, &Executed::Nothing), None);
-            let failed = Executed::Failed {
-                reason: "FailoverFailed",
-                message: String::new(),
-                transient: true,
-                retry_after: std::time::Duration::ZERO,
-                error: None,
-            };
-            assert_eq!(commanded_failover(&action, &failed), None);
+            assert_eq!(commanded_failovers(&action, &Executed::Nothing), vec![]);
+            assert_eq!(commanded_failovers(&action, &failed), vec![]);
         }
+        // Stalled elections promoted side by side count one each, and none if the step failed.
+        let promotion = |shard, c| Promotion {
+            shard,
+            to: id(c),
+            reason: String::new(),
+        };
+        let side_by_side = Action::StalledElections(vec![promotion(0, 'a'), promotion(3, 'b')]);
         assert_eq!(
-            commanded_failover(&Action::Wait, &Executed::Applied("ok".into())),
-            None
+            commanded_failovers(&side_by_side, &Executed::Applied("ok".into())),
+            vec![
+                ("stalled_election", 0, "a".repeat(40)),
+                ("stalled_election", 3, "b".repeat(40))
+            ]
+        );
+        assert_eq!(commanded_failovers(&side_by_side, &failed), vec![]);
+        assert_eq!(
+            commanded_failovers(&Action::Wait, &Executed::Applied("ok".into())),
+            vec![]
         );
     }
 

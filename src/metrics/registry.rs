@@ -168,7 +168,7 @@ impl Metrics {
         }
     }
 
-    /// One pass over one cluster: its sample, its answering members, the failover it
+    /// One pass over one cluster: its sample, its answering members, the failovers it
     /// commanded (kind, shard, promoted id), the `Degraded` condition it started from
     /// (status, lastTransitionTime), and the time.
     pub fn record_cluster(
@@ -176,7 +176,7 @@ impl Metrics {
         key: &ClusterLabels,
         sample: &ClusterSample,
         members: &[MemberSample],
-        commanded: Option<(&'static str, usize, String)>,
+        commanded: Vec<(&'static str, usize, String)>,
         recorded_degraded: Option<(bool, f64)>,
         now: f64,
     ) {
@@ -209,7 +209,7 @@ impl Metrics {
         memory
             .commanded
             .retain(|shard, id| sample.leaders.get(shard).is_none_or(|l| l != id));
-        if let Some((k, shard, to)) = commanded {
+        for (k, shard, to) in commanded {
             f.failovers.get_or_create(&kind(k)).inc();
             memory.commanded.insert(shard, to);
         }

@@ -66,7 +66,7 @@ fn a_pass_writes_prefixed_series_with_units_and_totals() {
         &key("demo"),
         &sample(&[(0, "a")]),
         &[member("demo-0-1", Some(42))],
-        Some(("force", 0, "a".into())),
+        vec![("force", 0, "a".into())],
         Some((false, 1.0)),
         100.0,
     );
@@ -106,24 +106,24 @@ fn leader_changes_count_commanded_once_and_the_others_as_automatic() {
     m.watched(k.clone());
     let automatic = "redis_operator_cluster_failovers_total{namespace=\"ns\",cluster=\"demo\",kind=\"automatic\"}";
     let graceful = "redis_operator_cluster_failovers_total{namespace=\"ns\",cluster=\"demo\",kind=\"graceful\"}";
-    m.record_cluster(&k, &sample(&[(0, "a"), (1, "b")]), &[], None, None, 1.0);
+    m.record_cluster(&k, &sample(&[(0, "a"), (1, "b")]), &[], vec![], None, 1.0);
     assert_eq!(line_value(&m.encode(), automatic).as_deref(), Some("0"));
     // The operator hands shard 0 over to "c"; the next pass sees "c" lead: counted once.
     m.record_cluster(
         &k,
         &sample(&[(0, "a"), (1, "b")]),
         &[],
-        Some(("graceful", 0, "c".into())),
+        vec![("graceful", 0, "c".into())],
         None,
         2.0,
     );
-    m.record_cluster(&k, &sample(&[(0, "c"), (1, "b")]), &[], None, None, 3.0);
+    m.record_cluster(&k, &sample(&[(0, "c"), (1, "b")]), &[], vec![], None, 3.0);
     let text = m.encode();
     assert_eq!(line_value(&text, graceful).as_deref(), Some("1"));
     assert_eq!(line_value(&text, automatic).as_deref(), Some("0"));
     // Shard 1 loses its leader (no leader for a pass), then "d" leads: one automatic change.
-    m.record_cluster(&k, &sample(&[(0, "c")]), &[], None, None, 4.0);
-    m.record_cluster(&k, &sample(&[(0, "c"), (1, "d")]), &[], None, None, 5.0);
+    m.record_cluster(&k, &sample(&[(0, "c")]), &[], vec![], None, 4.0);
+    m.record_cluster(&k, &sample(&[(0, "c"), (1, "d")]), &[], vec![], None, 5.0);
     assert_eq!(line_value(&m.encode(), automatic).as_deref(), Some("1"));
 }
 
@@ -136,7 +136,7 @@ fn a_replaced_pod_and_a_deleted_cluster_leave_no_series() {
         &key("a"),
         &sample(&[]),
         &[member("a-0-1", Some(1))],
-        None,
+        vec![],
         None,
         1.0,
     );
@@ -144,7 +144,7 @@ fn a_replaced_pod_and_a_deleted_cluster_leave_no_series() {
         &key("b"),
         &sample(&[]),
         &[member("b-0-1", None)],
-        None,
+        vec![],
         None,
         1.0,
     );
@@ -156,7 +156,7 @@ fn a_replaced_pod_and_a_deleted_cluster_leave_no_series() {
         &key("a"),
         &healthy,
         &[member("a-0-1-x", Some(1))],
-        None,
+        vec![],
         None,
         2.0,
     );
@@ -174,7 +174,7 @@ fn a_replaced_pod_and_a_deleted_cluster_leave_no_series() {
         &key("a"),
         &healthy,
         &[member("a-0-1-x", Some(1))],
-        None,
+        vec![],
         None,
         3.0,
     );
@@ -191,12 +191,12 @@ fn a_replaced_pod_and_a_deleted_cluster_leave_no_series() {
 #[test]
 fn a_cluster_the_watch_does_not_hold_is_not_recorded() {
     let m = Metrics::new();
-    m.record_cluster(&key("x"), &sample(&[]), &[], None, None, 1.0);
+    m.record_cluster(&key("x"), &sample(&[]), &[], vec![], None, 1.0);
     assert!(!m.encode().contains("cluster=\"x\""));
     // Listed by a re-list: recorded.
     m.relist_started();
     m.watched(key("x"));
     m.relist_done();
-    m.record_cluster(&key("x"), &sample(&[]), &[], None, None, 2.0);
+    m.record_cluster(&key("x"), &sample(&[]), &[], vec![], None, 2.0);
     assert!(m.encode().contains("cluster=\"x\""));
 }

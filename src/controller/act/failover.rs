@@ -1,16 +1,20 @@
-//! Failover steps: graceful, FORCE and TAKEOVER, with the proof built from a fresh observation
-//! and the per-shard FORCE rate limit (S20).
+//! Failover steps: graceful, FORCE and TAKEOVER, with the proof built from the pass's
+//! observation (`redis::ops` establishes it again on its own fresh one right before the
+//! command), the per-shard FORCE rate limit (S20), and the stalled elections of several shards
+//! side by side.
 
 use std::collections::BTreeMap;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use futures::future::join_all;
 use kube::runtime::events::EventType;
 
 use super::events::publish;
 use super::executed::{Executed, Scope, failed};
-use crate::controller::plan::FailoverKind;
+use crate::controller::plan::{FailoverKind, Promotion};
 use crate::redis::ids::NodeId;
+use crate::redis::model::ClusterView;
 use crate::redis::ops::failover::{AcceptedRisk, FailoverMode, LeaderGone, RiskKind};
 
 /// How soon a FORCE failover of a shard may follow the previous one: masters that voted are
@@ -67,15 +71,17 @@ impl ForceLimiter {
 /// The process's record of FORCE failovers (every cluster this operator manages).
 static FORCED: Mutex<ForceLimiter> = Mutex::new(ForceLimiter::new());
 
+/// One failover; `view` is the pass's observation, which the plan was made from.
 pub(super) async fn failover(
     scope: &Scope<'_>,
+    view: &ClusterView,
     shard: usize,
     to: &NodeId,
     kind: FailoverKind,
     reason: &str,
 ) -> Executed {
     let (cluster, ctx) = (scope.cluster, scope.ctx);
-    let mode = match mode(scope, shard, to, kind, reason).await {
+    let mode = match mode(view, shard, to, kind, reason) {
         Ok(mode) => mode,
         Err(refused) => return refused,
     };
@@ -128,10 +134,65 @@ pub(super) async fn failover(
     }
 }
 
-/// The failover mode, with its proof for FORCE and TAKEOVER built from a fresh observation
-/// (`failover` checks it again); the refusal when the proof does not hold.
-async fn mode(
+/// The TAKEOVERs of several shards' stalled elections, side by side. Each is a whole
+/// [`failover`]: its own proof, established again by `redis::ops` on its own fresh
+/// observation. They promote followers of distinct shards, whose slots are disjoint, and need
+/// no vote; two of them may pick the same config epoch, which Redis's collision handling
+/// resolves without moving a slot (no slot is claimed twice).
+pub(super) async fn stalled_elections(
     scope: &Scope<'_>,
+    view: &ClusterView,
+    promotions: &[Promotion],
+) -> Executed {
+    let each = promotions.iter().map(|p| {
+        failover(
+            scope,
+            view,
+            p.shard,
+            &p.to,
+            FailoverKind::StalledElection,
+            &p.reason,
+        )
+    });
+    combined(join_all(each).await)
+}
+
+/// One outcome for several failovers: applied when all were, else the first failure, whose
+/// message also tells what the others did (a failure is never hidden behind a success).
+fn combined(outcomes: Vec<Executed>) -> Executed {
+    let notes: Vec<String> = outcomes
+        .iter()
+        .filter_map(|e| match e {
+            Executed::Applied(note) => Some(note.clone()),
+            Executed::Failed { message, .. } => Some(message.clone()),
+            _ => None,
+        })
+        .collect();
+    let first_failed = outcomes
+        .iter()
+        .position(|e| matches!(e, Executed::Failed { .. }));
+    let mut outcomes = outcomes;
+    match first_failed {
+        None => Executed::Applied(notes.join("; ")),
+        Some(i) => {
+            let mut failed = outcomes.swap_remove(i);
+            if let Executed::Failed { message, .. } = &mut failed {
+                let others: Vec<&String> = notes.iter().filter(|n| *n != message).collect();
+                if !others.is_empty() {
+                    let others: Vec<&str> = others.iter().map(|s| s.as_str()).collect();
+                    *message = format!("{message} (meanwhile: {})", others.join("; "));
+                }
+            }
+            failed
+        }
+    }
+}
+
+/// The failover mode, with its proof for FORCE and TAKEOVER built from the pass's observation
+/// (`redis::ops` establishes it again on a fresh one); the refusal when the proof does not
+/// hold.
+fn mode(
+    view: &ClusterView,
     shard: usize,
     to: &NodeId,
     kind: FailoverKind,
@@ -140,7 +201,6 @@ async fn mode(
     if kind == FailoverKind::Graceful {
         return Ok(FailoverMode::Graceful);
     }
-    let view = scope.admin.observe().await;
     let Some(leader) = view.node(to).and_then(|n| n.myself.master_id.clone()) else {
         return Err(Executed::Failed {
             reason: "FailoverFailed",
@@ -150,7 +210,7 @@ async fn mode(
             error: None,
         });
     };
-    let proof = LeaderGone::establish(&view, &leader).map_err(|e| {
+    let proof = LeaderGone::establish(view, &leader).map_err(|e| {
         failed(
             "FailoverFailed",
             format!("shard {shard}: not promoting {}: {e}", to.short()),
@@ -206,6 +266,46 @@ fn deferred(scope: &Scope<'_>, shard: usize, to: &NodeId) -> Option<Executed> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn failure(message: &str) -> Executed {
+        Executed::Failed {
+            reason: "FailoverFailed",
+            message: message.into(),
+            transient: true,
+            retry_after: FORCE_RETRY,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn side_by_side_failovers_fail_as_one_step_that_names_the_others() {
+        let done = |n: &str| Executed::Applied(n.into());
+        assert!(matches!(
+            combined(vec![done("shard 0: d leads"), done("shard 3: 8 leads")]),
+            Executed::Applied(n) if n == "shard 0: d leads; shard 3: 8 leads"
+        ));
+        // A failure is the step's outcome, and its message tells what the others did.
+        match combined(vec![
+            done("shard 0: d leads"),
+            failure("shard 3: refused"),
+            failure("shard 5: timed out"),
+        ]) {
+            Executed::Failed {
+                reason,
+                message,
+                retry_after,
+                ..
+            } => {
+                assert_eq!(reason, "FailoverFailed");
+                assert_eq!(
+                    message,
+                    "shard 3: refused (meanwhile: shard 0: d leads; shard 5: timed out)"
+                );
+                assert_eq!(retry_after, FORCE_RETRY);
+            }
+            other => panic!("expected a failure, got {other:?}"),
+        }
+    }
 
     #[test]
     fn a_shard_is_forced_again_no_sooner_than_the_vote_lock_allows() {

@@ -277,7 +277,10 @@ async fn step(scope: &Scope<'_>, obs: &Observed, action: &Action) -> Executed {
             to,
             kind,
             reason,
-        } => failover::failover(scope, *shard, to, *kind, reason).await,
+        } => failover::failover(scope, &obs.view, *shard, to, *kind, reason).await,
+        Action::StalledElections(promotions) => {
+            failover::stalled_elections(scope, &obs.view, promotions).await
+        }
         Action::Forget(ids) => forget(scope, ids, ForgetPolicy::NoSlots).await,
         Action::ReleaseSlots(ids) => {
             forget(scope, ids, ForgetPolicy::ReleaseSlotsOfFailedNode).await

@@ -25,7 +25,7 @@ use redis_scheduler::Placement;
 
 use crate::controller::observe::Observed;
 use facts::Facts;
-pub use step::{Action, FailoverKind, NewMember, PasswordChange, Problem, Step};
+pub use step::{Action, FailoverKind, NewMember, PasswordChange, Problem, Promotion, Step};
 
 /// When a concern may be asked at all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -11,7 +11,7 @@ use std::time::Duration;
 use super::facts::Facts;
 use super::facts::gone::Gone;
 use super::facts::promotion::{Why, follower_to_promote};
-use super::step::{Action, FailoverKind, Step};
+use super::step::{Action, FailoverKind, Promotion, Step};
 use crate::controller::observe::redis::NodeView;
 use crate::redis::ops::failover::{LeaderGone, rivals};
 use crate::redis::ops::meet::pairs_to_introduce;
@@ -73,8 +73,10 @@ pub fn step(f: &Facts<'_>) -> Option<Step> {
 /// links "up" until `repl-timeout`), or, for a stalled election, after [`ELECTION_SETTLE`].
 /// The stalled election's TAKEOVER does not wait for Kubernetes: the voting majority's FAIL
 /// is the agreement Redis's own election acts on, and Kubernetes reports a dead node only
-/// after its node-monitor grace (40 s by default), later than Redis's retry.
+/// after its node-monitor grace (40 s by default), later than Redis's retry. Every shard whose
+/// election stalled goes in one step ([`Action::StalledElections`]).
 fn force_failover(f: &Facts<'_>) -> Option<Step> {
+    let mut stalled = Vec::new();
     for g in f.gone.iter().filter(|g| g.slots > 0) {
         let Some((best, member)) = follower_to_promote(f.obs, Why::LeaderGone(g)) else {
             continue;
@@ -86,10 +88,15 @@ fn force_failover(f: &Facts<'_>) -> Option<Step> {
             .map_or(Duration::ZERO, ReplicaLink::silent_for);
         if !g.confirmed() || (g.flagged_fail && silent < ELECTION_GRACE) {
             if g.flagged_fail && silent >= ELECTION_SETTLE && election_stalled(f, g, best) {
-                return Some(stalled_election(g, shard, best));
+                stalled.push(Promotion {
+                    shard,
+                    to: best.id().clone(),
+                    reason: reason(g, (shard, best), STALLED),
+                });
             }
             continue;
         }
+        // A FORCE keeps an election: it goes alone, and the stalled ones next pass.
         return Some(promotion(
             g,
             (shard, best),
@@ -98,8 +105,11 @@ fn force_failover(f: &Facts<'_>) -> Option<Step> {
             "its leader is gone",
         ));
     }
-    None
+    stalled_elections(stalled)
 }
+
+/// What a stalled election's follower is to its shard, in the reason.
+const STALLED: &str = "its only follower, not elected although the voting majority flags the leader FAIL (a split vote, retried by Redis only after 4 × node timeout), with a TAKEOVER";
 
 /// Whether `best`'s own election for the gone leader `g` was denied and nothing else could
 /// stand: a majority of the voting masters flags the leader FAIL (the agreement the votes
@@ -110,14 +120,31 @@ fn election_stalled(f: &Facts<'_>, g: &Gone, best: &NodeView) -> bool {
         && rivals(&f.obs.view, best.id(), &g.id).is_empty()
 }
 
-fn stalled_election(g: &Gone, shard: usize, best: &NodeView) -> Step {
-    promotion(
-        g,
-        (shard, best),
-        FailoverKind::StalledElection,
-        "its only follower, not elected although the voting majority flags the leader FAIL (a split vote, retried by Redis only after 4 × node timeout), with a TAKEOVER",
-        "its leader is gone and its election stalled",
-    )
+/// One step for every shard whose election stalled: a zone's crash stalls several at once.
+fn stalled_elections(stalled: Vec<Promotion>) -> Option<Step> {
+    let first = stalled.first()?;
+    let message = if stalled.len() == 1 {
+        format!(
+            "shard {}: promoting {} (its leader is gone and its election stalled)",
+            first.shard,
+            first.to.short()
+        )
+    } else {
+        let each: Vec<String> = stalled
+            .iter()
+            .map(|p| format!("shard {}: {}", p.shard, p.to.short()))
+            .collect();
+        format!(
+            "promoting {} followers whose leaders are gone and whose elections stalled ({})",
+            stalled.len(),
+            each.join(", ")
+        )
+    };
+    Some(Step::new(
+        Action::StalledElections(stalled),
+        "FailingOver",
+        message,
+    ))
 }
 
 /// The step promoting `best`, of `shard`, over the gone leader `g` by `kind`; `who` says what
@@ -134,16 +161,21 @@ fn promotion(
             shard,
             to: best.id().clone(),
             kind,
-            reason: format!(
-                "leader {} of shard {shard} is gone: {}; promoting {}, {who} (offset {})",
-                g.id.short(),
-                g.describe(),
-                best.id().short(),
-                best.replication.master_repl_offset
-            ),
+            reason: reason(g, (shard, best), who),
         },
         "FailingOver",
         format!("shard {shard}: promoting {} ({status})", best.id().short()),
+    )
+}
+
+/// Why `best` is promoted over the gone leader `g`, for the Event.
+fn reason(g: &Gone, (shard, best): (usize, &NodeView), who: &str) -> String {
+    format!(
+        "leader {} of shard {shard} is gone: {}; promoting {}, {who} (offset {})",
+        g.id.short(),
+        g.describe(),
+        best.id().short(),
+        best.replication.master_repl_offset
     )
 }
 

@@ -29,6 +29,18 @@ pub struct NewMember {
     pub reason: String,
 }
 
+/// A follower to promote over its gone leader, one of several in one step
+/// ([`Action::StalledElections`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Promotion {
+    /// Shard.
+    pub shard: usize,
+    /// The follower to promote.
+    pub to: NodeId,
+    /// Why, for the Event.
+    pub reason: String,
+}
+
 /// The passwords one member should start and stop accepting, by SHA-256 (hex).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PasswordChange {
@@ -130,6 +142,12 @@ pub enum Action {
         /// Why, for the Event.
         reason: String,
     },
+    /// Promote, side by side, the only follower of each shard whose election stalled
+    /// ([`FailoverKind::StalledElection`], each with its own proof). A zone crash stalls the
+    /// elections of several shards at once; they share no shard, claim disjoint slots and need
+    /// no vote, so one cannot deny another, and one pass each would add a pass's time to the
+    /// outage of every shard after the first.
+    StalledElections(Vec<Promotion>),
     /// Forget identities that are gone for good, on every member.
     Forget(Vec<(NodeId, String)>),
     /// Forget leaders lost with their data, releasing their slots to be served empty (only

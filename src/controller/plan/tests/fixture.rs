@@ -556,9 +556,33 @@ pub(super) fn failover_of(p: &Plan) -> (usize, String, FailoverKind) {
     }
 }
 
+/// Whether the plan promotes a follower, alone or side by side with others.
+pub(super) fn promotes(p: &Plan) -> bool {
+    matches!(
+        p.action,
+        Action::Failover { .. } | Action::StalledElections(_)
+    )
+}
+
+/// (shard, promoted id) of each stalled election a step promotes; panics on any other step.
+pub(super) fn stalled_of(p: &Plan) -> Vec<(usize, String)> {
+    match &p.action {
+        Action::StalledElections(each) => each
+            .iter()
+            .map(|e| (e.shard, e.to.as_str().to_string()))
+            .collect(),
+        other => panic!("expected stalled elections, got {other:?}"),
+    }
+}
+
 pub(super) fn plan_reason(plan: &Plan) -> String {
     match &plan.action {
         Action::Failover { reason, .. } => reason.clone(),
+        Action::StalledElections(each) => each
+            .iter()
+            .map(|e| e.reason.as_str())
+            .collect::<Vec<_>>()
+            .join("; "),
         _ => String::new(),
     }
 }

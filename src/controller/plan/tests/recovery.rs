@@ -12,7 +12,7 @@ fn leader_being_deleted_is_handed_over_gracefully_after_its_hook_had_its_chance(
     fx.get('a').pod = Some(PodState::Deleting(1));
     let plan1 = plan(&fx.observed());
     assert!(
-        !matches!(plan1.action, Action::Failover { .. }),
+        !promotes(&plan1),
         "the preStop hook hands over first: {plan1:?}"
     );
     fx.get('a').pod = Some(PodState::Deleting(6));
@@ -234,17 +234,55 @@ fn an_only_follower_whose_election_stalled_takes_over_without_a_vote() {
     fx.link_down_since = 8;
     let p = plan(&fx.observed());
     assert!(
-        !matches!(p.action, Action::Failover { .. }),
+        !promotes(&p),
         "within 1.5 × node timeout + 1.5 s its own election may still win: {p:?}"
     );
     fx.link_down_since = 9;
     let p = plan(&fx.observed());
+    assert_eq!(stalled_of(&p), vec![(0, id('d'))], "{p:?}");
+    assert!(plan_reason(&p).contains("split vote"), "{p:?}");
+}
+
+#[test]
+fn the_stalled_elections_of_a_crashed_zone_are_promoted_in_one_step() {
+    // A 5×1: shards 0 and 3 lead from zone-a, which crashed. The majority (3 of 5 voting
+    // masters) flags both leaders FAIL and both followers' elections were denied: one step
+    // takes over both, rather than one pass each.
+    let mut fx = sized(5, 1);
+    let lost = [numbered_id(1), numbered_id(7)];
+    for m in fx.members.iter_mut().filter(|m| lost.contains(&m.id)) {
+        m.pod = None;
+        m.answers = false;
+    }
+    let observers: Vec<String> = fx.members.iter().map(|m| m.id.clone()).collect();
+    for leader in &lost {
+        for o in observers.iter().filter(|o| *o != leader) {
+            fx.link_down.push((o.clone(), leader.clone()));
+        }
+        fx.failed.push(leader.clone());
+    }
+    fx.link_down_since = 8;
+    assert!(!promotes(&plan(&fx.observed())));
+    fx.link_down_since = 9;
+    let p = plan(&fx.observed());
     assert_eq!(
-        failover_of(&p),
-        (0, id('d'), FailoverKind::StalledElection),
+        stalled_of(&p),
+        vec![(0, numbered_id(2)), (3, numbered_id(8))],
         "{p:?}"
     );
-    assert!(plan_reason(&p).contains("split vote"), "{p:?}");
+    assert_eq!(p.reason, "FailingOver");
+    assert!(p.message.contains("promoting 2 followers"), "{p:?}");
+    // Once the first is promoted, the second goes on its own in the next pass.
+    let first = fx
+        .members
+        .iter()
+        .position(|m| m.id == numbered_id(2))
+        .unwrap();
+    fx.members[first].master = None;
+    fx.members[first].slots = fx.members[0].slots;
+    fx.members[0].slots = "";
+    let p = plan(&fx.observed());
+    assert_eq!(stalled_of(&p), vec![(3, numbered_id(8))], "{p:?}");
 }
 
 #[test]
@@ -257,14 +295,10 @@ fn a_stalled_election_is_timed_by_the_last_word_from_a_black_holed_leader() {
     fx.black_holed = true;
     fx.link_down_since = 8;
     let p = plan(&fx.observed());
-    assert!(!matches!(p.action, Action::Failover { .. }), "{p:?}");
+    assert!(!promotes(&p), "{p:?}");
     fx.link_down_since = 9;
     let p = plan(&fx.observed());
-    assert_eq!(
-        failover_of(&p),
-        (0, id('d'), FailoverKind::StalledElection),
-        "{p:?}"
-    );
+    assert_eq!(stalled_of(&p), vec![(0, id('d'))], "{p:?}");
     // 2 × node timeout + 3 s of silence, confirmed by Kubernetes: FORCE, as before (its
     // pod is gone), which keeps an election.
     fx.link_down_since = 13;
@@ -281,18 +315,14 @@ fn a_stalled_election_does_not_wait_for_kubernetes() {
     fx.failed.push(id('a'));
     fx.link_down_since = 9;
     let p = plan(&fx.observed());
-    assert_eq!(
-        failover_of(&p),
-        (0, id('d'), FailoverKind::StalledElection),
-        "{p:?}"
-    );
+    assert_eq!(stalled_of(&p), vec![(0, id('d'))], "{p:?}");
     // Without the majority's FAIL nothing is promoted: no FORCE without Kubernetes either.
     fx.failed.clear();
     fx.link_down
         .extend([(id('b'), id('a')), (id('c'), id('a'))]);
     fx.link_down_since = 30;
     let p = plan(&fx.observed());
-    assert!(!matches!(p.action, Action::Failover { .. }), "{p:?}");
+    assert!(!promotes(&p), "{p:?}");
 }
 
 #[test]
@@ -306,7 +336,7 @@ fn no_takeover_beside_another_follower_that_could_stand() {
     fx.failed.push(id('a'));
     fx.link_down_since = 10;
     let p = plan(&fx.observed());
-    assert!(!matches!(p.action, Action::Failover { .. }), "{p:?}");
+    assert!(!promotes(&p), "{p:?}");
     fx.link_down_since = 14;
     let p = plan(&fx.observed());
     assert_eq!(failover_of(&p).2, FailoverKind::Force, "{p:?}");
@@ -370,14 +400,14 @@ fn leader_that_cannot_write_its_disk_hands_over_to_a_follower_that_can() {
     };
     let p = plan(&fx.observed());
     assert!(
-        !matches!(p.action, Action::Failover { .. }),
+        !promotes(&p),
         "the lead must not go back to a member that cannot write: {p:?}"
     );
     // Both members of the shard failing: no handover would help; it is reported only.
     let mut fx = healthy();
     fx.disk_failing.extend([id('a'), id('d')]);
     let p = plan(&fx.observed());
-    assert!(!matches!(p.action, Action::Failover { .. }), "{p:?}");
+    assert!(!promotes(&p), "{p:?}");
     let c = conditions(&p, &Executed::Nothing);
     assert_eq!(cond(&c, types::DEGRADED).reason, "PersistenceFailing");
     // Not Ready, and Ready says why: never Ready=False "ClusterReady" "all slots served, every
