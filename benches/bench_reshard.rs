@@ -21,6 +21,8 @@
 //! step: wall time, keys moved, keys/s, the longest and the 99th-percentile PING latency over
 //! the nodes. Timings are printed, never asserted; every step asserts the slots ended where
 //! they should and every key reads back. `make bench-reshard` (about 5 minutes).
+//! `BENCH_RESHARD_DIAG=1` prints each master's latency monitor and slow log per step;
+//! `BENCH_RESHARD_AOF=no` runs the members without their AOF.
 
 #![allow(clippy::unwrap_used, clippy::panic)]
 
@@ -422,9 +424,16 @@ fn options_from_env() -> ReshardOptions {
 #[ignore = "benchmark: make bench-reshard"]
 async fn bench_reshard() {
     // As the operator configures its members: an emptied master stays a master.
+    // `BENCH_RESHARD_AOF=no` turns the AOF off, to tell its cost (writes, fsyncs, rewrites'
+    // forks) from the moves' own.
+    let aof = if std::env::var("BENCH_RESHARD_AOF").as_deref() == Ok("no") {
+        "no"
+    } else {
+        "yes"
+    };
     let args = [
         "--appendonly",
-        "yes",
+        aof,
         "--appendfsync",
         "everysec",
         "--cluster-allow-replica-migration",
