@@ -16,7 +16,8 @@
 //!   two other empty masters weighted 0), and back with the fourth master weighted 0 too.
 //!
 //! During each step a probe sends `PING` to every master every millisecond and records its
-//! latency: the longest is how long that node stopped answering clients (a MIGRATE blocks its
+//! latency (and to an idle redis-server outside the cluster, the control: what any process
+//! waits for a CPU on this machine meanwhile): the longest is how long that node stopped answering clients (a MIGRATE blocks its
 //! source until the target restored the batch, and the target while it restores). Printed per
 //! step: wall time, keys moved, keys/s, the longest and the 99th-percentile PING latency over
 //! the nodes. Timings are printed, never asserted; every step asserts the slots ended where
@@ -34,8 +35,8 @@ mod support {
 }
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -47,6 +48,7 @@ use redis_operator::redis::ops::reshard::ReshardOptions;
 use redis_operator::redis::{AdminOptions, NodeId, reply};
 use support::redis_cluster::{TestCluster, build_with_spares};
 use support::redis_data::{DataClient, bench_dataset, env_usize};
+use support::redis_procs::RedisProcs;
 
 const LEADERS: usize = 3;
 const SPARES: usize = 3;
@@ -61,10 +63,23 @@ fn dataset() -> Vec<(Bytes, Bytes)> {
     )
 }
 
-/// PING latencies of one node while a step runs.
+/// A redis-server outside the cluster, idle, probed like the masters: how long any process on
+/// this machine waits for a CPU while a step runs. A master that answers later than it did
+/// is blocked by its own work (a MIGRATE, a fork); the part both share is the machine.
+static IDLE: OnceLock<SocketAddr> = OnceLock::new();
+
+/// (longest, p99) PING latency of the masters, and of the idle control server.
+#[derive(Clone, Copy, Default)]
+struct Stall {
+    masters: (Duration, Duration),
+    idle: (Duration, Duration),
+}
+
+/// PING latencies of the masters and of the idle server while a step runs.
 struct Probe {
     stop: Arc<AtomicBool>,
     tasks: Vec<tokio::task::JoinHandle<Vec<Duration>>>,
+    idle: Option<tokio::task::JoinHandle<Vec<Duration>>>,
 }
 
 impl Probe {
@@ -72,46 +87,63 @@ impl Probe {
         let stop = Arc::new(AtomicBool::new(false));
         let tasks = addrs
             .iter()
-            .map(|addr| {
-                let (addr, options, stop) = (*addr, options.clone(), stop.clone());
-                tokio::spawn(async move {
-                    let mut samples = Vec::new();
-                    let started = Instant::now();
-                    let Ok(mut c) = Client::connect(addr, &options).await else {
-                        return samples;
-                    };
-                    let ping = Cmd::new("PING");
-                    // Bounded by the flag, the step deadline and a sample count.
-                    while !stop.load(Ordering::Relaxed)
-                        && started.elapsed() < STEP
-                        && samples.len() < 2_000_000
-                    {
-                        let t = Instant::now();
-                        if c.call(&ping).await.is_err() {
-                            break;
-                        }
-                        samples.push(t.elapsed());
-                        tokio::time::sleep(Duration::from_millis(1)).await;
-                    }
-                    samples
-                })
-            })
+            .map(|addr| ping_every_ms(*addr, options.clone(), stop.clone()))
             .collect();
-        Self { stop, tasks }
+        let idle = IDLE
+            .get()
+            .map(|addr| ping_every_ms(*addr, options.clone(), stop.clone()));
+        Self { stop, tasks, idle }
     }
 
-    /// (longest, p99) over all nodes' samples.
-    async fn finish(self) -> (Duration, Duration) {
+    async fn finish(self) -> Stall {
         self.stop.store(true, Ordering::Relaxed);
         let mut all = Vec::new();
         for t in self.tasks {
             all.extend(t.await.unwrap_or_default());
         }
-        all.sort();
-        let max = all.last().copied().unwrap_or_default();
-        let p99 = all.get(all.len() * 99 / 100).copied().unwrap_or_default();
-        (max, p99)
+        let idle = match self.idle {
+            Some(t) => t.await.unwrap_or_default(),
+            None => Vec::new(),
+        };
+        Stall {
+            masters: longest_and_p99(all),
+            idle: longest_and_p99(idle),
+        }
     }
+}
+
+/// A task sending `PING` to `addr` every millisecond until `stop`: each reply's latency.
+fn ping_every_ms(
+    addr: SocketAddr,
+    options: AdminOptions,
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<Vec<Duration>> {
+    tokio::spawn(async move {
+        let mut samples = Vec::new();
+        let started = Instant::now();
+        let Ok(mut c) = Client::connect(addr, &options).await else {
+            return samples;
+        };
+        let ping = Cmd::new("PING");
+        // Bounded by the flag, the step deadline and a sample count.
+        while !stop.load(Ordering::Relaxed) && started.elapsed() < STEP && samples.len() < 2_000_000
+        {
+            let t = Instant::now();
+            if c.call(&ping).await.is_err() {
+                break;
+            }
+            samples.push(t.elapsed());
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        samples
+    })
+}
+
+fn longest_and_p99(mut all: Vec<Duration>) -> (Duration, Duration) {
+    all.sort();
+    let max = all.last().copied().unwrap_or_default();
+    let p99 = all.get(all.len() * 99 / 100).copied().unwrap_or_default();
+    (max, p99)
 }
 
 /// With `BENCH_RESHARD_DIAG=1`: what each master's latency monitor and slow log saw during a
@@ -152,19 +184,21 @@ struct Row {
     step: String,
     elapsed: Duration,
     keys: u64,
-    stall: (Duration, Duration),
+    stall: Stall,
 }
 
 impl Row {
     fn print(&self) {
         println!(
-            "| {} | {:.2} | {} | {:.0} | {:.3} | {:.3} |",
+            "| {} | {:.2} | {} | {:.0} | {:.3} | {:.3} | {:.3} | {:.3} |",
             self.step,
             self.elapsed.as_secs_f64(),
             self.keys,
             self.keys as f64 / self.elapsed.as_secs_f64().max(1e-3),
-            self.stall.0.as_secs_f64(),
-            self.stall.1.as_secs_f64(),
+            self.stall.masters.0.as_secs_f64(),
+            self.stall.masters.1.as_secs_f64(),
+            self.stall.idle.0.as_secs_f64(),
+            self.stall.idle.1.as_secs_f64(),
         );
     }
 }
@@ -406,8 +440,8 @@ async fn read_back(cluster: &TestCluster, data: &[(Bytes, Bytes)]) {
 }
 
 /// The operator's reshard options, with `BENCH_RESHARD_STREAMS` (per pair), `_MAX_STREAMS`,
-/// `_GROUP` (slots per group), `_TARGET_MS` (MIGRATE target time) and `_DEPTH` (pipeline
-/// depth) overriding them for tuning.
+/// `_GROUP` (slots per group), `_TARGET_MS` (MIGRATE target time), `_DEPTH` (pipeline
+/// depth) and `_MAX_BATCH` (keys per MIGRATE at most) overriding them for tuning.
 fn options_from_env() -> ReshardOptions {
     let mut o = ReshardOptions::default();
     o.streams_per_pair = env_usize("BENCH_RESHARD_STREAMS", o.streams_per_pair);
@@ -417,6 +451,7 @@ fn options_from_env() -> ReshardOptions {
     o.moves.batch.target_time =
         Duration::from_millis(env_usize("BENCH_RESHARD_TARGET_MS", target) as u64);
     o.moves.batch.pipeline_depth = env_usize("BENCH_RESHARD_DEPTH", o.moves.batch.pipeline_depth);
+    o.moves.batch.max = env_usize("BENCH_RESHARD_MAX_BATCH", o.moves.batch.max);
     o
 }
 
@@ -441,11 +476,13 @@ async fn bench_reshard() {
     ];
     let options = support::redis_cluster::quick();
     let cluster = build_with_spares("reshard", 23400, LEADERS, 1, SPARES, &args, options).await;
+    let idle = RedisProcs::start("reshard-idle", 23950, 1, &[], cluster.admin.options()).await;
+    let _ = IDLE.set(idle.nodes[0].addr());
     let data = dataset();
     let mut client = DataClient::new(cluster.procs.addrs(), cluster.admin.options().clone()).await;
     client.load(&data, 500).await.expect("load");
     println!(
-        "{} keys loaded; one row per step\n\n| step | s | keys moved | keys/s | longest PING (any master) | PING p99 |\n|---|---:|---:|---:|---:|---:|",
+        "{} keys loaded; one row per step\n\n| step | s | keys moved | keys/s | longest PING (any master) | PING p99 | idle server: longest PING | idle p99 |\n|---|---:|---:|---:|---:|---:|---:|---:|",
         data.len()
     );
     diagnose(&cluster, "after load").await;

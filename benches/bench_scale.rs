@@ -24,7 +24,9 @@
 //! per shard of two writers running through the step (`SET`, and `SET` + `WAIT 1` whose
 //! acknowledged keys are read back: lost asserted 0). Timings printed, never asserted. Rows go
 //! to `BENCH_SCALE_OUT` (default `target/bench-scale.md`); `BENCH_SCALE_KEYS` and
-//! `BENCH_SCALE_BIG` shrink the data set for development.
+//! `BENCH_SCALE_BIG` shrink the data set for development. `BENCH_SCALE_GRACE` sets the operator's
+//! `spec.scaleInGracePeriod` (default 30s: a drained shard answers MOVED that long before its
+//! Pods go, and the 4 → 3 waits for it).
 //!
 //! Runs alone on the local cluster: `make bench-scale`.
 
@@ -106,6 +108,19 @@ struct World {
     _cleanup: DeleteOnPanic,
 }
 
+/// The spec beyond the shape: PVCs, and `BENCH_SCALE_GRACE` as the scale-in grace period.
+fn spec_extra() -> Value {
+    match grace() {
+        Some(g) => json!({"storage": {"size": "1Gi"}, "scaleInGracePeriod": g}),
+        None => json!({"storage": {"size": "1Gi"}}),
+    }
+}
+
+/// `BENCH_SCALE_GRACE`, if set.
+fn grace() -> Option<String> {
+    std::env::var("BENCH_SCALE_GRACE").ok()
+}
+
 impl World {
     async fn create(prefix: &str, shape: (usize, usize)) -> (Self, Members) {
         let client = client().await;
@@ -115,12 +130,7 @@ impl World {
         let api: Api<RedisCluster> = Api::namespaced(client.clone(), &ns.name);
         api.create(
             &PostParams::default(),
-            &cluster(
-                NAME,
-                shape.0 as i32,
-                shape.1 as i32,
-                json!({"storage": {"size": "1Gi"}}),
-            ),
+            &cluster(NAME, shape.0 as i32, shape.1 as i32, spec_extra()),
         )
         .await
         .unwrap();
@@ -353,7 +363,7 @@ fn list(d: &[Duration]) -> String {
 /// What one step measured.
 struct Step {
     label: String,
-    who: &'static str,
+    who: String,
     total: Duration,
     moving: Option<Duration>,
     keys: u64,
@@ -486,7 +496,10 @@ async fn operator_step(
     );
     Step {
         label: format!("{from} → {to}"),
-        who: "operator (`spec.leaders`)",
+        who: match grace() {
+            Some(g) => format!("operator (`spec.leaders`, `scaleInGracePeriod: {g}`)"),
+            None => "operator (`spec.leaders`)".into(),
+        },
         total,
         moving: move_start.zip(move_end).map(|(s, e)| e.saturating_sub(s)),
         keys,
@@ -717,7 +730,7 @@ async fn redis_cli_steps(data: &[(Bytes, Bytes)], per_slot: &[u64]) -> Vec<Step>
     assert_eq!(lost, 0, "data keys lost");
     steps.push(Step {
         label: "3 → 4".into(),
-        who: "redis-cli `add-node` ×2 + `rebalance --cluster-use-empty-masters`",
+        who: "redis-cli `add-node` ×2 + `rebalance --cluster-use-empty-masters`".into(),
         total,
         moving: Some(rebalance),
         keys,
@@ -774,7 +787,7 @@ async fn redis_cli_steps(data: &[(Bytes, Bytes)], per_slot: &[u64]) -> Vec<Step>
     assert_eq!(lost, 0, "data keys lost");
     steps.push(Step {
         label: "4 → 3".into(),
-        who: "redis-cli `rebalance --cluster-weight <id>=0` + `del-node` ×2",
+        who: "redis-cli `rebalance --cluster-weight <id>=0` + `del-node` ×2".into(),
         total,
         moving: Some(rebalance),
         keys,
