@@ -1,8 +1,9 @@
 //! How long to wait for a member's connection this pass. A member on a dead node black-holes
 //! the SYN, so without this every pass waited the full connect timeout ([`FULL`]) for it, and
 //! since members are observed side by side that wait was the whole pass's wall time. A member
-//! whose connect timed out on the last pass gets [`SHORT`] instead, and the full timeout again
-//! every [`RETRY_FULL`], so one that is slow to connect but alive is not lost for good.
+//! whose connect timed out on the last pass (or found no route to its host) gets [`SHORT`]
+//! instead, and the full timeout again every [`RETRY_FULL`], so one that is slow to connect
+//! but alive is not lost for good.
 //!
 //! This only bounds how long the operator waits; it decides nothing. A member that does not
 //! answer is "not answering" this pass either way (as it was after the full timeout), and
@@ -29,14 +30,31 @@ pub const SHORT: Duration = Duration::from_millis(200);
 pub const RETRY_FULL: Duration = Duration::from_secs(10);
 
 /// The limits for the operations of this pass's step ([`crate::redis::ClusterAdmin`]): the
-/// members whose connect timed out in this pass's observation get [`SHORT`]. The step's own
-/// observations come within a second of it, so a member silent then is very likely still.
+/// members whose connect timed out or found no host in this pass's observation get
+/// [`SHORT`]. The step's own observations come within a second of it, so a member silent
+/// then is very likely still.
 pub fn for_step(unreachable: &[Unreachable]) -> BTreeMap<SocketAddr, Duration> {
     unreachable
         .iter()
-        .filter(|u| matches!(u.error, RedisError::ConnectTimeout { .. }))
+        .filter(|u| no_host(&u.error))
         .map(|u| (u.addr, SHORT))
         .collect()
+}
+
+/// Whether a connect failed because nothing is there to answer: it timed out, or the
+/// network said the host is unreachable. The next connect to a dead node's address may wait
+/// the whole timeout again, for an ARP reply that never comes (`No route to host` came after
+/// 1 s in a zone crash, in a step right after a pass that had it at once). A refused connect
+/// is a live host answering, and is not counted.
+fn no_host(error: &RedisError) -> bool {
+    match error {
+        RedisError::ConnectTimeout { .. } => true,
+        RedisError::Connect { source, .. } => matches!(
+            source.kind(),
+            std::io::ErrorKind::HostUnreachable | std::io::ErrorKind::NetworkUnreachable
+        ),
+        _ => false,
+    }
 }
 
 /// One cluster's members whose connect timed out on the last pass, with when each was last
@@ -68,7 +86,7 @@ impl Silent {
     ) -> Self {
         let since_full = unreachable
             .iter()
-            .filter(|u| matches!(u.error, RedisError::ConnectTimeout { .. }))
+            .filter(|u| no_host(&u.error))
             .map(|u| {
                 let full = match (limits.contains_key(&u.addr), self.since_full.get(&u.addr)) {
                     (true, Some(at)) => *at,
@@ -122,14 +140,44 @@ mod tests {
         }
     }
 
+    fn connect_failed(n: u8, kind: std::io::ErrorKind) -> Unreachable {
+        Unreachable {
+            addr: addr(n),
+            error: RedisError::Connect {
+                addr: addr(n),
+                source: std::io::Error::from(kind),
+            },
+        }
+    }
+
     #[test]
     fn a_step_waits_briefly_only_for_members_whose_connect_just_timed_out() {
-        let refused = Unreachable {
+        let closed = Unreachable {
             addr: addr(2),
             error: RedisError::Closed { addr: addr(2) },
         };
-        let limits = for_step(&[timed_out(1, FULL), refused]);
-        assert_eq!(limits, BTreeMap::from([(addr(1), SHORT)]));
+        let limits = for_step(&[
+            timed_out(1, FULL),
+            closed,
+            connect_failed(3, std::io::ErrorKind::HostUnreachable),
+            connect_failed(4, std::io::ErrorKind::ConnectionRefused),
+            connect_failed(5, std::io::ErrorKind::NetworkUnreachable),
+        ]);
+        // No host behind 3 and 5 either: their next connect may wait for ARP. 4 refused: a
+        // live host answered.
+        assert_eq!(
+            limits,
+            BTreeMap::from([(addr(1), SHORT), (addr(3), SHORT), (addr(5), SHORT)])
+        );
+        let silent = Silent::default().after(
+            &BTreeMap::new(),
+            &[connect_failed(3, std::io::ErrorKind::HostUnreachable)],
+            Instant::now(),
+        );
+        assert_eq!(
+            silent.limits(Instant::now()),
+            BTreeMap::from([(addr(3), SHORT)])
+        );
     }
 
     #[test]
