@@ -159,33 +159,27 @@ pub(super) async fn stalled_elections(
 
 /// One outcome for several failovers: applied when all were, else the first failure, whose
 /// message also tells what the others did (a failure is never hidden behind a success).
-fn combined(outcomes: Vec<Executed>) -> Executed {
-    let notes: Vec<String> = outcomes
+fn combined(mut outcomes: Vec<Executed>) -> Executed {
+    let note = |e: &Executed| match e {
+        Executed::Applied(note) => Some(note.clone()),
+        Executed::Failed { message, .. } => Some(message.clone()),
+        _ => None,
+    };
+    let Some(first_failed) = outcomes
         .iter()
-        .filter_map(|e| match e {
-            Executed::Applied(note) => Some(note.clone()),
-            Executed::Failed { message, .. } => Some(message.clone()),
-            _ => None,
-        })
-        .collect();
-    let first_failed = outcomes
-        .iter()
-        .position(|e| matches!(e, Executed::Failed { .. }));
-    let mut outcomes = outcomes;
-    match first_failed {
-        None => Executed::Applied(notes.join("; ")),
-        Some(i) => {
-            let mut failed = outcomes.swap_remove(i);
-            if let Executed::Failed { message, .. } = &mut failed {
-                let others: Vec<&String> = notes.iter().filter(|n| *n != message).collect();
-                if !others.is_empty() {
-                    let others: Vec<&str> = others.iter().map(|s| s.as_str()).collect();
-                    *message = format!("{message} (meanwhile: {})", others.join("; "));
-                }
-            }
-            failed
-        }
+        .position(|e| matches!(e, Executed::Failed { .. }))
+    else {
+        let notes: Vec<String> = outcomes.iter().filter_map(note).collect();
+        return Executed::Applied(notes.join("; "));
+    };
+    let mut failed = outcomes.remove(first_failed);
+    let others: Vec<String> = outcomes.iter().filter_map(note).collect();
+    if let Executed::Failed { message, .. } = &mut failed
+        && !others.is_empty()
+    {
+        *message = format!("{message} (meanwhile: {})", others.join("; "));
     }
+    failed
 }
 
 /// The failover mode, with its proof for FORCE and TAKEOVER built from the pass's observation
