@@ -44,7 +44,10 @@ pub enum Gate {
     /// ([`facts::health::Health::settling`]): moving a slot needs every member to agree on
     /// the slots and the leaders, which they do; a follower's role reaches every master
     /// within node-timeout/2 by its own pings, before a failover could need their votes.
-    /// Scale-out would otherwise wait up to node-timeout/2 before the first slot moves.
+    /// Scale-out would otherwise wait up to node-timeout/2 before the first slot moves, and a
+    /// rollout as long after every handover and every new member (its own handover waits
+    /// for what the vote needs: a majority of the masters knowing the follower,
+    /// [`facts::promotion::follower_to_promote`]).
     Movable,
 }
 
@@ -80,7 +83,7 @@ pub const CONCERNS: &[Concern] = &[
     Concern { name: "identities", gate: Gate::Placed, keeps_ready: true, decide: volumes::record_identities },
     Concern { name: "config", gate: Gate::Placed, keeps_ready: true, decide: config::step },
     Concern { name: "scale", gate: Gate::Movable, keeps_ready: true, decide: scale::step },
-    Concern { name: "rollout", gate: Gate::Healthy, keeps_ready: true, decide: rollout::step },
+    Concern { name: "rollout", gate: Gate::Movable, keeps_ready: true, decide: rollout::step },
     Concern { name: "volumes", gate: Gate::Ready, keeps_ready: false, decide: volumes::delete_orphans },
     Concern { name: "scale-in-grace", gate: Gate::Ready, keeps_ready: true, decide: drain::wait },
 ];
@@ -233,8 +236,10 @@ pub fn decide(f: &Facts<'_>) -> Plan {
     // Slots moving now are not blocked, even while the cluster is settling (`Gate::Movable`).
     let scaling = matches!(&chosen, Some((_, c, _)) if c.name == "scale");
     plan.reshard = scale::state(f, blocked.as_deref().filter(|_| !scaling));
+    // Nor is a rollout while the cluster only settles: it moves on then (`Gate::Movable`).
     let rollout_blocked = match &chosen {
         Some((_, c, _)) if c.name == "scale" => Some("slots are being moved".to_string()),
+        _ if gate_open(Gate::Movable, f) => None,
         _ => blocked,
     };
     plan.rollout = Some(rollout::state(f, rollout_blocked.as_deref()));

@@ -1,7 +1,10 @@
 //! Rollout: members built from an older revision are replaced one at a time, one shard at a
 //! time. Gate: a healthy cluster (every slot served, every member present and in sync, no open
 //! slots, no zone missing): recovery always comes first, and a rollout pauses by itself while
-//! anything is wrong and resumes when it is whole again.
+//! anything is wrong and resumes when it is whole again. Gossip about a follower's role still
+//! spreading (after a handover, or a new member's) does not hold it (`Gate::Movable`): a
+//! follower's restart or replacement needs no vote, and the handover waits for the majority
+//! that votes to know its target.
 //!
 //! Inside a shard: outdated followers first, then a graceful `CLUSTER FAILOVER` to an updated,
 //! in-sync follower, then the old leader is replaced as a follower. Each is replaced by a
@@ -10,11 +13,12 @@
 //! steps: the shard in progress is the lowest-index shard with an outdated member, which is
 //! what an operator restarted mid-rollout sees too.
 
-use super::facts::Facts;
 use super::facts::promotion::{Why, follower_to_promote};
+use super::facts::{Facts, in_sync};
 use super::step::{Action, FailoverKind, Step};
 use super::surge;
 use crate::controller::observe::pods::Member;
+use crate::controller::observe::redis::NodeView;
 
 /// Where the rollout stands, for status.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -158,6 +162,17 @@ fn next_step(f: &Facts<'_>) -> Step {
             ),
         );
     }
+    if let Some(m) = unheard_follower(f, shard, leader) {
+        return Step::new(
+            Action::Wait,
+            "RollingUpdate",
+            format!(
+                "shard {shard}: {} hands over to {} once a majority of the masters knows it as its follower (gossip, within half the node timeout)",
+                old.name(),
+                m.name()
+            ),
+        );
+    }
     if f.surges.iter().any(|p| p.shard == shard) {
         return Step::new(
             Action::Wait,
@@ -202,6 +217,21 @@ fn next_step(f: &Facts<'_>) -> Step {
             old.name()
         ),
     )
+}
+
+/// An updated follower of `shard` in sync with `leader` that too few masters know as its
+/// follower yet to vote for it (what alone keeps it from taking the lead).
+fn unheard_follower<'a>(f: &Facts<'a>, shard: usize, leader: &NodeView) -> Option<&'a Member> {
+    let obs = f.obs;
+    obs.live()
+        .filter(|m| m.shard == shard && !f.outdated.iter().any(|o| o.name() == m.name()))
+        .find(|m| {
+            obs.view_of(m).is_some_and(|v| {
+                v.id() != leader.id()
+                    && in_sync(v, leader)
+                    && obs.view.masters_aware_of_follower(v.id(), leader.id()) < obs.view.quorum()
+            })
+        })
 }
 
 /// Members updated and wanted. A surge member counts once its predecessor retired: until

@@ -11,9 +11,11 @@
 //!   - A rollout also needs the follower to be updated already (an outdated one would be
 //!     replaced next and hand the lead straight back), and prefers the zone with the fewest
 //!     leaders so the spread holds.
-//!   - A rebalance has its target chosen by the placement (the zone that restores the spread),
-//!     and waits until a majority of the masters knows it as the leader's follower (the
-//!     graceful failover's precondition: they vote only for a follower they know).
+//!   - A rebalance has its target chosen by the placement (the zone that restores the spread).
+//!   - Both wait until a majority of the masters knows the follower as the leader's (the
+//!     graceful failover's precondition: they vote only for a follower they know). The
+//!     rollout moves on while the rest of the cluster still learns a follower's role
+//!     ([`crate::controller::plan::Gate::Movable`]), so this is what holds its handover.
 //!   - Both planned moves wait for a follower that started from its shutdown RDB to have its
 //!     AOF back on (`plan::config` does that first): as a leader it would keep its writes only
 //!     in memory until the next RDB save.
@@ -99,6 +101,9 @@ pub fn follower_to_promote<'a>(
                 .filter_map(|m| Some((obs.view_of(m)?, m)))
                 .filter(|(v, _)| v.id() != leader.id() && in_sync(v, leader))
                 .filter(|(v, _)| !aof_off(v, &obs.target))
+                .filter(|(v, _)| {
+                    obs.view.masters_aware_of_follower(v.id(), leader.id()) >= obs.view.quorum()
+                })
                 .min_by_key(|(v, m)| {
                     let zone = m.node().map_or("", |n| obs.zone_of(n));
                     (

@@ -7,6 +7,8 @@ use redis_scheduler::Request;
 use super::fixture::{Fx, PodState, cond, healthy, id, promotes};
 use crate::controller::act::Executed;
 use crate::controller::labels::LIVE_CONFIG_ANNOTATION;
+use crate::controller::plan::facts::Facts;
+use crate::controller::plan::facts::formation::Formation;
 use crate::controller::plan::*;
 use crate::controller::status::{conditions, types};
 
@@ -220,5 +222,75 @@ fn a_member_that_no_longer_fits_its_node_is_placed_on_another_in_its_zone() {
             assert_eq!(news[0].zone, "zone-a", "{news:?}");
         }
         other => panic!("expected a re-placed member, got {other:?}"),
+    }
+}
+
+/// `observer` has not yet heard that `subject` follows: it lists it as a master without slots.
+fn unheard(obs: &mut crate::controller::observe::Observed, observer: char, subject: char) {
+    let o = obs
+        .view
+        .nodes
+        .iter_mut()
+        .find(|n| n.id().as_str() == id(observer))
+        .unwrap();
+    let e = o
+        .peers
+        .iter_mut()
+        .find(|e| e.id.as_str() == id(subject))
+        .unwrap();
+    e.flags.replica = false;
+    e.flags.master = true;
+    e.master_id = None;
+}
+
+#[test]
+fn the_old_leader_is_replaced_while_gossip_of_its_new_role_still_spreads() {
+    // Right after the handover to d: b has not yet heard that a now follows d. Every member
+    // agrees on the slots and the leaders; a's restart needs no vote, so it does not wait.
+    let mut fx = new_revision(healthy());
+    fx.get('d').rev = "rev-2";
+    fx.get('d').master = None;
+    fx.get('d').slots = "0-5461";
+    fx.get('a').slots = "";
+    fx.get('a').master = Some(id('d'));
+    let mut obs = fx.observed();
+    unheard(&mut obs, 'b', 'a');
+    let formation = Facts::of(&obs).formation.expect("a placement exists");
+    assert!(
+        matches!(formation, Formation::WaitRoles(_)),
+        "{formation:?}"
+    );
+    let plan = crate::controller::plan::plan(&obs);
+    assert!(!plan.ready, "not Ready while a role spreads: {plan:?}");
+    assert_eq!(restarted(&plan), vec!["p-s0-m0-a".to_string()]);
+    assert_eq!(plan.rollout.unwrap().reason, Some("RollingUpdate"));
+}
+
+#[test]
+fn the_handover_waits_until_a_majority_of_the_masters_knows_the_updated_follower() {
+    let mut fx = new_revision(healthy());
+    fx.get('d').rev = "rev-2";
+    // d came back updated; b and c have not heard yet that it follows a: only a would vote.
+    let mut obs = fx.observed();
+    unheard(&mut obs, 'b', 'd');
+    unheard(&mut obs, 'c', 'd');
+    let plan = crate::controller::plan::plan(&obs);
+    assert!(!promotes(&plan), "{plan:?}");
+    assert!(!matches!(plan.action, Action::Restart(_)), "{plan:?}");
+    let r = plan.rollout.unwrap();
+    assert_eq!(r.reason, Some("RollingUpdate"), "{r:?}");
+    assert!(r.message.contains("majority of the masters"), "{r:?}");
+    // Once b has heard, a and b make the majority: the handover goes ahead while c learns.
+    let mut obs = fx.observed();
+    unheard(&mut obs, 'c', 'd');
+    let plan = crate::controller::plan::plan(&obs);
+    match &plan.action {
+        Action::Failover {
+            shard: 0, to, kind, ..
+        } => {
+            assert_eq!(to.as_str(), id('d'));
+            assert_eq!(*kind, FailoverKind::Graceful);
+        }
+        other => panic!("expected a graceful failover to d, got {other:?}"),
     }
 }
