@@ -16,7 +16,8 @@
 //! successful writes of the tags its leader owned at the start (the p50 / p99 / max over the
 //! shards, for `SET` and for `SET` + `WAIT 1`); acknowledged writes lost, asserted 0. Timings
 //! are printed, never asserted. Each test appends its rows to `BENCH_ROLLOUT_OUT` (default
-//! `target/bench-rollout.md`). `BENCH_ROLLOUT_KEYS_PER_SHARD` (default 100000 keys of 1 KiB)
+//! `target/bench-rollout.md`). `BENCH_ROLLOUT_MODES` picks the rollouts (`surge,in-place,naive`,
+//! the default). `BENCH_ROLLOUT_KEYS_PER_SHARD` (default 100000 keys of 1 KiB)
 //! shrinks the preload for development.
 //!
 //! Runs alone on the local cluster (one member per node, 5 × 2 needs 15 nodes):
@@ -449,6 +450,21 @@ async fn members_now(world: &World) -> Option<Members> {
     .ok()
 }
 
+/// The rollouts to run: `BENCH_ROLLOUT_MODES`, a comma-separated list of `surge`, `in-place`
+/// and `naive` (default all three).
+fn modes() -> Vec<Mode> {
+    let wanted = std::env::var("BENCH_ROLLOUT_MODES").unwrap_or_default();
+    let all = [
+        ("surge", Mode::Operator),
+        ("in-place", Mode::InPlace),
+        ("naive", Mode::Naive),
+    ];
+    all.into_iter()
+        .filter(|(name, _)| wanted.is_empty() || wanted.split(',').any(|w| w.trim() == *name))
+        .map(|(_, mode)| mode)
+        .collect()
+}
+
 fn keys_per_shard() -> usize {
     std::env::var("BENCH_ROLLOUT_KEYS_PER_SHARD")
         .ok()
@@ -602,7 +618,7 @@ async fn timeline(world: &World, patched_at: jiff::Timestamp) {
 /// the rows.
 async fn bench(shape: (usize, usize)) {
     let mut rows = Vec::new();
-    for mode in [Mode::Operator, Mode::InPlace, Mode::Naive] {
+    for mode in modes() {
         let row = run(shape, mode).await.row(shape, mode);
         println!("{row}");
         rows.push(row);
