@@ -137,8 +137,20 @@ pub fn node_to_scheduler(
     })
 }
 
+/// The taints Kubernetes puts on a node that stops answering (NoExecute: the taint-eviction
+/// controller deletes the node's Pods once their toleration runs out, 300 s by default).
+pub const NODE_LOSS_TAINTS: [&str; 2] = [
+    "node.kubernetes.io/unreachable",
+    "node.kubernetes.io/not-ready",
+];
+
 /// Whether members may be scheduled on `node`: not ready first, then cordoned, then the
-/// first untolerated NoSchedule/NoExecute taint.
+/// first untolerated NoSchedule/NoExecute taint. On a Ready node the node-loss taints
+/// ([`NODE_LOSS_TAINTS`]) are not looked at: they say the node stopped answering, its Ready
+/// condition says it answers again, and the node controller takes them off within its
+/// monitor period. Judged by them, the members of a node that just came back were replaced
+/// for that second, while they answered with their data (seen in the e2e suite: a shard's
+/// returned leader given a new empty follower, and once a returned follower re-placed).
 pub fn node_status(node: &Node, tolerations: &[Toleration]) -> scheduler::NodeStatus {
     let ready = node
         .status
@@ -158,6 +170,7 @@ pub fn node_status(node: &Node, tolerations: &[Toleration]) -> scheduler::NodeSt
         .into_iter()
         .flatten()
         .filter(|t| t.effect == "NoSchedule" || t.effect == "NoExecute")
+        .filter(|t| !NODE_LOSS_TAINTS.contains(&t.key.as_str()))
         .find(|t| !tolerations.iter().any(|tol| tolerates(tol, t)));
     match blocking {
         Some(taint) => scheduler::NodeStatus::Tainted {
@@ -448,6 +461,41 @@ mod tests {
         assert_eq!(
             node_to_scheduler(0, &tainted, &other_key).unwrap().zone,
             None
+        );
+    }
+
+    #[test]
+    fn a_ready_node_is_not_judged_by_the_node_loss_taints_the_node_controller_has_yet_to_lift() {
+        let status = |n: &Node| {
+            node_to_scheduler(0, n, &TopologyOptions::default())
+                .unwrap()
+                .status
+        };
+        let lingering = || {
+            vec![
+                taint("node.kubernetes.io/unreachable", None, "NoSchedule"),
+                taint("node.kubernetes.io/unreachable", None, "NoExecute"),
+                taint("node.kubernetes.io/not-ready", None, "NoSchedule"),
+            ]
+        };
+        // Back and Ready, the taints not yet lifted: its members stay.
+        assert_eq!(
+            status(&k8s_node(true, false, lingering())),
+            scheduler::NodeStatus::Schedulable
+        );
+        // Still lost: not ready, whatever the taints.
+        assert_eq!(
+            status(&k8s_node(false, false, lingering())),
+            scheduler::NodeStatus::NotReady
+        );
+        // Any other taint still counts beside them.
+        let mut other = lingering();
+        other.push(taint("dedicated", Some("infra"), "NoSchedule"));
+        assert_eq!(
+            status(&k8s_node(true, false, other)),
+            scheduler::NodeStatus::Tainted {
+                taint: "dedicated=infra:NoSchedule".to_string()
+            }
         );
     }
 

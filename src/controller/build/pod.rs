@@ -95,12 +95,7 @@ pub fn build(cluster: &RedisCluster, m: &MemberPod<'_>) -> Pod {
     }
 }
 
-/// The taints Kubernetes puts on a node that stops answering (NoExecute: the taint-eviction
-/// controller deletes the node's Pods once their toleration runs out, 300 s by default).
-pub const NODE_LOSS_TAINTS: [&str; 2] = [
-    "node.kubernetes.io/unreachable",
-    "node.kubernetes.io/not-ready",
-];
+pub use crate::topology::NODE_LOSS_TAINTS;
 
 /// The spec's tolerations, and the node-loss taints tolerated for good (unless the spec says
 /// otherwise for one). An eviction cannot move a member: its replacement is a new member that
