@@ -371,14 +371,25 @@ async fn event_reasons(chaos: &Chaos) -> std::collections::BTreeMap<String, usiz
     out
 }
 
+/// How many times the namespace's operator has created member Pods, from its log (its
+/// "created pods" lines: the namespace, with its Events, is gone once the test finishes).
+fn pods_created(ns: &str) -> usize {
+    let path = std::env::temp_dir().join(format!("redis-operator-{ns}.log"));
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("act: created pods"))
+        .count()
+}
+
 /// S6 with PVCs: the nodes of shard 0's leader and of its follower crash together, so no
 /// member with the shard's data answers, but both volumes survive on their nodes. While the
 /// nodes are down the shard must wait for them: its slots stay with the lost leader's node id
 /// in every surviving member's view (never released, never given to an empty member), no
 /// member of the shard is created elsewhere, and `Degraded=True DataUnavailable` names the
 /// slots. Once the nodes return, both members come back on their PVCs with their node ids,
-/// the data with them: every acknowledged write is read back, the cluster Ready with the
-/// placement invariants. Runs alone (`serial_`): it crashes two nodes (of its own pool).
+/// the data with them, and no member is re-placed: every acknowledged write is read back, the
+/// cluster Ready with the placement invariants. Runs alone (`serial_`): it crashes two nodes (of its own pool).
 #[tokio::test]
 #[ignore = "needs the local cluster; run alone by make test"]
 async fn serial_shard_lost_with_its_volumes_comes_back_with_its_data() {
@@ -488,6 +499,8 @@ async fn serial_shard_lost_with_its_volumes_comes_back_with_its_data() {
     // The follower's node first: once the leader is back with the data, a follower whose
     // node is still NotReady is an ordinary lost follower and is re-placed on a new volume
     // (seen when the leader's node came up a second earlier); this way both must come back.
+    let ns = chaos.ns.name.clone();
+    let created_before_return = pods_created(&ns);
     drop(follower_down);
     drop(leader_down);
     let returned = Instant::now();
@@ -496,10 +509,19 @@ async fn serial_shard_lost_with_its_volumes_comes_back_with_its_data() {
         "nodes up → Ready, recovered and read back within {:.1} s",
         returned.elapsed().as_secs_f64()
     );
+    // Nor once they returned: a node back and Ready keeps its members, even while the node
+    // controller has yet to lift its unreachable taints (a member was briefly re-placed then).
+    assert_eq!(
+        pods_created(&ns),
+        created_before_return,
+        "a member Pod was created after the nodes returned\n{}",
+        operator_log_tail(&ns, 60)
+    );
     assert_eq!(
         after.ids(),
         before.ids(),
-        "every member came back with its PVC and node id"
+        "every member came back with its PVC and node id\n{}",
+        operator_log_tail(&ns, 60)
     );
     let back: BTreeSet<&str> = after
         .0
