@@ -81,6 +81,10 @@ async fn reconcile(backup: Arc<RedisClusterBackup>, ctx: Arc<Context>) -> Result
     if !ctx.leadership.may_act() {
         return Ok(Action::requeue(Duration::from_secs(10)));
     }
+    // Its source is chosen from the Pod cache (`access`): not before it is filled.
+    if !ctx.caches_synced() {
+        return Ok(Action::requeue(Duration::from_millis(500)));
+    }
     let ns = backup.namespace().unwrap_or_default();
     let api: Api<RedisClusterBackup> = Api::namespaced(ctx.client.clone(), &ns);
     finalizer(&api, FINALIZER, backup, |event| async {

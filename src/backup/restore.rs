@@ -99,6 +99,9 @@ async fn reconcile(cached: Arc<RedisCluster>, ctx: Arc<Context>) -> Result<Actio
     if !ctx.leadership.may_act() {
         return Ok(Action::requeue(Duration::from_secs(10)));
     }
+    if !ctx.caches_synced() {
+        return Ok(Action::requeue(Duration::from_millis(500)));
+    }
     // The status as written last, not the cache's: a pass right after the one that recorded
     // a shard as done must not see it still in progress (and write it again).
     let ns = cached.namespace().unwrap_or_default();

@@ -30,4 +30,17 @@ pub struct Context {
     /// Per cluster, the members whose connect timed out on the last pass: they get a shorter
     /// connect limit ([`crate::controller::observe::connects`]). In memory only.
     pub connects: crate::controller::observe::connects::ConnectMemory,
+    /// True once the Pod, PVC and Node caches (and the RedisClusters') have their first list.
+    pub caches: tokio::sync::watch::Receiver<bool>,
+}
+
+impl Context {
+    /// Whether every cache has its first list. Until then a reconcile must not plan: an empty
+    /// Pod cache beside a full PVC cache reads as "every member's Pod is gone, revive it on its
+    /// volume", and that would start a second redis-server on each member's data (seen in the
+    /// e2e suite: a restarted operator's first pass recreated all six members of a running
+    /// cluster, its Pod watch's first list not yet in).
+    pub fn caches_synced(&self) -> bool {
+        *self.caches.borrow()
+    }
 }

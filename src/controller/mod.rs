@@ -80,6 +80,7 @@ pub async fn run(client: Client, options: RunOptions) -> Result<(), Error> {
     let (pods, pod_stream) = member_watch::<Pod>(&client, namespace.as_deref());
     let (pvcs, pvc_stream) = member_watch::<PersistentVolumeClaim>(&client, namespace.as_deref());
     let nodes = node_cache(&client);
+    let (caches_tx, caches) = tokio::sync::watch::channel(false);
 
     let ctx = Arc::new(Context {
         client: client.clone(),
@@ -98,6 +99,7 @@ pub async fn run(client: Client, options: RunOptions) -> Result<(), Error> {
         metrics: metrics.clone(),
         operator_namespace,
         connects: Default::default(),
+        caches,
     });
     nodes
         .wait_until_ready()
@@ -136,7 +138,7 @@ pub async fn run(client: Client, options: RunOptions) -> Result<(), Error> {
         pvcs,
         nodes,
         clusters_synced_rx,
-        readiness,
+        (caches_tx, readiness),
     ));
     Controller::for_stream(cluster_stream, clusters_cache)
         .owns_stream(pod_stream)
@@ -221,14 +223,15 @@ fn node_cache(client: &Client) -> reflector::Store<Node> {
     nodes
 }
 
-/// `/readyz` turns ready once every cache has its first list. Each of these stores has no
-/// other waiter (see the RedisCluster reflector in [`run`]).
+/// Reconciles may plan ([`Context::caches_synced`]) and `/readyz` turns ready once every cache
+/// has its first list. Each of these stores has no other waiter (see the RedisCluster
+/// reflector in [`run`]): the reconcilers read the flag instead of waiting on the stores.
 async fn signal_ready(
     pods: reflector::Store<Pod>,
     pvcs: reflector::Store<PersistentVolumeClaim>,
     nodes: reflector::Store<Node>,
     mut clusters_synced: tokio::sync::watch::Receiver<bool>,
-    readiness: crate::http::Readiness,
+    (caches, readiness): (tokio::sync::watch::Sender<bool>, crate::http::Readiness),
 ) {
     let stores = futures::future::try_join3(
         pods.wait_until_ready(),
@@ -239,6 +242,7 @@ async fn signal_ready(
     let clusters = clusters_synced.wait_for(|synced| *synced).await;
     if stores.is_ok() && clusters.is_ok() {
         tracing::info!("caches synced: ready");
+        caches.send_replace(true);
         readiness.set_ready();
     }
 }

@@ -41,6 +41,10 @@ pub async fn reconcile(cluster: Arc<RedisCluster>, ctx: Arc<Context>) -> Result<
     if !ctx.leadership.may_act() {
         return Ok(Action::await_change());
     }
+    if !ctx.caches_synced() {
+        tracing::debug!(cluster = %cluster.name_any(), "caches not synced yet: looking again shortly");
+        return Ok(Action::requeue(REQUEUE_REDIS));
+    }
     if cluster.metadata.deletion_timestamp.is_some() {
         // Owner references garbage-collect everything; Retain PVCs are deliberately unowned.
         ctx.metrics.forget(&crate::metrics::pass::key_of(&cluster));
