@@ -53,11 +53,8 @@ fn followers_of_the_first_shard_are_replaced_first() {
     assert!(p.message.starts_with("0/6 members updated"), "{p:?}");
 }
 
-#[test]
-fn the_leader_hands_over_to_an_updated_in_sync_follower_before_it_restarts() {
-    let mut fx = new_revision(healthy());
-    fx.get('d').rev = "rev-2";
-    let plan = crate::controller::plan::plan(&fx.observed());
+/// The plan is shard 0's graceful handover to d.
+fn hands_over_to_d(plan: &Plan) {
     match &plan.action {
         Action::Failover {
             shard: 0, to, kind, ..
@@ -67,6 +64,14 @@ fn the_leader_hands_over_to_an_updated_in_sync_follower_before_it_restarts() {
         }
         other => panic!("expected a graceful failover to d, got {other:?}"),
     }
+}
+
+#[test]
+fn the_leader_hands_over_to_an_updated_in_sync_follower_before_it_restarts() {
+    let mut fx = new_revision(healthy());
+    fx.get('d').rev = "rev-2";
+    let plan = crate::controller::plan::plan(&fx.observed());
+    hands_over_to_d(&plan);
 }
 
 #[test]
@@ -80,16 +85,23 @@ fn no_handover_to_a_follower_out_of_sync() {
     assert_eq!(plan.rollout.unwrap().reason, Some("RolloutWaiting"));
 }
 
-#[test]
-fn the_old_leader_is_replaced_once_it_follows_and_leadership_is_not_handed_back_before() {
-    // After the handover: d (updated, zone-b) leads shard 0, a (outdated, zone-a) follows it.
-    // zone-b now has two leaders; the spread is restored only once a is updated.
+/// Shard 0 right after the rollout's handover: d (updated, zone-b) leads, a (outdated,
+/// zone-a) follows it.
+fn handed_over() -> Fx {
     let mut fx = new_revision(healthy());
     fx.get('d').rev = "rev-2";
     fx.get('d').master = None;
     fx.get('d').slots = "0-5461";
     fx.get('a').slots = "";
     fx.get('a').master = Some(id('d'));
+    fx
+}
+
+#[test]
+fn the_old_leader_is_replaced_once_it_follows_and_leadership_is_not_handed_back_before() {
+    // After the handover: d (updated, zone-b) leads shard 0, a (outdated, zone-a) follows it.
+    // zone-b now has two leaders; the spread is restored only once a is updated.
+    let mut fx = handed_over();
     let plan = crate::controller::plan::plan(&fx.observed());
     assert_eq!(restarted(&plan), vec!["p-s0-m0-a".to_string()]);
 
@@ -247,12 +259,7 @@ fn unheard(obs: &mut crate::controller::observe::Observed, observer: char, subje
 fn the_old_leader_is_replaced_while_gossip_of_its_new_role_still_spreads() {
     // Right after the handover to d: b has not yet heard that a now follows d. Every member
     // agrees on the slots and the leaders; a's restart needs no vote, so it does not wait.
-    let mut fx = new_revision(healthy());
-    fx.get('d').rev = "rev-2";
-    fx.get('d').master = None;
-    fx.get('d').slots = "0-5461";
-    fx.get('a').slots = "";
-    fx.get('a').master = Some(id('d'));
+    let fx = handed_over();
     let mut obs = fx.observed();
     unheard(&mut obs, 'b', 'a');
     let formation = Facts::of(&obs).formation.expect("a placement exists");
@@ -284,13 +291,5 @@ fn the_handover_waits_until_a_majority_of_the_masters_knows_the_updated_follower
     let mut obs = fx.observed();
     unheard(&mut obs, 'c', 'd');
     let plan = crate::controller::plan::plan(&obs);
-    match &plan.action {
-        Action::Failover {
-            shard: 0, to, kind, ..
-        } => {
-            assert_eq!(to.as_str(), id('d'));
-            assert_eq!(*kind, FailoverKind::Graceful);
-        }
-        other => panic!("expected a graceful failover to d, got {other:?}"),
-    }
+    hands_over_to_d(&plan);
 }
