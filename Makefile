@@ -5,6 +5,9 @@ CRD := crds/redisclusters.redis.redis-operator.dev.yaml
 BACKUP_CRD := crds/redisclusterbackups.redis.redis-operator.dev.yaml
 SCHEDULE_CRD := crds/redisclusterbackupschedules.redis.redis-operator.dev.yaml
 LOCAL_CLUSTER := hack/local-cluster
+# Built by `cargo build --workspace --bins` (see build), not `cargo run --bin crdgen`, whose
+# package-only feature resolution would build the operator's library a second time.
+CRDGEN := $(or $(CARGO_TARGET_DIR),target)/debug/crdgen
 # The test cluster: 21 nodes, so that three 3x1 clusters of the recovery suite (one member per
 # node, 2 nodes per zone each) run side by side with a spare node per zone, and a 4x2 fits
 # beside a 3x1 in the operator suite.
@@ -37,34 +40,53 @@ demo-backup:
 demo-zone-down: build
 	hack/demo-zone-down.sh $(ZONE) $(MODE)
 
-test: deps lint check-crds unit fuzz-codec e2e
+# On a fresh machine the control plane builds from source (about 18 minutes of two cores). It
+# builds in the background while the Rust targets build and the unit tests run, which leave a
+# core idle much of the time (the single-codegen-unit image link, the fuzzer, tests waiting on
+# redis-server). Each phase prints its end time since the start, so a slow CI run says where.
+test:
+	@start=$$(date +%s); mkdir -p target; \
+	stamp() { echo "[make test] $$1 done at $$(( $$(date +%s) - start )) s"; }; \
+	setsid hack/build-control-plane.sh >target/control-plane-build.log 2>&1 & cp=$$!; \
+	for phase in deps lint check-crds unit fuzz-codec image; do \
+	  $(MAKE) --no-print-directory $$phase || { kill -- -$$cp 2>/dev/null; exit 1; }; \
+	  stamp $$phase; \
+	done; \
+	wait $$cp || { cat target/control-plane-build.log; echo "[make test] the control plane did not build"; exit 1; }; \
+	stamp "control plane build"; \
+	$(MAKE) --no-print-directory e2e; status=$$?; stamp e2e; exit $$status
 
 deps:
 	hack/install-deps.sh
 
+# --workspace: every dev build (this, the node agent's in hack/local-cluster) resolves features
+# alike, so none rebuilds the dependencies another built with other features.
 build:
-	$(CARGO) build --bins
+	$(CARGO) build --workspace --bins
 
 # manifests/crds/ holds a copy for kustomize (which loads nothing outside manifests/).
 crds:
-	$(CARGO) run -q --bin crdgen redisclusters > $(CRD)
-	$(CARGO) run -q --bin crdgen redisclusterbackups > $(BACKUP_CRD)
-	$(CARGO) run -q --bin crdgen redisclusterbackupschedules > $(SCHEDULE_CRD)
+	$(CARGO) build -q --workspace --bins
+	$(CRDGEN) redisclusters > $(CRD)
+	$(CRDGEN) redisclusterbackups > $(BACKUP_CRD)
+	$(CRDGEN) redisclusterbackupschedules > $(SCHEDULE_CRD)
 	cp $(CRD) manifests/$(CRD)
 	cp $(BACKUP_CRD) manifests/$(BACKUP_CRD)
 	cp $(SCHEDULE_CRD) manifests/$(SCHEDULE_CRD)
 
 # CI fails when crds/ (or its copy in manifests/crds/) does not match the Rust types.
 check-crds:
-	@$(CARGO) run -q --bin crdgen | diff -u $(CRD) - || { echo "crds/ is stale: run 'make crds'"; exit 1; }
-	@$(CARGO) run -q --bin crdgen redisclusterbackups | diff -u $(BACKUP_CRD) - || { echo "crds/ is stale: run 'make crds'"; exit 1; }
-	@$(CARGO) run -q --bin crdgen redisclusterbackupschedules | diff -u $(SCHEDULE_CRD) - || { echo "crds/ is stale: run 'make crds'"; exit 1; }
+	@$(CARGO) build -q --workspace --bins
+	@$(CRDGEN) | diff -u $(CRD) - || { echo "crds/ is stale: run 'make crds'"; exit 1; }
+	@$(CRDGEN) redisclusterbackups | diff -u $(BACKUP_CRD) - || { echo "crds/ is stale: run 'make crds'"; exit 1; }
+	@$(CRDGEN) redisclusterbackupschedules | diff -u $(SCHEDULE_CRD) - || { echo "crds/ is stale: run 'make crds'"; exit 1; }
 	@diff -u $(CRD) manifests/$(CRD) || { echo "manifests/crds/ is stale: run 'make crds'"; exit 1; }
 	@diff -u $(BACKUP_CRD) manifests/$(BACKUP_CRD) || { echo "manifests/crds/ is stale: run 'make crds'"; exit 1; }
 	@diff -u $(SCHEDULE_CRD) manifests/$(SCHEDULE_CRD) || { echo "manifests/crds/ is stale: run 'make crds'"; exit 1; }
 
 lint:
 	$(CARGO) fmt --all -- --check
+	hack/check-feature-unification.sh
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 # Pure logic, parsers, the Redis library against real redis-server processes, the plan CLI.
@@ -81,43 +103,44 @@ fuzz-codec:
 # Everything that needs the local Kubernetes: one cluster for the whole suite.
 e2e: build image
 	$(LOCAL_CLUSTER) up --zones $(TEST_ZONES) --nodes-per-zone $(TEST_NODES_PER_ZONE)
-	set -o pipefail; status=0; \
+	set -o pipefail; status=0; t0=$$(date +%s); \
+	stamp() { echo "[e2e] $$1 done at $$(( $$(date +%s) - t0 )) s"; }; \
 	export LOCAL_CLUSTER_ZONES=$(TEST_ZONES) LOCAL_CLUSTER_NODES_PER_ZONE=$(TEST_NODES_PER_ZONE); \
 	eval "$$($(LOCAL_CLUSTER) env)"; \
 	kubectl delete namespace -l e2e.redis-operator.dev/test --timeout=120s >/dev/null 2>&1 || true; \
-	$(CARGO) test --test local_cluster -- --ignored --test-threads=1 || status=$$?; \
+	$(CARGO) test --workspace --test local_cluster -- --ignored --test-threads=1 || status=$$?; stamp 'local_cluster'; \
 	if [ $$status -eq 0 ]; then \
 	  kubectl apply -f crds/ -f manifests/namespace.yaml -f manifests/rbac.yaml >/dev/null && \
 	  kubectl wait --for=condition=Established crd/redisclusters.redis.redis-operator.dev --timeout=60s >/dev/null && \
 	  hack/operator-kubeconfig.sh target/operator.kubeconfig && \
-	  OPERATOR_KUBECONFIG=$$PWD/target/operator.kubeconfig $(CARGO) test --test e2e -- --ignored --test-threads=4 || status=$$?; \
-	  OPERATOR_KUBECONFIG=$$PWD/target/operator.kubeconfig $(CARGO) test --test e2e_recovery -- --ignored --test-threads=3 --skip serial_ || status=$$?; \
-	  OPERATOR_KUBECONFIG=$$PWD/target/operator.kubeconfig $(CARGO) test --test e2e_recovery -- --ignored --test-threads=1 serial_ || status=$$?; \
-	  OPERATOR_KUBECONFIG=$$PWD/target/operator.kubeconfig $(CARGO) test --test e2e_zones -- --ignored --test-threads=2 --skip serial_ || status=$$?; \
-	  OPERATOR_KUBECONFIG=$$PWD/target/operator.kubeconfig $(CARGO) test --test e2e_metrics -- --ignored >target/e2e_metrics.log 2>&1 & metrics_pid=$$!; \
+	  OPERATOR_KUBECONFIG=$$PWD/target/operator.kubeconfig $(CARGO) test --workspace --test e2e -- --ignored --test-threads=4 || status=$$?; stamp 'e2e'; \
+	  OPERATOR_KUBECONFIG=$$PWD/target/operator.kubeconfig $(CARGO) test --workspace --test e2e_recovery -- --ignored --test-threads=3 --skip serial_ || status=$$?; stamp 'e2e_recovery (parallel)'; \
+	  OPERATOR_KUBECONFIG=$$PWD/target/operator.kubeconfig $(CARGO) test --workspace --test e2e_recovery -- --ignored --test-threads=1 serial_ || status=$$?; stamp 'e2e_recovery (serial)'; \
+	  OPERATOR_KUBECONFIG=$$PWD/target/operator.kubeconfig $(CARGO) test --workspace --test e2e_zones -- --ignored --test-threads=2 --skip serial_ || status=$$?; stamp 'e2e_zones (parallel)'; \
+	  OPERATOR_KUBECONFIG=$$PWD/target/operator.kubeconfig $(CARGO) test --workspace --test e2e_metrics -- --ignored >target/e2e_metrics.log 2>&1 & metrics_pid=$$!; \
 	  SOAK_ROUNDS=$(SHORT_SOAK_ROUNDS) SOAK_CLUSTERS=pvc SOAK_FAULTS=$(SHORT_SOAK_FAULTS) \
-	    OPERATOR_KUBECONFIG=$$PWD/target/operator.kubeconfig $(CARGO) test --test e2e_soak -- --ignored --nocapture soak >target/e2e_soak.log 2>&1 & soak_pid=$$!; \
-	  OPERATOR_KUBECONFIG=$$PWD/target/operator.kubeconfig $(CARGO) test --test e2e_rollout -- --ignored --test-threads=2 || status=$$?; \
+	    OPERATOR_KUBECONFIG=$$PWD/target/operator.kubeconfig $(CARGO) test --workspace --test e2e_soak -- --ignored --nocapture soak >target/e2e_soak.log 2>&1 & soak_pid=$$!; \
+	  OPERATOR_KUBECONFIG=$$PWD/target/operator.kubeconfig $(CARGO) test --workspace --test e2e_rollout -- --ignored --test-threads=2 || status=$$?; stamp 'e2e_rollout'; \
 	  wait $$metrics_pid || status=$$?; cat target/e2e_metrics.log; \
-	  OPERATOR_KUBECONFIG=$$PWD/target/operator.kubeconfig $(CARGO) test --test e2e_bad_specs -- --ignored >target/e2e_bad_specs.log 2>&1 & bad_specs_pid=$$!; \
-	  OPERATOR_KUBECONFIG=$$PWD/target/operator.kubeconfig $(CARGO) test --test e2e_tls -- --ignored >target/e2e_tls.log 2>&1 & tls_pid=$$!; \
-	  OPERATOR_KUBECONFIG=$$PWD/target/operator.kubeconfig $(CARGO) test --test e2e_auth -- --ignored >target/e2e_auth.log 2>&1 & auth_pid=$$!; \
-	  OPERATOR_KUBECONFIG=$$PWD/target/operator.kubeconfig $(CARGO) test --test e2e_backup -- --ignored --nocapture >target/e2e_backup.log 2>&1 & backup_pid=$$!; \
-	  OPERATOR_KUBECONFIG=$$PWD/target/operator.kubeconfig $(CARGO) test --test e2e_tls_chaos -- --ignored --test-threads=1 --skip serial_ >target/e2e_tls_chaos.log 2>&1 & tls_chaos_pid=$$!; \
-	  OPERATOR_KUBECONFIG=$$PWD/target/operator.kubeconfig $(CARGO) test --test e2e_scale -- --ignored --test-threads=2 || status=$$?; \
+	  OPERATOR_KUBECONFIG=$$PWD/target/operator.kubeconfig $(CARGO) test --workspace --test e2e_bad_specs -- --ignored >target/e2e_bad_specs.log 2>&1 & bad_specs_pid=$$!; \
+	  OPERATOR_KUBECONFIG=$$PWD/target/operator.kubeconfig $(CARGO) test --workspace --test e2e_tls -- --ignored >target/e2e_tls.log 2>&1 & tls_pid=$$!; \
+	  OPERATOR_KUBECONFIG=$$PWD/target/operator.kubeconfig $(CARGO) test --workspace --test e2e_auth -- --ignored >target/e2e_auth.log 2>&1 & auth_pid=$$!; \
+	  OPERATOR_KUBECONFIG=$$PWD/target/operator.kubeconfig $(CARGO) test --workspace --test e2e_backup -- --ignored --nocapture >target/e2e_backup.log 2>&1 & backup_pid=$$!; \
+	  OPERATOR_KUBECONFIG=$$PWD/target/operator.kubeconfig $(CARGO) test --workspace --test e2e_tls_chaos -- --ignored --test-threads=1 --skip serial_ >target/e2e_tls_chaos.log 2>&1 & tls_chaos_pid=$$!; \
+	  OPERATOR_KUBECONFIG=$$PWD/target/operator.kubeconfig $(CARGO) test --workspace --test e2e_scale -- --ignored --test-threads=2 || status=$$?; stamp 'e2e_scale'; \
 	  wait $$bad_specs_pid || status=$$?; cat target/e2e_bad_specs.log; \
 	  wait $$tls_pid || status=$$?; cat target/e2e_tls.log; \
 	  wait $$auth_pid || status=$$?; cat target/e2e_auth.log; \
 	  wait $$backup_pid || status=$$?; cat target/e2e_backup.log; \
 	  wait $$tls_chaos_pid || status=$$?; cat target/e2e_tls_chaos.log; \
-	  wait $$soak_pid || status=$$?; cat target/e2e_soak.log; \
-	  OPERATOR_KUBECONFIG=$$PWD/target/operator.kubeconfig $(CARGO) test --test e2e_operator_ha -- --ignored --test-threads=4 --skip bench_ || status=$$?; \
-	  OPERATOR_KUBECONFIG=$$PWD/target/operator.kubeconfig $(CARGO) test --test e2e_zones -- --ignored --test-threads=1 serial_ || status=$$?; \
-	  OPERATOR_KUBECONFIG=$$PWD/target/operator.kubeconfig $(CARGO) test --test e2e_tls_chaos -- --ignored --test-threads=1 serial_ || status=$$?; \
+	  wait $$soak_pid || status=$$?; cat target/e2e_soak.log; stamp 'the parallel suites'; \
+	  OPERATOR_KUBECONFIG=$$PWD/target/operator.kubeconfig $(CARGO) test --workspace --test e2e_operator_ha -- --ignored --test-threads=4 --skip bench_ || status=$$?; stamp 'e2e_operator_ha'; \
+	  OPERATOR_KUBECONFIG=$$PWD/target/operator.kubeconfig $(CARGO) test --workspace --test e2e_zones -- --ignored --test-threads=1 serial_ || status=$$?; stamp 'e2e_zones (serial)'; \
+	  OPERATOR_KUBECONFIG=$$PWD/target/operator.kubeconfig $(CARGO) test --workspace --test e2e_tls_chaos -- --ignored --test-threads=1 serial_ || status=$$?; stamp 'e2e_tls_chaos (serial)'; \
 	fi; \
 	hack/s3 down >/dev/null 2>&1 || true; \
 	$(LOCAL_CLUSTER) down || status=$$?; \
-	if [ $$status -eq 0 ]; then $(CARGO) test --test local_cluster_down -- --ignored || status=$$?; fi; \
+	if [ $$status -eq 0 ]; then $(CARGO) test --workspace --test local_cluster_down -- --ignored || status=$$?; fi; \
 	exit $$status
 
 # The operator's OCI image archive, built without a container daemon: target/oci/redis-operator.oci.tar
@@ -147,7 +170,7 @@ bench-reconcile:
 # (issue 23; about 3 minutes, BENCH_RUNS=3 runs of each).
 .PHONY: bench-elections
 bench-elections: deps
-	BENCH_RUNS=$${BENCH_RUNS:-3} $(CARGO) test --test bench_elections -- --ignored --nocapture bench_elections
+	BENCH_RUNS=$${BENCH_RUNS:-3} $(CARGO) test --workspace --test bench_elections -- --ignored --nocapture bench_elections
 
 # Slot moves on real redis-server processes on loopback, no Kubernetes: the one-pair MIGRATE
 # bound, the operator's reshard 3->4->3 and 3->6->3, redis-cli's rebalance 3->4->3, each with
