@@ -60,6 +60,7 @@ async fn sample_3x1_becomes_ready_with_zone_aware_placement() {
         assert!(!shard.slots.is_empty());
     }
     check_cluster(&client, &ns.name, "demo", 3, 1).await;
+    drift_of_support_objects_is_undone(&client, &ns.name, "demo").await;
 
     // Default retention (Retain): deleting the cluster removes its Pods but keeps the data.
     api.delete("demo", &DeleteParams::default()).await.unwrap();
@@ -74,6 +75,48 @@ async fn sample_3x1_becomes_ready_with_zone_aware_placement() {
         "Retain keeps every member's PVC"
     );
     ns.cleanup().await;
+}
+
+/// The operator applies its support objects only when they changed since its last apply
+/// (src/controller/act/applied.rs): someone else's edit of the client Service and a deleted
+/// PodDisruptionBudget must still be undone, from their new resourceVersion.
+async fn drift_of_support_objects_is_undone(client: &kube::Client, ns: &str, name: &str) {
+    use kube::api::{Patch, PatchParams};
+    let services: Api<Service> = Api::namespaced(client.clone(), ns);
+    let port_of = |s: &Service| {
+        s.spec
+            .as_ref()
+            .and_then(|spec| spec.ports.as_ref())
+            .and_then(|ports| ports.first())
+            .map(|p| p.port)
+    };
+    let edit = json!({"spec": {"ports": [{"name": "redis", "port": 6390, "targetPort": 6379, "protocol": "TCP"}]}});
+    let edited = services
+        .patch(name, &PatchParams::default(), &Patch::Merge(&edit))
+        .await
+        .unwrap();
+    assert_eq!(port_of(&edited), Some(6390), "the edit took");
+    wait_for(
+        "the client Service's port restored to 6379",
+        Duration::from_secs(60),
+        || async {
+            let s = services.get(name).await.ok()?;
+            (port_of(&s) == Some(6379)).then_some(())
+        },
+    )
+    .await;
+    let pdbs: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), ns);
+    let before = pdbs.get(name).await.unwrap().metadata.uid;
+    pdbs.delete(name, &DeleteParams::default()).await.unwrap();
+    wait_for(
+        "the PodDisruptionBudget recreated",
+        Duration::from_secs(60),
+        || async {
+            let pdb = pdbs.get_opt(name).await.ok()??;
+            (pdb.metadata.uid != before).then_some(())
+        },
+    )
+    .await;
 }
 
 /// Labels the namespace `pod-security.kubernetes.io/enforce=restricted`, then proves the

@@ -30,6 +30,9 @@ pub struct Context {
     /// Per cluster, the members whose connect timed out on the last pass: they get a shorter
     /// connect limit ([`crate::controller::observe::connects`]). In memory only.
     pub connects: crate::controller::observe::connects::ConnectMemory,
+    /// The support objects as this process last applied them: an unchanged one is not applied
+    /// again ([`crate::controller::act::applied`]). In memory only.
+    pub applied: crate::controller::act::applied::AppliedMemory,
     /// True once the Pod, PVC and Node caches (and the RedisClusters') have their first list.
     pub caches: tokio::sync::watch::Receiver<bool>,
 }

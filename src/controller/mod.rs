@@ -99,6 +99,7 @@ pub async fn run(client: Client, options: RunOptions) -> Result<(), Error> {
         metrics: metrics.clone(),
         operator_namespace,
         connects: Default::default(),
+        applied: Default::default(),
         caches,
     });
     nodes

@@ -54,6 +54,9 @@ pub async fn reconcile(cluster: Arc<RedisCluster>, ctx: Arc<Context>) -> Result<
             cluster.name_any()
         );
         ctx.connects.put(&key, Default::default());
+        if let Some(uid) = cluster.metadata.uid.as_deref() {
+            ctx.applied.forget_cluster(uid);
+        }
         return Ok(Action::await_change());
     }
     let ns = cluster.namespace().ok_or(Error::MissingMetadata)?;

@@ -3,6 +3,7 @@
 //! publishes an Event for every change and a Warning Event for every failure, and returns what
 //! happened with its typed error. Nothing here decides.
 
+pub mod applied;
 pub mod auth;
 mod cached;
 mod drain;

@@ -10,6 +10,7 @@ use crate::controller::labels::{self, MANAGER, Names};
 use crate::controller::plan::NewMember;
 use kube::runtime::events::EventType;
 
+use super::applied;
 use super::cached;
 use super::events::publish;
 use super::executed::{Executed, MemberInputs, Scope};
@@ -40,6 +41,7 @@ pub async fn apply_support_objects(
     let client = &ctx.client;
     apply_owned(
         cluster,
+        ctx,
         &Api::<ConfigMap>::namespaced(client.clone(), ns),
         &Names::config_map(cluster),
         &build::config_map::build(cluster, rendered),
@@ -48,6 +50,7 @@ pub async fn apply_support_objects(
     let services = Api::<Service>::namespaced(client.clone(), ns);
     apply_owned(
         cluster,
+        ctx,
         &services,
         &Names::client_service(cluster),
         &build::service::client(cluster),
@@ -55,6 +58,7 @@ pub async fn apply_support_objects(
     .await?;
     apply_owned(
         cluster,
+        ctx,
         &services,
         &Names::headless_service(cluster),
         &build::service::headless(cluster),
@@ -62,6 +66,7 @@ pub async fn apply_support_objects(
     .await?;
     apply_owned(
         cluster,
+        ctx,
         &Api::<PodDisruptionBudget>::namespaced(client.clone(), ns),
         &Names::pdb(cluster),
         &build::pdb::build(cluster),
@@ -78,7 +83,7 @@ async fn network_policy(cluster: &RedisCluster, ctx: &Context, ns: &str) -> Resu
     let name = Names::network_policy(cluster);
     if cluster.spec.network_policy.enabled {
         let policy = build::network_policy::build(cluster, ctx.operator_namespace.as_deref());
-        return apply_owned(cluster, &api, &name, &policy).await;
+        return apply_owned(cluster, ctx, &api, &name, &policy).await;
     }
     let Some(found) = api.get_opt(&name).await.map_err(ApplyError::Kube)? else {
         return Ok(());
@@ -106,9 +111,12 @@ fn owned_by(
 }
 
 /// Server-side apply of `object` under `name`, unless an object of that name exists that this
-/// RedisCluster does not own (by uid): forcing our fields onto it would take it over.
+/// RedisCluster does not own (by uid): forcing our fields onto it would take it over. Skipped
+/// when the object is still the one this process last applied from the same content
+/// ([`applied`]).
 async fn apply_owned<K>(
     cluster: &RedisCluster,
+    ctx: &Context,
     api: &Api<K>,
     name: &str,
     object: &K,
@@ -121,7 +129,7 @@ where
         + std::fmt::Debug,
 {
     let existing = api.get_opt(name).await.map_err(ApplyError::Kube)?;
-    if let Some(found) = existing
+    if let Some(found) = &existing
         && !owned_by(cluster, found.meta().owner_references.as_deref())
     {
         return Err(ApplyError::NameConflict(format!(
@@ -129,14 +137,33 @@ where
             K::kind(&())
         )));
     }
-    api.patch(
-        name,
-        &PatchParams::apply(MANAGER).force(),
-        &Patch::Apply(object),
-    )
-    .await
-    .map(|_| ())
-    .map_err(ApplyError::Kube)
+    let key = (
+        cluster.metadata.uid.clone().unwrap_or_default(),
+        K::kind(&()).into_owned(),
+        name.to_string(),
+    );
+    let desired = applied::fingerprint(object);
+    let found_version = existing
+        .as_ref()
+        .and_then(|found| found.meta().resource_version.as_deref());
+    if let Some(desired) = desired
+        && ctx.applied.unchanged(&key, desired, found_version)
+    {
+        return Ok(());
+    }
+    let patched = api
+        .patch(
+            name,
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(object),
+        )
+        .await
+        .map_err(ApplyError::Kube)?;
+    if let Some(desired) = desired {
+        ctx.applied
+            .record(key, desired, patched.meta().resource_version.clone());
+    }
+    Ok(())
 }
 
 /// Creates the planned members, with an Event each (`MemberReplaced` once the cluster has
