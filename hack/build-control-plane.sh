@@ -21,6 +21,19 @@ export GOTOOLCHAIN=local GOFLAGS=-mod=mod CGO_ENABLED=0
 if [[ "${1:-}" == "--print-bin-dir" ]]; then echo "$BIN_DIR"; exit 0; fi
 if [[ "${1:-}" == "--print-coredns-bin" ]]; then echo "$COREDNS_BIN"; exit 0; fi
 
+# The Go module proxy answers an occasional 503 (seen: a fresh build failed on one for
+# golang.org/x/sys): the steps that download retry a few times before giving up.
+retry() {
+  local attempt
+  for attempt in 1 2 3 4; do
+    "$@" && return 0
+    ((attempt < 4)) || break
+    echo "[build-control-plane] '$*' failed (attempt $attempt of 4); again in $((attempt * 10)) s" >&2
+    sleep $((attempt * 10))
+  done
+  return 1
+}
+
 need_go() {
   if ! command -v go >/dev/null; then echo "go is required (Go >= 1.26)" >&2; exit 1; fi
 }
@@ -40,13 +53,13 @@ build_k8s() {
     go mod init local/k8s-wrapper >/dev/null 2>&1
     go mod edit -go=1.26.0
     local upstream
-    upstream="$(go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')"
+    upstream="$(retry go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')"
     local staging_version="v0.${K8S_VERSION#v1.}"
     for m in $(grep '=> ./staging' "$upstream" | awk '{print $1}'); do
       go mod edit -replace="$m=$m@$staging_version"
     done
     go mod edit -require="k8s.io/kubernetes@$K8S_VERSION"
-    go mod tidy >/dev/null
+    retry go mod tidy >/dev/null
     local minor="${K8S_VERSION#v1.}"; minor="${minor%%.*}"
     local ld="-s -w"
     for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
@@ -54,7 +67,7 @@ build_k8s() {
       ld+=" -X '$pkg.gitTreeState=clean' -X '$pkg.buildDate=2026-01-01T00:00:00Z'"
     done
     mkdir -p "$BIN_DIR.tmp"
-    go build -trimpath -tags selinux,notest,grpcnotrace -ldflags "$ld" -o "$BIN_DIR.tmp/" "${missing[@]}"
+    retry go build -trimpath -tags selinux,notest,grpcnotrace -ldflags "$ld" -o "$BIN_DIR.tmp/" "${missing[@]}"
   )
   mkdir -p "$BIN_DIR"
   mv "$BIN_DIR.tmp"/* "$BIN_DIR/"
@@ -72,9 +85,9 @@ build_etcd() {
     go mod init local/etcd-wrapper >/dev/null 2>&1
     go mod edit -go=1.26.0
     go mod edit -require="go.etcd.io/etcd/server/v3@$ETCD_VERSION"
-    go mod tidy >/dev/null
+    retry go mod tidy >/dev/null
     mkdir -p "$BIN_DIR.etcd"
-    go build -trimpath -ldflags "-s -w" -o "$BIN_DIR.etcd/etcd" .
+    retry go build -trimpath -ldflags "-s -w" -o "$BIN_DIR.etcd/etcd" .
   )
   mkdir -p "$BIN_DIR"
   mv "$BIN_DIR.etcd/etcd" "$BIN_DIR/etcd"
@@ -92,9 +105,9 @@ build_coredns() {
     go mod init local/coredns-wrapper >/dev/null 2>&1
     go mod edit -go=1.26.0
     go mod edit -require="github.com/coredns/coredns@$COREDNS_VERSION"
-    go mod tidy >/dev/null
+    retry go mod tidy >/dev/null
     mkdir -p "$(dirname "$COREDNS_BIN").tmp"
-    go build -trimpath -ldflags "-s -w -X 'github.com/coredns/coredns/coremain.GitCommit=$COREDNS_VERSION'" \
+    retry go build -trimpath -ldflags "-s -w -X 'github.com/coredns/coredns/coremain.GitCommit=$COREDNS_VERSION'" \
       -o "$(dirname "$COREDNS_BIN").tmp/coredns" .
   )
   mkdir -p "$(dirname "$COREDNS_BIN")"

@@ -96,6 +96,12 @@ versitygw_dir=${XDG_CACHE_HOME:-$HOME/.cache}/redis-operator/versitygw
 if [[ ! -x $versitygw_dir/bin/versitygw || $(cat "$versitygw_dir/version" 2>/dev/null) != "$versitygw_version" ]]; then
   echo "[install-deps] versitygw $versitygw_version (into $versitygw_dir/bin)" >&2
   mkdir -p "$versitygw_dir/bin"
-  GOBIN=$versitygw_dir/bin go install "github.com/versity/versitygw/cmd/versitygw@$versitygw_version"
+  # The module proxy answers an occasional 503: a few tries before giving up.
+  for attempt in 1 2 3 4; do
+    GOBIN=$versitygw_dir/bin go install "github.com/versity/versitygw/cmd/versitygw@$versitygw_version" && break
+    ((attempt < 4)) || exit 1
+    echo "[install-deps] go install failed (attempt $attempt of 4); again in $((attempt * 10)) s" >&2
+    sleep $((attempt * 10))
+  done
   echo "$versitygw_version" >"$versitygw_dir/version"
 fi
