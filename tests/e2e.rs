@@ -79,29 +79,36 @@ async fn sample_3x1_becomes_ready_with_zone_aware_placement() {
 
 /// The operator applies its support objects only when they changed since its last apply
 /// (src/controller/act/applied.rs): someone else's edit of the client Service and a deleted
-/// PodDisruptionBudget must still be undone, from their new resourceVersion.
+/// PodDisruptionBudget must still be undone, from their new resourceVersion. (The edit is of a
+/// label the operator sets: an edited port would be merged beside the operator's by
+/// server-side apply, not replaced.)
 async fn drift_of_support_objects_is_undone(client: &kube::Client, ns: &str, name: &str) {
     use kube::api::{Patch, PatchParams};
+    const LABEL: &str = "app.kubernetes.io/managed-by";
     let services: Api<Service> = Api::namespaced(client.clone(), ns);
-    let port_of = |s: &Service| {
-        s.spec
+    let managed_by = |s: &Service| {
+        s.metadata
+            .labels
             .as_ref()
-            .and_then(|spec| spec.ports.as_ref())
-            .and_then(|ports| ports.first())
-            .map(|p| p.port)
+            .and_then(|l| l.get(LABEL))
+            .cloned()
     };
-    let edit = json!({"spec": {"ports": [{"name": "redis", "port": 6390, "targetPort": 6379, "protocol": "TCP"}]}});
+    let edit = json!({"metadata": {"labels": {LABEL: "someone-else"}}});
     let edited = services
         .patch(name, &PatchParams::default(), &Patch::Merge(&edit))
         .await
         .unwrap();
-    assert_eq!(port_of(&edited), Some(6390), "the edit took");
+    assert_eq!(
+        managed_by(&edited).as_deref(),
+        Some("someone-else"),
+        "the edit took"
+    );
     wait_for(
-        "the client Service's port restored to 6379",
+        "the client Service's managed-by label restored",
         Duration::from_secs(60),
         || async {
             let s = services.get(name).await.ok()?;
-            (port_of(&s) == Some(6379)).then_some(())
+            (managed_by(&s).as_deref() == Some("redis-operator")).then_some(())
         },
     )
     .await;
