@@ -59,6 +59,8 @@ pub struct NodeInfo {
     pub zone: String,
     /// Ready condition True.
     pub ready: bool,
+    /// When the Ready condition last changed (its lastTransitionTime), if reported.
+    pub ready_changed: Option<jiff::Timestamp>,
 }
 
 /// The spec fields the planner reads.
@@ -225,12 +227,17 @@ pub async fn observe(
                 .and_then(|l| l.get(&cluster.spec.zone_key))
                 .cloned()
                 .unwrap_or_default();
-            let ready = n
+            let condition = n
                 .status
                 .as_ref()
                 .and_then(|s| s.conditions.as_ref())
-                .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
-            Some((name, NodeInfo { zone, ready }))
+                .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"));
+            let info = NodeInfo {
+                zone,
+                ready: condition.is_some_and(|c| c.status == "True"),
+                ready_changed: condition.and_then(|c| c.last_transition_time.as_ref().map(|t| t.0)),
+            };
+            Some((name, info))
         })
         .collect();
     let addrs: Vec<SocketAddr> = members

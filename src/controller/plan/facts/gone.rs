@@ -64,7 +64,6 @@ impl Gone {
 /// for members ([`super::claims::held`]).
 pub fn identities(obs: &Observed, owners: &[Option<NodeId>], held: &[&Claim]) -> Vec<Gone> {
     let view = &obs.view;
-    let voters = view.voting_masters();
     let quorum = view.quorum();
     view.known_ids()
         .into_iter()
@@ -73,11 +72,7 @@ pub fn identities(obs: &Observed, owners: &[Option<NodeId>], held: &[&Claim]) ->
             let addr = view.addr_of(&id);
             let mut followers: Vec<&NodeView> = view.replicas_of(&id).collect();
             followers.sort_by_key(|f| std::cmp::Reverse(f.replication.master_repl_offset));
-            let reported_by = view
-                .masters()
-                .filter(|m| voters.contains(m.id()))
-                .filter(|m| m.sees(&id).is_some_and(|e| e.reports_unreachable()))
-                .count();
+            let reported_by = super::unready::reported_unreachable(view, &id);
             // Only a volume the members planner will bring back (one its shard still needs)
             // keeps an identity: one whose shard was made whole elsewhere meanwhile (its node
             // was lost, then returned) is gone for good.

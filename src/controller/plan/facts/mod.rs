@@ -15,6 +15,7 @@ pub mod promotion;
 pub mod seats;
 pub mod shard;
 pub mod surge;
+pub mod unready;
 
 use redis_scheduler::Placement;
 

@@ -9,12 +9,14 @@ use super::formation::{Seat, ShardSeats};
 use crate::controller::observe::{Claim, Observed};
 use crate::redis::ids::NodeId;
 
-/// The placement over the nodes as they are now.
+/// The placement over the nodes as they are now (a not-Ready node whose member answers and is
+/// vouched for keeps it: [`super::unready`]).
 ///
 /// # Errors
 /// The solver's explanation when no placement exists.
 pub fn placement(obs: &Observed, held: &[&Claim]) -> Result<Placement, String> {
-    redis_scheduler::solve(&obs.topology, &obs.request, &current_members(obs, held))
+    let topology = super::unready::topology(obs);
+    redis_scheduler::solve(&topology, &obs.request, &current_members(obs, held))
         .map_err(|e| e.to_string())
 }
 

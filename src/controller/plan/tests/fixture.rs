@@ -394,6 +394,9 @@ impl Fx {
                     NodeInfo {
                         zone: format!("zone-{}", &n[2..3]),
                         ready: !self.not_ready.contains(&n.as_str()),
+                        // Not Ready since 10 s ago: the members (running for 30 s unless a
+                        // test says otherwise) started before that.
+                        ready_changed: Some(jiff::Timestamp::from_second(NOW - 10).unwrap()),
                     },
                 )
             })

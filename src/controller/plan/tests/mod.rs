@@ -16,3 +16,4 @@ mod recovery;
 mod rollout;
 mod scale;
 mod surge;
+mod unready;
