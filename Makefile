@@ -19,6 +19,11 @@ TEST_NODES_PER_ZONE ?= 7
 SHORT_SOAK_ROUNDS ?= 8
 SHORT_SOAK_FAULTS ?= pod-delete,pod-force-delete,redis-sigkill,redis-sigstop,operator-sigkill,operator-sigstop,disk-full
 
+# Seconds between the starts of the suites that run side by side after the rolling updates:
+# started in the same second, their clusters' Pods all started at once, and on two cores the
+# node agent and the API server fell behind (nodes turned NotReady, bootstraps timed out).
+E2E_STAGGER ?= 20
+
 ZONE ?= zone-a
 MODE ?=
 
@@ -127,12 +132,13 @@ e2e: build image
 	    OPERATOR_KUBECONFIG=$$PWD/target/operator.kubeconfig $(CARGO) test --workspace --test e2e_soak -- --ignored --nocapture soak >target/e2e_soak.log 2>&1 & soak_pid=$$!; \
 	  OPERATOR_KUBECONFIG=$$PWD/target/operator.kubeconfig $(CARGO) test --workspace --test e2e_rollout -- --ignored --test-threads=2 || status=$$?; stamp 'e2e_rollout'; \
 	  wait $$metrics_pid || status=$$?; cat target/e2e_metrics.log; \
-	  OPERATOR_KUBECONFIG=$$PWD/target/operator.kubeconfig $(CARGO) test --workspace --test e2e_bad_specs -- --ignored >target/e2e_bad_specs.log 2>&1 & bad_specs_pid=$$!; \
-	  OPERATOR_KUBECONFIG=$$PWD/target/operator.kubeconfig $(CARGO) test --workspace --test e2e_tls -- --ignored >target/e2e_tls.log 2>&1 & tls_pid=$$!; \
-	  OPERATOR_KUBECONFIG=$$PWD/target/operator.kubeconfig $(CARGO) test --workspace --test e2e_auth -- --ignored >target/e2e_auth.log 2>&1 & auth_pid=$$!; \
-	  OPERATOR_KUBECONFIG=$$PWD/target/operator.kubeconfig $(CARGO) test --workspace --test e2e_backup -- --ignored --nocapture >target/e2e_backup.log 2>&1 & backup_pid=$$!; \
-	  OPERATOR_KUBECONFIG=$$PWD/target/operator.kubeconfig $(CARGO) test --workspace --test e2e_tls_chaos -- --ignored --test-threads=1 --skip serial_ >target/e2e_tls_chaos.log 2>&1 & tls_chaos_pid=$$!; \
-	  OPERATOR_KUBECONFIG=$$PWD/target/operator.kubeconfig $(CARGO) test --workspace --test e2e_scale -- --ignored --test-threads=2 || status=$$?; stamp 'e2e_scale'; \
+	  OPERATOR_KUBECONFIG=$$PWD/target/operator.kubeconfig $(CARGO) test --workspace --test e2e_scale -- --ignored --test-threads=2 >target/e2e_scale.log 2>&1 & scale_pid=$$!; \
+	  sleep $(E2E_STAGGER); OPERATOR_KUBECONFIG=$$PWD/target/operator.kubeconfig $(CARGO) test --workspace --test e2e_bad_specs -- --ignored >target/e2e_bad_specs.log 2>&1 & bad_specs_pid=$$!; \
+	  sleep $(E2E_STAGGER); OPERATOR_KUBECONFIG=$$PWD/target/operator.kubeconfig $(CARGO) test --workspace --test e2e_tls -- --ignored >target/e2e_tls.log 2>&1 & tls_pid=$$!; \
+	  sleep $(E2E_STAGGER); OPERATOR_KUBECONFIG=$$PWD/target/operator.kubeconfig $(CARGO) test --workspace --test e2e_auth -- --ignored >target/e2e_auth.log 2>&1 & auth_pid=$$!; \
+	  sleep $(E2E_STAGGER); OPERATOR_KUBECONFIG=$$PWD/target/operator.kubeconfig $(CARGO) test --workspace --test e2e_backup -- --ignored --nocapture >target/e2e_backup.log 2>&1 & backup_pid=$$!; \
+	  sleep $(E2E_STAGGER); OPERATOR_KUBECONFIG=$$PWD/target/operator.kubeconfig $(CARGO) test --workspace --test e2e_tls_chaos -- --ignored --test-threads=1 --skip serial_ >target/e2e_tls_chaos.log 2>&1 & tls_chaos_pid=$$!; \
+	  wait $$scale_pid || status=$$?; cat target/e2e_scale.log; stamp 'e2e_scale'; \
 	  wait $$bad_specs_pid || status=$$?; cat target/e2e_bad_specs.log; \
 	  wait $$tls_pid || status=$$?; cat target/e2e_tls.log; \
 	  wait $$auth_pid || status=$$?; cat target/e2e_auth.log; \

@@ -138,7 +138,7 @@ async fn tls_cluster_bootstraps_and_refuses_plaintext() {
         .patch(SECRET, &PatchParams::default(), &Patch::Merge(&patch))
         .await
         .unwrap();
-    let rc = wait_ready(&api, NAME, Duration::from_secs(150)).await;
+    let rc = wait_ready(&api, NAME, Duration::from_secs(300)).await;
     assert_eq!(rc.status.unwrap().ready_members.as_deref(), Some("6/6"));
 
     let password = password(&client, &ns.name, NAME).await;
@@ -408,7 +408,7 @@ async fn tls_certificates_rotate_without_restart() {
     )
     .await
     .unwrap();
-    wait_ready(&api, NAME, Duration::from_secs(180)).await;
+    wait_ready(&api, NAME, Duration::from_secs(300)).await;
     let old_fp = rotation::fingerprint_of(&old.join("tls.crt"));
     let new_fp = rotation::fingerprint_of(&new.join("tls.crt"));
     wait_for(

@@ -157,7 +157,7 @@ impl Chaos {
             _cleanup: cleanup,
             _pool: pool,
         };
-        let members = chaos.recovered(Duration::from_secs(120), |_| {}).await;
+        let members = chaos.recovered(RECOVERY, |_| {}).await;
         (chaos, members)
     }
 

@@ -156,8 +156,8 @@ pub async fn run(args: RunArgs) -> Result<()> {
             }
         }
     });
+    spawn_heartbeats(&args.kubeconfig, &nodes).await?;
     for n in &nodes {
-        tokio::spawn(node::lease_loop(n.clone()));
         tokio::spawn(node::status_loop(n.clone(), node_store.clone()));
         tokio::spawn(pod::run_node_pods(n.clone()));
     }
@@ -174,6 +174,54 @@ pub async fn run(args: RunArgs) -> Result<()> {
     futures::future::join_all(nodes.iter().map(|n| node::crash(n))).await;
     let _ = std::fs::remove_file(control::socket_path(&state_dir));
     Ok(())
+}
+
+/// Runs every node's Lease renewal on a thread of its own, with its own runtime and API client
+/// (its own connection), the way the kubelet keeps a separate heartbeat client: one agent
+/// stands for many kubelets, and starting a burst of Pods on the shared runtime (filesystem
+/// work, process spawns, status writes queued on one HTTP/2 connection) delayed renewals past
+/// the node-monitor grace period; the node controller then marked busy nodes NotReady while
+/// everything on them ran (seen in CI: members replaced on flapping nodes under load).
+async fn spawn_heartbeats(kubeconfig: &Path, nodes: &[Arc<NodeCtx>]) -> Result<()> {
+    let (started, ready) = tokio::sync::oneshot::channel::<Result<()>>();
+    let kubeconfig = kubeconfig.to_path_buf();
+    let nodes = nodes.to_vec();
+    std::thread::Builder::new()
+        .name("node-heartbeats".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = started.send(Err(e.into()));
+                    return;
+                }
+            };
+            rt.block_on(async move {
+                // The client is built here: its connection and workers live on this runtime.
+                let client = match client(&kubeconfig).await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        let _ = started.send(Err(e));
+                        return;
+                    }
+                };
+                let _ = started.send(Ok(()));
+                futures::future::join_all(
+                    nodes
+                        .into_iter()
+                        .map(|n| node::lease_loop(n, client.clone())),
+                )
+                .await;
+            });
+        })
+        .context("starting the heartbeat thread")?;
+    ready
+        .await
+        .context("the heartbeat thread ended before it started")?
+        .context("the heartbeat API client")
 }
 
 async fn wait_for_shutdown() {

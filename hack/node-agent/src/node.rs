@@ -408,22 +408,35 @@ pub async fn status_loop(node: Arc<NodeCtx>, nodes: Store<Node>) {
     }
 }
 
-/// Renews the node's Lease every `lease_renew`, on its own task so nothing else (pod
-/// work, slow status posts) can delay it.
-pub async fn lease_loop(node: Arc<NodeCtx>) {
-    let api: Api<Lease> = Api::namespaced(node.client.clone(), "kube-node-lease");
+/// Renews the node's Lease every `lease_renew` with `client`, the heartbeat thread's own
+/// (see `agent::spawn_heartbeats`), so nothing else (pod work, slow status posts) delays it.
+/// A renewal that took long or came late is logged: it is what turns a node NotReady.
+pub async fn lease_loop(node: Arc<NodeCtx>, client: Client) {
+    let api: Api<Lease> = Api::namespaced(client, "kube-node-lease");
     let mut tick = tokio::time::interval(node.cfg.lease_renew);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut lease: Option<Lease> = None;
     let limit = node.cfg.lease_renew + Duration::from_secs(1);
+    let mut last_renewed: Option<tokio::time::Instant> = None;
     loop {
         tick.tick().await;
         if node.state() != NodeState::Up {
             lease = None;
+            last_renewed = None;
             continue;
         }
+        let began = tokio::time::Instant::now();
         match tokio::time::timeout(limit, renew(&node, &api, lease.take())).await {
-            Ok(Ok(l)) => lease = Some(l),
+            Ok(Ok(l)) => {
+                lease = Some(l);
+                let gap = last_renewed.map(|t| began.duration_since(t));
+                if began.elapsed() > Duration::from_secs(1)
+                    || gap.is_some_and(|g| g > node.cfg.lease_renew * 2)
+                {
+                    warn!(node = %node.name, took = ?began.elapsed(), since_last = ?gap, "lease renewal slow");
+                }
+                last_renewed = Some(began);
+            }
             Ok(Err(e)) => warn!(node = %node.name, "renewing lease: {e:#}"),
             Err(_) => warn!(node = %node.name, "renewing lease: timed out"),
         }
