@@ -149,6 +149,8 @@ e2e: build image
 	  OPERATOR_KUBECONFIG=$$PWD/target/operator.kubeconfig $(CARGO) test --workspace --test e2e_zones -- --ignored --test-threads=1 serial_ || status=$$?; stamp 'e2e_zones (serial)'; \
 	  OPERATOR_KUBECONFIG=$$PWD/target/operator.kubeconfig $(CARGO) test --workspace --test e2e_tls_chaos -- --ignored --test-threads=1 serial_ || status=$$?; stamp 'e2e_tls_chaos (serial)'; \
 	fi; \
+	agent_log="$$(dirname "$$KUBECONFIG")/logs/node-agent.log"; \
+	echo "[e2e] node agent: $$(grep -c 'lease renewal slow' "$$agent_log" 2>/dev/null || true) slow Lease renewals, $$(grep -c 'renewing lease: timed out' "$$agent_log" 2>/dev/null || true) timed out (the local_cluster suite stops the API server on purpose)"; \
 	hack/s3 down >/dev/null 2>&1 || true; \
 	$(LOCAL_CLUSTER) down || status=$$?; \
 	if [ $$status -eq 0 ]; then $(CARGO) test --workspace --test local_cluster_down -- --ignored || status=$$?; fi; \

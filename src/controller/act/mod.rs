@@ -157,7 +157,8 @@ pub async fn act(
                 live_config: &live_config,
             },
         };
-        match support(&scope, plan, &crate::controller::config::render(&file)).await {
+        let members = obs.live().count();
+        match support(&scope, plan, &crate::controller::config::render(&file), members).await {
             Some(failure) => failure,
             None => step(&scope, obs, &plan.action).await,
         }
@@ -173,11 +174,18 @@ pub async fn act(
 }
 
 /// Applies the support objects when the plan says so; the failure, if any.
-async fn support(scope: &Scope<'_>, plan: &Plan, rendered: &str) -> Option<Executed> {
+async fn support(
+    scope: &Scope<'_>,
+    plan: &Plan,
+    rendered: &str,
+    members: usize,
+) -> Option<Executed> {
     if !plan.applies_support_objects() {
         return None;
     }
-    match objects::apply_support_objects(scope.cluster, scope.ctx, scope.ns, rendered).await {
+    match objects::apply_support_objects(scope.cluster, scope.ctx, scope.ns, rendered, members)
+        .await
+    {
         Ok(()) => None,
         Err(objects::ApplyError::Kube(e)) => Some(kube_failed(
             "ApplyFailed",

@@ -29,12 +29,14 @@ pub enum ApplyError {
 
 /// Applies the shared objects (ConfigMap, client and headless Services, PDB, NetworkPolicy) by server-side
 /// apply, each only if it is absent or already owned by this RedisCluster: an object someone
-/// else created under the same name is left alone and reported (`NameConflict`).
+/// else created under the same name is left alone and reported (`NameConflict`). `members`:
+/// the member Pods that exist now, for the PDB ([`build::pdb::build`]).
 pub async fn apply_support_objects(
     cluster: &RedisCluster,
     ctx: &Context,
     ns: &str,
     rendered: &str,
+    members: usize,
 ) -> Result<(), ApplyError> {
     use k8s_openapi::api::core::v1::{ConfigMap, Service};
     use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -69,7 +71,7 @@ pub async fn apply_support_objects(
         ctx,
         &Api::<PodDisruptionBudget>::namespaced(client.clone(), ns),
         &Names::pdb(cluster),
-        &build::pdb::build(cluster),
+        &build::pdb::build(cluster, members),
     )
     .await?;
     network_policy(cluster, ctx, ns).await
