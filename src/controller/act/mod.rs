@@ -158,7 +158,14 @@ pub async fn act(
             },
         };
         let members = obs.live().count();
-        match support(&scope, plan, &crate::controller::config::render(&file), members).await {
+        match support(
+            &scope,
+            plan,
+            &crate::controller::config::render(&file),
+            members,
+        )
+        .await
+        {
             Some(failure) => failure,
             None => step(&scope, obs, &plan.action).await,
         }

@@ -50,21 +50,21 @@ mod tests {
     use super::*;
 
     fn cluster(leaders: i32, followers: i32) -> RedisCluster {
-        let mut c: RedisCluster = serde_json::from_value(serde_json::json!({
+        serde_json::from_value(serde_json::json!({
             "apiVersion": "redis.redis-operator.dev/v1alpha1",
             "kind": "RedisCluster",
             "metadata": {"name": "c", "namespace": "ns", "uid": "u"},
-            "spec": {}
+            "spec": {"leaders": leaders, "followersPerLeader": followers}
         }))
-        .unwrap();
-        c.spec.leaders = leaders;
-        c.spec.followers_per_leader = followers;
-        c
+        .unwrap()
     }
 
     fn min_available(pdb: &PodDisruptionBudget) -> IntOrString {
         let spec = pdb.spec.as_ref().unwrap();
-        assert!(spec.max_unavailable.is_none(), "maxUnavailable needs a scale subresource");
+        assert!(
+            spec.max_unavailable.is_none(),
+            "maxUnavailable needs a scale subresource"
+        );
         spec.min_available.clone().unwrap()
     }
 
