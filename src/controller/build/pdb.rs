@@ -1,5 +1,6 @@
-//! The PodDisruptionBudget: voluntary disruptions (drains) take one member at a time, so a
-//! shard never loses its leader and follower together through evictions.
+//! The PodDisruptionBudget: evictions (drains, node-pool upgrades, the cluster autoscaler) never
+//! take a member; the operator moves members off cordoned and tainted nodes itself, the new
+//! member in sync before the old one goes, so no shard is ever short of a member for a drain.
 
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
@@ -9,21 +10,27 @@ use super::meta;
 use crate::controller::labels::{self, Names};
 use crate::crd::RedisCluster;
 
-/// PDB allowing one unavailable member of the cluster, `members` being how many member Pods
-/// exist now (not being deleted).
+/// The budget: every member must stay available, `members` being how many member Pods exist
+/// now (not being deleted).
 ///
-/// An integer `minAvailable`, never `maxUnavailable`: for `maxUnavailable` (or a percentage)
-/// the disruption controller asks the Pods' controlling owner for its scale, and a RedisCluster
-/// has no scale subresource (its Pods are not one replica set), so such a budget never synced
-/// (`SyncFailed`, zero disruptions allowed: every eviction refused, the controller-manager
-/// retrying it on each Pod change). With `minAvailable` = members − 1 it counts the Pods it
-/// selects: one eviction is allowed while every member is ready, none while one is not. The
-/// count is the larger of what the spec asks and what exists, so the extra members of a
-/// rolling update's surge or of a scale-in still being drained never allow a second eviction.
+/// No eviction is allowed, on purpose. An evicted follower leaves its shard short (a leader
+/// whose follower is gone cannot acknowledge `WAIT 1` writes, and its crash then loses them),
+/// and the Pod readiness the budget counts is "answers PING": a replacement that answers but
+/// still syncs would count as healthy and let the next drain evict its shard's leader. The
+/// operator sees the cordon (or an untolerated NoSchedule taint, as the autoscaler sets) and
+/// re-places the member surge-style, so a `kubectl drain` waits on the budget and completes once
+/// the member has moved.
+///
+/// An integer `minAvailable`, never `maxUnavailable` (not even 0): for `maxUnavailable` or a
+/// percentage the disruption controller asks the Pods' controlling owner for its scale, and a
+/// RedisCluster has no scale subresource, so such a budget never synced (`SyncFailed`, the
+/// controller-manager retrying it on every Pod change), which is what earlier versions made.
+/// The count is the larger of what the spec asks and what exists, so a surge's or a scale-in's
+/// extra members are covered too.
 pub fn build(cluster: &RedisCluster, members: usize) -> PodDisruptionBudget {
     let name = cluster.metadata.name.clone().unwrap_or_default();
     let members = members.max(wanted_members(cluster));
-    let min_available = i32::try_from(members.saturating_sub(1)).unwrap_or(i32::MAX);
+    let min_available = i32::try_from(members).unwrap_or(i32::MAX);
     PodDisruptionBudget {
         metadata: meta(cluster, Names::pdb(cluster)),
         spec: Some(PodDisruptionBudgetSpec {
@@ -69,16 +76,16 @@ mod tests {
     }
 
     #[test]
-    fn one_member_may_be_evicted_of_those_the_spec_asks_for() {
+    fn every_member_the_spec_asks_for_or_that_exists_stays() {
         // (leaders, followers, member Pods now) -> minAvailable
         let table = [
-            ((3, 1, 6), 5),
-            ((3, 1, 4), 5),  // two members missing: none may be evicted
-            ((3, 1, 7), 6),  // a rolling update's surge member
-            ((3, 1, 10), 9), // 5 -> 3, the two drained shards still there
-            ((3, 2, 9), 8),
-            ((1, 0, 1), 0),
-            ((3, 1, 0), 5), // nothing created yet
+            ((3, 1, 6), 6),
+            ((3, 1, 4), 6),   // two members missing
+            ((3, 1, 7), 7),   // a rolling update's surge member
+            ((3, 1, 10), 10), // 5 -> 3, the two drained shards still there
+            ((3, 2, 9), 9),
+            ((1, 0, 1), 1),
+            ((3, 1, 0), 6), // nothing created yet
         ];
         for ((leaders, followers, members), want) in table {
             let pdb = build(&cluster(leaders, followers), members);
