@@ -1,6 +1,6 @@
 //! The PodDisruptionBudget: evictions (drains, node-pool upgrades, the cluster autoscaler) never
-//! take a member; the operator moves members off cordoned and tainted nodes itself, the new
-//! member in sync before the old one goes, so no shard is ever short of a member for a drain.
+//! take a member; the operator moves members off cordoned and tainted nodes itself, at its own
+//! pace, a leader only after its failover.
 
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
@@ -18,8 +18,8 @@ use crate::crd::RedisCluster;
 /// and the Pod readiness the budget counts is "answers PING": a replacement that answers but
 /// still syncs would count as healthy and let the next drain evict its shard's leader. The
 /// operator sees the cordon (or an untolerated NoSchedule taint, as the autoscaler sets) and
-/// re-places the member surge-style, so a `kubectl drain` waits on the budget and completes once
-/// the member has moved.
+/// re-places the member (a leader after its failover), so a `kubectl drain` waits on the budget
+/// and completes once the member has moved.
 ///
 /// An integer `minAvailable`, never `maxUnavailable` (not even 0): for `maxUnavailable` or a
 /// percentage the disruption controller asks the Pods' controlling owner for its scale, and a
