@@ -155,7 +155,12 @@ async fn evictions_wait_for_the_operator(client: &kube::Client, ns: &str, name: 
         },
     )
     .await;
-    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    // A client that takes the 429 as the answer: kube's default one retries it with backoff
+    // (15 times, about 5 minutes), as it retries any 429.
+    let mut config = kube::Config::infer().await.unwrap();
+    config.default_retry = false;
+    let once = kube::Client::try_from(config).unwrap();
+    let pods: Api<Pod> = Api::namespaced(once, ns);
     let members = member_pods(client, ns, name).await.unwrap();
     let first = members[0].metadata.name.clone().unwrap();
     match pods.evict(&first, &EvictParams::default()).await {
