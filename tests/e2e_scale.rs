@@ -29,7 +29,7 @@ use redis_operator::redis::command::Cmd;
 use redis_operator::redis::ids::SLOT_COUNT;
 use redis_operator::redis::model;
 use serde_json::json;
-use support::ack_writer::keyslot;
+use support::ack_writer::{AckWriterOptions, keyslot};
 use support::app_client::{AppClient, app_python};
 use support::chaos::*;
 
@@ -205,7 +205,16 @@ async fn wait_shape(
 #[tokio::test]
 #[ignore = "needs the local cluster; run by make test"]
 async fn scale_out_in_and_followers_lose_nothing() {
-    let (mut chaos, before, writer) = Chaos::start("scale", json!({})).await;
+    let (mut chaos, before) = Chaos::create("scale", json!({})).await;
+    print_roles(&chaos.ns.name, "before", &before);
+    // Four changes of up to STEP each, and the read-back: the writer must outlast them all
+    // (its default 480 s ran out once, with the side-by-side suites slowing the first batch).
+    let writer = chaos
+        .writer_with(AckWriterOptions {
+            max_duration: STEP * 5,
+            ..AckWriterOptions::default()
+        })
+        .await;
     let keys = preload(&before.addrs(), &chaos.pass, 200_000, 16).await;
 
     // 3 -> 5, the operator killed once slots are moving. The cluster serves every slot with
