@@ -758,3 +758,50 @@ async fn reshard_whose_target_freezes_fails_once_and_resumes() {
     assert!(view.nodes.iter().all(|n| n.myself.open_slots.is_empty()));
     assert_values(&cluster, &pairs).await;
 }
+
+/// A reshard with a time budget (the operator's step on a loaded machine) returns once it is
+/// spent: no error, every stream moved at least one group, no slot left open, and the report
+/// counts exactly what moved; the same plan run again moves the rest with every value intact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reshard_out_of_time_stops_cleanly_and_resumes() {
+    let (cluster, pairs, drained, moves) = drain_setup("budget", 23000, "b").await;
+    let options = ReshardOptions {
+        time_budget: Some(Duration::from_millis(1)),
+        ..ReshardOptions::default()
+    };
+    let first = cluster
+        .admin
+        .reshard(&moves, &options, None)
+        .await
+        .expect("a reshard out of time is not an error");
+    let view = cluster.admin.observe().await;
+    let left = view
+        .node(&drained)
+        .map(|n| n.myself.slot_count())
+        .unwrap_or_default();
+    // Two pairs, eight streams each, at least one group of eight slots per stream.
+    assert!(first.slots_moved >= 2 * 8 * 8, "{first:?}");
+    assert_eq!(first.slots_moved, 5461 - left, "{first:?}");
+    assert!(left > 0, "the whole drain fit in 1 ms: {first:?}");
+    for n in &view.nodes {
+        assert!(
+            n.myself.open_slots.is_empty(),
+            "{} left open: {:?}",
+            n.myself.id.short(),
+            n.myself.open_slots
+        );
+    }
+    let rest = cluster
+        .admin
+        .reshard(&moves, &ReshardOptions::default(), None)
+        .await
+        .expect("resume");
+    assert_eq!(rest.slots_moved, left);
+    assert_eq!(rest.slots_already_done, 5461 - left);
+    cluster
+        .admin
+        .wait_cluster_settled(Duration::from_secs(30))
+        .await
+        .expect("settled");
+    assert_values(&cluster, &pairs).await;
+}

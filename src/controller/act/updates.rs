@@ -213,14 +213,19 @@ pub(super) async fn reshard(
         .admin
         .reshard_while(
             moves,
-            &crate::redis::ops::reshard::ReshardOptions::default(),
+            &crate::redis::ops::reshard::ReshardOptions {
+                time_budget: Some(crate::controller::plan::scale::BATCH_TIME),
+                ..Default::default()
+            },
             None,
             &|| scope.ctx.leadership.may_act(),
         )
         .await
     {
         Ok(report) => {
-            let left = remaining.saturating_sub(moves.len());
+            // The batch may end early (its time budget): what is left is what did not move.
+            let done = report.slots_moved + report.slots_added + report.slots_already_done;
+            let left = remaining.saturating_sub(done);
             let note = format!(
                 "moved {} slot(s) and {} key(s) in {} ms ({}); {left} slot(s) left to move",
                 report.slots_moved + report.slots_added,

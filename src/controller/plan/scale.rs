@@ -20,6 +20,12 @@ use crate::redis::ops::distribution::{SlotMove, batch, plan_slot_distribution, s
 /// is noise, small enough that status and recovery get a turn every few seconds.
 pub const BATCH_SLOTS: usize = 1024;
 
+/// The time one step moves slots for, whatever is left of its batch: on a loaded machine a
+/// batch of [`BATCH_SLOTS`] can take minutes (each slot is several round trips to nodes that
+/// wait for CPU), and status and recovery must still get their turn every few seconds. An
+/// idle machine moves a whole batch well within it.
+pub const BATCH_TIME: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Where a reshard stands, for status.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reshard {

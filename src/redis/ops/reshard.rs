@@ -49,6 +49,11 @@ pub struct ReshardOptions {
     /// nodes.conf fsyncs) and their keys share MIGRATE batches. Larger groups cut per-slot
     /// overhead; smaller ones keep each slot open (clients seeing ASK) for less time.
     pub slots_per_group: usize,
+    /// Once this much time has passed, each stream finishes the group it is moving and stops
+    /// (every stream moves at least one group): a step of a loaded machine stays short, so its
+    /// progress shows and other concerns get their turn. The rest is moved by the next run.
+    /// `None`: until every slot has moved.
+    pub time_budget: Option<Duration>,
 }
 
 impl Default for ReshardOptions {
@@ -58,6 +63,7 @@ impl Default for ReshardOptions {
             streams_per_pair: 8,
             max_streams: 16,
             slots_per_group: 8,
+            time_budget: None,
         }
     }
 }

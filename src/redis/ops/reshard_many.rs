@@ -26,7 +26,9 @@ impl ClusterAdmin {
     /// Resumable like [`ClusterAdmin::move_slot`]: running the same plan again after a crash
     /// finishes it. Stops at the first error: the other streams stop at their next MIGRATE,
     /// and the slots left open are finished by the next run (or `fix_open_slots`). A node
-    /// runs one MIGRATE pipeline at a time, whatever the number of streams.
+    /// runs one MIGRATE pipeline at a time, whatever the number of streams. With a
+    /// `time_budget` it returns once the budget is spent, without error and with no slot
+    /// open: the report counts what moved, and the same plan run again moves the rest.
     pub async fn reshard(
         &self,
         moves: &[SlotMove],
@@ -93,6 +95,7 @@ impl ClusterAdmin {
             first_error: Mutex::new(None),
             keep_going,
             group_size: options.slots_per_group.max(1),
+            deadline: options.time_budget.map(|b| started + b),
         };
         let mut workers = Vec::new();
         for ((from, to), slots) in pairs {
@@ -188,6 +191,10 @@ impl ClusterAdmin {
                     }
                 }
             }
+            // Checked after a group, so each stream makes progress however slow the machine.
+            if shared.deadline.is_some_and(|d| Instant::now() >= d) {
+                return Ok(());
+            }
         }
     }
 }
@@ -211,6 +218,8 @@ struct Shared<'a> {
     first_error: Mutex<Option<OpError>>,
     keep_going: &'a (dyn Fn() -> bool + Sync),
     group_size: usize,
+    /// From [`ReshardOptions::time_budget`]: no stream starts a group after it.
+    deadline: Option<Instant>,
 }
 
 impl Shared<'_> {
