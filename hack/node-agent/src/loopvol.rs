@@ -165,12 +165,10 @@ async fn run(name: &str, args: &[&std::ffi::OsStr]) -> Result<String> {
 /// Makes the volume at `dir`: a sparse `bytes`-long ext4 image, mounted at `dir`. Idempotent:
 /// an existing image (a retry after a failed PV create) is mounted, not remade.
 pub async fn create(dir: &Path, bytes: u64) -> Result<()> {
-    let _g = LOCK.lock().await;
-    if is_mountpoint(dir) {
-        return Ok(());
-    }
     let img = image_of(dir);
     let fresh = !img.exists();
+    // Formatting needs no lock (it writes a temporary file of this volume's alone), so
+    // volumes are formatted side by side; only the mount is serialised.
     if fresh {
         if let Some(parent) = dir.parent() {
             std::fs::create_dir_all(parent)
@@ -207,6 +205,10 @@ pub async fn create(dir: &Path, bytes: u64) -> Result<()> {
         )
         .await?;
         std::fs::rename(&tmp, &img).with_context(|| format!("renaming to {}", img.display()))?;
+    }
+    let _g = LOCK.lock().await;
+    if is_mountpoint(dir) {
+        return Ok(());
     }
     mount(&img, dir).await?;
     if fresh {

@@ -122,6 +122,19 @@ pub fn pv_for_claim(
     serde_json::from_value(pv).ok()
 }
 
+/// Volumes made at once.
+const PARALLEL_VOLUMES: usize = 4;
+
+/// A claim to provision: its key for logs, the node it goes to and the size it gets.
+struct Job {
+    key: String,
+    node: Arc<NodeCtx>,
+    pvc: Arc<PersistentVolumeClaim>,
+    bytes: u64,
+    capacity: String,
+    requested: String,
+}
+
 struct Provisioner {
     client: Client,
     nodes: Vec<Arc<NodeCtx>>,
@@ -139,6 +152,7 @@ impl Provisioner {
         pvs: &Store<PersistentVolume>,
     ) {
         let existing: HashSet<String> = pvs.state().iter().map(|p| p.name_any()).collect();
+        let mut jobs = Vec::new();
         for pvc in pvcs.state() {
             if pvc.metadata.deletion_timestamp.is_some()
                 || pvc
@@ -181,27 +195,20 @@ impl Provisioner {
                 }
                 continue;
             };
-            let reclaim = self.reclaim_policy(&pvc).await;
-            let dir = node.volumes_dir().join(&pv_name);
-            let t0 = std::time::Instant::now();
-            if let Err(e) = loopvol::create(&dir, bytes).await {
-                warn!(claim = %key, "making the {requested} volume at {}: {e:#}", dir.display());
-                continue;
-            }
-            let made_in = t0.elapsed();
-            let Some(pv) = pv_for_claim(&pvc, &node.name, &dir, &capacity, &reclaim) else {
-                continue;
-            };
-            let api: Api<PersistentVolume> = Api::all(self.client.clone());
-            match api.create(&PostParams::default(), &pv).await {
-                Ok(_) => info!(
-                    claim = %key, pv = %pv_name, node = %node.name, capacity = %capacity,
-                    volume_ms = made_in.as_millis() as u64, "provisioned"
-                ),
-                Err(kube::Error::Api(s)) if s.code == 409 => {}
-                Err(e) => warn!(claim = %key, "creating PV: {e}"),
-            }
+            jobs.push(Job {
+                key,
+                node,
+                pvc,
+                bytes,
+                capacity,
+                requested,
+            });
         }
+        // Claims are made side by side: under load one volume takes seconds (mkfs waits for
+        // CPU), and a burst of new clusters would otherwise queue their Pods for minutes.
+        futures::stream::iter(jobs)
+            .for_each_concurrent(PARALLEL_VOLUMES, |job| self.provision(job))
+            .await;
         for pv in pvs.state() {
             let ours =
                 pv.annotations().get(PROVISIONED_BY).map(String::as_str) == Some(PROVISIONER);
@@ -240,6 +247,42 @@ impl Provisioner {
                 Err(kube::Error::Api(s)) if s.code == 404 => {}
                 Err(e) => warn!(pv = %pv.name_any(), "deleting PV: {e}"),
             }
+        }
+    }
+
+    /// Makes one claim's volume and its PV.
+    async fn provision(&self, job: Job) {
+        let Job {
+            key,
+            node,
+            pvc,
+            bytes,
+            capacity,
+            requested,
+        } = job;
+        let Some(uid) = pvc.metadata.uid.clone() else {
+            return;
+        };
+        let pv_name = format!("pvc-{uid}");
+        let reclaim = self.reclaim_policy(&pvc).await;
+        let dir = node.volumes_dir().join(&pv_name);
+        let t0 = std::time::Instant::now();
+        if let Err(e) = loopvol::create(&dir, bytes).await {
+            warn!(claim = %key, "making the {requested} volume at {}: {e:#}", dir.display());
+            return;
+        }
+        let made_in = t0.elapsed();
+        let Some(pv) = pv_for_claim(&pvc, &node.name, &dir, &capacity, &reclaim) else {
+            return;
+        };
+        let api: Api<PersistentVolume> = Api::all(self.client.clone());
+        match api.create(&PostParams::default(), &pv).await {
+            Ok(_) => info!(
+                claim = %key, pv = %pv_name, node = %node.name, capacity = %capacity,
+                volume_ms = made_in.as_millis() as u64, "provisioned"
+            ),
+            Err(kube::Error::Api(s)) if s.code == 409 => {}
+            Err(e) => warn!(claim = %key, "creating PV: {e}"),
         }
     }
 
