@@ -187,8 +187,37 @@ fn remove(f: &Facts<'_>, change: &Change, deletes: &mut Vec<(String, String)>) -
     if f.owns_slots(m) {
         return Next::Continue;
     }
+    if leaves_shard_short(f, m) {
+        return Next::Continue;
+    }
     deletes.push((m.name().to_string(), reason.clone()));
     Next::Continue
+}
+
+/// Whether removing `m`, a follower in sync, would leave its kept shard fewer followers in
+/// sync than the spec wants. A follower the placement moves (off a cordoned node, for the
+/// spread) has its replacement created first; until that one has the data, `m` is one of the
+/// copies the shard's writes rely on: its leader could not acknowledge a `WAIT 1` write
+/// without it, and a crash of the leader would lose what it alone held. A scale-in's shard
+/// leaves whole once drained, and a follower not in sync holds no copy worth keeping.
+fn leaves_shard_short(f: &Facts<'_>, m: &Member) -> bool {
+    use super::facts::shard::{in_sync, shard_leader};
+    let obs = f.obs;
+    if m.shard >= obs.shape.leaders {
+        return false;
+    }
+    let Some(leader) = shard_leader(obs, m.shard) else {
+        return false;
+    };
+    let synced = |o: &Member| obs.view_of(o).is_some_and(|v| in_sync(v, leader));
+    if !synced(m) {
+        return false;
+    }
+    let others = obs
+        .live()
+        .filter(|o| o.shard == m.shard && o.name() != m.name() && synced(o))
+        .count();
+    others < obs.shape.followers
 }
 
 /// A planned leader move (the spread). Gate: every shard has a serving leader: while one does

@@ -116,6 +116,7 @@ pub(super) fn healthy() -> Fx {
         unheard_roles: Vec::new(),
         link_down_since: 1,
         not_ready: Vec::new(),
+        cordoned: Vec::new(),
         storage: false,
         claims: Vec::new(),
         break_glass: crate::controller::observe::break_glass::BreakGlass::default(),
@@ -188,6 +189,8 @@ pub(super) struct Fx {
     /// Seconds followers report their link to their leader down.
     pub(super) link_down_since: u64,
     pub(super) not_ready: Vec<&'static str>,
+    /// Ready nodes with `spec.unschedulable` (`kubectl cordon`, a drain).
+    pub(super) cordoned: Vec<&'static str>,
     pub(super) storage: bool,
     /// Extra PVCs: (name, shard, member, node, recorded id).
     pub(super) claims: Vec<Claim>,
@@ -407,10 +410,12 @@ impl Fx {
                 .map(|(name, info)| Node {
                     name: name.clone(),
                     zone: Some(info.zone.clone()),
-                    status: if info.ready {
-                        NodeStatus::Schedulable
-                    } else {
+                    status: if !info.ready {
                         NodeStatus::NotReady
+                    } else if self.cordoned.contains(&name.as_str()) {
+                        NodeStatus::Cordoned
+                    } else {
+                        NodeStatus::Schedulable
                     },
                     capacity: Capacity {
                         pods: 10,

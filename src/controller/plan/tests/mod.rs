@@ -5,6 +5,7 @@ mod aof;
 mod bootstrap;
 mod certs;
 mod conditions;
+mod cordon;
 mod cost;
 mod drain;
 mod fixture;
