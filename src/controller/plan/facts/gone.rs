@@ -64,7 +64,8 @@ impl Gone {
 /// for members ([`super::claims::held`]).
 pub fn identities(obs: &Observed, owners: &[Option<NodeId>], held: &[&Claim]) -> Vec<Gone> {
     let view = &obs.view;
-    let quorum = view.quorum();
+    let voters = view.voting_masters();
+    let quorum = voters.len() / 2 + 1;
     view.known_ids()
         .into_iter()
         .filter(|id| view.node(id).is_none())
@@ -72,7 +73,7 @@ pub fn identities(obs: &Observed, owners: &[Option<NodeId>], held: &[&Claim]) ->
             let addr = view.addr_of(&id);
             let mut followers: Vec<&NodeView> = view.replicas_of(&id).collect();
             followers.sort_by_key(|f| std::cmp::Reverse(f.replication.master_repl_offset));
-            let reported_by = super::unready::reported_unreachable(view, &id);
+            let reported_by = super::unready::reported_unreachable(view, &voters, &id);
             // Only a volume the members planner will bring back (one its shard still needs)
             // keeps an identity: one whose shard was made whole elsewhere meanwhile (its node
             // was lost, then returned) is gone for good.

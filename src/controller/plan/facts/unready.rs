@@ -20,9 +20,9 @@ use crate::controller::observe::pods::Member;
 use crate::redis::ids::NodeId;
 use crate::redis::model::ClusterView;
 
-/// How many voting masters report `id` failing or unreachable on the cluster bus.
-pub fn reported_unreachable(view: &ClusterView, id: &NodeId) -> usize {
-    let voters = view.voting_masters();
+/// How many of `voters` (the voting masters, [`ClusterView::voting_masters`], computed once by
+/// the caller: it walks every node's slot map) report `id` failing or unreachable on the bus.
+pub fn reported_unreachable(view: &ClusterView, voters: &BTreeSet<NodeId>, id: &NodeId) -> usize {
     view.masters()
         .filter(|m| voters.contains(m.id()))
         .filter(|m| m.id() != id)
@@ -31,17 +31,18 @@ pub fn reported_unreachable(view: &ClusterView, id: &NodeId) -> usize {
 }
 
 /// Whether `m`, on a node that is not Ready, is evidently alive: it answers, and either fewer
-/// than a majority of the voting masters report it unreachable, or its redis container
-/// started after its node's Ready condition last changed (the kubelet runs it again; the node
-/// controller has yet to say so).
-pub fn vouched(obs: &Observed, m: &Member) -> bool {
+/// than a majority of `voters` report it unreachable, or its redis container started after its
+/// node's Ready condition last changed (the kubelet runs it again; the node controller has
+/// yet to say so).
+fn vouched(obs: &Observed, voters: &BTreeSet<NodeId>, m: &Member) -> bool {
     let Some(view) = obs.view_of(m) else {
         return false;
     };
     if m.terminating() {
         return false;
     }
-    let cluster_reaches = reported_unreachable(&obs.view, view.id()) < obs.view.quorum();
+    let quorum = voters.len() / 2 + 1;
+    let cluster_reaches = reported_unreachable(&obs.view, voters, view.id()) < quorum;
     let restarted_since = m.node().and_then(|n| obs.nodes.get(n)).is_some_and(|n| {
         matches!((m.running_since(), n.ready_changed), (Some(started), Some(changed)) if started > changed)
     });
@@ -50,10 +51,17 @@ pub fn vouched(obs: &Observed, m: &Member) -> bool {
 
 /// The nodes that are not Ready but host a member [`vouched`] for.
 pub fn vouched_nodes(obs: &Observed) -> BTreeSet<&str> {
-    obs.live()
+    let mut on_unready = obs
+        .live()
         .filter_map(|m| Some((m, m.node()?)))
         .filter(|(_, n)| !obs.node_ready(n))
-        .filter(|(m, _)| vouched(obs, m))
+        .peekable();
+    if on_unready.peek().is_none() {
+        return BTreeSet::new();
+    }
+    let voters = obs.view.voting_masters();
+    on_unready
+        .filter(|(m, _)| vouched(obs, &voters, m))
         .map(|(_, n)| n)
         .collect()
 }
