@@ -182,7 +182,10 @@ async fn wait_shape(
         if done && known {
             break members;
         }
-        let moved = status.reshard.as_ref().map(|r| (r.to_leaders, r.slots_moved));
+        let moved = status
+            .reshard
+            .as_ref()
+            .map(|r| (r.to_leaders, r.slots_moved));
         if moved != progress.0 {
             progress = (moved, Instant::now());
         }
