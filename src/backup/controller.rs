@@ -16,7 +16,6 @@ use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::watcher;
 use kube::{Api, Resource, ResourceExt};
 
-use super::error::StoreErrorKind;
 use super::plan::{self, Step, human_bytes, human_duration};
 use super::status::{now_text, publish, seconds_since, set_condition};
 use super::store::{Store, backup_path};
@@ -189,6 +188,34 @@ impl Pass<'_> {
         store: &Store,
         at_start: &[shards::ShardAtStart],
     ) -> Result<Action, Error> {
+        // The store checked before the consistency point, with one LIST of the backup's path:
+        // credentials or a bucket it refuses fail the backup at once (`StorageRefused`), not
+        // after a shard has streamed into an upload the store refuses (whose 403, under load,
+        // can reach us as a connection cut mid-body: a retried `SnapshotFailed`).
+        if let Err(e) = store.list().await {
+            let why = format!("checking {}: {e}", store.describe());
+            return if e.kind.refused() {
+                fail(
+                    self.backup,
+                    self.ctx,
+                    self.ns,
+                    status,
+                    "StorageRefused",
+                    &why,
+                )
+                .await
+            } else {
+                wait(
+                    self.backup,
+                    self.ctx,
+                    self.ns,
+                    status,
+                    "StorageUnavailable",
+                    &why,
+                )
+                .await
+            };
+        }
         status.phase = Some(BackupPhase::Running);
         status.start_time = Some(now_text());
         status.path = Some(path_of(self.backup));
@@ -424,14 +451,7 @@ async fn cleanup(backup: &RedisClusterBackup, ctx: &Context, ns: &str) -> Result
             publish(ctx, backup, EventType::Normal, "BackupDataDeleted", &note).await;
             Ok(Action::await_change())
         }
-        Err(e)
-            if matches!(
-                e.kind,
-                StoreErrorKind::Unauthorized
-                    | StoreErrorKind::BucketMissing
-                    | StoreErrorKind::Untrusted
-            ) =>
-        {
+        Err(e) if e.kind.refused() => {
             left_behind(backup, ctx, &e.to_string()).await;
             Ok(Action::await_change())
         }

@@ -29,6 +29,17 @@ pub enum StoreErrorKind {
 }
 
 impl StoreErrorKind {
+    /// The store refused us (credentials, bucket, certificate): retrying cannot help until
+    /// someone changes them, so a backup or restore fails with `StorageRefused`.
+    pub fn refused(self) -> bool {
+        matches!(
+            self,
+            StoreErrorKind::Unauthorized
+                | StoreErrorKind::BucketMissing
+                | StoreErrorKind::Untrusted
+        )
+    }
+
     /// A short word for messages and metrics labels.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -313,6 +324,21 @@ mod tests {
         assert!(t(StoreErrorKind::Unreachable) && t(StoreErrorKind::Other));
         assert!(!t(StoreErrorKind::NotFound));
         assert!(!t(StoreErrorKind::Unauthorized) && !t(StoreErrorKind::BucketMissing));
+    }
+
+    #[test]
+    fn refused_kinds() {
+        use StoreErrorKind::*;
+        for (kind, refused) in [
+            (Unauthorized, true),
+            (BucketMissing, true),
+            (Untrusted, true),
+            (NotFound, false),
+            (Unreachable, false),
+            (Other, false),
+        ] {
+            assert_eq!(kind.refused(), refused, "{kind:?}");
+        }
     }
 
     #[test]

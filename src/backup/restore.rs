@@ -403,9 +403,7 @@ pub async fn verify(store: &Store, manifest: &Manifest) -> Result<(), Outcome> {
                 "ObjectMissing",
                 format!("{} is missing from {}", shard.object, store.describe()),
             ),
-            StoreErrorKind::Unauthorized
-            | StoreErrorKind::BucketMissing
-            | StoreErrorKind::Untrusted => outcome("StorageRefused", e.to_string()),
+            kind if kind.refused() => outcome("StorageRefused", e.to_string()),
             _ => outcome("StorageUnavailable", e.to_string()),
         };
         let mut reader = store.reader(&shard.object).await.map_err(unavailable)?;
@@ -482,13 +480,10 @@ async fn store_error(
     status: RestoreStatus,
     e: &super::error::StoreError,
 ) -> Result<Action, Error> {
-    match e.kind {
-        StoreErrorKind::Unauthorized
-        | StoreErrorKind::BucketMissing
-        | StoreErrorKind::Untrusted => {
-            fail(t, status, outcome("StorageRefused", e.to_string())).await
-        }
-        _ => wait(t, status, outcome("StorageUnavailable", e.to_string())).await,
+    if e.kind.refused() {
+        fail(t, status, outcome("StorageRefused", e.to_string())).await
+    } else {
+        wait(t, status, outcome("StorageUnavailable", e.to_string())).await
     }
 }
 

@@ -3,7 +3,6 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::error::StoreErrorKind;
 use super::manifest::{FORMAT_VERSION, MANIFEST, Manifest, ManifestShard, object_name};
 use super::store::Store;
 use crate::crd::backup::{BackupShardStatus, RedisClusterBackup};
@@ -29,12 +28,7 @@ pub struct ShardError {
 
 impl ShardError {
     fn store(e: &super::error::StoreError, what: &str) -> Self {
-        let permanent = matches!(
-            e.kind,
-            StoreErrorKind::Unauthorized
-                | StoreErrorKind::BucketMissing
-                | StoreErrorKind::Untrusted
-        );
+        let permanent = e.kind.refused();
         Self {
             permanent,
             reason: if permanent {
