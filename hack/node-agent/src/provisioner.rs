@@ -252,33 +252,26 @@ impl Provisioner {
 
     /// Makes one claim's volume and its PV.
     async fn provision(&self, job: Job) {
-        let Job {
-            key,
-            node,
-            pvc,
-            bytes,
-            capacity,
-            requested,
-        } = job;
+        let (key, node, pvc) = (&job.key, &job.node, &job.pvc);
         let Some(uid) = pvc.metadata.uid.clone() else {
             return;
         };
         let pv_name = format!("pvc-{uid}");
-        let reclaim = self.reclaim_policy(&pvc).await;
+        let reclaim = self.reclaim_policy(pvc).await;
         let dir = node.volumes_dir().join(&pv_name);
         let t0 = std::time::Instant::now();
-        if let Err(e) = loopvol::create(&dir, bytes).await {
-            warn!(claim = %key, "making the {requested} volume at {}: {e:#}", dir.display());
+        if let Err(e) = loopvol::create(&dir, job.bytes).await {
+            warn!(claim = %key, "making the {} volume at {}: {e:#}", job.requested, dir.display());
             return;
         }
         let made_in = t0.elapsed();
-        let Some(pv) = pv_for_claim(&pvc, &node.name, &dir, &capacity, &reclaim) else {
+        let Some(pv) = pv_for_claim(pvc, &node.name, &dir, &job.capacity, &reclaim) else {
             return;
         };
         let api: Api<PersistentVolume> = Api::all(self.client.clone());
         match api.create(&PostParams::default(), &pv).await {
             Ok(_) => info!(
-                claim = %key, pv = %pv_name, node = %node.name, capacity = %capacity,
+                claim = %key, pv = %pv_name, node = %node.name, capacity = %job.capacity,
                 volume_ms = made_in.as_millis() as u64, "provisioned"
             ),
             Err(kube::Error::Api(s)) if s.code == 409 => {}

@@ -3,20 +3,8 @@
 //! followers it wants in sync without it.
 
 use super::fixture::*;
+use super::{deleted, members_step};
 use crate::controller::plan::*;
-
-fn members_step(fx: &Fx) -> Option<Step> {
-    let obs = fx.observed();
-    let f = crate::controller::plan::facts::Facts::of(&obs);
-    crate::controller::plan::members::step(&f)
-}
-
-fn deleted(step: Option<&Step>) -> Vec<String> {
-    match step.map(|s| &s.action) {
-        Some(Action::DeletePods(pods)) => pods.iter().map(|(p, _)| p.clone()).collect(),
-        _ => Vec::new(),
-    }
-}
 
 /// Follower e (shard 1, of leader b) sits on the cordoned n-c2; its replacement 7 was created
 /// on `node` as member `member` and answers.

@@ -2,6 +2,7 @@
 //! leaders' spread restored.
 
 use super::fixture::*;
+use super::{deleted, members_step};
 use crate::controller::act::Executed;
 use crate::controller::plan::*;
 use crate::controller::status::{conditions, types};
@@ -234,19 +235,6 @@ fn partitioned_with_replacements() -> Fx {
     fx.get('7').pod = Some(PodState::Down);
     fx.add('8', "n-c3", 0, 2, Some('a'));
     fx
-}
-
-fn members_step(fx: &Fx) -> Option<Step> {
-    let obs = fx.observed();
-    let f = crate::controller::plan::facts::Facts::of(&obs);
-    crate::controller::plan::members::step(&f)
-}
-
-fn deleted(step: Option<&Step>) -> Vec<String> {
-    match step.map(|s| &s.action) {
-        Some(Action::DeletePods(pods)) => pods.iter().map(|(p, _)| p.clone()).collect(),
-        _ => Vec::new(),
-    }
 }
 
 #[test]

@@ -18,3 +18,20 @@ mod rollout;
 mod scale;
 mod surge;
 mod unready;
+
+/// The members concern's step alone (creates, removes, leader moves), from `fx`.
+fn members_step(fx: &fixture::Fx) -> Option<crate::controller::plan::Step> {
+    let obs = fx.observed();
+    let f = crate::controller::plan::facts::Facts::of(&obs);
+    crate::controller::plan::members::step(&f)
+}
+
+/// The Pods a step deletes.
+fn deleted(step: Option<&crate::controller::plan::Step>) -> Vec<String> {
+    match step.map(|s| &s.action) {
+        Some(crate::controller::plan::Action::DeletePods(pods)) => {
+            pods.iter().map(|(p, _)| p.clone()).collect()
+        }
+        _ => Vec::new(),
+    }
+}
