@@ -602,6 +602,22 @@ async fn drain_setup(
     (cluster, pairs, drained, moves)
 }
 
+/// Slots the drained leader still owns, once no node has a slot left open.
+async fn slots_left_none_open(cluster: &TestCluster, drained: &NodeId) -> usize {
+    let view = cluster.admin.observe().await;
+    for n in &view.nodes {
+        assert!(
+            n.myself.open_slots.is_empty(),
+            "{} left open: {:?}",
+            n.myself.id.short(),
+            n.myself.open_slots
+        );
+    }
+    view.node(drained)
+        .map(|n| n.myself.slot_count())
+        .unwrap_or_default()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drain_a_leader_then_repeat_is_a_no_op() {
     let (cluster, pairs, drained, moves) = drain_setup("drain", 22700, "d").await;
@@ -666,23 +682,11 @@ async fn reshard_told_to_stop_leaves_no_slot_open_and_resumes() {
         ),
         "{stopped:?}"
     );
-    let view = cluster.admin.observe().await;
-    let left = view
-        .node(&drained)
-        .map(|n| n.myself.slot_count())
-        .unwrap_or_default();
+    let left = slots_left_none_open(&cluster, &drained).await;
     assert!(
         left > 0 && left < 5461,
         "{left} slots left on the drained leader"
     );
-    for n in &view.nodes {
-        assert!(
-            n.myself.open_slots.is_empty(),
-            "{} left open: {:?}",
-            n.myself.id.short(),
-            n.myself.open_slots
-        );
-    }
     let done = cluster
         .admin
         .reshard(&moves, &ReshardOptions::default(), None)
@@ -774,23 +778,11 @@ async fn reshard_out_of_time_stops_cleanly_and_resumes() {
         .reshard(&moves, &options, None)
         .await
         .expect("a reshard out of time is not an error");
-    let view = cluster.admin.observe().await;
-    let left = view
-        .node(&drained)
-        .map(|n| n.myself.slot_count())
-        .unwrap_or_default();
+    let left = slots_left_none_open(&cluster, &drained).await;
     // Two pairs, eight streams each, at least one group of eight slots per stream.
     assert!(first.slots_moved >= 2 * 8 * 8, "{first:?}");
     assert_eq!(first.slots_moved, 5461 - left, "{first:?}");
     assert!(left > 0, "the whole drain fit in 1 ms: {first:?}");
-    for n in &view.nodes {
-        assert!(
-            n.myself.open_slots.is_empty(),
-            "{} left open: {:?}",
-            n.myself.id.short(),
-            n.myself.open_slots
-        );
-    }
     let rest = cluster
         .admin
         .reshard(&moves, &ReshardOptions::default(), None)
